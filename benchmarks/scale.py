@@ -55,6 +55,7 @@ def one(model: str, n: int, chunks: int) -> dict:
         batch_size=32,
         key=jax.random.key(1),
         worker_chunks=chunks,
+        steps_per_iteration=1,  # the least memory: one params-sized buffer fewer
         progress=False,
     )
     jax.block_until_ready(res.params)

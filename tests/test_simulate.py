@@ -6,6 +6,7 @@ import matplotlib.figure
 import numpy as np
 import optax
 import pytest
+from helpers import loop_copies
 
 import decjax
 
@@ -325,4 +326,64 @@ def test_worker_chunks_give_the_same_run(full_batch, quad, digits_setup):
             worker_chunks=3,
             progress=False,
             **kw,
+        )
+
+
+def test_two_steps_per_loop_iteration_remove_the_copy_of_the_params(digits_setup):
+    _, data, model, params = digits_setup
+    weights = max(jax.tree.leaves(params), key=lambda x: x.size).shape  # (n, 64, 10)
+
+    def compiled(steps_per_iteration):
+        run = decjax.make_run(
+            model.loss,
+            decjax.dpsgd(0.1, decjax.ring(N)),
+            steps=8,
+            eval_every=4,
+            batch_size=8,
+            steps_per_iteration=steps_per_iteration,
+        )
+        return jax.jit(run).lower(params, jax.random.key(0), data).compile()
+
+    # one step per iteration: the gossiped params go to a fresh buffer, copied back
+    assert loop_copies(compiled(1), weights) >= 1
+    assert loop_copies(compiled(2), weights) == 0
+
+
+@pytest.mark.parametrize("eval_every", [4, 5])  # 5: two steps per iteration, plus one
+def test_steps_per_iteration_give_the_same_run(eval_every, digits_setup):
+    _, data, model, params = digits_setup
+    runs = [
+        decjax.simulate(
+            model.loss,
+            params,
+            decjax.gradient_tracking(0.1, decjax.ring(N)),
+            data,
+            steps=4 * eval_every,
+            eval_every=eval_every,
+            batch_size=8,
+            key=jax.random.key(0),
+            steps_per_iteration=u,
+            progress=False,
+        )
+        for u in (1, 2, 3)
+    ]
+    for other in runs[1:]:
+        np.testing.assert_allclose(
+            other.metrics["train_loss"], runs[0].metrics["train_loss"], rtol=1e-5
+        )
+        for a, b in zip(
+            jax.tree.leaves(runs[0].params), jax.tree.leaves(other.params), strict=True
+        ):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="steps_per_iteration must be >= 1"):
+        decjax.simulate(
+            model.loss,
+            params,
+            decjax.dpsgd(0.1, decjax.ring(N)),
+            data,
+            steps=10,
+            batch_size=8,
+            key=jax.random.key(0),
+            steps_per_iteration=0,
+            progress=False,
         )

@@ -17,6 +17,25 @@ from decjax.metrics import consensus_distance, evaluate, state_metrics
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
+STEPS_PER_ITERATION = 2
+
+
+def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_ITERATION):
+    """``lax.scan(step, state, None, length)`` with ``unroll`` (default two) steps per iteration.
+
+    A gossip step cannot write its output over its input (row ``i`` of the
+    new params reads rows ``i +- 1`` of the old), so with one step per
+    iteration XLA writes the new params to a fresh buffer and then copies them
+    back into the loop carry: a whole extra pass over the params, and over
+    every state leaf that is gossiped, each step. With two steps per
+    iteration the first writes to a temporary and the second writes into the
+    carry, whose old contents are dead by then: no copies (checked in
+    ``tests/test_simulate.py``). Same results; the step is traced twice, and
+    the temporary holds one more params-sized buffer at the peak (where the
+    step used to write its new params over the gradients before the copy).
+    """
+    return jax.lax.scan(step, state, None, length=length, unroll=max(1, min(unroll, length)))
+
 
 class RunState(NamedTuple):
     """Everything a run carries from step to step (a pytree of arrays)."""
@@ -44,6 +63,7 @@ class Program:
     eval_fn: Callable[[Any, Any], dict] | None = None
     eval_workers: bool = True
     worker_chunks: int = 1
+    steps_per_iteration: int = STEPS_PER_ITERATION
 
     def init(self, params, key, hyper) -> RunState:
         opt_state = self.make_tx(**hyper).init(params)
@@ -100,7 +120,7 @@ class Program:
             params, opt_state = apply_step(tx, grads, state.opt_state, state.params)
             return RunState(params, opt_state, key, state.step + 1), _axis.mean_workers(losses)
 
-        state, losses = jax.lax.scan(step, state, None, length=self.eval_every)
+        state, losses = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers
             "consensus_distance": consensus_distance(state.params),
