@@ -83,9 +83,15 @@ def _axis_name(mesh: Mesh) -> str:
     return mesh.axis_names[0]
 
 
+def mesh_size(mesh: Mesh) -> int:
+    """The number of devices of a 1-D mesh (``TypeError`` for anything else)."""
+    _axis_name(mesh)
+    return mesh.devices.size
+
+
 def check_workers(n: int, mesh: Mesh) -> int:
     """The number of devices; ``n`` must be a multiple of it."""
-    size = mesh.devices.size
+    size = mesh_size(mesh)
     if n % size:
         raise ValueError(
             f"the number of workers n={n} must be a multiple of the number of devices ({size}) "
@@ -126,8 +132,24 @@ def shard_workers(tree: Any, mesh: Mesh, n: int | None = None) -> Any:
     if n is None:
         n = np.shape(leaves[0])[0]
     check_workers(n, mesh)
-    specs = worker_specs(tree, n, mesh)
+    return _place(tree, mesh, worker_specs(tree, n, mesh))
 
+
+def place_replicated(tree: Any, mesh: Mesh) -> Any:
+    """Place a copy of every leaf of ``tree`` on every device of ``mesh`` (also across processes).
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> mesh = decjax.distributed.worker_mesh()
+      >>> x = decjax.distributed.place_replicated(jnp.arange(3.0), mesh)
+      >>> x.sharding.is_fully_replicated
+      True
+    """
+    _axis_name(mesh)
+    return _place(tree, mesh, jax.tree.map(lambda _: PartitionSpec(), tree))
+
+
+def _place(tree: Any, mesh: Mesh, specs: Any) -> Any:
     def place(x, spec):
         sharding = NamedSharding(mesh, spec)
         if jax.dtypes.issubdtype(jax.numpy.result_type(x), jax.dtypes.prng_key):
@@ -169,11 +191,18 @@ def sharded(
 
 
 def to_host(tree: Any) -> Any:
-    """Numpy copies of replicated (or fully addressable) arrays, also in a multi-process run."""
+    """Numpy copies of whole arrays on this host, also in a multi-process run.
+
+    Replicated arrays are read from a local device; arrays split across
+    processes (workers, or a sweep's configurations) are all-gathered.
+    """
+    from jax.experimental import multihost_utils
 
     def get(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return np.asarray(x.addressable_data(0))
+            if x.sharding.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(get, tree)
@@ -181,11 +210,4 @@ def to_host(tree: Any) -> Any:
 
 def gather_workers(tree: Any) -> Any:
     """Every worker's values on this host (an all-gather across processes when needed)."""
-    from jax.experimental import multihost_utils
-
-    def get(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(jax.device_get(x))
-
-    return jax.tree.map(get, tree)
+    return to_host(tree)

@@ -10,7 +10,9 @@ and the single-process reference over the same 8 devices::
 
     python -m decjax.multihost --devices-per-process 8 --out run-1proc
 
-Each writes ``result.json`` (metrics and final parameters). On a cluster,
+Each trains one run with its workers split over the devices, then a small
+sweep with its configurations split over them, and writes ``result.json``
+(metrics and final parameters of the run, metrics of the sweep). On a cluster,
 start one process per host (or per GPU) yourself with ``--process-id``,
 ``--num-processes`` and ``--coordinator host:port``, e.g. from SLURM's
 ``$SLURM_PROCID``, ``$SLURM_NTASKS`` and the first node's address; see
@@ -99,11 +101,27 @@ def train(args) -> dict:
         progress=False,
     )
     params = decjax.distributed.gather_workers(result.params)
+    # A sweep over the same mesh: the configurations are split over the devices
+    # of all processes (3 learning rates x 2 seeds, padded to a multiple of them).
+    swept = decjax.sweep(
+        model.loss,
+        decjax.replicate(model.init(jax.random.key(0)), args.workers),
+        lambda learning_rate: decjax.algorithms.by_name(args.algorithm)(learning_rate, topology),
+        data,
+        {"learning_rate": [args.lr / 2, args.lr, 2 * args.lr], "seed": [0, 1]},
+        steps=args.steps,
+        batch_size=8,
+        eval_every=10,
+        key=jax.random.key(2),
+        mesh=mesh,
+        progress=False,
+    )
     return {
         "processes": jax.process_count(),
         "devices": len(mesh.devices.ravel()),
         "metrics": {k: v.tolist() for k, v in result.metrics.items()},
         "params": [leaf.tolist() for leaf in jax.tree.leaves(params)],
+        "sweep_metrics": {k: v.tolist() for k, v in swept.metrics.items()},
     }
 
 

@@ -226,7 +226,10 @@ def test_bad_meshes_are_rejected(mesh):
 
 
 def test_two_processes_train_together_like_one(tmp_path):
-    """JAX's own distributed runtime: 2 processes x 4 CPU devices == 1 process x 8 devices."""
+    """JAX's own distributed runtime: 2 processes x 4 CPU devices == 1 process x 8 devices.
+
+    Both a run split by worker and a sweep split by configuration.
+    """
     base = [sys.executable, "-m", "decjax.multihost", "--steps", "30"]
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
     two = subprocess.run(
@@ -253,6 +256,11 @@ def test_two_processes_train_together_like_one(tmp_path):
         )
     for x, y in zip(a["params"], b["params"], strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for metric, values in b["sweep_metrics"].items():  # a sweep split over both processes
+        assert np.shape(values) == (6, 3)
+        np.testing.assert_allclose(
+            a["sweep_metrics"][metric], values, rtol=1e-5, atol=1e-6, err_msg=metric
+        )
 
 
 def test_consensus_control_gossip_estimator_is_global_when_sharded(mesh):
@@ -267,3 +275,44 @@ def test_consensus_control_gossip_estimator_is_global_when_sharded(mesh):
     multi = decjax.simulate(q.loss, q.init_params(), tx(), q.data, mesh=mesh, **kwargs)
     np.testing.assert_array_equal(multi.metrics["gossip_rounds"], single.metrics["gossip_rounds"])
     np.testing.assert_allclose(multi.params, single.params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "seeds", [[0], [0, 1, 2, 3]]
+)  # 6 runs padded to 8 devices; 24 split 3/device
+def test_sweep_splits_configurations_over_the_mesh(seeds, mesh):
+    ds = decjax.data.load_digits()
+    data = decjax.data.distribute(ds, 8, "sorted", key=0)
+    model = decjax.problems.logistic_regression(64, 10)
+    params = decjax.replicate(model.init(jax.random.key(0)), 8)
+    grid = {
+        "learning_rate": [0.05, 0.1, 0.2],
+        "topology": [decjax.ring(8), decjax.complete(8)],
+        "seed": seeds,
+    }
+    kwargs = {
+        "steps": 20,
+        "eval_every": 10,
+        "batch_size": 8,
+        "key": jax.random.key(1),
+        "eval_fn": model.eval_fn,
+        "eval_data": (ds.x_test, ds.y_test),
+        "progress": False,
+    }
+
+    def run(**extra):
+        return decjax.sweep(model.loss, params, decjax.dpsgd, data, grid, **kwargs, **extra)
+
+    single, split = run(), run(mesh=mesh)
+    runs = 6 * len(seeds)
+    assert split.traces == 1 and len(split.configs) == runs
+    for name, values in single.metrics.items():
+        assert split.metrics[name].shape == (runs, 2)
+        np.testing.assert_allclose(split.metrics[name], values, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(split.params), strict=True):
+        assert b.shape == a.shape == (runs, 8, *a.shape[2:])
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    if runs % 8 == 0:  # no padding: the final state stays split over the devices
+        assert len(jax.tree.leaves(split.params)[0].sharding.device_set) == 8
+    with pytest.raises(TypeError, match=r"1-D jax\.sharding\.Mesh"):
+        run(mesh="workers")

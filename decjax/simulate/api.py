@@ -294,6 +294,7 @@ def sweep(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     callback: Callable[[int, dict], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> SimulationResult:
     """Run every configuration of a hyperparameter grid at once: one ``vmap``, one compile.
 
@@ -313,6 +314,13 @@ def sweep(
     non-finite and ``result.diverged`` marks it. The run ends early only if
     every configuration has diverged.
 
+    With ``mesh`` (a 1-D mesh, e.g. :func:`decjax.distributed.worker_mesh`)
+    the configurations are split over its devices, each device running its
+    share of the vmapped runs with no communication between devices; this
+    also works across processes. The grid is padded with copies of its last
+    configuration up to a multiple of the number of devices, and the copies
+    are dropped from the result.
+
     The other arguments (``loss_fn``, ``params``, ``data``, ``steps``, ``key``,
     ``batch_size``, ``eval_every``, ``eval_fn``, ``eval_data``, ``eval_workers``,
     ``worker_chunks``, ``steps_per_iteration``, ``progress``, ``chunks``, ``checkpoint_dir``,
@@ -322,6 +330,7 @@ def sweep(
       make_tx: ``make_tx(**config) -> GradientTransformation``.
       grid: ``{name: values}``; values are numbers or ``Topology`` objects
         (all of the same ``n``).
+      mesh: split the configurations over this mesh's devices.
 
     Returns:
       A :class:`SimulationResult` whose metrics have shape ``(B, E)`` and whose
@@ -353,8 +362,14 @@ def sweep(
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
     for combo in itertools.product(*(grid[k] for k in grid)):
         make_tx(**{k: v for k, v in zip(grid, combo, strict=True) if k != "seed"})
-    batch = len(configs)
     keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
+    batch = len(configs)
+    if mesh is not None:
+        # pad to a multiple of the devices with copies of the last configuration
+        devices = distributed.mesh_size(mesh)
+        batch = -(-batch // devices) * devices
+        last = np.minimum(np.arange(batch), len(configs) - 1)
+        hyper, keys = jax.tree.map(lambda x: x[last], (hyper, keys))
     worker_chunks = _check_chunks(worker_chunks, params)
     program = Program(
         loss_fn,
@@ -383,6 +398,7 @@ def sweep(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
         callback=callback,
+        mesh=mesh,
     )
 
 
@@ -466,13 +482,24 @@ def _execute(
     if callback is not None:
         check_callable("callback", callback)
     n = jax.tree.leaves(state.params)[0].shape[1 if batched else 0]
-    if mesh is not None:
-        if batched:
-            raise ValueError("mesh is supported by simulate, not by sweep")
-        # New global arrays split by worker (the caller's buffers are not donated).
-        state = distributed.shard_workers(state, mesh, n)
-        data = distributed.shard_workers(data, mesh, n)
-        eval_data = distributed.shard_workers(eval_data, mesh, n) if eval_data is not None else None
+    runs = len(configs) if batched else None  # configurations (the state may hold padding)
+    if mesh is not None and batched:
+        # split by configuration: every state and hyperparameter leaf has them first
+        padded = jax.tree.leaves(state.params)[0].shape[0]
+
+        def place(tree):
+            return distributed.shard_workers(tree, mesh, padded)
+
+        state, hyper = place(state), place(hyper)
+        data, eval_data = distributed.place_replicated((data, eval_data), mesh)
+    elif mesh is not None:
+
+        def place(tree):  # new global arrays split by worker (the caller's are not donated)
+            return distributed.shard_workers(tree, mesh, n)
+
+        state = place(state)
+        data = place(data)
+        eval_data = place(eval_data) if eval_data is not None else None
     else:
         # The compiled chunks donate their input state; copy it so that no buffer the
         # caller still holds (params, key) is invalidated.
@@ -491,7 +518,7 @@ def _execute(
         if loaded is not None:
             state, history, start_chunk = loaded
             if mesh is not None:
-                state = distributed.shard_workers(state, mesh, n)
+                state = place(state)
     traces = [0]
 
     def chunk(state, data, eval_data, hyper):
@@ -501,7 +528,19 @@ def _execute(
             return program.chunk(state, data, eval_data, hyper, blocks=blocks_per_chunk)
 
         if batched:
-            return jax.vmap(one, in_axes=(0, None, None, 0))(state, data, eval_data, hyper)
+            runs_fn = jax.vmap(one, in_axes=(0, None, None, 0))
+            if mesh is not None:  # each device runs its block of configurations
+                split = jax.sharding.PartitionSpec(mesh.axis_names[0])
+                whole = jax.sharding.PartitionSpec()
+                runs_fn = jax.shard_map(
+                    runs_fn,
+                    mesh=mesh,
+                    in_specs=(split, whole, whole, split),
+                    out_specs=split,
+                    check_vma=False,
+                )
+            state, metrics = runs_fn(state, data, eval_data, hyper)
+            return state, jax.tree.map(lambda m: m[:runs], metrics)
         if mesh is None:
             return one(state, data, eval_data, hyper)
         specs = distributed.worker_specs(state, n, mesh)
@@ -551,6 +590,8 @@ def _execute(
         after_chunk=after_chunk,
         needs_state=checkpoint_dir is not None,
     )
+    if batched and jax.tree.leaves(state.params)[0].shape[0] != runs:
+        state = jax.jit(lambda s: jax.tree.map(lambda x: x[:runs], s))(state)  # drop the padding
     metrics = {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
     recorded = metrics["train_loss"].shape[-1]
     finite = np.isfinite(metrics["train_loss"])
