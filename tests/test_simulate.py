@@ -215,6 +215,8 @@ def test_result_dataframe_and_plot(quad):
         ({"on_divergence": "panic"}, ValueError, "on_divergence must be one of"),
         ({"chunks": 7}, ValueError, "chunks"),
         ({"eval_fn": 3}, TypeError, "eval_fn must be callable"),
+        ({"steps_per_iteration": 0}, ValueError, "steps_per_iteration must be >= 1"),
+        ({"worker_chunks": 3}, ValueError, r"worker_chunks \(3\) must divide"),
     ],
 )
 def test_simulate_rejects_bad_arguments(quad, kwargs, error, message):
@@ -375,15 +377,3 @@ def test_steps_per_iteration_give_the_same_run(eval_every, digits_setup):
             jax.tree.leaves(runs[0].params), jax.tree.leaves(other.params), strict=True
         ):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="steps_per_iteration must be >= 1"):
-        decjax.simulate(
-            model.loss,
-            params,
-            decjax.dpsgd(0.1, decjax.ring(N)),
-            data,
-            steps=10,
-            batch_size=8,
-            key=jax.random.key(0),
-            steps_per_iteration=0,
-            progress=False,
-        )

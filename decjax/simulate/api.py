@@ -25,9 +25,44 @@ from decjax.topology import Topology, stack
 DIVERGENCE = ("raise", "stop", "ignore")
 
 
-def _check_common(loss_fn, params, data, *, steps, batch_size, eval_every, eval_fn):
+def _program(
+    loss_fn, make_tx, params, data, *, steps, batch_size, eval_every, eval_fn, **options
+) -> tuple[int, Program]:
+    """Validate a run's configuration; returns the steps and the :class:`Program`.
+
+    ``params`` and ``data`` are checked against each other when given
+    (``None`` in :func:`make_run`, which sees them only when called).
+    ``options``: ``eval_workers``, ``worker_chunks``, ``steps_per_iteration``.
+    """
     check_callable("loss_fn", loss_fn)
+    check_callable("tx", make_tx)
     steps = check_int("steps", steps, minimum=1)
+    worker_chunks = check_int("worker_chunks", options["worker_chunks"], minimum=1)
+    if params is not None:
+        n = _check_params(params)
+        if n % worker_chunks:
+            raise ValueError(
+                f"worker_chunks ({worker_chunks}) must divide the number of workers n={n}"
+            )
+        batch_size = _check_batches(data, n, batch_size)
+    eval_every = _check_schedule(steps, eval_every)
+    if eval_fn is not None:
+        check_callable("eval_fn", eval_fn)
+    program = Program(
+        loss_fn,
+        make_tx,
+        batch_size,
+        eval_every,
+        eval_fn,
+        options["eval_workers"],
+        worker_chunks,
+        check_int("steps_per_iteration", options["steps_per_iteration"], minimum=1),
+    )
+    return steps, program
+
+
+def _check_params(params) -> int:
+    """The number of workers ``n`` of stacked params."""
     leaves = jax.tree.leaves(params)
     if not leaves:
         raise ValueError("params must be a non-empty pytree stacked over workers")
@@ -37,6 +72,10 @@ def _check_common(loss_fn, params, data, *, steps, batch_size, eval_every, eval_
             "params must be stacked over workers: every leaf needs the same leading axis n "
             "(use decjax.replicate(params, n) to copy one model to n workers)"
         )
+    return n
+
+
+def _check_batches(data, n: int, batch_size: int | None) -> int | None:
     if isinstance(data, WorkerData):
         if batch_size is None:
             raise ValueError("batch_size is required when data is WorkerData (minibatches)")
@@ -48,22 +87,7 @@ def _check_common(loss_fn, params, data, *, steps, batch_size, eval_every, eval_
             "batch_size applies to WorkerData only; other data is used as a full batch per "
             "step (a pytree stacked over workers)"
         )
-    eval_every = _check_schedule(steps, eval_every)
-    if eval_fn is not None:
-        check_callable("eval_fn", eval_fn)
-    return steps, batch_size, eval_every
-
-
-def _check_chunks(worker_chunks: int, params) -> int:
-    worker_chunks = check_int("worker_chunks", worker_chunks, minimum=1)
-    n = jax.tree.leaves(params)[0].shape[0]
-    if n % worker_chunks:
-        raise ValueError(f"worker_chunks ({worker_chunks}) must divide the number of workers n={n}")
-    return worker_chunks
-
-
-def _check_unroll(steps_per_iteration: int) -> int:
-    return check_int("steps_per_iteration", steps_per_iteration, minimum=1)
+    return batch_size
 
 
 def _check_schedule(steps: int, eval_every: int | None) -> int:
@@ -119,25 +143,25 @@ def make_run(
       (2, 25)
     """
     make_tx = tx if not isinstance(tx, optax.GradientTransformation) else (lambda: tx)
-    check_callable("tx", make_tx)
-    worker_chunks = check_int("worker_chunks", worker_chunks, minimum=1)
-    steps = check_int("steps", steps, minimum=1)
-    eval_every = _check_schedule(steps, eval_every)
-    program = Program(
+    _, program = _program(
         loss_fn,
         make_tx,
-        batch_size,
-        eval_every,
-        eval_fn,
-        eval_workers,
-        worker_chunks,
-        _check_unroll(steps_per_iteration),
+        None,
+        None,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        eval_fn=eval_fn,
+        eval_workers=eval_workers,
+        worker_chunks=worker_chunks,
+        steps_per_iteration=steps_per_iteration,
     )
+    blocks = steps // program.eval_every
 
     def run(params, key, data, eval_data=None, hyper=None):
         hyper = {} if hyper is None else hyper
         state = program.init(params, key, hyper)
-        return program.chunk(state, data, eval_data, hyper, blocks=steps // eval_every)
+        return program.chunk(state, data, eval_data, hyper, blocks=blocks)
 
     return run
 
@@ -233,25 +257,18 @@ def simulate(
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
     check_choice("on_divergence", on_divergence, DIVERGENCE)
-    steps, batch_size, eval_every = _check_common(
+    steps, program = _program(
         loss_fn,
+        lambda: tx,
         params,
         data,
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
         eval_fn=eval_fn,
-    )
-    worker_chunks = _check_chunks(worker_chunks, params)
-    program = Program(
-        loss_fn,
-        lambda: tx,
-        batch_size,
-        eval_every,
-        eval_fn,
-        eval_workers,
-        worker_chunks,
-        _check_unroll(steps_per_iteration),
+        eval_workers=eval_workers,
+        worker_chunks=worker_chunks,
+        steps_per_iteration=steps_per_iteration,
     )
     state = program.init(params, key, {})
     return _execute(
@@ -348,14 +365,18 @@ def sweep(
       ((4, 25), 1)
     """
     check_callable("make_tx", make_tx)
-    steps, batch_size, eval_every = _check_common(
+    steps, program = _program(
         loss_fn,
+        make_tx,
         params,
         data,
         steps=steps,
         batch_size=batch_size,
         eval_every=eval_every,
         eval_fn=eval_fn,
+        eval_workers=eval_workers,
+        worker_chunks=worker_chunks,
+        steps_per_iteration=steps_per_iteration,
     )
     hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
@@ -370,17 +391,6 @@ def sweep(
         batch = -(-batch // devices) * devices
         last = np.minimum(np.arange(batch), len(configs) - 1)
         hyper, keys = jax.tree.map(lambda x: x[last], (hyper, keys))
-    worker_chunks = _check_chunks(worker_chunks, params)
-    program = Program(
-        loss_fn,
-        make_tx,
-        batch_size,
-        eval_every,
-        eval_fn,
-        eval_workers,
-        worker_chunks,
-        _check_unroll(steps_per_iteration),
-    )
     params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), params)
     state = jax.jit(jax.vmap(program.init))(params_b, keys, hyper)
     return _execute(
