@@ -131,6 +131,29 @@ def test_sweep_equals_individual_runs_in_one_compile(quad):
         )
 
 
+def test_sweep_without_seeds_samples_the_minibatches_simulate_samples(digits_setup):
+    _, data, model, params = digits_setup
+    kwargs = {"steps": 40, "batch_size": 8, "key": jax.random.key(3), "progress": False}
+    lrs = [0.05, 0.2]
+    res = decjax.sweep(
+        model.loss,
+        params,
+        lambda learning_rate: decjax.dpsgd(learning_rate, decjax.ring(N)),
+        data,
+        {"learning_rate": lrs},
+        **kwargs,
+    )
+    for b, lr in enumerate(lrs):
+        single = decjax.simulate(
+            model.loss, params, decjax.dpsgd(lr, decjax.ring(N)), data, **kwargs
+        )
+        np.testing.assert_allclose(
+            res.metrics["train_loss"][b], single.metrics["train_loss"], rtol=1e-5
+        )
+        for a, c in zip(jax.tree.leaves(res.params), jax.tree.leaves(single.params), strict=True):
+            np.testing.assert_allclose(a[b], c, rtol=1e-4, atol=1e-6)
+
+
 def test_sweep_over_seeds_and_minibatches(digits_setup):
     ds, data, model, params = digits_setup
     res = decjax.sweep(

@@ -322,6 +322,9 @@ def sweep(
     as dense matrices, see :func:`decjax.topology.stack`) share one compiled
     program. The key ``"seed"``, if present, is not passed to ``make_tx``: it
     selects the run's key (``jax.random.fold_in(key, seed)``), for error bars.
+    Without it every configuration runs with ``key`` itself, so each agrees
+    with ``simulate(..., key=key)`` of the same configuration (same
+    minibatches) to float32 rounding.
 
     ``make_tx`` is first called once per configuration with concrete values
     (so constructors validate every configuration before anything is
@@ -383,7 +386,10 @@ def sweep(
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
     for combo in itertools.product(*(grid[k] for k in grid)):
         make_tx(**{k: v for k, v in zip(grid, combo, strict=True) if k != "seed"})
-    keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
+    if "seed" in grid:
+        keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
+    else:  # the key simulate would use, for every configuration
+        keys = jnp.broadcast_to(key, (len(configs), *jnp.shape(key)))
     batch = len(configs)
     if mesh is not None:
         # pad to a multiple of the devices with copies of the last configuration
