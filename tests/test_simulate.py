@@ -354,14 +354,15 @@ def test_worker_chunks_give_the_same_run(full_batch, quad, digits_setup):
         )
 
 
-def test_two_steps_per_loop_iteration_remove_the_copy_of_the_params(digits_setup):
+@pytest.mark.parametrize("algorithm", [decjax.dpsgd, decjax.gradient_tracking])
+def test_two_steps_per_loop_iteration_remove_the_copy_of_the_params(algorithm, digits_setup):
     _, data, model, params = digits_setup
     weights = max(jax.tree.leaves(params), key=lambda x: x.size).shape  # (n, 64, 10)
 
     def compiled(steps_per_iteration):
         run = decjax.make_run(
             model.loss,
-            decjax.dpsgd(0.1, decjax.ring(N)),
+            algorithm(0.1, decjax.ring(N)),
             steps=8,
             eval_every=4,
             batch_size=8,

@@ -86,7 +86,7 @@ def gradient_tracking(
         del extra_args
         t = state.count
 
-        def track(_):
+        def track():
             corrected = optax.tree.add(state.tracker, optax.tree.sub(grads, state.prev_grads))
             if form == "atc":
                 return gossip(corrected, t - 1)
@@ -94,7 +94,10 @@ def gradient_tracking(
                 gossip(state.tracker, t - 1), optax.tree.sub(grads, state.prev_grads)
             )
 
-        tracker = jax.lax.cond(t == 0, lambda _: grads, track, None)
+        # y_0 = g_0. A select, not lax.cond: the tracked value is computed every step
+        # anyway, and a cond's output buffer cost copies of the tracker and params.
+        first = t == 0
+        tracker = jax.tree.map(lambda g, y: jax.numpy.where(first, g, y), grads, track())
         eta = learning_rate_at(learning_rate, t)
         if form == "atc":
             new = gossip(optax.tree.add_scale(params, -eta, tracker), t)
