@@ -18,7 +18,7 @@ from decjax._validation import check_callable, check_choice, check_int
 from decjax.data import WorkerData
 from decjax.simulate import checkpoint
 from decjax.simulate._loop import divisor_near, run_chunks
-from decjax.simulate._program import Program, RunState
+from decjax.simulate._program import STEPS_PER_ITERATION, Program, RunState
 from decjax.simulate.result import SimulationResult
 from decjax.topology import Topology, stack
 
@@ -122,7 +122,7 @@ def make_run(
     eval_fn: Callable | None = None,
     eval_workers: bool = True,
     worker_chunks: int = 1,
-    steps_per_iteration: int = 2,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
 ) -> Callable:
     """The pure core of :func:`simulate`: ``run(params, key, data, eval_data=None, hyper=None)``.
 
@@ -180,7 +180,7 @@ def simulate(
     eval_data: Any = None,
     eval_workers: bool = True,
     worker_chunks: int = 1,
-    steps_per_iteration: int = 2,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
     on_divergence: str = "raise",
     progress: bool = True,
     chunks: int | None = None,
@@ -305,7 +305,7 @@ def sweep(
     eval_data: Any = None,
     eval_workers: bool = True,
     worker_chunks: int = 1,
-    steps_per_iteration: int = 2,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
     progress: bool = True,
     chunks: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
