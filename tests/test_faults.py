@@ -190,7 +190,8 @@ def test_stragglers_with_full_speed_change_nothing():
             progress=False,
         )
         out.append(res.params)
-    np.testing.assert_array_equal(out[0], out[1])
+    # the same arithmetic; the two programs may fuse differently (float32 rounding)
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("restart", ["average", "stale"])
