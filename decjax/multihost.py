@@ -12,7 +12,9 @@ and the single-process reference over the same 8 devices::
 
 Each trains one run with its workers split over the devices, then a small
 sweep with its configurations split over them, and writes ``result.json``
-(metrics and final parameters of the run, metrics of the sweep). On a cluster,
+(metrics and final parameters of the run, metrics of the sweep). With
+``--checkpoint-dir`` the run saves every chunk and resumes from a checkpoint
+it finds; ``--stop-at STEP`` stops it after that step (to test resuming). On a cluster,
 start one process per host (or per GPU) yourself with ``--process-id``,
 ``--num-processes`` and ``--coordinator host:port``, e.g. from SLURM's
 ``$SLURM_PROCID``, ``$SLURM_NTASKS`` and the first node's address; see
@@ -71,6 +73,10 @@ def launch(processes: int, devices_per_process: int, out: Path, extra: list[str]
     return max(codes)
 
 
+class Interrupted(Exception):
+    """Raised by ``--stop-at`` after a chunk, to test resuming from a checkpoint."""
+
+
 def train(args) -> dict:
     """The run every process executes (after ``initialize`` when there are several)."""
     import jax
@@ -86,20 +92,35 @@ def train(args) -> dict:
     params = decjax.replicate(model.init(jax.random.key(0)), args.workers)
     topology = decjax.topology.by_name(args.topology, args.workers)
     tx = decjax.algorithms.by_name(args.algorithm)(args.lr, topology)
-    result = decjax.simulate(
-        model.loss,
-        params,
-        tx,
-        data,
-        steps=args.steps,
-        batch_size=8,
-        eval_every=10,
-        key=jax.random.key(1),
-        eval_fn=model.eval_fn,
-        eval_data=(ds.x_test, ds.y_test),
-        mesh=mesh,
-        progress=False,
-    )
+
+    steps_seen = []  # a resumed run reports only the steps after its checkpoint
+
+    def interrupt(step, metrics):
+        del metrics
+        steps_seen.append(step)
+        if args.stop_at and step >= args.stop_at:
+            raise Interrupted(step)
+
+    try:
+        result = decjax.simulate(
+            model.loss,
+            params,
+            tx,
+            data,
+            steps=args.steps,
+            batch_size=8,
+            eval_every=10,
+            chunks=args.steps // 10,
+            key=jax.random.key(1),
+            eval_fn=model.eval_fn,
+            eval_data=(ds.x_test, ds.y_test),
+            mesh=mesh,
+            checkpoint_dir=args.checkpoint_dir,
+            callback=interrupt,
+            progress=False,
+        )
+    except Interrupted as stop:  # after the checkpoint of that chunk was written
+        return {"processes": jax.process_count(), "interrupted_at": stop.args[0]}
     params = decjax.distributed.gather_workers(result.params)
     # A sweep over the same mesh: the configurations are split over the devices
     # of all processes (3 learning rates x 2 seeds, padded to a multiple of them).
@@ -122,6 +143,7 @@ def train(args) -> dict:
         "metrics": {k: v.tolist() for k, v in result.metrics.items()},
         "params": [leaf.tolist() for leaf in jax.tree.leaves(params)],
         "sweep_metrics": {k: v.tolist() for k, v in swept.metrics.items()},
+        "first_step_run": steps_seen[0] if steps_seen else None,
     }
 
 
@@ -138,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("decjax-multihost"))
+    parser.add_argument("--checkpoint-dir", type=Path, help="save every chunk; resume from it")
+    parser.add_argument("--stop-at", type=int, default=0, help="stop after this step (a test)")
     args = parser.parse_args(argv)
     forwarded = [
         "--workers",
@@ -150,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         str(args.lr),
         "--steps",
         str(args.steps),
+        "--stop-at",
+        str(args.stop_at),
+        *(["--checkpoint-dir", str(args.checkpoint_dir)] if args.checkpoint_dir else []),
     ]
     if args.launch:
         return launch(args.launch, args.devices_per_process, args.out, forwarded)
@@ -162,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.process_id == 0:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "result.json").write_text(json.dumps(summary))
+        if "interrupted_at" in summary:
+            print(f"stopped after step {summary['interrupted_at']} (checkpoint written)")
+            return 0
         print(
             f"{summary['processes']} process(es), {summary['devices']} devices: "
             f"final test accuracy {summary['metrics']['test_accuracy'][-1]:.4f}"

@@ -228,17 +228,19 @@ def test_bad_meshes_are_rejected(mesh):
 def test_two_processes_train_together_like_one(tmp_path):
     """JAX's own distributed runtime: 2 processes x 4 CPU devices == 1 process x 8 devices.
 
-    Both a run split by worker and a sweep split by configuration.
+    The two processes stop after step 10 and a second launch resumes from their
+    checkpoint; then a sweep split by configuration runs across both.
     """
     base = [sys.executable, "-m", "decjax.multihost", "--steps", "30"]
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
-    two = subprocess.run(
-        [*base, "--launch", "2", "--devices-per-process", "4", "--out", str(tmp_path / "two")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-2000:]
+    two = [*base, "--launch", "2", "--devices-per-process", "4", "--out", str(tmp_path / "two")]
+    two += ["--checkpoint-dir", str(tmp_path / "checkpoint")]
+    for extra in (["--stop-at", "10"], []):
+        launched = subprocess.run([*two, *extra], capture_output=True, text=True, timeout=600)
+        assert launched.returncode == 0, launched.stderr[-2000:]
+        if extra:
+            stopped = json.loads((tmp_path / "two" / "result.json").read_text())
+            assert stopped == {"processes": 2, "interrupted_at": 10}
     one = subprocess.run(
         [*base, "--devices-per-process", "8", "--out", str(tmp_path / "one")],
         capture_output=True,
@@ -250,6 +252,7 @@ def test_two_processes_train_together_like_one(tmp_path):
     a = json.loads((tmp_path / "two" / "result.json").read_text())
     b = json.loads((tmp_path / "one" / "result.json").read_text())
     assert a["processes"] == 2 and b["processes"] == 1 and a["devices"] == b["devices"] == 8
+    assert (a["first_step_run"], b["first_step_run"]) == (20, 10)  # the second launch resumed
     for metric in b["metrics"]:
         np.testing.assert_allclose(
             a["metrics"][metric], b["metrics"][metric], rtol=1e-5, atol=1e-6, err_msg=metric
