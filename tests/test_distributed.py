@@ -165,24 +165,22 @@ def optax_zeros(tree):
     return jax.tree.map(jnp.zeros_like, tree)
 
 
-def test_checkpoint_resume_sharded(mesh, tmp_path):
+@pytest.mark.parametrize("kind", ["simulate", "sweep"])  # split by worker / by configuration
+def test_checkpoint_resume_sharded(kind, mesh, tmp_path):
     q = decjax.problems.quadratics(16, 3, key=jax.random.key(0))
+    kwargs = {"steps": 40, "eval_every": 10, "chunks": 4, "key": jax.random.key(0)}
 
-    def run(callback=None):
-        return decjax.simulate(
-            q.loss,
-            q.init_params(),
-            decjax.gradient_tracking(0.1, decjax.ring(16)),
-            q.data,
-            steps=40,
-            eval_every=10,
-            chunks=4,
-            key=jax.random.key(0),
-            mesh=mesh,
-            checkpoint_dir=tmp_path,
-            callback=callback,
-            progress=False,
-        )
+    def run(callback=None, checkpoint_dir=tmp_path):
+        kw = {**kwargs, "mesh": mesh, "checkpoint_dir": checkpoint_dir, "callback": callback}
+        if kind == "simulate":
+            tx = decjax.gradient_tracking(0.1, decjax.ring(16))
+            return decjax.simulate(q.loss, q.init_params(), tx, q.data, progress=False, **kw)
+        grid = {"learning_rate": [0.05, 0.1, 0.2]}  # 3 runs, padded to 8 devices
+
+        def make_tx(learning_rate):
+            return decjax.gradient_tracking(learning_rate, decjax.ring(16))
+
+        return decjax.sweep(q.loss, q.init_params(), make_tx, q.data, grid, progress=False, **kw)
 
     def stop(step, metrics):
         if step >= 20:
@@ -190,20 +188,11 @@ def test_checkpoint_resume_sharded(mesh, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(stop)
-    resumed = run()
-    full = decjax.simulate(
-        q.loss,
-        q.init_params(),
-        decjax.gradient_tracking(0.1, decjax.ring(16)),
-        q.data,
-        steps=40,
-        eval_every=10,
-        chunks=4,
-        key=jax.random.key(0),
-        mesh=mesh,
-        progress=False,
-    )
+    seen = []
+    resumed, full = run(lambda step, _: seen.append(step)), run(checkpoint_dir=None)
+    assert seen == [30, 40]  # it went on from the checkpoint written after step 20
     np.testing.assert_array_equal(resumed.params, full.params)
+    np.testing.assert_array_equal(resumed.metrics["train_loss"], full.metrics["train_loss"])
 
 
 def test_bad_meshes_are_rejected(mesh):
