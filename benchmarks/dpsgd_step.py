@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 import decjax
+from benchmarks.hlo import loop_copies
 from decjax.simulate._program import STEPS_PER_ITERATION, scan_steps
 
 LAYERS = [784, 256, 256, 10]
@@ -108,13 +108,6 @@ def step_benchmark(n: int, *, steps: int, repeats: int, lr: float = 0.05) -> dic
     }
 
 
-def _loop_copies(compiled_text: str, shape: tuple[int, int]) -> int:
-    """Copies of an ``(n, d)`` float32 array outside the entry computation (in loop bodies)."""
-    body = compiled_text[: compiled_text.index("ENTRY")]
-    rows, cols = shape
-    return len(re.findall(rf"= f32\[{rows},{cols}\]\{{[^}}]*\}} copy\(", body))
-
-
 def gossip_benchmark(n: int, d: int, *, rounds: int, repeats: int) -> dict:
     """Per-round time of each gossip backend on a ring against passes over the same bytes.
 
@@ -162,7 +155,7 @@ def gossip_benchmark(n: int, d: int, *, rounds: int, repeats: int) -> dict:
         return 1e3 * _timed(run, x, one, repeats=repeats) / calls
 
     def copies(run):
-        return _loop_copies(run.lower(x, one).compile().as_text(), (n, d))
+        return loop_copies(run.lower(x, one).compile(), (n, d))
 
     copy = lambda a, one: a * one  # noqa: E731
     half = n // 2
@@ -176,8 +169,8 @@ def gossip_benchmark(n: int, d: int, *, rounds: int, repeats: int) -> dict:
     # halves of the rows, so that XLA cannot fold two copies into one)
     out["copy_double_buffered_ms"] = per_round(double_buffered(swap))
     out["copy_double_buffered_loop_copies"] = copies(double_buffered(swap))
-    for backend in BACKENDS:
-        op = lambda a, one, b=backend: decjax.mix(ring, a, backend=b)  # noqa: E731
+    mixes = {b: lambda a, one, b=b: decjax.mix(ring, a, backend=b) for b in BACKENDS}
+    for backend, op in mixes.items():
         out[f"{backend}_ms"] = per_round(double_buffered(op))
         out[f"{backend}_loop_copies"] = copies(double_buffered(op))
         out[f"{backend}_vs_copy"] = out["copy_ms"] / out[f"{backend}_ms"]
@@ -188,9 +181,8 @@ def gossip_benchmark(n: int, d: int, *, rounds: int, repeats: int) -> dict:
         out[f"{backend}_standalone_vs_copy"] = (
             out["copy_standalone_ms"] / out[f"{backend}_standalone_ms"]
         )
-    shift = lambda a, one: decjax.mix(ring, a, backend="shift")  # noqa: E731
-    out["shift_single_buffer_ms"] = per_round(single_buffer(shift))
-    out["shift_single_buffer_loop_copies"] = copies(single_buffer(shift))
+    out["shift_single_buffer_ms"] = per_round(single_buffer(mixes["shift"]))
+    out["shift_single_buffer_loop_copies"] = copies(single_buffer(mixes["shift"]))
     # Why dense mixing uses precision=HIGHEST: the default float32 matmul on GPUs
     # is TF32 (10-bit mantissa). Error of one mixing round vs the exact (shift) result:
     w = ring.matrix()

@@ -89,9 +89,9 @@ def train(args) -> dict:
     ds = decjax.data.load_digits()
     data = decjax.data.distribute(ds, args.workers, "sorted", key=0)
     model = decjax.problems.logistic_regression(ds.num_features, ds.num_classes)
-    params = decjax.replicate(model.init(jax.random.key(0)), args.workers)
+    init = decjax.replicate(model.init(jax.random.key(0)), args.workers)
     topology = decjax.topology.by_name(args.topology, args.workers)
-    tx = decjax.algorithms.by_name(args.algorithm)(args.lr, topology)
+    algorithm = decjax.algorithms.by_name(args.algorithm)
 
     steps_seen = []  # a resumed run reports only the steps after its checkpoint
 
@@ -104,8 +104,8 @@ def train(args) -> dict:
     try:
         result = decjax.simulate(
             model.loss,
-            params,
-            tx,
+            init,
+            algorithm(args.lr, topology),
             data,
             steps=args.steps,
             batch_size=8,
@@ -126,8 +126,8 @@ def train(args) -> dict:
     # of all processes (3 learning rates x 2 seeds, padded to a multiple of them).
     swept = decjax.sweep(
         model.loss,
-        decjax.replicate(model.init(jax.random.key(0)), args.workers),
-        lambda learning_rate: decjax.algorithms.by_name(args.algorithm)(learning_rate, topology),
+        init,
+        lambda learning_rate: algorithm(learning_rate, topology),
         data,
         {"learning_rate": [args.lr / 2, args.lr, 2 * args.lr], "seed": [0, 1]},
         steps=args.steps,

@@ -1,7 +1,5 @@
 """Test helpers shared across test modules (independent numpy references)."""
 
-import re
-
 import numpy as np
 
 import decjax
@@ -25,14 +23,3 @@ def dense_reference(topology, x, step: int, rounds: int = 1) -> np.ndarray:
         w = mats[(step + r) % topology.period]
         y = np.tensordot(w, y, axes=(1, 0))
     return y
-
-
-def loop_copies(compiled, shape) -> int:
-    """Copies of float32 arrays of ``shape`` inside a compiled program's loops.
-
-    ``compiled`` is ``jax.jit(f).lower(...).compile()``; everything before the
-    entry computation is a called computation (loop bodies, fusions).
-    """
-    loops = compiled.as_text().split("\nENTRY")[0]
-    dims = ",".join(map(str, shape))
-    return len(re.findall(rf"= f32\[{dims}\]\{{[^}}]*\}} copy\(", loops))

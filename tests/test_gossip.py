@@ -5,9 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import all_topologies, dense_reference, loop_copies
+from helpers import all_topologies, dense_reference
 
 import decjax
+from benchmarks.hlo import loop_copies
 from decjax.topology import stack
 
 # float32 mixing of O(1) values: a few ulps per round.

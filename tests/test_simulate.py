@@ -6,9 +6,9 @@ import matplotlib.figure
 import numpy as np
 import optax
 import pytest
-from helpers import loop_copies
 
 import decjax
+from benchmarks.hlo import loop_copies
 
 N, D = 8, 4
 

@@ -26,18 +26,28 @@ DIVERGENCE = ("raise", "stop", "ignore")
 
 
 def _program(
-    loss_fn, make_tx, params, data, *, steps, batch_size, eval_every, eval_fn, **options
+    loss_fn,
+    make_tx,
+    params,
+    data,
+    *,
+    steps,
+    batch_size,
+    eval_every,
+    eval_fn,
+    eval_workers,
+    worker_chunks,
+    steps_per_iteration,
 ) -> tuple[int, Program]:
     """Validate a run's configuration; returns the steps and the :class:`Program`.
 
     ``params`` and ``data`` are checked against each other when given
     (``None`` in :func:`make_run`, which sees them only when called).
-    ``options``: ``eval_workers``, ``worker_chunks``, ``steps_per_iteration``.
     """
     check_callable("loss_fn", loss_fn)
     check_callable("tx", make_tx)
     steps = check_int("steps", steps, minimum=1)
-    worker_chunks = check_int("worker_chunks", options["worker_chunks"], minimum=1)
+    worker_chunks = check_int("worker_chunks", worker_chunks, minimum=1)
     if params is not None:
         n = _check_params(params)
         if n % worker_chunks:
@@ -54,9 +64,9 @@ def _program(
         batch_size,
         eval_every,
         eval_fn,
-        options["eval_workers"],
+        eval_workers,
         worker_chunks,
-        check_int("steps_per_iteration", options["steps_per_iteration"], minimum=1),
+        check_int("steps_per_iteration", steps_per_iteration, minimum=1),
     )
     return steps, program
 
@@ -499,23 +509,21 @@ def _execute(
         check_callable("callback", callback)
     n = jax.tree.leaves(state.params)[0].shape[1 if batched else 0]
     runs = len(configs) if batched else None  # configurations (the state may hold padding)
-    if mesh is not None and batched:
-        # split by configuration: every state and hyperparameter leaf has them first
-        padded = jax.tree.leaves(state.params)[0].shape[0]
+    if mesh is not None:
+        # New global arrays (the caller's buffers are not donated), split along the
+        # leading axis of the state: the (padded) configurations of a sweep, whose
+        # state and hyperparameter leaves all have them first, or the workers.
+        split = jax.tree.leaves(state.params)[0].shape[0]
 
         def place(tree):
-            return distributed.shard_workers(tree, mesh, padded)
-
-        state, hyper = place(state), place(hyper)
-        data, eval_data = distributed.place_replicated((data, eval_data), mesh)
-    elif mesh is not None:
-
-        def place(tree):  # new global arrays split by worker (the caller's are not donated)
-            return distributed.shard_workers(tree, mesh, n)
+            return distributed.shard_workers(tree, mesh, split)
 
         state = place(state)
-        data = place(data)
-        eval_data = place(eval_data) if eval_data is not None else None
+        if batched:
+            hyper = place(hyper)
+            data, eval_data = distributed.place_replicated((data, eval_data), mesh)
+        else:
+            data, eval_data = place(data), place(eval_data)
     else:
         # The compiled chunks donate their input state; copy it so that no buffer the
         # caller still holds (params, key) is invalidated.
