@@ -97,6 +97,35 @@ def ceil_log2(n: int) -> int:
     return (n - 1).bit_length()
 
 
+def as_key(name: str, key: Any) -> jax.Array:
+    """One PRNG key: a ``jax.random.key`` (or a raw ``uint32[2]`` key), or an int seed >= 0.
+
+    An int seed becomes ``jax.random.key(seed)``; anything else (``None``, a
+    string, a float, a batch of keys) is refused naming ``name``.
+    """
+    fix = f"pass {name}=jax.random.key(0) or an int seed"
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"{name} as an int seed must be >= 0, got {key}")
+        return jax.random.key(int(key))
+    dtype = getattr(key, "dtype", None)
+    if dtype is None or (isinstance(key, np.ndarray | np.generic) and key.dtype == object):
+        raise TypeError(f"{name} must be a PRNG key; got {type(key).__name__} {key!r}: {fix}")
+    shape = np.shape(key)
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(
+                f"{name} must be one key, got a batch of shape {shape}; for several seeds use "
+                "decjax.sweep with a 'seed' grid entry"
+            )
+        return key
+    if np.issubdtype(dtype, np.unsignedinteger) and shape == (2,):
+        return key  # a raw (legacy) key, jax.random.PRNGKey(0)
+    raise TypeError(
+        f"{name} must be a PRNG key, got an array of dtype {dtype} and shape {shape}: {fix}"
+    )
+
+
 def numpy_rng(key) -> np.random.Generator:
     """A numpy generator seeded from a JAX key (typed or raw) or an int seed.
 
@@ -104,6 +133,8 @@ def numpy_rng(key) -> np.random.Generator:
     same keys as device-side randomness, so one seed fixes a whole run.
     """
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"key as an int seed must be >= 0, got {key}")
         return np.random.default_rng(int(key))
     try:
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):

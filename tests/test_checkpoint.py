@@ -100,9 +100,9 @@ def test_a_finished_checkpoint_is_returned_without_training(problem, tmp_path):
 
 def test_resuming_a_different_configuration_is_an_error(problem, tmp_path):
     _run(problem, TXS["adam"](), directory=tmp_path)
-    with pytest.raises(ValueError, match="different configuration: steps"):
+    with pytest.raises(ValueError, match="another run: steps is"):
         _run(problem, TXS["adam"](), directory=tmp_path, steps=120)
-    with pytest.raises(ValueError, match=r"different configuration: (leaves|treedef)"):
+    with pytest.raises(ValueError, match=r"another run: (leaves|treedef) is"):
         _run(problem, decjax.dpsgd(0.1, decjax.ring(N)), directory=tmp_path)
 
 
@@ -130,3 +130,129 @@ def test_sweeps_checkpoint_too(problem, tmp_path):
         sweep(tmp_path, _stop_after(20))
     resumed = sweep(tmp_path)
     np.testing.assert_array_equal(resumed.metrics["train_loss"], full.metrics["train_loss"])
+
+
+# -- identity: a checkpoint never resumes another run ----------------------------
+
+
+def _quick(problem, tx, directory, loss_fn=None, **kwargs):
+    _ds, data, model, params = problem
+    options = {
+        "steps": 20,
+        "batch_size": 8,
+        "key": jax.random.key(3),
+        "eval_every": 10,
+        "chunks": 2,
+        "progress": False,
+        "checkpoint_dir": directory,
+        **kwargs,
+    }
+    return decjax.simulate(loss_fn or model.loss, params, tx, data, **options)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"tx": decjax.dpsgd(0.2, decjax.ring(N))}, "hyperparameters"),
+        ({"tx": decjax.dpsgd(0.1, decjax.exponential(N))}, "topology"),
+        ({"tx": decjax.dpsgd(0.1, decjax.ring(N), order="parallel")}, "algorithm"),
+        ({"key": jax.random.key(4)}, "key"),
+        ({"run_id": "second"}, "run_id"),
+        ({"loss_fn": "other"}, "loss_fn"),
+        ({"data": "other"}, "data"),
+        ({"params": "other"}, "initial params"),
+    ],
+)
+def test_a_checkpoint_of_another_run_is_refused_naming_the_field(problem, tmp_path, change, field):
+    """Each of these resumed the old run silently (same state shapes) before runs had identities."""
+    ds, data, model, params = problem
+    _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path)
+    change = dict(change)
+    tx = change.pop("tx", decjax.dpsgd(0.1, decjax.ring(N)))
+    if change.get("loss_fn") == "other":
+        change["loss_fn"] = lambda p, b: model.loss(p, b)
+    if change.get("data") == "other":
+        change.pop("data")
+        other = decjax.data.distribute(ds, N, "iid", key=1)
+        problem = (ds, other, model, params)
+    if change.get("params") == "other":
+        change.pop("params")
+        problem = (ds, data, model, decjax.replicate(model.init(jax.random.key(9)), N))
+    with pytest.raises(ValueError, match=f"another run: {field} is") as info:
+        _quick(problem, tx, tmp_path, **change)
+    assert "overwrite=True" in str(info.value)
+    # overwrite=True starts afresh and replaces the checkpoint
+    fresh = _quick(problem, tx, tmp_path, overwrite=True, **change)
+    again = _quick(problem, tx, tmp_path, **change)
+    np.testing.assert_array_equal(again.metrics["train_loss"], fresh.metrics["train_loss"])
+
+
+def test_the_same_run_built_twice_resumes(problem, tmp_path):
+    """Identity is stable: a freshly built, equal transformation is the same run."""
+    first = _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path, run_id="a")
+    calls = []
+    again = _quick(
+        problem,
+        decjax.dpsgd(0.1, decjax.ring(N)),
+        tmp_path,
+        run_id="a",
+        callback=lambda s, m: calls.append(s),
+    )
+    assert calls == []  # nothing left to train: it was resumed, not restarted
+    np.testing.assert_array_equal(again.metrics["train_loss"], first.metrics["train_loss"])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_a_corrupt_checkpoint_is_named_not_a_traceback(problem, tmp_path, damage):
+    _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip":
+        for i in range(len(raw) // 3, len(raw) // 3 + 64):
+            raw[i] ^= 0xFF
+    else:
+        raw = bytearray()
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"corrupt checkpoint .*checkpoint.npz.*delete it"):
+        _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path)
+
+
+def test_a_diverged_state_never_overwrites_the_last_finite_checkpoint(problem, tmp_path):
+    lr = optax.piecewise_constant_schedule(0.1, {15: 1e12})  # blows up after step 15
+    tx = decjax.decentralize(optax.sgd(lr), decjax.ring(N))
+    with pytest.raises(FloatingPointError, match=r"diverged at step 1[6-9]"):
+        _quick(problem, tx, tmp_path)
+    with np.load(tmp_path / "checkpoint.npz") as saved:
+        assert all(np.isfinite(saved[k]).all() for k in saved.files if k.startswith("leaf_"))
+
+
+def test_a_symlink_at_the_temporary_path_is_never_followed(problem, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    (directory / "checkpoint.npz.tmp").symlink_to(victim)
+    _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), directory)
+    assert victim.read_text() == "keep me"
+    assert (directory / "checkpoint.npz").is_file()
+
+
+def test_ctrl_c_names_the_step_and_keeps_the_checkpoint(problem, tmp_path):
+    def interrupt(step, metrics):
+        if step >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted at step 10.*rerun the same"):
+        _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path, callback=interrupt)
+    resumed = _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), tmp_path)
+    full = _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), None)
+    np.testing.assert_array_equal(resumed.metrics["train_loss"], full.metrics["train_loss"])
+
+
+def test_checkpoint_dir_that_is_a_file_is_refused_before_training(problem, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(ValueError, match=r"checkpoint_dir .* is not a directory"):
+        _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), path)

@@ -51,9 +51,15 @@ def mix(
     * ``"shift"`` – circulant graphs: :math:`\sum_k w_k \,\mathrm{roll}(X, -o_k)`,
       :math:`O(knd)`;
     * ``"sparse"`` – padded neighbour lists: a gather per slot, :math:`O(knd)`;
-    * ``"dense"`` – one matmul :math:`W_t X` at ``precision=HIGHEST``
-      (the default float32 GPU matmul is TF32, whose ~1e-3 relative error ruins
-      averaging), :math:`O(n^2 d)`.
+    * ``"dense"`` – one matmul at ``precision=HIGHEST`` (the default float32
+      GPU matmul is TF32, whose ~1e-3 relative error ruins averaging),
+      :math:`O(n^2 d)`, on the differences from worker 0's row.
+
+    Every backend evaluates the same exact difference form
+    :math:`x_i + \sum_{j \ne i} W_{ij} (x_j - x_i)`: the self weight is never
+    read, so a float32 weight such as 1/3 whose row sums to ``1 +- 3e-8``
+    cannot leak into the average, and exact methods stay exact on every
+    backend (see ``mix_delta``).
 
     Time-varying topologies pick ``W_{t mod T}`` from a traced ``step`` inside
     ``jit`` (no recompile per step). Leaves in bfloat16/float16 are mixed in
@@ -145,13 +151,40 @@ def _delta_leaf(topology: Topology, x: jax.Array, step: jax.Array, backend: str)
             w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
             for k in range(nbr.shape[1])
         )
-    return _dense(topology, x, step) - x
+    if not topology.row_stochastic:  # the stored self weight is part of the map
+        return _dense_product(topology.matrix(step), x) - x
+    return _dense_delta(topology.matrix(step), x)
 
 
-def _dense(topology: Topology, x: jax.Array, step: jax.Array) -> jax.Array:
-    w = _axis.local_rows(topology.matrix(step)).astype(x.dtype)
-    flat = _axis.gather_rows(x).reshape(_axis.total_workers(x.shape[0]), -1)
+def _dense_product(matrix: jax.Array, x: jax.Array) -> jax.Array:
+    """``W x`` (local rows of it under a named worker axis), for matrices whose rows need not
+    sum to one."""
+    w = _axis.local_rows(matrix).astype(x.dtype)
+    flat = _axis.gather_rows(x).reshape(matrix.shape[-1], -1)
     return jnp.matmul(w, flat, precision=jax.lax.Precision.HIGHEST).reshape(x.shape)
+
+
+def _dense_delta(matrix: jax.Array, x: jax.Array) -> jax.Array:
+    """``sum_j W_ij (x_j - x_i)`` for any ``(n, n)`` matrix, as one matmul.
+
+    The diagonal is never read (the self weight is implicitly ``1 - sum_{j != i}
+    W_ij``, as on the other backends), and the matmul acts on the differences
+    ``d = x - x_0`` from worker 0's row: ``(W_off d)_i - r_i d_i`` with ``r``
+    the off-diagonal row sums. A consensus vector therefore gives exactly zero,
+    and rounding scales with the disagreement between workers, not with ``x``:
+    a float32 row summing to ``1 +- 3e-8`` no longer leaks ``3e-8 x`` per step
+    into methods that integrate their iterates (D², exact diffusion, gradient
+    tracking). Under a named worker axis the rows are all-gathered first.
+    """
+    n = matrix.shape[-1]
+    off = jnp.where(jnp.eye(n, dtype=bool), 0.0, matrix).astype(x.dtype)
+    off = _axis.local_rows(off)
+    everyone = _axis.gather_rows(x)
+    reference = everyone[:1]
+    diffs = (everyone - reference).reshape(n, -1)
+    local = (x - reference).reshape(x.shape[0], -1)
+    pulled = jnp.matmul(off, diffs, precision=jax.lax.Precision.HIGHEST)
+    return (pulled - jnp.sum(off, axis=1, keepdims=True) * local).reshape(x.shape)
 
 
 def _rolled_delta(x, offsets, w):
@@ -166,12 +199,9 @@ def _rolled_delta(x, offsets, w):
 def _mix_leaf(topology: Topology, x: jax.Array, step: jax.Array, backend: str) -> jax.Array:
     dtype = x.dtype
     x = x.astype(jnp.promote_types(dtype, jnp.float32))
-    y = (
-        _dense(topology, x, step)
-        if backend == "dense"
-        else x + _delta_leaf(topology, x, step, backend)
-    )
-    return y.astype(dtype)
+    if backend == "dense" and not topology.row_stochastic:
+        return _dense_product(topology.matrix(step), x).astype(dtype)
+    return (x + _delta_leaf(topology, x, step, backend)).astype(dtype)
 
 
 def mix_delta(
@@ -185,8 +215,8 @@ def mix_delta(
     r"""The change gossip makes, :math:`W_{t+k-1}\cdots W_t X - X`, without cancellation.
 
     Equal to ``mix(...) - tree`` in exact arithmetic, but computed as a sum of
-    neighbour differences :math:`\sum_j W_{ij}(x_j - x_i)` (for every backend
-    but ``"dense"``), so its rounding error scales with the disagreement between
+    neighbour differences :math:`\sum_j W_{ij}(x_j - x_i)` (on every backend),
+    so its rounding error scales with the disagreement between
     workers rather than with the size of the parameters, and its worker
     average is zero up to that small rounding for a symmetric :math:`W`.
 

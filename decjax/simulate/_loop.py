@@ -60,8 +60,10 @@ def run_chunks(
             host = {k: np.asarray(v) for k, v in to_host(metrics).items()}
             history.append(host)
             bar.update(steps_per_chunk)
-            loss = host["train_loss"]
-            bar.set_postfix(train_loss=f"{np.nanmean(loss[..., -1]):.4g}", refresh=False)
+            last = np.asarray(host["train_loss"])[..., -1]
+            finite = last[np.isfinite(last)]
+            shown = f"{finite.mean():.4g}" if finite.size else "non-finite"
+            bar.set_postfix(train_loss=shown, refresh=False)
             return bool(after_chunk is not None and after_chunk(c + 1, current, host))
 
         pending = None

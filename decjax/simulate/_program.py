@@ -18,6 +18,7 @@ from decjax.metrics import consensus_distance, evaluate, state_metrics
 TxFactory = Callable[..., optax.GradientTransformation]
 
 STEPS_PER_ITERATION = 2
+NONFINITE_STEP = "_nonfinite_step"  # an internal metric, removed before results are returned
 
 
 def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_ITERATION):
@@ -65,6 +66,7 @@ class Program:
     eval_workers: bool = True
     worker_chunks: int = 1
     steps_per_iteration: int = STEPS_PER_ITERATION
+    keep_finite: bool = False  # a block that produces a non-finite loss returns its input
 
     def init(self, params, key, hyper) -> RunState:
         opt_state = self.make_tx(**hyper).init(params)
@@ -121,12 +123,19 @@ class Program:
             params, opt_state = apply_step(tx, grads, state.opt_state, state.params)
             return RunState(params, opt_state, key, state.step + 1), _axis.mean_workers(losses)
 
+        start = state
         state, losses = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
+        bad = ~jnp.isfinite(losses)
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers
             "consensus_distance": consensus_distance(state.params),
             **state_metrics(state.opt_state),
+            # the step whose training loss was first non-finite in this block (0: none)
+            NONFINITE_STEP: jnp.where(bad.any(), start.step + jnp.argmax(bad) + 1, 0),
         }
+        if self.keep_finite:
+            finite = ~bad.any() & jnp.isfinite(metrics["consensus_distance"])
+            state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), state, start)
         if self.eval_fn is not None:
             metrics.update(
                 evaluate(

@@ -14,11 +14,12 @@ import numpy as np
 import optax
 
 from decjax import distributed
-from decjax._validation import check_callable, check_choice, check_int
+from decjax._validation import as_key, check_callable, check_choice, check_int
 from decjax.data import WorkerData
 from decjax.simulate import checkpoint
 from decjax.simulate._loop import divisor_near, run_chunks
-from decjax.simulate._program import STEPS_PER_ITERATION, Program, RunState
+from decjax.simulate._program import NONFINITE_STEP, STEPS_PER_ITERATION, Program, RunState
+from decjax.simulate.identity import run_identity
 from decjax.simulate.result import SimulationResult
 from decjax.topology import Topology, stack
 
@@ -38,6 +39,7 @@ def _program(
     eval_workers,
     worker_chunks,
     steps_per_iteration,
+    keep_finite=False,
 ) -> tuple[int, Program]:
     """Validate a run's configuration; returns the steps and the :class:`Program`.
 
@@ -67,8 +69,50 @@ def _program(
         eval_workers,
         worker_chunks,
         check_int("steps_per_iteration", steps_per_iteration, minimum=1),
+        keep_finite,
     )
     return steps, program
+
+
+def _check_run_inputs(params, data, checkpoint_dir) -> None:
+    """Finite floating params, finite data, a usable checkpoint_dir: refused before compiling."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"params must be real floating-point arrays; leaf {jax.tree_util.keystr(path)} "
+                f"has dtype {dtype} (cast with params = jax.tree.map(lambda x: x.astype("
+                "jnp.float32), params))"
+            )
+    for name, tree in (("params", params), ("data", data)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not bool(
+                jnp.all(jnp.isfinite(leaf))
+            ):
+                raise ValueError(
+                    f"{name}{jax.tree_util.keystr(path)} contains NaN or inf; training would "
+                    "diverge from the first step"
+                )
+    if checkpoint_dir is not None:
+        checkpoint.check_directory(checkpoint_dir)
+
+
+def _identity(checkpoint_dir, tx, hyper, state, data, eval_data, loss_fn, eval_fn, run_id):
+    """The run's identity for its checkpoint (``None`` without ``checkpoint_dir``)."""
+    if run_id is not None and not isinstance(run_id, str):
+        raise TypeError(f"run_id must be a str or None, got {type(run_id).__name__}")
+    if checkpoint_dir is None:
+        return None
+    return run_identity(
+        tx=tx,
+        hyper=hyper,
+        state=state,
+        data=data,
+        eval_data=eval_data,
+        loss_fn=loss_fn,
+        eval_fn=eval_fn,
+        run_id=run_id,
+    )
 
 
 def _check_params(params) -> int:
@@ -196,6 +240,8 @@ def simulate(
     chunks: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    run_id: str | None = None,
+    overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
 ) -> SimulationResult:
@@ -233,18 +279,32 @@ def simulate(
         then copied back: one pass over the params (and over every gossiped
         state leaf) less per step, for one more params-sized temporary. Use 1
         when memory, not time, is the limit. Results agree to float32 rounding.
-      on_divergence: on a non-finite loss: ``"raise"`` (``FloatingPointError``),
-        ``"stop"`` (return what was recorded, ``diverged=True``) or ``"ignore"``.
+      on_divergence: on a non-finite training loss: ``"raise"``
+        (``FloatingPointError`` naming the step), ``"stop"`` (return the records
+        and the state up to the last finite record, ``diverged=True`` and
+        ``diverged_at`` the step) or ``"ignore"``. Non-finite params or data are
+        refused before training, and topologies refuse non-finite weights, so a
+        divergence is the updates' doing.
       progress: show a progress bar.
       chunks: number of compiled calls (default: about 20; a divisor of the
         number of records).
       checkpoint_dir: save the full run state (params, optimizer and algorithm
         state, delay buffers, RNG keys, step, metrics so far) there every
         ``checkpoint_every`` chunks, atomically; if it already holds a
-        checkpoint of the same configuration, resume from it. A resumed run is
-        bitwise identical to an uninterrupted one (on the same device). A
-        checkpoint of another configuration raises ``ValueError``.
+        checkpoint of the same run, resume from it. A resumed run is bitwise
+        identical to an uninterrupted one (on the same device). The
+        checkpoint records the run's identity (algorithm and its options,
+        hyperparameters, topology weights, key, initial params and state,
+        data, ``loss_fn``/``eval_fn`` names, ``run_id``; see
+        :mod:`decjax.simulate.identity`): a checkpoint of another run raises
+        ``ValueError`` naming the first field that differs. A state whose loss
+        is non-finite is never written. Ctrl-C leaves the last checkpoint
+        valid and raises ``KeyboardInterrupt`` saying where to resume.
       checkpoint_every: chunks between checkpoints.
+      run_id: a label stored in the checkpoint and compared on resume, for
+        what the identity cannot see (e.g. a global read inside ``loss_fn``).
+      overwrite: start afresh even if ``checkpoint_dir`` holds a checkpoint of
+        another run (it is replaced at the first save).
       callback: ``callback(step, metrics)`` after every chunk, with that chunk's
         records (numpy); for logging, or to stop a run by raising.
       mesh: run sharded over a device mesh (:func:`decjax.distributed.worker_mesh`):
@@ -279,8 +339,12 @@ def simulate(
         eval_workers=eval_workers,
         worker_chunks=worker_chunks,
         steps_per_iteration=steps_per_iteration,
+        keep_finite=on_divergence == "stop",
     )
+    _check_run_inputs(params, data, checkpoint_dir)
+    key = as_key("key", key)
     state = program.init(params, key, {})
+    identity = _identity(checkpoint_dir, tx, {}, state, data, eval_data, loss_fn, eval_fn, run_id)
     return _execute(
         program,
         state,
@@ -295,6 +359,8 @@ def simulate(
         configs=None,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        identity=identity,
+        overwrite=overwrite,
         callback=callback,
         mesh=mesh,
     )
@@ -320,6 +386,8 @@ def sweep(
     chunks: int | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    run_id: str | None = None,
+    overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
 ) -> SimulationResult:
@@ -354,7 +422,7 @@ def sweep(
     The other arguments (``loss_fn``, ``params``, ``data``, ``steps``, ``key``,
     ``batch_size``, ``eval_every``, ``eval_fn``, ``eval_data``, ``eval_workers``,
     ``worker_chunks``, ``steps_per_iteration``, ``progress``, ``chunks``, ``checkpoint_dir``,
-    ``checkpoint_every``, ``callback``) are as in :func:`simulate`.
+    ``checkpoint_every``, ``run_id``, ``overwrite``, ``callback``) are as in :func:`simulate`.
 
     Args:
       make_tx: ``make_tx(**config) -> GradientTransformation``.
@@ -391,6 +459,8 @@ def sweep(
         worker_chunks=worker_chunks,
         steps_per_iteration=steps_per_iteration,
     )
+    _check_run_inputs(params, data, checkpoint_dir)
+    key = as_key("key", key)
     hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
@@ -409,6 +479,9 @@ def sweep(
         hyper, keys = jax.tree.map(lambda x: x[last], (hyper, keys))
     params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), params)
     state = jax.jit(jax.vmap(program.init))(params_b, keys, hyper)
+    identity = _identity(
+        checkpoint_dir, make_tx, hyper, state, data, eval_data, loss_fn, eval_fn, run_id
+    )
     return _execute(
         program,
         state,
@@ -423,6 +496,8 @@ def sweep(
         configs=configs,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        identity=identity,
+        overwrite=overwrite,
         callback=callback,
         mesh=mesh,
     )
@@ -488,6 +563,8 @@ def _execute(
     configs,
     checkpoint_dir=None,
     checkpoint_every=1,
+    identity=None,
+    overwrite=False,
     callback=None,
     mesh=None,
 ) -> SimulationResult:
@@ -528,17 +605,18 @@ def _execute(
         # The compiled chunks donate their input state; copy it so that no buffer the
         # caller still holds (params, key) is invalidated.
         state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
-    meta = checkpoint.fingerprint(
-        state,
-        steps=steps,
-        eval_every=program.eval_every,
-        batch_size=program.batch_size,
-        steps_per_chunk=steps_per_chunk,
-        configs=configs,
-    )
     start_chunk, history = 0, []
     if checkpoint_dir is not None:
-        loaded = checkpoint.load(checkpoint_dir, state, meta)
+        meta = checkpoint.fingerprint(
+            state,
+            identity=identity,
+            steps=steps,
+            eval_every=program.eval_every,
+            batch_size=program.batch_size,
+            steps_per_chunk=steps_per_chunk,
+            configs=configs,
+        )
+        loaded = None if overwrite else checkpoint.load(checkpoint_dir, state, meta)
         if loaded is not None:
             state, history, start_chunk = loaded
             if mesh is not None:
@@ -582,41 +660,60 @@ def _execute(
 
     def after_chunk(next_chunk, current, host):
         done.append(host)
+        nonfinite_step = host[NONFINITE_STEP]
+        bad = ~np.isfinite(host["train_loss"])
         if checkpoint_dir is not None and (
             next_chunk % checkpoint_every == 0 or next_chunk == num_chunks
         ):
-            checkpoint.save(checkpoint_dir, current, history + done, next_chunk, meta)
+            # never write a diverged run over its last finite checkpoint
+            if batched or not bad.any():
+                checkpoint.save(checkpoint_dir, current, history + done, next_chunk, meta)
         if callback is not None:
-            callback(next_chunk * steps_per_chunk, host)
-        bad = ~np.isfinite(host["train_loss"])
+            callback(next_chunk * steps_per_chunk, _public(host))
+        if on_divergence == "raise" and bad.any():
+            at = int(nonfinite_step[nonfinite_step > 0].min())
+            raise FloatingPointError(
+                f"training diverged at step {at}: the training loss became non-finite. The "
+                "params, the data and the topology weights were finite at the start, so the "
+                "updates blew up: lower the learning rate, or pass on_divergence='stop' "
+                "(returns the last finite state) or 'ignore'"
+            )
         if on_divergence == "ignore":
             return False
-        if on_divergence == "raise" and bad.any():
-            pos = int(np.argmax(bad.reshape(-1)))
-            raise FloatingPointError(
-                f"training diverged: non-finite train_loss within {program.eval_every} steps of "
-                f"record {pos} of this chunk; lower the learning rate, or pass "
-                f"on_divergence='stop' or 'ignore'"
-            )
         # "stop": a single run stops at its first bad record; a sweep when all have diverged.
         return bool(bad.any(axis=-1).all()) if batched else bool(bad.any())
 
-    state, history, wall = run_chunks(
-        compiled,
-        state,
-        (data, eval_data, hyper),
-        num_chunks=num_chunks,
-        steps_per_chunk=steps_per_chunk,
-        progress=progress,
-        desc="sweep" if batched else "simulate",
-        start_chunk=start_chunk,
-        history=history,
-        after_chunk=after_chunk,
-        needs_state=checkpoint_dir is not None,
-    )
+    try:
+        state, history, wall = run_chunks(
+            compiled,
+            state,
+            (data, eval_data, hyper),
+            num_chunks=num_chunks,
+            steps_per_chunk=steps_per_chunk,
+            progress=progress,
+            desc="sweep" if batched else "simulate",
+            start_chunk=start_chunk,
+            history=history,
+            after_chunk=after_chunk,
+            needs_state=checkpoint_dir is not None,
+        )
+    except KeyboardInterrupt:
+        at = (start_chunk + len(done)) * steps_per_chunk
+        hint = (
+            f"; the checkpoint in {checkpoint_dir} is intact: rerun the same command to resume"
+            if checkpoint_dir is not None
+            else ""
+        )
+        raise KeyboardInterrupt(f"interrupted at step {at}{hint}") from None
     if batched and jax.tree.leaves(state.params)[0].shape[0] != runs:
         state = jax.jit(lambda s: jax.tree.map(lambda x: x[:runs], s))(state)  # drop the padding
     metrics = {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
+    nonfinite = np.where(
+        metrics[NONFINITE_STEP] > 0, metrics.pop(NONFINITE_STEP), np.iinfo(np.int32).max
+    )
+    diverged_at = np.where(
+        nonfinite.min(axis=-1) < np.iinfo(np.int32).max, nonfinite.min(axis=-1), 0
+    )
     recorded = metrics["train_loss"].shape[-1]
     finite = np.isfinite(metrics["train_loss"])
     diverged = ~finite.all(axis=-1)
@@ -631,6 +728,12 @@ def _execute(
         state=state,
         configs=configs,
         diverged=diverged if batched else bool(diverged),
+        diverged_at=diverged_at if batched else (int(diverged_at) or None),
         traces=traces[0],
         wall_time=wall,
     )
+
+
+def _public(host: dict) -> dict:
+    """A chunk's records without the internal ones."""
+    return {k: v for k, v in host.items() if k != NONFINITE_STEP}

@@ -1,17 +1,26 @@
-"""Checkpoints of a run at chunk boundaries: numpy ``.npz`` of the flattened state, treedef checked.
+"""Checkpoints of a run at chunk boundaries: ``.npz`` of the flattened state, identity checked.
 
 A checkpoint holds every leaf of the run state (params, optimizer/algorithm
 state, delay buffers, RNG keys, step), the metrics recorded so far, the index
-of the next chunk and a fingerprint of the configuration. It is written to a
-temporary file and renamed, so it is never half-written. No pickle: leaves are
-plain arrays (typed PRNG keys are stored as their key data), and the tree
-structure is checked against the resuming run's, never executed.
+of the next chunk, the run's structure (tree, shapes, schedule) and its
+identity (:mod:`decjax.simulate.identity`: algorithm, hyperparameters,
+topology, key, initial state, data, functions, ``run_id``). A resume checks
+both and names the first field that differs, so a checkpoint never resumes
+another run.
+
+It is written to a fresh temporary file in the same directory (``mkstemp``:
+never a pre-existing path, never through a symlink) and renamed over the old
+one, so it is never half-written, also when interrupted. No pickle: leaves
+are plain arrays (typed PRNG keys are stored as their key data). A file that
+cannot be read is reported as corrupt, naming it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +28,49 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decjax.distributed import gather_workers
+from decjax.distributed import to_host
+from decjax.simulate.identity import FIELDS
 
 FILENAME = "checkpoint.npz"
-FORMAT = 1
+FORMAT = 2
+STRUCTURE = (
+    "format",
+    "treedef",
+    "leaves",
+    "steps",
+    "eval_every",
+    "batch_size",
+    "steps_per_chunk",
+    "configs",
+)
 
 
-def fingerprint(state: Any, **config) -> dict:
-    """What must match to resume: tree structure, leaf shapes and dtypes, configuration."""
+def fingerprint(state: Any, *, identity: dict[str, str], **config) -> dict:
+    """What must match to resume: tree structure, leaf shapes and dtypes, schedule, identity."""
     leaves, treedef = jax.tree.flatten(state)
     return {
         "format": FORMAT,
         "treedef": str(treedef),
         "leaves": [[list(jnp.shape(x)), str(jnp.result_type(x))] for x in leaves],
         **config,
+        "identity": identity,
     }
 
 
 def _is_key(x) -> bool:
     return jax.dtypes.issubdtype(jnp.result_type(x), jax.dtypes.prng_key)
+
+
+def check_directory(directory) -> Path:
+    """``checkpoint_dir`` as a ``Path``; an existing non-directory is refused up front."""
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(
+            f"checkpoint_dir must be a path (str or os.PathLike), got {type(directory).__name__}"
+        )
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"checkpoint_dir {str(path)!r} exists and is not a directory")
+    return path
 
 
 def save(directory: Path, state: Any, history: list[dict], next_chunk: int, meta: dict) -> Path:
@@ -48,7 +81,7 @@ def save(directory: Path, state: Any, history: list[dict], next_chunk: int, meta
         if _is_key(leaf):
             leaf = jax.random.key_data(leaf)
         # every process joins the gather (a collective); only process 0 writes
-        arrays[f"leaf_{i}"] = gather_workers(leaf)
+        arrays[f"leaf_{i}"] = to_host(leaf)
     final = directory / FILENAME
     if jax.process_index() != 0:
         return final
@@ -63,51 +96,76 @@ def save(directory: Path, state: Any, history: list[dict], next_chunk: int, meta
         "records_per_chunk": [int(h["train_loss"].shape[-1]) for h in history],
     }
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
-    tmp = directory / (FILENAME + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=FILENAME + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:  # also KeyboardInterrupt: the last good checkpoint stays
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return final
+
+
+def _read(path: Path) -> tuple[dict, list, dict]:
+    """The record, the leaves and the metric arrays of a checkpoint file; corrupt -> ValueError."""
+    try:
+        with open(path, "rb") as f, np.load(f) as data:
+            record = json.loads(bytes(data["meta"]).decode())
+            if not isinstance(record, dict):
+                raise ValueError("its record is not a JSON object")
+            stored = [data[f"leaf_{i}"] for i in range(len(record.get("leaves", [])))]
+            metrics = {name: data[f"metric_{name}"] for name in record.get("metric_names", [])}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise ValueError(
+            f"corrupt checkpoint {path} ({reason}); delete it or use another checkpoint_dir"
+        ) from None
+    return record, stored, metrics
+
+
+def _first_difference(record: dict, meta: dict) -> str | None:
+    """The first structural or identity field that differs, with both values."""
+    for key in STRUCTURE:
+        if record.get(key) != meta.get(key):
+            return f"{key} is {record.get(key)!r} there and {meta.get(key)!r} here"
+    theirs, ours = record.get("identity", {}), meta["identity"]
+    for key in FIELDS:
+        if theirs.get(key) != ours.get(key):
+            return f"{key} is {theirs.get(key)!r} there and {ours.get(key)!r} here"
+    return None
 
 
 def load(directory: Path, like_state: Any, meta: dict) -> tuple[Any, list[dict], int] | None:
     """Read ``directory/checkpoint.npz`` into a state shaped like ``like_state``.
 
-    Returns ``None`` when there is no checkpoint; raises ``ValueError`` naming
-    the difference when the checkpoint belongs to another configuration.
+    Returns ``None`` when there is no checkpoint. Raises ``ValueError`` naming
+    the first field that differs when the checkpoint belongs to another run,
+    and naming the file when it cannot be read.
     """
     path = Path(directory) / FILENAME
     if not path.exists():
         return None
-    with np.load(path) as data:
-        record = json.loads(bytes(data["meta"]).decode())
-        own = {"next_chunk", "metric_names", "records_per_chunk"}
-        for key in sorted((set(meta) | set(record)) - own):
-            if record.get(key) != meta.get(key):
-                raise ValueError(
-                    f"checkpoint {path} was written by a different configuration: {key} is "
-                    f"{record.get(key)!r} there and {meta.get(key)!r} here; use another "
-                    "checkpoint_dir or delete it"
-                )
-        leaves, treedef = jax.tree.flatten(like_state)
-        restored = []
-        for i, like in enumerate(leaves):
-            value = data[f"leaf_{i}"]
-            if _is_key(like):
-                impl = jax.random.key_impl(like)
-                restored.append(jax.random.wrap_key_data(jnp.asarray(value), impl=impl))
-            else:
-                restored.append(jnp.asarray(value, dtype=jnp.result_type(like)))
-        history = []
-        start = 0
-        for count in record["records_per_chunk"]:
-            history.append(
-                {
-                    name: data[f"metric_{name}"][..., start : start + count]
-                    for name in record["metric_names"]
-                }
-            )
-            start += count
+    record, stored, metrics = _read(path)
+    difference = _first_difference(record, meta)
+    if difference is not None:
+        raise ValueError(
+            f"checkpoint {path} was written by another run: {difference}; use another "
+            "checkpoint_dir, or pass overwrite=True to start this run afresh over it"
+        )
+    leaves, treedef = jax.tree.flatten(like_state)
+    restored = []
+    for like, value in zip(leaves, stored, strict=True):
+        if _is_key(like):
+            impl = jax.random.key_impl(like)
+            restored.append(jax.random.wrap_key_data(jnp.asarray(value), impl=impl))
+        else:
+            restored.append(jnp.asarray(value, dtype=jnp.result_type(like)))
+    history = []
+    start = 0
+    for count in record["records_per_chunk"]:
+        history.append({name: m[..., start : start + count] for name, m in metrics.items()})
+        start += count
     return jax.tree.unflatten(treedef, restored), history, int(record["next_chunk"])

@@ -23,6 +23,8 @@ class SimulationResult:
         leading axis ``B`` for sweeps).
       configs: for sweeps, one dict of hyperparameters per configuration.
       diverged: whether training produced a non-finite loss (per config for sweeps).
+      diverged_at: the first step whose training loss was non-finite (``None``
+        if none; for sweeps an int array per config, 0 where none).
       traces: how many times the training program was traced (1 = one compile).
       wall_time: seconds, compilation included.
     """
@@ -32,6 +34,7 @@ class SimulationResult:
     state: Any
     configs: list[dict] | None = None
     diverged: Any = False
+    diverged_at: Any = None
     traces: int = 0
     wall_time: float = 0.0
 

@@ -72,6 +72,12 @@ class Topology:
       neighbors: for ``"sparse"``: int32 indices ``(T, n, k)``.
       faults: ``None``, or a :class:`decjax.topology.faults.FaultModel` (random
         link and node failures realized per step; see ``with_faults``).
+      row_stochastic: every row sums to one (within ``STOCHASTIC_ATOL``), so
+        gossip runs in the exact difference form
+        ``x_i + sum_{j != i} W_ij (x_j - x_i)`` and the stored self weight is
+        never read. ``False`` only for matrices built with
+        ``from_matrix(..., require_doubly_stochastic=False)`` whose rows do not
+        sum to one; those are mixed as the plain product ``W x``.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class Topology:
         offsets: tuple[tuple[int, ...], ...] | None = None,
         neighbors: Any = None,
         faults: Any = None,
+        row_stochastic: bool = True,
     ):
         self.n = n
         self.period = period
@@ -94,18 +101,27 @@ class Topology:
         self.offsets = offsets
         self.neighbors = neighbors
         self.faults = faults
+        self.row_stochastic = row_stochastic
 
     # -- pytree protocol ------------------------------------------------------
     def tree_flatten(self):
         children = (self.weights, self.neighbors, self.faults)
-        aux = (self.n, self.period, self.name, self.representation, self.offsets)
+        aux = (
+            self.n,
+            self.period,
+            self.name,
+            self.representation,
+            self.offsets,
+            self.row_stochastic,
+        )
         return children, aux
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        n, period, name, representation, offsets = aux
+        n, period, name, representation, offsets, row_stochastic = aux
         weights, neighbors, faults = children
         return cls(
+            row_stochastic=row_stochastic,
             n=n,
             period=period,
             name=name,
@@ -327,8 +343,14 @@ def _check_connected(name, n, rows, cols, time_varying) -> None:
         raise ValueError(f"{name} must be connected, but {what} has {count} components")
 
 
-def as_float32(x) -> jax.Array:
-    return jnp.asarray(np.asarray(x, dtype=np.float64), dtype=jnp.float32)
+def weight_dtype() -> np.dtype:
+    """Float64 when ``jax_enable_x64`` is on, else float32: weights follow the precision."""
+    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
+
+
+def as_weights(x) -> jax.Array:
+    """Weights (computed in float64 on the host) in :func:`weight_dtype`."""
+    return jnp.asarray(np.asarray(x, dtype=np.float64), dtype=weight_dtype())
 
 
 def stack(topologies: Sequence[Topology]) -> Topology:
@@ -364,4 +386,5 @@ def stack(topologies: Sequence[Topology]) -> Topology:
         name=f"stack({name})",
         representation="dense",
         weights=jnp.stack(mats),
+        row_stochastic=all(t.row_stochastic for t in topologies),
     )

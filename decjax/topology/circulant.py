@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from decjax._validation import ceil_log2, check_int
-from decjax.topology._topology import Topology, as_float32, check_shift
+from decjax.topology._topology import Topology, as_weights, check_shift
 
 
 def _distinct_offsets(n: int, offsets) -> tuple[int, ...]:
@@ -69,7 +69,7 @@ def from_offsets(
         name=name,
         representation="shift",
         offsets=offs,
-        weights=as_float32(w),
+        weights=as_weights(w),
     )
 
 
@@ -148,7 +148,7 @@ def _average(n: int, alphas, name: str) -> Topology:
         period=len(alphas),
         name=name,
         representation="average",
-        weights=as_float32(alphas),
+        weights=as_weights(alphas),
     )
 
 

@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax._validation import check_choice, check_int
-from decjax.topology._topology import Topology, as_float32, realized_sparse, sparse_form
+from decjax.topology._topology import (
+    Topology,
+    as_weights,
+    realized_sparse,
+    sparse_form,
+    weight_dtype,
+)
 
 REWEIGHT = ("metropolis", "self")
 
@@ -168,8 +174,8 @@ def with_faults(
     nbr, w = _sparse_host(topology)
     model = FaultModel(
         key,
-        as_float32(link),
-        jnp.asarray(node_failure, jnp.float32),
+        as_weights(link),
+        jnp.asarray(node_failure, weight_dtype()),
         down_steps=down_steps,
         reweight=reweight,
     )
@@ -179,7 +185,7 @@ def with_faults(
         name=f"{topology.name}+faults",
         representation="sparse",
         neighbors=jnp.asarray(nbr, jnp.int32),
-        weights=as_float32(w),
+        weights=as_weights(w),
         faults=model,
     )
 

@@ -20,8 +20,9 @@ import numpy as np
 
 from decjax._validation import check_choice, check_int, is_power_of_two, numpy_rng
 from decjax.topology._topology import (
+    STOCHASTIC_ATOL,
     Topology,
-    as_float32,
+    as_weights,
     check_matrix_stack,
     check_sparse,
 )
@@ -92,7 +93,7 @@ def from_neighbor_lists(
         name=name,
         representation="sparse",
         neighbors=jnp.asarray(nbr, jnp.int32),
-        weights=as_float32(w),
+        weights=as_weights(w),
     )
 
 
@@ -293,7 +294,12 @@ def from_matrix(
         connected=require_connected,
     )
     return Topology(
-        n=w.shape[1], period=w.shape[0], name=name, representation="dense", weights=as_float32(w)
+        n=w.shape[1],
+        period=w.shape[0],
+        name=name,
+        representation="dense",
+        weights=as_weights(w),
+        row_stochastic=bool(np.all(np.abs(w.sum(axis=2) - 1.0) <= STOCHASTIC_ATOL)),
     )
 
 

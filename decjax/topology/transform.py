@@ -55,6 +55,7 @@ def _like(topology: Topology, name: str, **changes) -> Topology:
         "offsets": topology.offsets,
         "neighbors": topology.neighbors,
         "faults": topology.faults,
+        "row_stochastic": topology.row_stochastic,
     }
     fields.update(changes)
     return Topology(**fields)
