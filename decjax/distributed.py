@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from decjax import _axis
 from decjax._validation import check_int
+from decjax.data import WorkerData
 
 AXIS = "workers"
 
@@ -101,25 +102,72 @@ def check_workers(n: int, mesh: Mesh) -> int:
 
 
 def worker_specs(tree: Any, n: int, mesh: Mesh) -> Any:
-    """Partition specs: leaves whose leading axis is ``n`` are split by worker, others replicated.
+    """Partition specs that split *every* leaf of ``tree`` along its leading (worker) axis.
 
-    decjax keeps the worker axis first in every per-worker array (params,
-    optimizer and algorithm state, data shards), so this rule places them all.
+    The tree is declared per-worker by the caller (params, data shards): each
+    leaf must have leading axis ``n``. Replicated inputs (evaluation data,
+    hyperparameters) get :func:`replicated_specs` instead; decjax never
+    guesses a role from a shape, so an evaluation set with ``n`` rows stays
+    whole.
     """
     name = _axis_name(mesh)
 
-    def spec(x):
+    def spec(path, x):
+        shape = np.shape(x)
+        if len(shape) < 1 or shape[0] != n:
+            raise ValueError(
+                f"per-worker leaf {jax.tree_util.keystr(path) or '<root>'} must have leading "
+                f"axis n={n} to be split over the mesh, got shape {shape}"
+            )
+        return PartitionSpec(name)
+
+    return jax.tree_util.tree_map_with_path(spec, tree)
+
+
+def replicated_specs(tree: Any) -> Any:
+    """Partition specs that keep every leaf whole on every device, whatever its shape."""
+    return jax.tree.map(lambda _: PartitionSpec(), tree)
+
+
+def state_specs(state: Any, n: int, mesh: Mesh) -> Any:
+    """Specs of a run state (:class:`decjax.simulate.RunState`) by role.
+
+    ``params`` are per-worker; the algorithm's state keeps the worker axis
+    first in its per-worker leaves (decjax's convention for optimizer and
+    algorithm state: a leaf with leading axis ``n`` is per-worker, scalars
+    such as counters and keys are shared); the run's key and step are shared.
+    """
+    name = _axis_name(mesh)
+
+    def algorithm_leaf(x):
         shape = np.shape(x)
         return PartitionSpec(name) if len(shape) >= 1 and shape[0] == n else PartitionSpec()
 
-    return jax.tree.map(spec, tree)
+    return type(state)(
+        params=worker_specs(state.params, n, mesh),
+        opt_state=jax.tree.map(algorithm_leaf, state.opt_state),
+        key=PartitionSpec(),
+        step=PartitionSpec(),
+    )
+
+
+def data_specs(data: Any, n: int, mesh: Mesh) -> Any:
+    """Specs of training data by role: a ``WorkerData``'s arrays are shared and its shards
+    (``indices``, ``counts``) split; any other data is a full batch stacked over workers."""
+    if isinstance(data, WorkerData):
+        name = _axis_name(mesh)
+        whole, split = PartitionSpec(), PartitionSpec(name)
+        return WorkerData(x=whole, y=whole, indices=split, counts=split)
+    return worker_specs(data, n, mesh)
 
 
 def shard_workers(tree: Any, mesh: Mesh, n: int | None = None) -> Any:
-    """Place a tree on ``mesh``: per-worker leaves split by worker, the rest replicated.
+    """Place a per-worker tree on ``mesh``: every leaf split along its leading axis.
 
     Works across processes: every process passes the same full values and keeps
-    the blocks of its own devices.
+    the blocks of its own devices. Use :func:`place` with :func:`state_specs`,
+    :func:`data_specs` or :func:`replicated_specs` for trees whose leaves have
+    other roles.
 
     Examples:
       >>> import jax.numpy as jnp, decjax
@@ -132,7 +180,7 @@ def shard_workers(tree: Any, mesh: Mesh, n: int | None = None) -> Any:
     if n is None:
         n = np.shape(leaves[0])[0]
     check_workers(n, mesh)
-    return _place(tree, mesh, worker_specs(tree, n, mesh))
+    return place(tree, mesh, worker_specs(tree, n, mesh))
 
 
 def place_replicated(tree: Any, mesh: Mesh) -> Any:
@@ -146,40 +194,43 @@ def place_replicated(tree: Any, mesh: Mesh) -> Any:
       True
     """
     _axis_name(mesh)
-    return _place(tree, mesh, jax.tree.map(lambda _: PartitionSpec(), tree))
+    return place(tree, mesh, replicated_specs(tree))
 
 
-def _place(tree: Any, mesh: Mesh, specs: Any) -> Any:
-    def place(x, spec):
+def place(tree: Any, mesh: Mesh, specs: Any) -> Any:
+    """Put every leaf of ``tree`` on ``mesh`` with the matching ``PartitionSpec`` of ``specs``."""
+
+    def put(x, spec):
         sharding = NamedSharding(mesh, spec)
         if jax.dtypes.issubdtype(jax.numpy.result_type(x), jax.dtypes.prng_key):
-            data = place(jax.random.key_data(x), spec)
+            data = put(jax.random.key_data(x), spec)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         if isinstance(x, jax.Array) and x.is_fully_addressable is False:
             return jax.device_put(x, sharding)
         host = np.asarray(jax.device_get(x))
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-    return jax.tree.map(place, tree, specs)
+    return jax.tree.map(put, tree, specs)
 
 
 def sharded(
     fn: Callable,
     mesh: Mesh,
     n: int,
-    in_trees: Sequence[Any],
+    in_specs: Sequence[Any],
     out_tree_specs: Any,
 ) -> Callable:
     """``jax.shard_map(fn)`` with decjax's worker axis active while ``fn`` is traced.
 
-    ``in_trees`` are example arguments (their per-worker leaves are split by
-    worker); ``out_tree_specs`` gives the output specs. Inside ``fn`` every
-    decjax gossip, metric and algorithm sees its device's block of workers and
-    communicates with collectives.
+    ``in_specs`` declares each argument's placement (one spec tree per
+    argument: :func:`worker_specs`, :func:`state_specs`, :func:`data_specs`,
+    :func:`replicated_specs`); ``out_tree_specs`` gives the output specs.
+    Inside ``fn`` every decjax gossip, metric and algorithm sees its device's
+    block of workers and communicates with collectives.
     """
     size = check_workers(n, mesh)
     name = _axis_name(mesh)
-    in_specs = tuple(worker_specs(t, n, mesh) for t in in_trees)
+    in_specs = tuple(in_specs)
 
     def body(*args):
         with _axis.worker_axis(name, size, n):

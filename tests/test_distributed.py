@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 from helpers import dense_reference
+from jax.sharding import PartitionSpec as P
 
 import decjax
 from decjax import _axis
@@ -100,7 +101,7 @@ def test_gossip_backends_under_shard_map_match_the_reference(name, n, mesh):
                 lambda x, t=topo, s=step, b=backend: decjax.mix(t, x, s, backend=b),
                 mesh,
                 n,
-                (x,),
+                (jax.sharding.PartitionSpec("workers"),),
                 jax.sharding.PartitionSpec("workers"),
             )
             got = jax.jit(run)(shard_workers(x, mesh))
@@ -116,9 +117,7 @@ def test_shift_gossip_is_ppermute_and_sparse_gossip_is_all_gather(mesh):
     x = shard_workers(jnp.zeros((16, 4)), mesh)
 
     def hlo(topology):
-        run = sharded(
-            lambda x: decjax.mix(topology, x), mesh, 16, (x,), jax.sharding.PartitionSpec("workers")
-        )
+        run = sharded(lambda x: decjax.mix(topology, x), mesh, 16, (P("workers"),), P("workers"))
         return jax.jit(run).lower(x).compile().as_text()
 
     ring = hlo(decjax.ring(16))
@@ -308,3 +307,47 @@ def test_sweep_splits_configurations_over_the_mesh(seeds, mesh):
         assert len(jax.tree.leaves(split.params)[0].sharding.device_set) == 8
     with pytest.raises(TypeError, match=r"1-D jax\.sharding\.Mesh"):
         run(mesh="workers")
+
+
+@pytest.mark.parametrize("kind", ["simulate", "sweep"])
+def test_evaluation_data_with_n_rows_stays_whole_on_every_device(kind, mesh):
+    """Placement is by role: 8 evaluation rows on 8 devices are not split as if per-worker
+    (they were: the sharded test metric read [0.24, 0.31] where one device gave [-14.3, -18.8])."""
+    ds = decjax.data.load_digits()
+    data = decjax.data.distribute(ds, 8, "iid", key=0)
+    model = decjax.problems.logistic_regression(64, 10)
+    params = decjax.replicate(model.init(jax.random.key(0)), 8)
+    eval_data = (ds.x_test[:8], ds.y_test[:8])
+    kwargs = {
+        "steps": 20,
+        "batch_size": 4,
+        "eval_every": 10,
+        "key": jax.random.key(1),
+        "eval_fn": model.eval_fn,
+        "eval_data": eval_data,
+        "progress": False,
+    }
+
+    def run(**extra):
+        if kind == "simulate":
+            tx = decjax.dpsgd(0.1, decjax.ring(8))
+            return decjax.simulate(model.loss, params, tx, data, **kwargs, **extra)
+        grid = {"learning_rate": [0.05, 0.1]}
+        make_tx = lambda learning_rate: decjax.dpsgd(learning_rate, decjax.ring(8))  # noqa: E731
+        return decjax.sweep(model.loss, params, make_tx, data, grid, **kwargs, **extra)
+
+    single, multi = run(), run(mesh=mesh)
+    for metric, values in single.metrics.items():
+        np.testing.assert_allclose(
+            multi.metrics[metric], values, rtol=1e-4, atol=1e-5, err_msg=metric
+        )
+
+
+def test_placement_specs_follow_roles_not_shapes(mesh):
+    data = decjax.data.distribute(decjax.data.load_digits(), 8, "iid", key=0)
+    specs = decjax.distributed.data_specs(data, 8, mesh)
+    assert specs.x == P() and specs.y == P() and specs.indices == P("workers")
+    eight_rows = jnp.zeros((8, 3))
+    assert decjax.distributed.replicated_specs(eight_rows) == P()
+    with pytest.raises(ValueError, match=r"per-worker leaf .* must have leading axis n=8"):
+        decjax.distributed.worker_specs({"w": jnp.zeros((4, 2))}, 8, mesh)

@@ -586,21 +586,32 @@ def _execute(
         check_callable("callback", callback)
     n = jax.tree.leaves(state.params)[0].shape[1 if batched else 0]
     runs = len(configs) if batched else None  # configurations (the state may hold padding)
+    runs_padded = state.step.shape[0] if batched else None
     if mesh is not None:
-        # New global arrays (the caller's buffers are not donated), split along the
-        # leading axis of the state: the (padded) configurations of a sweep, whose
-        # state and hyperparameter leaves all have them first, or the workers.
-        split = jax.tree.leaves(state.params)[0].shape[0]
+        # New global arrays (the caller's buffers are not donated), placed by role: a
+        # sweep's state and hyperparameters are split by configuration and its data
+        # shared; a run's params, per-worker state and data shards are split by worker,
+        # its evaluation data shared whatever its shape.
+        if batched:
+            distributed.check_workers(runs_padded, mesh)
+            specs = distributed.worker_specs(state, runs_padded, mesh)
+            data_specs = distributed.replicated_specs(data)
+        else:
+            distributed.check_workers(n, mesh)
+            specs = distributed.state_specs(state, n, mesh)
+            data_specs = distributed.data_specs(data, n, mesh)
+        eval_specs = distributed.replicated_specs(eval_data)
 
         def place(tree):
-            return distributed.shard_workers(tree, mesh, split)
+            return distributed.place(tree, mesh, specs)
 
         state = place(state)
+        data = distributed.place(data, mesh, data_specs)
+        eval_data = distributed.place(eval_data, mesh, eval_specs)
         if batched:
-            hyper = place(hyper)
-            data, eval_data = distributed.place_replicated((data, eval_data), mesh)
-        else:
-            data, eval_data = place(data), place(eval_data)
+            hyper = distributed.place(
+                hyper, mesh, distributed.worker_specs(hyper, runs_padded, mesh)
+            )
     else:
         # The compiled chunks donate their input state; copy it so that no buffer the
         # caller still holds (params, key) is invalidated.
@@ -645,12 +656,11 @@ def _execute(
             return state, jax.tree.map(lambda m: m[:runs], metrics)
         if mesh is None:
             return one(state, data, eval_data, hyper)
-        specs = distributed.worker_specs(state, n, mesh)
         run = distributed.sharded(
             lambda s, d, e: one(s, d, e, hyper),
             mesh,
             n,
-            (state, data, eval_data),
+            (specs, data_specs, eval_specs),
             (specs, jax.sharding.PartitionSpec()),
         )
         return run(state, data, eval_data)
