@@ -11,6 +11,8 @@ def all_topologies(n: int):
     for name in decjax.topology.NAMES:
         if name == "hypercube" and n & (n - 1):
             continue
+        if name in ("torus", "grid") and all(n % d for d in range(2, n)):
+            continue  # a prime n has no 2-D shape
         out.append(decjax.topology.by_name(name, n))
     return out
 

@@ -253,7 +253,17 @@ def test_node_churn_freezes_departed_workers_and_restarts_them(restart):
             ValueError,
             "reweight",
         ),
-        (lambda: with_faults(decjax.ring(4), key=3), TypeError, "key"),
+        (lambda: with_faults(decjax.ring(4), key="3"), TypeError, "key"),
+        (
+            lambda: with_faults(decjax.ring(4), key=jax.random.key(0), link_failure=float("nan")),
+            ValueError,
+            "link_failure must be finite",
+        ),
+        (
+            lambda: with_faults(decjax.ring(4), key=jax.random.key(0), node_failure="0.1"),
+            TypeError,
+            "node_failure",
+        ),
         (
             lambda: stragglers(
                 decjax.dpsgd(0.1, decjax.ring(4)), [1.0, 0.0], key=jax.random.key(0)

@@ -16,6 +16,7 @@ from decjax.topology import (
     from_matrix,
     period_product,
     spectral_gap,
+    spectrum,
     stack,
 )
 
@@ -365,3 +366,72 @@ def test_lazy_topology_is_kappa_w_plus_identity_in_every_representation(topo):
     np.testing.assert_allclose(lazy.numpy_matrices(), expected, atol=1e-7)
     traced = jax.jit(lambda t: t.matrices())(lazy)  # the in-jit conversion agrees
     np.testing.assert_allclose(traced, expected, atol=1e-6)
+
+
+# -- scale: analysis without dense matrices ---------------------------------------------
+
+
+@pytest.mark.parametrize("n", [5, 8, 12, 16])
+def test_circulant_closed_forms_equal_the_dense_analysis(n, monkeypatch):
+    """Spectral gap and n_W from Fourier eigenvalues agree with the dense eigensolvers."""
+    from decjax.topology import analysis
+
+    circulant = [t for t in all_topologies(n) if spectrum.circulant_eigenvalues(t) is not None]
+    assert {t.name for t in circulant} >= {
+        "ring",
+        "exponential",
+        "one_peer_exponential",
+        "complete",
+    }
+    closed = [
+        (spectral_gap(t), effective_neighbors(t, 0.9), effective_neighbors(t, 0.5, mode="worst"))
+        for t in circulant
+    ]
+    monkeypatch.setattr(analysis, "circulant_eigenvalues", lambda t: None)
+    for t, got in zip(circulant, closed, strict=True):
+        dense = (
+            spectral_gap(t),
+            effective_neighbors(t, 0.9),
+            effective_neighbors(t, 0.5, mode="worst"),
+        )
+        # float32 weights: the closed form reads no self weight, the dense route does (1 +- 3e-8)
+        np.testing.assert_allclose(got, dense, rtol=1e-6, atol=1e-7, err_msg=t.name)
+
+
+def test_a_ring_of_65536_is_built_faulted_and_analysed_without_dense_matrices():
+    """O(n k) host work: the dense route needs 32 GB per matrix at this size."""
+    n = 65536
+    ring = decjax.ring(n)
+    faulty = decjax.topology.with_faults(ring, key=jax.random.key(0), link_failure=0.1)
+    expected = 2.0 / 3.0 * (1.0 - math.cos(2.0 * math.pi / n))  # 1 - lambda_2
+    assert spectral_gap(ring) == pytest.approx(expected, rel=1e-3)
+    assert spectral_gap(faulty) == pytest.approx(expected, rel=1e-3)  # its base graph
+    assert spectral_gap(decjax.exponential(n)) == pytest.approx(2.0 / 17.0, rel=1e-5)
+    assert 1.0 < effective_neighbors(ring, 0.99) < n
+    decjax.d2(0.1, decjax.topology.lazy(ring, 0.5))  # D²'s spectral check, closed form
+    both = decjax.topology.stack([ring, decjax.exponential(n)])
+    assert both.representation == "sparse" and both.neighbors.shape[-1] <= 18
+
+
+def test_stacked_topologies_keep_their_matrices_and_the_documented_shapes():
+    members = [decjax.ring(8), decjax.one_peer_exponential(8), decjax.torus(2, 4)]
+    both = decjax.topology.stack(members)
+    assert both.representation == "sparse" and both.batch_shape == (3,)
+    assert both.matrix(0).shape == (3, 8, 8)
+    for i, t in enumerate(members):
+        for step in range(4):
+            np.testing.assert_allclose(both.matrix(step)[i], t.matrix(step), atol=1e-7)
+    dense = decjax.topology.stack([decjax.ring(8), decjax.complete(8)])
+    assert dense.representation == "dense" and dense.matrix(3).shape == (2, 8, 8)
+
+
+def test_a_prime_torus_or_grid_by_name_is_refused():
+    with pytest.raises(ValueError, match=r"n=13 has no such factorization"):
+        decjax.topology.by_name("torus", 13)
+    with pytest.raises(ValueError, match=r"grid needs n = rows x cols"):
+        decjax.topology.by_name("grid", 7)
+
+
+def test_non_finite_circulant_weights_are_refused():
+    with pytest.raises(ValueError, match="must be finite"):
+        decjax.topology.from_offsets(4, [[-1, 0, 1]], [[0.25, float("nan"), 0.25]])

@@ -1,5 +1,6 @@
 """Communication graphs and their mixing matrices (``W[i, j]``: weight ``i`` puts on ``j``)."""
 
+from decjax.topology import spectrum
 from decjax.topology._topology import BACKENDS_FOR, REPRESENTATIONS, Topology, stack
 from decjax.topology.analysis import effective_neighbors, period_product, spectral_gap
 from decjax.topology.catalog import NAMES, by_name
@@ -56,6 +57,7 @@ __all__ = [
     "ring",
     "solo",
     "spectral_gap",
+    "spectrum",
     "stack",
     "star",
     "to_networkx",

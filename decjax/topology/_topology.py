@@ -149,8 +149,27 @@ class Topology:
         """Gossip backends this topology can be mixed with (cheapest first)."""
         return BACKENDS_FOR[self.representation]
 
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes of a stacked topology (:func:`stack`); ``()`` for one topology."""
+        per_step = {"average": 1, "shift": 2, "sparse": 3, "dense": 3}[self.representation]
+        shape = jnp.shape(self.weights)
+        return tuple(shape[: len(shape) - per_step])
+
+    def _unbatched(self, method: str, *args):
+        """Apply ``method`` to each topology of a stacked one (vmapped over the batch axes)."""
+        fn = lambda topology: getattr(topology, method)(*args)  # noqa: E731
+        for _ in self.batch_shape:
+            fn = jax.vmap(fn)
+        return fn(self)
+
     def matrices(self) -> jax.Array:
-        """All ``T`` dense mixing matrices, shape ``(T, n, n)`` (works under jit)."""
+        """All ``T`` dense mixing matrices, shape ``(T, n, n)`` (works under jit).
+
+        For a stacked topology, ``(*batch_shape, T, n, n)``.
+        """
+        if self.batch_shape:
+            return self._unbatched("matrices")
         if isinstance(self.weights, jax.core.Tracer):
             return dense_weights(self)
         return jnp.asarray(self.numpy_matrices(), dtype=jnp.asarray(self.weights).dtype)
@@ -159,7 +178,10 @@ class Topology:
         """The dense ``(n, n)`` matrix ``W_t`` used at ``step`` (``t = step mod T``).
 
         With faults, the matrix realized at ``step`` (failed links and nodes removed).
+        For a stacked topology, one matrix per member: ``(*batch_shape, n, n)``.
         """
+        if self.batch_shape:
+            return self._unbatched("matrix", step)
         if self.faults is not None:
             nbr, w = realized_sparse(self, step)
             return _dense_from_sparse(self.n, nbr[None], w[None])[0]
@@ -167,6 +189,8 @@ class Topology:
 
     def numpy_matrices(self) -> np.ndarray:
         """``matrices()`` as a float64 numpy array, built on the host (for analysis)."""
+        if self.batch_shape:
+            return np.asarray(self.matrices(), dtype=np.float64)
         n, period = self.n, self.period
         w = np.asarray(jax.device_get(self.weights), dtype=np.float64)
         if self.representation == "dense":
@@ -309,6 +333,8 @@ def check_sparse(name: str, neighbors: np.ndarray, weights: np.ndarray, *, conne
 
 def check_shift(name: str, n: int, offsets, weights: np.ndarray, *, connected=True) -> None:
     """Validate a circulant topology from its offsets and ``(T, k)`` weights."""
+    if not np.all(np.isfinite(weights)):
+        raise ValueError(f"{name} weights must be finite (no NaN or inf)")
     if np.any(weights < 0):
         raise ValueError(f"{name} must have non-negative weights")
     _check_sums(name, weights.sum(axis=1, keepdims=True), "row")
@@ -354,17 +380,24 @@ def as_weights(x) -> jax.Array:
 
 
 def stack(topologies: Sequence[Topology]) -> Topology:
-    """Stack same-size topologies into one dense ``Topology`` with a leading batch axis.
+    """Stack same-size topologies into one ``Topology`` with a leading batch axis.
 
-    The result's ``weights`` have shape ``(B, T, n, n)`` where ``T`` is the least
-    common multiple of the periods (each topology's matrices are tiled to it),
-    so it can be ``jax.vmap``-ed over axis 0, e.g. in :func:`decjax.sweep`.
+    The period is the least common multiple of the periods (each topology's
+    weights are tiled to it), so the result can be ``jax.vmap``-ed over axis 0,
+    e.g. in :func:`decjax.sweep`. Graphs with neighbour lists (shift and sparse
+    kinds: rings, exponential graphs, tori, random graphs) are stacked as
+    padded neighbour lists, ``(B, T, n, k)`` with ``k`` the largest degree
+    (plus self), so a sweep over them costs ``O(n k)`` memory and gossip a
+    gather; as soon as one of them is a dense matrix or the complete-graph
+    kind, all are stacked as dense ``(B, T, n, n)`` matrices. Either way
+    gossip runs in the exact difference form. ``matrix(step)`` of the stack
+    has shape ``(B, n, n)``.
 
     Examples:
       >>> import decjax
       >>> both = decjax.topology.stack([decjax.ring(8), decjax.exponential(8)])
-      >>> both.weights.shape
-      (2, 1, 8, 8)
+      >>> both.batch_shape, both.representation, both.matrix(0).shape
+      ((2,), 'sparse', (2, 8, 8))
     """
     topologies = list(topologies)
     if not topologies or not all(isinstance(t, Topology) for t in topologies):
@@ -374,17 +407,39 @@ def stack(topologies: Sequence[Topology]) -> Topology:
             "topologies with faults cannot be stacked (their matrices are random per step); "
             "run them one by one"
         )
+    if any(t.batch_shape for t in topologies):
+        raise ValueError("topologies are already stacked; stack single topologies")
     sizes = {t.n for t in topologies}
     if len(sizes) != 1:
         raise ValueError(f"topologies must all have the same n to be stacked, got {sorted(sizes)}")
     period = math.lcm(*(t.period for t in topologies))
+    name = "stack(" + "+".join(t.name for t in topologies) + ")"
+    common = {
+        "n": topologies[0].n,
+        "period": period,
+        "name": name,
+        "row_stochastic": all(t.row_stochastic for t in topologies),
+    }
+    if all(t.representation in ("shift", "sparse") for t in topologies):
+        neighbors, weights = _stacked_lists(topologies, period)
+        return Topology(representation="sparse", weights=weights, neighbors=neighbors, **common)
     mats = [jnp.tile(t.matrices(), (period // t.period, 1, 1)) for t in topologies]
-    name = "+".join(t.name for t in topologies)
-    return Topology(
-        n=topologies[0].n,
-        period=period,
-        name=f"stack({name})",
-        representation="dense",
-        weights=jnp.stack(mats),
-        row_stochastic=all(t.row_stochastic for t in topologies),
+    return Topology(representation="dense", weights=jnp.stack(mats), **common)
+
+
+def _stacked_lists(topologies: Sequence[Topology], period: int) -> tuple[jax.Array, jax.Array]:
+    """``(B, T, n, k)`` neighbour lists and weights, padded with weight-0 self entries."""
+    lists = []
+    for t in topologies:
+        nbr, w = (np.asarray(jax.device_get(a)) for a in sparse_form(t))
+        reps = period // t.period
+        lists.append((np.tile(nbr, (reps, 1, 1)), np.tile(w, (reps, 1, 1))))
+    k = max(nbr.shape[-1] for nbr, _ in lists)
+    n = topologies[0].n
+    own = np.broadcast_to(np.arange(n)[None, :, None], (period, n, k))
+    neighbors = np.stack(
+        [np.concatenate([nbr, own[..., nbr.shape[-1] :]], axis=-1) for nbr, _ in lists]
     )
+    weights = np.stack([np.pad(w, ((0, 0), (0, 0), (0, k - w.shape[-1]))) for _, w in lists])
+    dtype = topologies[0].weights.dtype
+    return jnp.asarray(neighbors, jnp.int32), jnp.asarray(weights, dtype)

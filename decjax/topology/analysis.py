@@ -6,9 +6,11 @@ These functions read concrete weights; call them outside ``jit``.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse.linalg
 
 from decjax._validation import check_choice, check_in_range
 from decjax.topology._topology import Topology
+from decjax.topology.spectrum import DENSE_LIMIT, circulant_eigenvalues, sparse_matrices
 
 
 def _check_topology(topology) -> None:
@@ -56,6 +58,13 @@ def spectral_gap(topology: Topology) -> float:
     _check_topology(topology)
     if topology.n == 1:
         return 1.0
+    lam = circulant_eigenvalues(topology)
+    if lam is not None:  # closed form, O(k n): mode 0 is the consensus eigenvalue 1
+        return float(1.0 - np.max(np.abs(np.prod(lam, axis=0)[1:])))
+    if topology.n > DENSE_LIMIT and topology.period == 1:
+        gap = _sparse_gap(topology)
+        if gap is not None:
+            return gap
     p = period_product(topology)
     if np.allclose(p, p.T, atol=1e-12):
         eig = np.linalg.eigvalsh(p)
@@ -63,6 +72,41 @@ def spectral_gap(topology: Topology) -> float:
         eig = np.linalg.eigvals(p)
     rest = np.delete(eig, np.argmin(np.abs(eig - 1.0)))
     return float(1.0 - np.max(np.abs(rest)))
+
+
+def _sparse_gap(topology: Topology) -> float | None:
+    """``1 - |lambda_2|`` of a large static symmetric sparse ``W`` (ARPACK); None if it fails."""
+    (w,) = sparse_matrices(topology)
+    if abs(w - w.T).max() > 1e-6:
+        return None
+    try:
+        eig = scipy.sparse.linalg.eigsh(w, k=2, which="LM", return_eigenvectors=False, tol=1e-10)
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        return None
+    rest = np.delete(eig, np.argmin(np.abs(eig - 1.0)))
+    return float(1.0 - np.max(np.abs(rest)))
+
+
+def _circulant_variance(lam: np.ndarray, gamma: float) -> np.ndarray:
+    """Per-phase variance of a circulant topology's random walk, from its ``(T, n)`` eigenvalues.
+
+    In the Fourier basis every ``W_t - J`` is diagonal (mode 0 removed: that is
+    the consensus direction, handled exactly), so the series of
+    :func:`effective_neighbors` is a scalar geometric series per mode, and
+    every worker has the same variance (the graph looks alike from each node).
+    """
+    period, n = lam.shape
+    centred = np.abs(lam[:, 1:]) ** 2  # |mu_{t,j}|^2 for j != 0
+    whole = np.prod(centred, axis=0)  # one period, any starting phase (they commute)
+    series = 1.0 / (1.0 - gamma**period * whole)
+    variances = []
+    for s in range(period):
+        total, a = 0.0, np.ones(n - 1)
+        for r in range(period):
+            a = a * centred[(s - r) % period]
+            total = total + gamma**r * a * series
+        variances.append(total.sum() / n + 1.0 / (n * (1.0 - gamma)))
+    return np.asarray(variances)
 
 
 def _stationary_series(mats: list[np.ndarray], factor: float, tol: float = 1e-16) -> np.ndarray:
@@ -128,6 +172,11 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
     _check_topology(topology)
     check_in_range("gamma", gamma, 0.0, 1.0, closed="left")
     check_choice("mode", mode, ("mean", "worst"))
+    lam = circulant_eigenvalues(topology) if topology.n > 1 else None
+    if lam is not None:
+        v = _circulant_variance(lam, gamma)
+        v = v.mean() if mode == "mean" else v.max()
+        return float(1.0 / ((1.0 - gamma) * v))
     mats = list(topology.numpy_matrices())
     period = topology.period
     n = topology.n

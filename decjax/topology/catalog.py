@@ -12,9 +12,19 @@ from decjax.topology.circulant import complete, exponential, one_peer_exponentia
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus
 
 
-def _factor(n: int) -> tuple[int, int]:
-    """``rows * cols = n`` with ``rows`` the largest divisor ``<= sqrt(n)``."""
+def _factor(name: str, n: int) -> tuple[int, int]:
+    """``rows * cols = n`` with ``rows`` the largest divisor ``<= sqrt(n)``, at least 2.
+
+    A prime ``n`` has only ``1 x n``, which is a ring (torus) or a path (grid),
+    not a 2-D graph: refused rather than silently renamed.
+    """
     rows = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    if rows == 1 and n > 1:
+        raise ValueError(
+            f"{name} needs n = rows x cols with rows, cols >= 2, but n={n} has no such "
+            f"factorization (the only shape, 1x{n}, is not 2-D); choose another n, or build "
+            f"decjax.topology.{name}(1, {n}) explicitly"
+        )
     return rows, n // rows
 
 
@@ -26,8 +36,8 @@ BUILDERS = {
     "solo": lambda n, key: solo(n),
     "star": lambda n, key: star(n),
     "hypercube": lambda n, key: hypercube(n),
-    "torus": lambda n, key: torus(*_factor(n)),
-    "grid": lambda n, key: grid(*_factor(n)),
+    "torus": lambda n, key: torus(*_factor("torus", n)),
+    "grid": lambda n, key: grid(*_factor("grid", n)),
     "erdos_renyi": lambda n, key: erdos_renyi(n, min(1.0, 2 * math.log(max(n, 2)) / n), key=key),
     "random_matching": lambda n, key: random_matching(n, key=key),
 }
@@ -37,7 +47,8 @@ NAMES = tuple(BUILDERS)
 def by_name(name: str, n: int, *, key=None) -> Topology:
     """Build a topology from its name with sensible defaults.
 
-    ``torus``/``grid`` use the most square factorization of ``n``;
+    ``torus``/``grid`` use the most square factorization of ``n`` (a prime
+    ``n`` is refused: its only shape is ``1 x n``);
     ``erdos_renyi`` uses ``p = 2 ln(n) / n``; random graphs draw from ``key``
     (default ``jax.random.key(0)``).
 

@@ -53,8 +53,15 @@ def from_offsets(
       0.25
     """
     n = check_int("n", n, minimum=1)
-    offs = tuple(tuple(int(o) % n for o in step) for step in offsets)
-    w = np.asarray(weights, dtype=np.float64)
+    shape_rule = "offsets and weights must both be (period, k) nested sequences, e.g. [[-1, 0, 1]]"
+    try:
+        raw = np.asarray(offsets)
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{shape_rule} of integers and of real numbers ({err})") from None
+    if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
+        raise TypeError(f"{shape_rule}; offsets must be integers, got {offsets!r}")
+    offs = tuple(tuple(int(o) % n for o in step) for step in raw)
     if not offs or w.ndim != 2 or w.shape != (len(offs), len(offs[0])):
         raise ValueError(
             "offsets and weights must both be (period, k) nested sequences of the same shape, "

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decjax._validation import check_choice, check_int
+from decjax._validation import as_key, check_choice, check_int
 from decjax.topology._topology import (
     Topology,
     as_weights,
@@ -26,6 +26,7 @@ from decjax.topology._topology import (
     sparse_form,
     weight_dtype,
 )
+from decjax.topology.spectrum import is_symmetric
 
 REWEIGHT = ("metropolis", "self")
 
@@ -115,6 +116,20 @@ def _sparse_host(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
     return nbr, w
 
 
+def _probabilities(name: str, value) -> np.ndarray:
+    """A finite real number or 1-D sequence of them, as float64 (strings, NaN refused)."""
+    try:
+        array = np.atleast_1d(np.asarray(value))
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{name} must be a number or a 1-D sequence of numbers") from err
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise TypeError(f"{name} must be a real number or numbers, got {value!r}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return array
+
+
 def with_faults(
     topology: Topology,
     *,
@@ -155,27 +170,28 @@ def with_faults(
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
     if topology.faults is not None:
         raise ValueError("topology already has faults")
-    link = np.atleast_1d(np.asarray(link_failure, dtype=np.float64))
+    if topology.batch_shape:
+        raise ValueError("with_faults takes one topology, not a stack")
+    link = _probabilities("link_failure", link_failure)
     if link.ndim != 1 or link.size == 0 or np.any((link < 0) | (link > 1)):
         raise ValueError(
             f"link_failure must be in [0, 1] (or a 1-D schedule of such), got {link_failure!r}"
         )
-    if not 0 <= node_failure < 1:
-        raise ValueError(f"node_failure must be in [0, 1), got {node_failure!r}")
+    node = _probabilities("node_failure", node_failure)
+    if node.shape != (1,) or not 0 <= node[0] < 1:
+        raise ValueError(f"node_failure must be a number in [0, 1), got {node_failure!r}")
     down_steps = check_int("down_steps", down_steps, minimum=1)
     check_choice("reweight", reweight, REWEIGHT)
-    mats = topology.numpy_matrices()
-    if not np.allclose(mats, np.transpose(mats, (0, 2, 1)), atol=1e-6):
+    key = as_key("key", key)
+    if not is_symmetric(topology):
         raise ValueError(
             f"link failures need a symmetric (undirected) topology; {topology.name} is directed"
         )
-    if not hasattr(key, "dtype"):
-        raise TypeError(f"key must be a jax.random.key, got {key!r}")
     nbr, w = _sparse_host(topology)
     model = FaultModel(
         key,
         as_weights(link),
-        jnp.asarray(node_failure, weight_dtype()),
+        jnp.asarray(node[0], weight_dtype()),
         down_steps=down_steps,
         reweight=reweight,
     )
