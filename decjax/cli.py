@@ -4,13 +4,20 @@ The default run trains 16 workers on scikit-learn's handwritten digits with a
 label-sorted partition (each worker sees one or two classes), with D-PSGD on a
 ring, the static exponential graph, the complete graph and no communication,
 all in one compiled, vmapped sweep. It prints a results table and writes
-``results.csv`` (every recorded step), ``summary.csv`` and ``curves.png``.
+``results.csv`` (every recorded step), ``summary.csv``, ``curves.png`` and
+``config.json`` (every flag, the versions, the seed and the device).
+
+Every bad flag ends in one line on stderr and exit code 2, before any
+training; Ctrl-C prints one line and exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,21 +25,19 @@ import jax
 import numpy as np
 
 import decjax
+from decjax._arguments import (
+    HelpFormatter,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 from decjax.data import SCHEMES
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+# A run whose last training loss exceeds its first by this factor has diverged.
+BLOW_UP = 1e3
+# Algorithms that average over all workers whatever the topology: run once.
+IGNORE_TOPOLOGY = {"local_sgd": "averages over all workers every 8 steps"}
 
 
 def _topology_list(text: str) -> list[str]:
@@ -50,61 +55,54 @@ def build_parser() -> argparse.ArgumentParser:
         prog="decjax",
         description="Decentralized training of a classifier on the digits dataset: "
         "one vmapped run per topology, compiled once.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--workers", type=_positive_int, default=16, help="number of workers n")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--workers", type=positive_int, default=16, help="number of workers n")
+    add(
         "--topologies",
         type=_topology_list,
         default=["ring", "exponential", "complete", "solo"],
         help=f"comma-separated, from: {', '.join(decjax.topology.NAMES)}",
     )
-    parser.add_argument(
-        "--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer"
-    )
-    parser.add_argument(
-        "--partition", choices=SCHEMES, default="sorted", help="how data is split over workers"
-    )
-    parser.add_argument(
-        "--alpha", type=_positive_float, default=0.1, help="Dirichlet concentration"
-    )
-    parser.add_argument(
-        "--model", choices=("mlp", "logistic"), default="mlp", help="64-64-10 MLP or linear"
-    )
-    parser.add_argument("--steps", type=_positive_int, default=1000)
-    parser.add_argument("--batch-size", type=_positive_int, default=16, help="per worker")
-    parser.add_argument("--lr", type=_positive_float, default=0.3, help="learning rate")
-    parser.add_argument("--eval-every", type=_positive_int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("decjax-out"), help="output folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    faults = parser.add_argument_group("asynchrony and faults")
-    faults.add_argument(
+    add("--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer")
+    add("--partition", choices=SCHEMES, default="sorted", help="how data is split over workers")
+    add("--alpha", type=positive_float, default=0.1, help="Dirichlet concentration")
+    add("--model", choices=("mlp", "logistic"), default="mlp", help="64-64-10 MLP or linear")
+    add("--steps", type=positive_int, default=1000, help="training steps")
+    add("--batch-size", type=positive_int, default=16, help="minibatch size per worker")
+    add("--lr", type=positive_float, default=0.3, help="learning rate")
+    add("--eval-every", type=positive_int, default=50, help="steps between records")
+    add("--seed", type=nonnegative_int, default=0, help="seed of data, init and sampling")
+    add("--out", type=Path, default=Path("decjax-out"), help="output folder")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+    faults = parser.add_argument_group("asynchrony and faults").add_argument
+    faults(
         "--max-delay",
-        type=_nonnegative_int,
+        type=nonnegative_int,
         default=None,
         help="with --algorithm dasgd: message delays uniform on 0..MAX_DELAY ticks (default 4)",
     )
-    faults.add_argument(
+    faults(
         "--drop-prob",
-        type=_probability,
+        type=probability,
         default=0.0,
         help="each link fails independently per step with this probability",
     )
-    faults.add_argument(
+    faults(
         "--node-failure",
-        type=_probability,
+        type=probability,
         default=0.0,
         help="probability that a worker is down (for blocks of 20 steps); it rejoins from "
         "its neighbours' average",
     )
-    faults.add_argument(
+    faults(
         "--stragglers",
-        type=_probability,
+        type=probability,
         default=0.0,
         help="fraction of workers that run at half speed (they reuse their last gradient)",
     )
-    parser.add_argument(
+    add(
         "--checkpoint-dir",
         type=Path,
         default=None,
@@ -113,18 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+def _check_out(out: Path) -> None:
+    """The output folder can be created and written, checked before training."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {out} is not a writable directory ({err.strerror})") from None
 
 
 def _make_factory(args, key):
@@ -153,38 +149,68 @@ def _make_factory(args, key):
     return factory
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _topologies(args, key) -> list:
+    topologies = [
+        decjax.topology.by_name(name, args.workers, key=jax.random.fold_in(key, i))
+        for i, name in enumerate(args.topologies)
+    ]
+    if args.algorithm in IGNORE_TOPOLOGY and len(topologies) > 1:
+        print(
+            f"note: {args.algorithm} {IGNORE_TOPOLOGY[args.algorithm]} and ignores the "
+            f"topology: one run (on {topologies[0].name}) instead of {len(topologies)} "
+            "identical ones"
+        )
+        topologies = topologies[:1]
+    if args.drop_prob > 0 or args.node_failure > 0:
+        if args.algorithm == "dasgd":
+            raise ValueError(
+                "--drop-prob and --node-failure apply to gossip algorithms; DASGD models "
+                "unreliable links with --max-delay"
+            )
+        topologies = [
+            decjax.topology.with_faults(
+                t,
+                key=jax.random.fold_in(key, 3000 + i),
+                link_failure=args.drop_prob,
+                node_failure=args.node_failure,
+                down_steps=20,
+            )
+            for i, t in enumerate(topologies)
+        ]
+    return topologies
+
+
+def _supported(topologies: list, factory, algorithm: str) -> list:
+    """The topologies the algorithm accepts (built once, concretely); a note for the others."""
+    kept, reasons = [], []
+    for topology in topologies:
+        try:
+            factory(topology)
+        except ValueError as err:
+            reasons.append(f"{topology.name}: {err}")
+            continue
+        kept.append(topology)
+    if not kept:
+        raise ValueError(f"--algorithm {algorithm} runs on none of the topologies ({reasons[0]})")
+    for reason in reasons:
+        print(f"note: skipping {reason}")
+    if algorithm == "d2":
+        print("note: d2 runs on the lazy graphs (I + W) / 2, where lambda_min(W) > -1/3 holds")
+    return kept
+
+
+def _prepare(parser, args):
+    """Everything a run needs, validated; every bad combination exits 2 with one line."""
     if args.steps % args.eval_every:
         parser.error(
             f"--steps ({args.steps}) must be a multiple of --eval-every ({args.eval_every})"
         )
     key = jax.random.key(args.seed)
-    dataset = decjax.data.load_digits(seed=args.seed)
-    faulty = args.drop_prob > 0 or args.node_failure > 0
     try:
-        topologies = [
-            decjax.topology.by_name(name, args.workers, key=jax.random.fold_in(key, i))
-            for i, name in enumerate(args.topologies)
-        ]
-        if faulty:
-            if args.algorithm == "dasgd":
-                raise ValueError(
-                    "--drop-prob and --node-failure apply to gossip algorithms; DASGD models "
-                    "unreliable links with --max-delay"
-                )
-            topologies = [
-                decjax.topology.with_faults(
-                    t,
-                    key=jax.random.fold_in(key, 3000 + i),
-                    link_failure=args.drop_prob,
-                    node_failure=args.node_failure,
-                    down_steps=20,
-                )
-                for i, t in enumerate(topologies)
-            ]
+        _check_out(args.out)
+        dataset = decjax.data.load_digits(seed=args.seed)
         factory = _make_factory(args, jax.random.fold_in(key, 4000))
+        topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
             dataset,
             args.workers,
@@ -199,12 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = decjax.problems.logistic_regression(dataset.num_features, dataset.num_classes)
     params = decjax.replicate(model.init(jax.random.fold_in(key, 1000)), args.workers)
+    return key, dataset, factory, topologies, data, model, params
 
-    print(
-        f"decjax {decjax.__version__} on {jax.devices()[0].platform}: {args.workers} workers, "
-        f"digits ({args.partition} partition), {args.model}, {args.algorithm} lr={args.lr}, "
-        f"{args.steps} steps x batch {args.batch_size}"
-    )
+
+def _train(args, key, dataset, factory, topologies, data, model, params):
     common = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -214,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_data": (dataset.x_test, dataset.y_test),
         "progress": not args.no_progress,
     }
-    start = time.perf_counter()
-    if faulty:
+    if any(t.faults is not None for t in topologies):
         # Faulty topologies draw new matrices every step: they cannot be stacked into
         # one vmapped sweep, so each runs on its own (one compile each).
         runs = [
@@ -232,31 +255,43 @@ def main(argv: list[str] | None = None) -> int:
             )
             for t in topologies
         ]
-        result = decjax.SimulationResult.concat(runs, [{"topology": t.name} for t in topologies])
-    else:
-        result = decjax.sweep(
-            model.loss,
-            params,
-            factory,
-            data,
-            {"topology": topologies},
-            checkpoint_dir=args.checkpoint_dir,
-            **common,
-        )
-    elapsed = time.perf_counter() - start
+        return decjax.SimulationResult.concat(runs, [{"topology": t.name} for t in topologies])
+    return decjax.sweep(
+        model.loss,
+        params,
+        factory,
+        data,
+        {"topology": topologies},
+        checkpoint_dir=args.checkpoint_dir,
+        **common,
+    )
 
+
+def diverged(result, initial_loss: float) -> np.ndarray:
+    """Per run: a non-finite metric, or a training loss above ``BLOW_UP`` x the initial loss."""
+    flags = np.atleast_1d(np.asarray(result.diverged, dtype=bool)).copy()
+    for values in result.metrics.values():
+        flags |= ~np.isfinite(np.atleast_2d(values)).all(axis=-1)
+    loss = np.atleast_2d(result.metrics["train_loss"])
+    with np.errstate(invalid="ignore", over="ignore"):
+        flags |= (np.abs(loss) > BLOW_UP * abs(initial_loss)).any(axis=-1)
+    return flags
+
+
+def _summarize(args, result, topologies, initial_loss):
     summary = result.to_dataframe().groupby("topology", sort=False).last().reset_index()
     summary.insert(1, "spectral_gap", [decjax.spectral_gap(t) for t in topologies])
     summary.insert(
         2, "effective_neighbors", [decjax.effective_neighbors(t, 0.9) for t in topologies]
     )
+    faulty = any(t.faults is not None for t in topologies)
     if faulty:
         stats = [
             decjax.topology.fault_statistics(t, range(min(args.steps, 200))) for t in topologies
         ]
         summary.insert(2, "effective_gap_with_faults", [s["effective_spectral_gap"] for s in stats])
         summary.insert(3, "links_lost", [s["fraction_links_lost"] for s in stats])
-    summary["diverged"] = np.asarray(result.diverged)
+    summary["diverged"] = diverged(result, initial_loss)
     columns = [
         "topology",
         "spectral_gap",
@@ -267,20 +302,95 @@ def main(argv: list[str] | None = None) -> int:
         "consensus_distance",
         *(["staleness_avg"] if "staleness_avg" in summary else []),
         "train_loss",
+        *(["diverged"] if summary["diverged"].any() else []),
     ]
-    print()
-    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    how = "one after another" if faulty else f"in one compile ({result.traces} trace)"
-    print(f"\n{len(topologies)} runs {how} in {elapsed:.1f} s")
+    return summary, columns
 
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def _title(args) -> str:
+    faults = [
+        f"{name} {value:g}"
+        for name, value in (
+            ("link failure", args.drop_prob),
+            ("node failure", args.node_failure),
+            ("stragglers", args.stragglers),
+        )
+        if value
+    ]
+    if args.algorithm == "dasgd":
+        faults.append(f"max delay {4 if args.max_delay is None else args.max_delay}")
+    return (
+        f"{args.algorithm}, n={args.workers}, lr={args.lr:g}, {args.model} on digits "
+        f"({args.partition})" + (f"; {', '.join(faults)}" if faults else "")
+    )
+
+
+def _config(args) -> dict:
+    import jaxlib
+    import optax
+
+    device = jax.devices()[0]
+    return {
+        "command": ["python", "-m", "decjax", *sys.argv[1:]],
+        "flags": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "seed": args.seed,
+        "versions": {
+            "decjax": decjax.__version__,
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "optax": optax.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "device": {"platform": device.platform, "kind": device.device_kind},
+        "devices": jax.device_count(),
+    }
+
+
+def _write(args, result, summary) -> None:
     result.to_dataframe().to_csv(args.out / "results.csv", index=False)
     summary.to_csv(args.out / "summary.csv", index=False)
+    (args.out / "config.json").write_text(json.dumps(_config(args), indent=2) + "\n")
     fig = result.plot(["train_loss", "consensus_distance", "test_accuracy"])
+    fig.suptitle(_title(args), fontsize=10)
+    fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=120)
-    print(
-        f"wrote {args.out / 'results.csv'}, {args.out / 'summary.csv'}, {args.out / 'curves.png'}"
-    )
+    written = ", ".join(str(args.out / f) for f in ("results.csv", "summary.csv", "curves.png"))
+    print(f"wrote {written}, {args.out / 'config.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        prepared = _prepare(parser, args)
+        print(
+            f"decjax {decjax.__version__} on {jax.devices()[0].platform}: {args.workers} "
+            f"workers, digits ({args.partition} partition), {args.model}, {args.algorithm} "
+            f"lr={args.lr}, {args.steps} steps x batch {args.batch_size}"
+        )
+        start = time.perf_counter()
+        result = _train(args, *prepared)
+        elapsed = time.perf_counter() - start
+    except KeyboardInterrupt as stop:
+        print(f"decjax: {stop or 'interrupted'}", file=sys.stderr)
+        return 130
+    _, dataset, _, topologies, _, model, params = prepared
+    one = jax.tree.map(lambda x: x[0], params)
+    initial_loss = float(model.loss(one, (dataset.x_train, dataset.y_train)))
+    summary, columns = _summarize(args, result, topologies, initial_loss)
+    print()
+    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if summary["diverged"].any():
+        print(
+            f"\ndiverged (a non-finite metric, or a training loss above {BLOW_UP:g} x the "
+            f"initial {initial_loss:.3g}): "
+            f"{', '.join(summary['topology'][summary['diverged']])}; lower --lr"
+        )
+    faulty = any(t.faults is not None for t in topologies)
+    how = "one after another" if faulty else f"in one compile ({result.traces} trace)"
+    print(f"\n{len(topologies)} runs {how} in {elapsed:.1f} s")
+    _write(args, result, summary)
     return 0
 
 

@@ -35,11 +35,16 @@ def initialize(
     process_id: int,
     *,
     local_device_ids: Sequence[int] | None = None,
+    coordinator_bind_address: str | None = None,
 ) -> None:
     """Join a multi-process run (JAX's ``jax.distributed.initialize``; nothing home-made).
 
     On CPU this also selects the gloo collectives so processes can talk.
     Call it at the start of every process, before any other JAX call.
+    Process 0 runs the coordinator service; by default it listens on every
+    interface at the port of ``coordinator_address`` (what a cluster needs).
+    Pass ``coordinator_bind_address="127.0.0.1:PORT"`` when every process runs
+    on this machine, so nothing outside it can connect.
 
     Example (two processes on one machine)::
 
@@ -56,6 +61,7 @@ def initialize(
         num_processes=num_processes,
         process_id=process_id,
         local_device_ids=local_device_ids,
+        coordinator_bind_address=coordinator_bind_address,
     )
 
 

@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from decjax._arguments import HelpFormatter, address, nonnegative_int, positive_float, positive_int
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -39,8 +41,14 @@ def _free_port() -> int:
 
 
 def launch(processes: int, devices_per_process: int, out: Path, extra: list[str]) -> int:
-    """Start ``processes`` local copies of this module that train together; wait for all."""
-    coordinator = f"localhost:{_free_port()}"
+    """Start ``processes`` local copies of this module that train together; wait for all.
+
+    The coordinator listens on the loopback interface only. Returns 0 when every
+    child succeeded, else the first failure's code (a child killed by signal ``s``
+    counts as ``128 + s``, as in a shell); a child still running after 10 minutes
+    is killed and counts as 124.
+    """
+    coordinator = f"127.0.0.1:{_free_port()}"
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_per_process}"
     env["JAX_PLATFORMS"] = "cpu"
@@ -56,6 +64,8 @@ def launch(processes: int, devices_per_process: int, out: Path, extra: list[str]
                 str(processes),
                 "--coordinator",
                 coordinator,
+                "--coordinator-bind",
+                coordinator,
                 "--out",
                 str(out),
                 *extra,
@@ -64,13 +74,32 @@ def launch(processes: int, devices_per_process: int, out: Path, extra: list[str]
         )
         for rank in range(processes)
     ]
+    codes = []
     try:
-        codes = [child.wait(timeout=600) for child in children]
+        for child in children:
+            try:
+                codes.append(child.wait(timeout=600))
+            except subprocess.TimeoutExpired:
+                codes.append(124)
     finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
-    return max(codes)
+    return launch_status(codes)
+
+
+def launch_status(codes: list[int]) -> int:
+    """The launch's exit code: 0 only if every child exited 0; else the first failure's code,
+    a child killed by signal ``s`` (code ``-s``) counting as ``128 + s``.
+
+    Examples:
+      >>> launch_status([0, -9]), launch_status([0, 0]), launch_status([3, 0])
+      (137, 0, 3)
+    """
+    failed = [128 - code if code < 0 else code for code in codes if code != 0]
+    if failed:
+        print(f"multihost: {len(failed)} of {len(codes)} processes failed", file=sys.stderr)
+    return failed[0] if failed else 0
 
 
 class Interrupted(Exception):
@@ -84,7 +113,12 @@ def train(args) -> dict:
     import decjax
 
     if args.num_processes > 1:
-        decjax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        decjax.distributed.initialize(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            coordinator_bind_address=args.coordinator_bind,
+        )
     mesh = decjax.distributed.worker_mesh()
     ds = decjax.data.load_digits()
     data = decjax.data.distribute(ds, args.workers, "sorted", key=0)
@@ -147,22 +181,69 @@ def train(args) -> dict:
     }
 
 
+def _parser() -> argparse.ArgumentParser:
+    names = _known_names()  # imports decjax (and jax), which does not start JAX's backend
+    parser = argparse.ArgumentParser(
+        prog="python -m decjax.multihost", description=__doc__, formatter_class=HelpFormatter
+    )
+    add = parser.add_argument
+    add("--launch", type=nonnegative_int, default=0, help="start this many local processes")
+    add("--devices-per-process", type=positive_int, default=4, help="emulated CPU devices")
+    add("--process-id", type=nonnegative_int, default=0, help="this process's rank")
+    add("--num-processes", type=positive_int, default=1, help="processes in the run")
+    add("--coordinator", type=address, default="localhost:12345", help="process 0's HOST:PORT")
+    add(
+        "--coordinator-bind",
+        type=address,
+        default=None,
+        help="where process 0's coordinator listens (default: every interface, at the "
+        "port of --coordinator, as a cluster needs; --launch binds 127.0.0.1)",
+    )
+    add("--workers", type=positive_int, default=16, help="number of workers n")
+    add("--topology", choices=names["topology"], default="ring", help="communication graph")
+    add("--algorithm", choices=names["algorithm"], default="gradient_tracking", help="optimizer")
+    add("--lr", type=positive_float, default=0.2, help="learning rate")
+    add("--steps", type=positive_int, default=50, help="training steps, a multiple of 10")
+    add("--out", type=Path, default=Path("decjax-multihost"), help="output folder")
+    add("--checkpoint-dir", type=Path, help="save every chunk; resume from it")
+    add("--stop-at", type=nonnegative_int, default=0, help="stop after this step (a test)")
+    return parser
+
+
+def _known_names() -> dict[str, tuple[str, ...]]:
+    from decjax.algorithms import NAMES as ALGORITHMS
+    from decjax.topology import NAMES as TOPOLOGIES
+
+    return {"topology": TOPOLOGIES, "algorithm": ALGORITHMS}
+
+
+def _validate(parser: argparse.ArgumentParser, args) -> None:
+    """Combinations argparse cannot see; one line and exit 2 each."""
+    if args.process_id >= args.num_processes:
+        parser.error(
+            f"--process-id ({args.process_id}) must be < --num-processes ({args.num_processes})"
+        )
+    if args.launch and args.num_processes > 1:
+        parser.error("--launch starts its own processes; drop --num-processes/--process-id")
+    if args.steps % 10:
+        parser.error(f"--steps ({args.steps}) must be a multiple of 10 (one record per 10)")
+    if args.stop_at and not args.checkpoint_dir:
+        parser.error("--stop-at tests resuming: it needs --checkpoint-dir")
+    devices = args.devices_per_process * max(args.launch, args.num_processes, 1)
+    if args.workers % devices:
+        parser.error(
+            f"--workers ({args.workers}) must be a multiple of the devices of all processes "
+            f"({devices})"
+        )
+    for flag, path in (("--out", args.out), ("--checkpoint-dir", args.checkpoint_dir)):
+        if path is not None and path.exists() and not path.is_dir():
+            parser.error(f"{flag} {path} exists and is not a directory")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m decjax.multihost", description=__doc__)
-    parser.add_argument("--launch", type=int, default=0, help="start this many local processes")
-    parser.add_argument("--devices-per-process", type=int, default=4)
-    parser.add_argument("--process-id", type=int, default=0)
-    parser.add_argument("--num-processes", type=int, default=1)
-    parser.add_argument("--coordinator", default="localhost:12345")
-    parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--topology", default="ring")
-    parser.add_argument("--algorithm", default="gradient_tracking")
-    parser.add_argument("--lr", type=float, default=0.2)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=Path("decjax-multihost"))
-    parser.add_argument("--checkpoint-dir", type=Path, help="save every chunk; resume from it")
-    parser.add_argument("--stop-at", type=int, default=0, help="stop after this step (a test)")
+    parser = _parser()
     args = parser.parse_args(argv)
+    _validate(parser, args)
     forwarded = [
         "--workers",
         str(args.workers),
@@ -185,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XLA_FLAGS"] = (
             f"--xla_force_host_platform_device_count={args.devices_per_process}"
         )
-    summary = train(args)
+    try:
+        summary = train(args)
+    except ValueError as err:  # e.g. an algorithm that refuses the topology
+        print(f"python -m decjax.multihost: error: {err}", file=sys.stderr)
+        return 2
     if args.process_id == 0:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "result.json").write_text(json.dumps(summary))

@@ -1,9 +1,11 @@
 """The command-line main job: runs, writes its outputs, rejects bad flags clearly."""
 
+import json
+
 import pandas as pd
 import pytest
 
-from decjax.cli import main
+from decjax.cli import build_parser, main
 
 
 def test_cli_runs_a_small_comparison_and_writes_outputs(tmp_path, capsys):
@@ -41,7 +43,7 @@ def test_cli_runs_a_small_comparison_and_writes_outputs(tmp_path, capsys):
     [
         (["--topologies", "moebius"], "unknown topology"),
         (["--workers", "0"], "positive integer"),
-        (["--lr", "-1"], "must be > 0"),
+        (["--lr", "-1"], "must be a finite number > 0"),
         (["--algorithm", "sgd2"], "invalid choice"),
         (["--steps", "100", "--eval-every", "30"], "multiple of --eval-every"),
         (["--topologies", "hypercube", "--workers", "12"], "power of two"),
@@ -161,3 +163,114 @@ def test_cli_rejects_bad_fault_flags(argv, message, capsys):
         main([*argv, "--no-progress"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+SMALL = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--no-progress"]
+
+
+def test_cli_d2_with_default_topologies_runs_on_those_it_supports(tmp_path, capsys):
+    assert main(["--algorithm", "d2", *SMALL, "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "skipping exponential: d2 needs a symmetric" in printed
+    assert "lazy graphs" in printed
+    assert set(pd.read_csv(tmp_path / "summary.csv")["topology"]) == {"ring", "complete", "solo"}
+
+
+@pytest.mark.parametrize("bad", ["file", "/dev/null/x"])
+def test_cli_checks_the_output_folder_before_training(bad, tmp_path, capsys):
+    out = tmp_path / "file" if bad == "file" else bad
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*SMALL, "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "Traceback" not in err
+
+
+def test_cli_marks_a_blown_up_run_diverged_and_writes_config(tmp_path, capsys):
+    assert main([*SMALL, "--lr", "1e6", "--topologies", "ring,solo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "diverged (a non-finite metric, or a training loss above 1000" in printed
+    assert pd.read_csv(tmp_path / "summary.csv")["diverged"].all()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["flags"]["lr"] == 1e6 and config["seed"] == 0
+    assert {"decjax", "jax", "optax"} <= set(config["versions"]) and config["device"]["platform"]
+
+
+def test_cli_runs_a_topology_blind_algorithm_once(tmp_path, capsys):
+    argv = [*SMALL, "--algorithm", "local_sgd", "--topologies", "ring,torus,complete"]
+    assert main([*argv, "--steps", "16", "--eval-every", "8", "--out", str(tmp_path)]) == 0
+    assert "ignores the topology: one run" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 1
+
+
+def test_cli_help_gives_every_flag_a_text_and_one_default(capsys):
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help, action.option_strings
+    text = parser.format_help()
+    assert "(default: None)" not in text
+    assert text.count("default 4") == 1  # --max-delay: said once, in its text
+
+
+def test_cli_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("interrupted at step 10")
+
+    monkeypatch.setattr("decjax.cli._train", interrupted)
+    assert main([*SMALL, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["decjax: interrupted at step 10"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "nan"], "finite number > 0"),
+        (["--lr", "abc"], "finite number > 0"),
+        (["--workers", "2.5"], "positive integer"),
+        (["--seed", "-1"], "non-negative integer"),
+        (["--topologies", "torus", "--workers", "13"], "no such factorization"),
+        (["--max-delay", "100000000", "--algorithm", "dasgd"], "GiB"),
+        (["--node-failure", "nan"], "in [0, 1)"),
+    ],
+)
+def test_cli_rejects_more_bad_flags_in_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--no-progress", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--workers", "0"], "positive integer"),
+        (["--lr", "nan"], "finite number > 0"),
+        (["--coordinator", "nohost"], "HOST:PORT"),
+        (["--process-id", "3", "--num-processes", "2"], "must be < --num-processes"),
+        (["--steps", "15"], "multiple of 10"),
+        (["--topology", "moebius"], "invalid choice"),
+        (["--algorithm", "sgp"], "invalid choice"),
+        (["--launch", "-1"], "non-negative"),
+        (["--workers", "10"], "multiple of the devices"),
+        (["--stop-at", "10"], "needs --checkpoint-dir"),
+        (["--coordinator-bind", "x:99999"], "HOST:PORT"),
+    ],
+)
+def test_multihost_rejects_bad_flags_in_one_line(argv, message, capsys):
+    from decjax.multihost import main as multihost
+
+    with pytest.raises(SystemExit) as exit_info:
+        multihost(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_multihost_launch_fails_when_any_child_fails():
+    from decjax.multihost import launch_status
+
+    assert launch_status([0, -9]) == 137  # killed by SIGKILL, next to a sibling's 0
+    assert launch_status([0, 0]) == 0
+    assert launch_status([0, 1]) == 1

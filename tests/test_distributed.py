@@ -351,3 +351,73 @@ def test_placement_specs_follow_roles_not_shapes(mesh):
     assert decjax.distributed.replicated_specs(eight_rows) == P()
     with pytest.raises(ValueError, match=r"per-worker leaf .* must have leading axis n=8"):
         decjax.distributed.worker_specs({"w": jnp.zeros((4, 2))}, 8, mesh)
+
+
+COMPRESSORS = {
+    "identity": lambda: decjax.gossip.identity(),
+    "top_k": lambda: decjax.gossip.top_k(fraction=0.1),
+    "random_k": lambda: decjax.gossip.random_k(fraction=0.1),
+    "sign": lambda: decjax.gossip.sign(),
+    "qsgd": lambda: decjax.gossip.qsgd(4),
+}
+
+
+def _choco_digits(compressor, n, mesh=None, params_shift=0):
+    ds = decjax.data.load_digits()
+    data = decjax.data.distribute(ds, n, "sorted", key=0)
+    model = decjax.problems.mlp([64, 32, 10])
+    params = decjax.replicate(model.init(jax.random.key(0)), n)
+    if params_shift:  # one ulp on every weight
+        params = jax.tree.map(lambda x: jnp.nextafter(x, jnp.inf), params)
+    tx = decjax.choco_sgd(0.1, decjax.ring(n), compressor=compressor, consensus_step=0.5)
+    result = decjax.simulate(
+        model.loss,
+        params,
+        tx,
+        data,
+        steps=40,
+        eval_every=10,
+        batch_size=8,
+        key=jax.random.key(1),
+        progress=False,
+        mesh=mesh,
+    )
+    return jax.tree.leaves(result.params)
+
+
+@pytest.mark.parametrize("name", COMPRESSORS)
+def test_choco_with_every_compressor_agrees_sharded_and_on_one_device(name, mesh):
+    """One worker per device: the inputs to compression are bitwise the same, so the
+    messages are too (sign and QSGD norms use a fixed-order sum; a vmapped jnp.sum over
+    8 rows and over 1 differed in the last bit, and sign() made that a 1.6e-2 difference)."""
+    single = _choco_digits(COMPRESSORS[name](), 8)
+    multi = _choco_digits(COMPRESSORS[name](), 8, mesh)
+    for a, b in zip(single, multi, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_top_k_amplifies_one_ulp_on_one_device_too():
+    """Why several workers per device can still differ under top-k: blocks of 2 workers
+    and of 16 give gradients that differ in the last bit (D-PSGD: 6e-8), and top-k turns a
+    last-bit change into another choice of coordinates. The same happens on one device
+    when the initial params move by one ulp, so it is the compressor, not the sharding."""
+    base = _choco_digits(COMPRESSORS["top_k"](), 16)
+    nudged = _choco_digits(COMPRESSORS["top_k"](), 16, params_shift=1)
+    change = max(
+        float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+        for a, b in zip(base, nudged, strict=True)
+    )
+    assert change > 1e-4
+
+
+def test_worker_chunks_on_a_mesh_divide_each_devices_block(mesh):
+    q = decjax.problems.quadratics(16, 3, key=jax.random.key(0))
+    kwargs = {"steps": 10, "key": jax.random.key(0), "progress": False}
+
+    def run(**extra):
+        tx = decjax.dpsgd(0.1, decjax.ring(16))
+        return decjax.simulate(q.loss, q.init_params(), tx, q.data, **kwargs, **extra)
+
+    with pytest.raises(ValueError, match=r"worker_chunks \(4\) must divide .* = 2"):
+        run(mesh=mesh, worker_chunks=4)
+    np.testing.assert_allclose(run(mesh=mesh, worker_chunks=2).params, run().params, rtol=1e-6)

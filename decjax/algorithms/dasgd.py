@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 import optax
 
 from decjax import _axis
-from decjax._validation import check_choice, is_traced
+from decjax._validation import as_key, check_choice, check_int, is_traced
 from decjax.algorithms._common import check_learning_rate, learning_rate_at
 from decjax.algorithms.delays import Delays
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
@@ -33,6 +34,29 @@ class DASGDState(NamedTuple):
     staleness_avg: jax.Array  # float32 running S_avg
     staleness_max: jax.Array  # int32 running max
     bytes_sent: jax.Array
+
+
+def _memory_bytes() -> int:
+    """Memory of the default device: its allocator limit, or the host's RAM on CPU."""
+    stats = None
+    try:
+        stats = jax.local_devices()[0].memory_stats()
+    except (RuntimeError, NotImplementedError):  # backends without memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits(needed: int, n: int, max_delay: int, what: str) -> None:
+    """Refuse, before anything is allocated, buffers larger than the device's memory."""
+    available = _memory_bytes()
+    if needed > available:
+        raise ValueError(
+            f"dasgd with n={n} workers and max_delay={max_delay} needs {needed / 2**30:.3g} GiB "
+            f"for {what} (max_delay + 1 ticks of pending messages), more than the "
+            f"{available / 2**30:.3g} GiB of this device; lower max_delay or n"
+        )
 
 
 def dasgd(
@@ -97,6 +121,7 @@ def dasgd(
     if topology is None:
         if n is None:
             raise ValueError("give n (the number of workers) when topology is omitted")
+        n = check_int("n", n, minimum=1)
         adjacency = ~np.eye(n, dtype=bool)
     else:
         if not isinstance(topology, Topology):
@@ -115,15 +140,19 @@ def dasgd(
     if speeds is not None and speeds.shape[0] != n:
         raise ValueError(f"speeds has {speeds.shape[0]} entries but there are n={n} workers")
     check_choice("profile", profile, PROFILES)
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else as_key("key", key)
     buffer = delays.max_delay + 1
     window = max(1, 2 * delays.max_delay)
+    index_bytes = 4 * n * n * (buffer + window)  # delays and arrivals, int32
+    _check_fits(index_bytes, n, delays.max_delay, "its delay and arrival indices")
     adjacency = jnp.asarray(adjacency)
 
     def init(params):
         leaves = jax.tree.leaves(params)
         if _axis.total_workers(leaves[0].shape[0]) != n:
             raise ValueError(f"params have {leaves[0].shape[0]} workers, dasgd was built for {n}")
+        sent_bytes = buffer * sum(x.size * x.dtype.itemsize for x in leaves)
+        _check_fits(index_bytes + sent_bytes, n, delays.max_delay, "its ring buffers of updates")
         rows = leaves[0].shape[0]
         # Every buffer keeps the worker axis first (receivers for delays and
         # arrivals), so a sharded run splits all of them by worker.
