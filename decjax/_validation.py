@@ -30,7 +30,11 @@ def _concrete_scalar(name: str, value: Any) -> float | None:
     if isinstance(value, numbers.Real):
         return float(value)
     array = np.asarray(value)
-    if array.shape != () or not np.issubdtype(array.dtype, np.number):
+    if (
+        array.shape != ()
+        or not np.issubdtype(array.dtype, np.number)
+        or np.issubdtype(array.dtype, np.complexfloating)
+    ):
         raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} {value!r}")
     return float(array)
 

@@ -370,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             f"lr={args.lr}, {args.steps} steps x batch {args.batch_size}"
         )
         start = time.perf_counter()
-        result = _train(args, *prepared)
+        try:
+            result = _train(args, *prepared)
+        except ValueError as err:  # refused before training, e.g. another run's checkpoint
+            parser.error(str(err))
         elapsed = time.perf_counter() - start
     except KeyboardInterrupt as stop:
         print(f"decjax: {stop or 'interrupted'}", file=sys.stderr)

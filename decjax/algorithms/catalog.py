@@ -11,6 +11,7 @@ from collections.abc import Callable
 import optax
 
 from decjax._validation import check_choice
+from decjax.algorithms._common import check_learning_rate
 from decjax.algorithms.choco import choco_sgd
 from decjax.algorithms.combine import decentralize
 from decjax.algorithms.consensus_control import consensus_control
@@ -54,6 +55,22 @@ ALGORITHMS: dict[str, Factory] = {
     ),
     "dasgd": lambda lr, topology: dasgd(lr, topology, delays=uniform_delay(4)),
 }
+
+
+def _validated(factory: Factory) -> Factory:
+    """Check the learning rate and topology first, also for entries that wrap plain optax
+    (which validates nothing) or use only ``topology.n``."""
+
+    def build(learning_rate, topology):
+        check_learning_rate(learning_rate)
+        if not isinstance(topology, Topology):
+            raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+        return factory(learning_rate, topology)
+
+    return build
+
+
+ALGORITHMS = {name: _validated(factory) for name, factory in ALGORITHMS.items()}
 NAMES = tuple(ALGORITHMS)
 
 

@@ -10,7 +10,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from decjax import _axis
-from decjax._validation import check_in_range
+from decjax._validation import as_key, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
@@ -90,7 +90,7 @@ def choco_sgd(
         )
     check_in_range("consensus_step", consensus_step, 0.0, 1.0, closed="right")
     gossip = Gossip(topology, backend=backend)
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else as_key("key", key)
 
     def init(params):
         flat, _ = _flatten_rows(params)

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from decjax import _axis
-from decjax._validation import check_choice
+from decjax._validation import as_key, check_choice
 from decjax.topology import Topology
 from decjax.topology._topology import sparse_form
 from decjax.topology.faults import node_alive
@@ -92,6 +92,7 @@ def stragglers(
     speeds = check_speeds(speeds)
     check_choice("profile", profile, PROFILES)
     check_choice("mode", mode, ("stale", "zero"))
+    key = as_key("key", key)
     tx = optax.with_extra_args_support(tx)
 
     def init(params):

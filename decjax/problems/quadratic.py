@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from decjax._validation import check_int, check_positive
+from decjax._validation import as_key, check_int, check_positive
 
 
 class Quadratics(NamedTuple):
@@ -83,7 +83,7 @@ def quadratics(
     if not high >= low:
         raise ValueError(f"curvature must be (low, high) with high >= low, got {curvature}")
     check_positive("spread", spread)
-    ka, kb = jax.random.split(key)
+    ka, kb = jax.random.split(as_key("key", key))
     a = jax.random.uniform(ka, (n,), minval=low, maxval=high)
     b = spread * jax.random.normal(kb, (n, dim))
     return Quadratics(a, b)

@@ -141,7 +141,55 @@ def _check_batches(data, n: int, batch_size: int | None) -> int | None:
             "batch_size applies to WorkerData only; other data is used as a full batch per "
             "step (a pytree stacked over workers)"
         )
+    else:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
+                raise ValueError(
+                    f"data (a full batch stacked over workers) needs leading axis n={n}, as "
+                    f"the params; data{jax.tree_util.keystr(path)} has shape {jnp.shape(leaf)}"
+                )
     return batch_size
+
+
+def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> None:
+    """Trace ``loss_fn`` and ``eval_fn`` once on one worker (``jax.eval_shape``: nothing is
+    compiled) so a wrong signature or output is reported naming the function."""
+    one = jax.tree.map(lambda x: x[0], params)
+    if isinstance(data, WorkerData):
+        batch = (data.x[:batch_size], data.y[:batch_size])
+    else:
+        batch = jax.tree.map(lambda x: x[0], data)
+    try:
+        loss = jax.eval_shape(loss_fn, one, batch)
+    except Exception as err:
+        raise ValueError(
+            f"loss_fn(params, batch) fails on one worker's params and batch: {_first_line(err)}"
+        ) from err
+    if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
+        raise ValueError(
+            f"loss_fn must return a scalar for one worker's params and batch, got "
+            f"{getattr(loss, 'shape', type(loss).__name__)}"
+        )
+    if eval_fn is None:
+        return
+    hint = " (eval_data is None: pass eval_data=...)" if eval_data is None else ""
+    try:
+        metrics = jax.eval_shape(eval_fn, one, eval_data)
+    except Exception as err:
+        raise ValueError(
+            f"eval_fn(params, eval_data) fails on one worker's params{hint}: {_first_line(err)}"
+        ) from err
+    if not isinstance(metrics, Mapping) or any(
+        not isinstance(v, jax.ShapeDtypeStruct) or v.shape != () for v in metrics.values()
+    ):
+        raise ValueError(
+            f"eval_fn must return a dict {{name: scalar}}, got {type(metrics).__name__}"
+        )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def _check_schedule(steps: int, eval_every: int | None) -> int:
@@ -345,6 +393,7 @@ def simulate(
         keep_finite=on_divergence == "stop",
     )
     _check_run_inputs(params, data, checkpoint_dir)
+    _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
     key = as_key("key", key)
     state = program.init(params, key, {})
     identity = _identity(checkpoint_dir, tx, {}, state, data, eval_data, loss_fn, eval_fn, run_id)
@@ -463,12 +512,22 @@ def sweep(
         steps_per_iteration=steps_per_iteration,
     )
     _check_run_inputs(params, data, checkpoint_dir)
+    _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
     key = as_key("key", key)
     hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
     for combo in itertools.product(*(grid[k] for k in grid)):
-        make_tx(**{k: v for k, v in zip(grid, combo, strict=True) if k != "seed"})
+        config = {k: v for k, v in zip(grid, combo, strict=True) if k != "seed"}
+        try:
+            make_tx(**config)
+        except TypeError as err:
+            if "argument" not in str(err):  # a constructor's own TypeError: let it speak
+                raise
+            raise TypeError(
+                f"make_tx must accept the grid's names as keywords {sorted(config)}: "
+                f"{_first_line(err)}"
+            ) from None
     if "seed" in grid:
         keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
     else:  # the key simulate would use, for every configuration
@@ -523,8 +582,10 @@ def _grid(grid: Mapping[str, Sequence[Any]], n: int):
             raise TypeError(
                 f"grid[{name!r}] must hold only numbers or only Topology objects, got {values!r}"
             )
-        if name == "seed" and not all(isinstance(v, numbers.Integral) for v in values):
-            raise TypeError("grid['seed'] must hold integers")
+        if name == "seed" and not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in values
+        ):
+            raise ValueError(f"grid['seed'] must hold integers >= 0, got {values!r}")
     combos = list(itertools.product(*(range(len(grid[k])) for k in names)))
     index = {k: np.array([c[i] for c in combos]) for i, k in enumerate(names)}
     hyper = {}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from decjax._validation import check_choice, check_int, is_power_of_two, numpy_rng
+from decjax._validation import check_choice, check_in_range, check_int, is_power_of_two, numpy_rng
 from decjax.topology._topology import (
     STOCHASTIC_ATOL,
     Topology,
@@ -205,8 +205,7 @@ def erdos_renyi(
       16
     """
     n = check_int("n", n, minimum=1)
-    if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p!r}")
+    check_in_range("p", p, 0.0, 1.0, closed="right")
     max_tries = check_int("max_tries", max_tries, minimum=1)
     rng = numpy_rng(key)
     for _ in range(max_tries):
@@ -281,7 +280,13 @@ def from_matrix(
       >>> decjax.from_matrix(np.full((4, 4), 0.25)).n
       4
     """
-    w = np.asarray(matrix, dtype=np.float64)
+    try:
+        w = np.asarray(matrix)
+    except ValueError:  # ragged nested lists
+        raise TypeError("matrix must be a rectangular array of real numbers") from None
+    if not (np.issubdtype(w.dtype, np.number) or w.dtype == bool) or np.iscomplexobj(w):
+        raise TypeError(f"matrix must be an array of real numbers, got dtype {w.dtype}")
+    w = w.astype(np.float64)
     if w.ndim == 2:
         w = w[None]
     if w.ndim != 3 or w.shape[1] != w.shape[2] or w.shape[1] < 1:

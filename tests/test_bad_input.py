@@ -1,0 +1,692 @@
+"""A probe of bad input across the public API and the command lines: every case gets one clear
+error, raised by decjax itself, naming what is wrong, before anything is compiled.
+
+"Clear" is checked, not assumed: the exception is a ``TypeError``/``ValueError``
+(or argparse's exit 2 with one ``error:`` line for the command lines), its
+message contains the expected words (the argument's name or the rule), and
+the frame that raised it lives in ``decjax/`` (not in JAX, numpy or
+argparse internals reached by accident). A case that raises nothing is a
+failure too. ``test_the_probe_is_large`` keeps the table at 200+ cases.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import optax
+import pytest
+
+import decjax
+from decjax.algorithms import ALGORITHMS, uniform_delay
+from decjax.cli import main as cli
+from decjax.gossip import qsgd, random_k, top_k
+from decjax.multihost import main as multihost
+
+KEY = jax.random.key(0)
+N = 8
+
+
+def _quad(n=N):
+    return decjax.problems.quadratics(n, 3, key=KEY)
+
+
+def _sim(**overrides):
+    """``simulate`` on quadratics with one argument replaced."""
+    q = _quad()
+    args = {
+        "loss_fn": q.loss,
+        "params": q.init_params(),
+        "tx": decjax.dpsgd(0.1, decjax.ring(N)),
+        "data": q.data,
+        "steps": 10,
+        "key": KEY,
+        "progress": False,
+    }
+    args.update(overrides)
+    return decjax.simulate(**args)
+
+
+def _digits_sim(**overrides):
+    ds = decjax.data.load_digits()
+    model = decjax.problems.logistic_regression(64, 10)
+    args = {
+        "loss_fn": model.loss,
+        "params": decjax.replicate(model.init(KEY), N),
+        "tx": decjax.dpsgd(0.1, decjax.ring(N)),
+        "data": decjax.data.distribute(ds, N, "iid", key=0),
+        "steps": 10,
+        "batch_size": 4,
+        "key": KEY,
+        "progress": False,
+    }
+    args.update(overrides)
+    return decjax.simulate(**args)
+
+
+def _sweep(grid=None, make_tx=None, **overrides):
+    q = _quad()
+    return decjax.sweep(
+        q.loss,
+        q.init_params(),
+        make_tx or (lambda learning_rate: decjax.dpsgd(learning_rate, decjax.ring(N))),
+        q.data,
+        {"learning_rate": [0.1]} if grid is None else grid,
+        steps=10,
+        key=KEY,
+        progress=False,
+        **overrides,
+    )
+
+
+def _eval_list(params, data):
+    return [jnp.sum(params)]
+
+
+BAD_LEARNING_RATES = {
+    "negative": (-0.1, "learning_rate"),
+    "zero": (0.0, "learning_rate"),
+    "nan": (math.nan, "learning_rate"),
+    "inf": (math.inf, "learning_rate"),
+    "string": ("0.1", "learning_rate"),
+    "complex": (0.1 + 1j, "learning_rate"),
+    "none": (None, "learning_rate"),
+    "bool": (True, "learning_rate"),
+}
+
+CASES: dict[str, tuple] = {}
+
+# -- every algorithm: bad learning rates and a topology that is not one ---------------
+for _name, _factory in ALGORITHMS.items():
+    for _what, (_lr, _words) in BAD_LEARNING_RATES.items():
+        CASES[f"{_name}-lr-{_what}"] = (lambda f=_factory, lr=_lr: f(lr, decjax.ring(N)), _words)
+    CASES[f"{_name}-topology-string"] = (lambda f=_factory: f(0.1, "ring"), "topology")
+
+CASES.update(
+    {
+        # -- topologies ------------------------------------------------------------------
+        "ring-zero": (lambda: decjax.ring(0), "n must be >= 1"),
+        "ring-negative": (lambda: decjax.ring(-3), "n must be >= 1"),
+        "ring-float": (lambda: decjax.ring(2.5), "n must be an int"),
+        "ring-string": (lambda: decjax.ring("8"), "n must be an int"),
+        "ring-none": (lambda: decjax.ring(None), "n must be an int"),
+        "ring-bool": (lambda: decjax.ring(True), "n must be an int"),
+        "exponential-zero": (lambda: decjax.exponential(0), "n"),
+        "one-peer-zero": (lambda: decjax.one_peer_exponential(0), "n"),
+        "complete-zero": (lambda: decjax.complete(0), "n"),
+        "solo-string": (lambda: decjax.solo("4"), "n"),
+        "star-zero": (lambda: decjax.star(0), "n"),
+        "hypercube-12": (lambda: decjax.hypercube(12), "power of two"),
+        "hypercube-zero": (lambda: decjax.hypercube(0), "n"),
+        "torus-zero-rows": (lambda: decjax.torus(0, 4), "rows"),
+        "torus-string-cols": (lambda: decjax.torus(4, "4"), "cols"),
+        "grid-negative": (lambda: decjax.grid(-1, 2), "rows"),
+        "torus-by-name-prime": (lambda: decjax.topology.by_name("torus", 13), "factorization"),
+        "by-name-unknown": (lambda: decjax.topology.by_name("moebius", 8), "name"),
+        "by-name-zero": (lambda: decjax.topology.by_name("ring", 0), "n"),
+        "periodic-average-zero": (lambda: decjax.topology.periodic_average(8, 0), "every"),
+        "erdos-renyi-p0": (lambda: decjax.erdos_renyi(8, 0.0, key=KEY), "p must be"),
+        "erdos-renyi-p-big": (lambda: decjax.erdos_renyi(8, 1.5, key=KEY), "p must be"),
+        "erdos-renyi-p-nan": (lambda: decjax.erdos_renyi(8, math.nan, key=KEY), "p must be"),
+        "erdos-renyi-p-string": (lambda: decjax.erdos_renyi(8, "0.5", key=KEY), "p must be"),
+        "erdos-renyi-key-string": (lambda: decjax.erdos_renyi(8, 0.5, key="k"), "key"),
+        "erdos-renyi-key-negative": (lambda: decjax.erdos_renyi(8, 0.5, key=-1), "key"),
+        "erdos-renyi-tries": (
+            lambda: decjax.erdos_renyi(8, 0.5, key=KEY, max_tries=0),
+            "max_tries",
+        ),
+        "random-matching-key": (lambda: decjax.random_matching(8, key="k"), "key"),
+        "random-matching-zero": (lambda: decjax.random_matching(0, key=KEY), "n"),
+        "from-matrix-strings": (lambda: decjax.from_matrix([["a", "b"], ["c", "d"]]), "matrix"),
+        "from-matrix-ragged": (lambda: decjax.from_matrix([[1.0, 0.0], [1.0]]), "matrix"),
+        "from-matrix-not-square": (lambda: decjax.from_matrix(np.ones((2, 3)) / 3), "shape"),
+        "from-matrix-nan": (lambda: decjax.from_matrix(np.full((2, 2), math.nan)), "finite"),
+        "from-matrix-negative": (
+            lambda: decjax.from_matrix([[1.5, -0.5], [-0.5, 1.5]]),
+            "non-negative",
+        ),
+        "from-matrix-rows": (lambda: decjax.from_matrix(np.full((3, 3), 0.5)), "sum to 1"),
+        "from-matrix-complex": (lambda: decjax.from_matrix(np.eye(2) * (1 + 1j)), "matrix"),
+        "from-matrix-disconnected": (lambda: decjax.from_matrix(np.eye(3)), "connected"),
+        "from-matrix-scalar": (lambda: decjax.from_matrix(0.5), "shape"),
+        "from-networkx-string": (lambda: decjax.from_networkx("graph"), "graph"),
+        "from-networkx-empty": (lambda: decjax.from_networkx(nx.Graph()), "graph"),
+        "from-networkx-disconnected": (
+            lambda: decjax.from_networkx(nx.empty_graph(3)),
+            "connected",
+        ),
+        "from-networkx-weights": (
+            lambda: decjax.from_networkx(nx.cycle_graph(4), weights="x"),
+            "weights",
+        ),
+        "from-offsets-flat": (
+            lambda: decjax.topology.from_offsets(4, [-1, 0, 1], [0.25, 0.5, 0.25]),
+            "nested",
+        ),
+        "from-offsets-float-offset": (
+            lambda: decjax.topology.from_offsets(4, [[0.5, 0.0]], [[0.5, 0.5]]),
+            "integers",
+        ),
+        "from-offsets-nan": (
+            lambda: decjax.topology.from_offsets(4, [[-1, 0, 1]], [[0.25, math.nan, 0.25]]),
+            "finite",
+        ),
+        "from-offsets-string-weights": (
+            lambda: decjax.topology.from_offsets(4, [[-1, 0, 1]], [["a", "b", "c"]]),
+            "real numbers",
+        ),
+        "from-offsets-sum": (
+            lambda: decjax.topology.from_offsets(4, [[-1, 1]], [[0.25, 0.25]]),
+            "sum to 1",
+        ),
+        "from-offsets-n": (lambda: decjax.topology.from_offsets(0, [[0]], [[1.0]]), "n"),
+        "lazy-kappa-zero": (lambda: decjax.topology.lazy(decjax.ring(4), 0.0), "kappa"),
+        "lazy-kappa-big": (lambda: decjax.topology.lazy(decjax.ring(4), 1.5), "kappa"),
+        "lazy-not-topology": (lambda: decjax.topology.lazy("ring", 0.5), "topology"),
+        "stack-empty": (lambda: decjax.topology.stack([]), "non-empty"),
+        "stack-mixed-n": (
+            lambda: decjax.topology.stack([decjax.ring(4), decjax.ring(5)]),
+            "same n",
+        ),
+        "stack-not-topologies": (lambda: decjax.topology.stack([1, 2]), "Topology"),
+        "stack-faults": (
+            lambda: decjax.topology.stack(
+                [decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure=0.1)]
+            ),
+            "faults",
+        ),
+        "spectral-gap-string": (lambda: decjax.spectral_gap("ring"), "topology"),
+        "spectral-gap-stack": (
+            lambda: decjax.spectral_gap(decjax.topology.stack([decjax.ring(4)] * 2)),
+            "stack",
+        ),
+        "n-w-gamma-one": (lambda: decjax.effective_neighbors(decjax.ring(4), 1.0), "gamma"),
+        "n-w-gamma-negative": (lambda: decjax.effective_neighbors(decjax.ring(4), -0.1), "gamma"),
+        "n-w-gamma-nan": (lambda: decjax.effective_neighbors(decjax.ring(4), math.nan), "gamma"),
+        "n-w-gamma-string": (lambda: decjax.effective_neighbors(decjax.ring(4), "0.5"), "gamma"),
+        "n-w-mode": (
+            lambda: decjax.effective_neighbors(decjax.ring(4), 0.5, mode="median"),
+            "mode",
+        ),
+        "period-product-string": (lambda: decjax.topology.period_product("x"), "topology"),
+        # -- faults ----------------------------------------------------------------------
+        "faults-link-negative": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure=-0.1),
+            "link_failure",
+        ),
+        "faults-link-big": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure=1.5),
+            "link_failure",
+        ),
+        "faults-link-nan": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure=math.nan),
+            "link_failure",
+        ),
+        "faults-link-string": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure="0.1"),
+            "link_failure",
+        ),
+        "faults-link-schedule-nan": (
+            lambda: decjax.topology.with_faults(
+                decjax.ring(4), key=KEY, link_failure=[0.1, math.nan]
+            ),
+            "link_failure",
+        ),
+        "faults-link-2d": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, link_failure=[[0.1]]),
+            "link_failure",
+        ),
+        "faults-node-one": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, node_failure=1.0),
+            "node_failure",
+        ),
+        "faults-node-string": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, node_failure="0.1"),
+            "node_failure",
+        ),
+        "faults-node-nan": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, node_failure=math.nan),
+            "node_failure",
+        ),
+        "faults-down-steps": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, down_steps=0),
+            "down_steps",
+        ),
+        "faults-down-steps-float": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, down_steps=1.5),
+            "down_steps",
+        ),
+        "faults-reweight": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key=KEY, reweight="x"),
+            "reweight",
+        ),
+        "faults-key-string": (
+            lambda: decjax.topology.with_faults(decjax.ring(4), key="k"),
+            "key",
+        ),
+        "faults-key-none": (lambda: decjax.topology.with_faults(decjax.ring(4), key=None), "key"),
+        "faults-key-batch": (
+            lambda: decjax.topology.with_faults(
+                decjax.ring(4), key=jax.random.split(KEY, 3), link_failure=0.1
+            ),
+            "one key",
+        ),
+        "faults-twice": (
+            lambda: decjax.topology.with_faults(
+                decjax.topology.with_faults(decjax.ring(4), key=KEY), key=KEY
+            ),
+            "already has faults",
+        ),
+        "faults-directed": (
+            lambda: decjax.topology.with_faults(decjax.exponential(8), key=KEY),
+            "symmetric",
+        ),
+        "faults-not-topology": (lambda: decjax.topology.with_faults("ring", key=KEY), "topology"),
+        "stragglers-speed-zero": (
+            lambda: decjax.algorithms.stragglers(
+                decjax.dpsgd(0.1, decjax.ring(4)), [1.0, 0.0], key=KEY
+            ),
+            "speeds",
+        ),
+        "stragglers-key": (
+            lambda: decjax.algorithms.stragglers(decjax.dpsgd(0.1, decjax.ring(4)), [1.0], key="k"),
+            "key",
+        ),
+        "stragglers-mode": (
+            lambda: decjax.algorithms.stragglers(
+                decjax.dpsgd(0.1, decjax.ring(4)), [1.0], key=KEY, mode="skip"
+            ),
+            "mode",
+        ),
+        "stragglers-tx": (lambda: decjax.algorithms.stragglers("sgd", [1.0], key=KEY), "tx"),
+        "churn-no-faults": (
+            lambda: decjax.algorithms.node_churn(decjax.dpsgd(0.1, decjax.ring(4)), decjax.ring(4)),
+            "with_faults",
+        ),
+        # -- gossip and compressors ------------------------------------------------------
+        "mix-string-topology": (lambda: decjax.mix("ring", jnp.zeros((4, 2))), "topology"),
+        "mix-wrong-n": (lambda: decjax.mix(decjax.ring(4), jnp.zeros((5, 2))), "n=4"),
+        "mix-int-leaf": (
+            lambda: decjax.mix(decjax.ring(4), jnp.zeros((4, 2), jnp.int32)),
+            "floating",
+        ),
+        "mix-rounds-zero": (
+            lambda: decjax.mix(decjax.ring(4), jnp.zeros((4, 2)), rounds=0),
+            "rounds",
+        ),
+        "mix-rounds-float": (
+            lambda: decjax.mix(decjax.ring(4), jnp.zeros((4, 2)), rounds=1.5),
+            "rounds",
+        ),
+        "mix-backend-unknown": (
+            lambda: decjax.mix(decjax.ring(4), jnp.zeros((4, 2)), backend="gpu"),
+            "backend",
+        ),
+        "mix-backend-not-applicable": (
+            lambda: decjax.mix(decjax.torus(2, 2), jnp.zeros((4, 2)), backend="shift"),
+            "backend",
+        ),
+        "mix-delta-wrong-n": (
+            lambda: decjax.gossip.mix_delta(decjax.ring(4), jnp.zeros((3,))),
+            "n=4",
+        ),
+        "top-k-neither": (lambda: top_k(), "exactly one"),
+        "top-k-both": (lambda: top_k(2, fraction=0.5), "exactly one"),
+        "top-k-zero": (lambda: top_k(0), "k"),
+        "top-k-fraction-zero": (lambda: top_k(fraction=0.0), "fraction"),
+        "top-k-fraction-big": (lambda: top_k(fraction=1.5), "fraction"),
+        "random-k-negative": (lambda: random_k(-1), "k"),
+        "qsgd-zero": (lambda: qsgd(0), "levels"),
+        "qsgd-string": (lambda: qsgd("4"), "levels"),
+        # -- algorithm options -----------------------------------------------------------
+        "dpsgd-momentum-big": (lambda: decjax.dpsgd(0.1, decjax.ring(4), momentum=1.5), "momentum"),
+        "dpsgd-momentum-negative": (
+            lambda: decjax.dpsgd(0.1, decjax.ring(4), momentum=-0.1),
+            "momentum",
+        ),
+        "dpsgd-order": (lambda: decjax.dpsgd(0.1, decjax.ring(4), order="x"), "order"),
+        "dpsgd-rounds": (lambda: decjax.dpsgd(0.1, decjax.ring(4), rounds=0), "rounds"),
+        "dpsgd-backend": (lambda: decjax.dpsgd(0.1, decjax.ring(4), backend="x"), "backend"),
+        "gt-form": (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), form="x"), "form"),
+        "gt-rounds": (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), rounds=-1), "rounds"),
+        "d2-even-ring": (lambda: decjax.d2(0.1, decjax.ring(8)), "lambda_min"),
+        "d2-directed": (lambda: decjax.d2(0.1, decjax.exponential(8)), "symmetric"),
+        "detag-phase": (lambda: decjax.detag(0.1, decjax.ring(4), phase_length=0), "phase_length"),
+        "detag-momentum": (
+            lambda: decjax.detag(0.1, decjax.ring(4), gossip_momentum=1.5),
+            "gossip_momentum",
+        ),
+        "detag-momentum-string": (
+            lambda: decjax.detag(0.1, decjax.ring(4), gossip_momentum="fast"),
+            "gossip_momentum",
+        ),
+        "qgm-momentum": (lambda: decjax.qg_dsgdm(0.1, decjax.ring(4), momentum=1.5), "momentum"),
+        "choco-compressor": (
+            lambda: decjax.choco_sgd(0.1, decjax.ring(4), compressor="top_k"),
+            "compressor",
+        ),
+        "choco-step-zero": (
+            lambda: decjax.choco_sgd(0.1, decjax.ring(4), compressor=top_k(1), consensus_step=0.0),
+            "consensus_step",
+        ),
+        "choco-step-big": (
+            lambda: decjax.choco_sgd(0.1, decjax.ring(4), compressor=top_k(1), consensus_step=1.5),
+            "consensus_step",
+        ),
+        "choco-key": (
+            lambda: decjax.choco_sgd(0.1, decjax.ring(4), compressor=top_k(1), key="k"),
+            "key",
+        ),
+        "local-sgd-every": (lambda: decjax.local_sgd(0.1, 8, every=0), "every"),
+        "local-sgd-n": (lambda: decjax.local_sgd(0.1, 0, every=2), "n"),
+        "gossip-pga-every": (lambda: decjax.gossip_pga(0.1, decjax.ring(4), every=0), "every"),
+        "cc-tx": (
+            lambda: decjax.consensus_control("sgd", decjax.ring(4), target=1e-3),
+            "tx",
+        ),
+        "cc-target": (
+            lambda: decjax.consensus_control(optax.sgd(0.1), decjax.ring(4), target=-1.0),
+            "target",
+        ),
+        "cc-rounds": (
+            lambda: decjax.consensus_control(
+                optax.sgd(0.1), decjax.ring(4), target=1e-3, max_rounds=0
+            ),
+            "max_rounds",
+        ),
+        "cc-estimator": (
+            lambda: decjax.consensus_control(
+                optax.sgd(0.1), decjax.ring(4), target=1e-3, estimator="x"
+            ),
+            "estimator",
+        ),
+        "cc-gap": (
+            lambda: decjax.consensus_control(
+                optax.sgd(0.1), decjax.ring(4), target=1e-3, spectral_gap_value=1.5
+            ),
+            "spectral_gap_value",
+        ),
+        "dasgd-n-zero": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=0), "n"),
+        "dasgd-n-negative": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=-2), "n"),
+        "dasgd-n-string": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n="4"), "n"),
+        "dasgd-no-n": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2)), "n"),
+        "dasgd-delays": (lambda: decjax.dasgd(0.1, delays=4, n=4), "delays"),
+        "dasgd-huge": (lambda: decjax.dasgd(0.1, delays=uniform_delay(10**9), n=8), "GiB"),
+        "dasgd-speeds": (
+            lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=4, speeds=[1.0]),
+            "speeds",
+        ),
+        "dasgd-profile": (
+            lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=4, profile="x"),
+            "profile",
+        ),
+        "dasgd-key": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=4, key="k"), "key"),
+        "uniform-delay-negative": (lambda: uniform_delay(-1), "max_delay"),
+        "per-worker-string": (lambda: decjax.per_worker("sgd"), "tx"),
+        "decentralize-string": (lambda: decjax.decentralize("sgd", decjax.ring(4)), "tx"),
+        "combine-order": (lambda: decjax.combine(decjax.ring(4), order="x"), "order"),
+        # -- data and problems -----------------------------------------------------------
+        "digits-test-fraction": (
+            lambda: decjax.data.load_digits(test_fraction=1.5),
+            "test_fraction",
+        ),
+        "partition-n-zero": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 0, "iid", key=0),
+            "n",
+        ),
+        "partition-scheme": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 2, "x", key=0),
+            "scheme",
+        ),
+        "partition-key-negative": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 2, "iid", key=-1),
+            "key",
+        ),
+        "partition-key-string": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 2, "iid", key="k"),
+            "key",
+        ),
+        "partition-too-many": (lambda: decjax.data.partition(np.arange(3), 5, "iid", key=0), "n"),
+        "partition-alpha": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 2, "dirichlet", key=0, alpha=0.0),
+            "alpha",
+        ),
+        "distribute-n": (lambda: decjax.data.distribute(decjax.data.load_digits(), 0, key=0), "n"),
+        "from-arrays-mismatch": (
+            lambda: decjax.data.from_arrays(np.zeros((4, 2)), np.zeros(3, int)),
+            "x",
+        ),
+        "quadratics-n": (lambda: decjax.problems.quadratics(0, 3, key=KEY), "n"),
+        "quadratics-dim": (lambda: decjax.problems.quadratics(4, 0, key=KEY), "dim"),
+        "quadratics-key-none": (lambda: decjax.problems.quadratics(4, 3, key=None), "key"),
+        "quadratics-key-string": (lambda: decjax.problems.quadratics(4, 3, key="0"), "key"),
+        "quadratics-curvature": (
+            lambda: decjax.problems.quadratics(4, 3, key=KEY, curvature=(2.0, 1.0)),
+            "curvature",
+        ),
+        "quadratics-curvature-negative": (
+            lambda: decjax.problems.quadratics(4, 3, key=KEY, curvature=(-1.0, 1.0)),
+            "curvature",
+        ),
+        "mlp-empty": (lambda: decjax.problems.mlp([]), "layer_sizes"),
+        "mlp-zero-width": (lambda: decjax.problems.mlp([64, 0, 10]), "layer_sizes"),
+        "logreg-classes": (lambda: decjax.problems.logistic_regression(64, 1), "num_classes"),
+        "replicate-zero": (lambda: decjax.replicate(jnp.zeros(3), 0), "n"),
+        "replicate-string": (lambda: decjax.replicate(jnp.zeros(3), "4"), "n"),
+        # -- simulate ------------------------------------------------------------------
+        "sim-loss-string": (lambda: _sim(loss_fn="loss"), "loss_fn"),
+        "sim-tx-string": (lambda: _sim(tx="sgd"), "tx"),
+        "sim-params-empty": (lambda: _sim(params={}), "params"),
+        "sim-params-scalar": (lambda: _sim(params=jnp.zeros(())), "params"),
+        "sim-params-int": (lambda: _sim(params=jnp.zeros((N, 3), jnp.int32)), "floating"),
+        "sim-params-complex": (lambda: _sim(params=jnp.zeros((N, 3), jnp.complex64)), "floating"),
+        "sim-params-nan": (lambda: _sim(params=jnp.full((N, 3), jnp.nan)), "NaN"),
+        "sim-params-other-n": (lambda: _sim(params=jnp.zeros((4, 3))), "n="),
+        "sim-data-nan": (
+            lambda: _sim(data=(_quad().a, jnp.full((N, 3), jnp.nan))),
+            "NaN",
+        ),
+        "sim-steps-zero": (lambda: _sim(steps=0), "steps"),
+        "sim-steps-float": (lambda: _sim(steps=1.5), "steps"),
+        "sim-steps-string": (lambda: _sim(steps="10"), "steps"),
+        "sim-key-none": (lambda: _sim(key=None), "key"),
+        "sim-key-string": (lambda: _sim(key="0"), "key"),
+        "sim-key-negative": (lambda: _sim(key=-1), "key"),
+        "sim-key-float-array": (lambda: _sim(key=jnp.zeros(2)), "key"),
+        "sim-key-batch": (lambda: _sim(key=jax.random.split(KEY, 2)), "one key"),
+        "sim-batch-size-full-batch": (lambda: _sim(batch_size=4), "batch_size"),
+        "sim-batch-size-missing": (lambda: _digits_sim(batch_size=None), "batch_size"),
+        "sim-batch-size-zero": (lambda: _digits_sim(batch_size=0), "batch_size"),
+        "sim-worker-data-other-n": (
+            lambda: _digits_sim(
+                data=decjax.data.distribute(decjax.data.load_digits(), 4, "iid", key=0)
+            ),
+            "partitioned over 4",
+        ),
+        "sim-eval-every-zero": (lambda: _sim(eval_every=0), "eval_every"),
+        "sim-eval-every-divides": (lambda: _sim(eval_every=3), "multiple of eval_every"),
+        "sim-eval-fn-string": (lambda: _sim(eval_fn="accuracy"), "eval_fn"),
+        "sim-eval-fn-list": (lambda: _sim(eval_fn=_eval_list), "eval_fn"),
+        "sim-eval-fn-without-data": (
+            lambda: _digits_sim(eval_fn=decjax.problems.logistic_regression(64, 10).eval_fn),
+            "eval_data",
+        ),
+        "sim-loss-vector": (lambda: _sim(loss_fn=lambda p, b: p * b[0]), "loss_fn"),
+        "sim-chunks-zero": (lambda: _sim(chunks=0), "chunks"),
+        "sim-chunks-divide": (lambda: _sim(chunks=3, eval_every=1), "chunks"),
+        "sim-divergence": (lambda: _sim(on_divergence="warn"), "on_divergence"),
+        "sim-checkpoint-int": (lambda: _sim(checkpoint_dir=123), "checkpoint_dir"),
+        "sim-checkpoint-every": (
+            lambda: _sim(checkpoint_dir="/tmp/decjax-probe", checkpoint_every=0),
+            "checkpoint_every",
+        ),
+        "sim-run-id-int": (lambda: _sim(checkpoint_dir="/tmp/decjax-probe", run_id=5), "run_id"),
+        "sim-callback": (lambda: _sim(callback="print"), "callback"),
+        "sim-mesh-string": (lambda: _sim(mesh="cpu"), "mesh"),
+        "sim-mesh-multiple": (
+            lambda: _sim(
+                params=jnp.zeros((6, 3)),
+                data=decjax.problems.quadratics(6, 3, key=KEY).data,
+                tx=decjax.dpsgd(0.1, decjax.ring(6)),
+                mesh=decjax.distributed.worker_mesh(),
+            ),
+            "multiple of the number of devices",
+        ),
+        "sim-worker-chunks-zero": (lambda: _sim(worker_chunks=0), "worker_chunks"),
+        "sim-worker-chunks-divide": (lambda: _sim(worker_chunks=3), "worker_chunks"),
+        "sim-steps-per-iteration": (lambda: _sim(steps_per_iteration=0), "steps_per_iteration"),
+        "sim-tx-other-n": (lambda: _sim(tx=decjax.dpsgd(0.1, decjax.ring(4))), "n"),
+        # -- sweep -----------------------------------------------------------------------
+        "sweep-make-tx-string": (lambda: _sweep(make_tx="dpsgd"), "make_tx"),
+        "sweep-grid-empty": (lambda: _sweep(grid={}), "grid"),
+        "sweep-grid-list": (lambda: _sweep(grid=[0.1]), "grid"),
+        "sweep-grid-empty-values": (lambda: _sweep(grid={"learning_rate": []}), "grid"),
+        "sweep-grid-string-values": (lambda: _sweep(grid={"learning_rate": "0.1"}), "grid"),
+        "sweep-grid-mixed": (lambda: _sweep(grid={"learning_rate": [0.1, "a"]}), "grid"),
+        "sweep-grid-topology-n": (
+            lambda: _sweep(
+                grid={"topology": [decjax.ring(N), decjax.ring(4)]},
+                make_tx=lambda topology: decjax.dpsgd(0.1, topology),
+            ),
+            "n=8",
+        ),
+        "sweep-seed-negative": (lambda: _sweep(grid={"seed": [-1]}), "seed"),
+        "sweep-seed-float": (lambda: _sweep(grid={"seed": [0.5]}), "seed"),
+        "sweep-unknown-name": (lambda: _sweep(grid={"lr": [0.1]}), "make_tx"),
+        "sweep-bad-value": (lambda: _sweep(grid={"learning_rate": [-0.1]}), "learning_rate"),
+        "sweep-key": (lambda: _sweep_key(), "key"),
+        "make-run-steps": (lambda: decjax.make_run(_quad().loss, lambda: None, steps=0), "steps"),
+        "make-run-loss": (
+            lambda: decjax.make_run("loss", lambda: decjax.dpsgd(0.1, decjax.ring(N)), steps=5),
+            "loss_fn",
+        ),
+        # -- distributed -----------------------------------------------------------------
+        "mesh-empty": (lambda: decjax.distributed.worker_mesh([]), "devices"),
+        "shard-workers-multiple": (
+            lambda: decjax.distributed.shard_workers(
+                jnp.zeros((6, 2)), decjax.distributed.worker_mesh()
+            ),
+            "multiple",
+        ),
+        "initialize-rank": (
+            lambda: decjax.distributed.initialize("localhost:1", num_processes=2, process_id=2),
+            "process_id",
+        ),
+        "worker-specs-mesh": (
+            lambda: decjax.distributed.worker_specs(jnp.zeros((8, 2)), 8, "workers"),
+            "mesh",
+        ),
+    }
+)
+
+
+def _sweep_key():
+    q = _quad()
+    return decjax.sweep(
+        q.loss,
+        q.init_params(),
+        lambda learning_rate: decjax.dpsgd(learning_rate, decjax.ring(N)),
+        q.data,
+        {"learning_rate": [0.1]},
+        steps=10,
+        key="0",
+        progress=False,
+    )
+
+
+CLI_CASES = {
+    "cli-workers-zero": (["--workers", "0"], "positive integer"),
+    "cli-workers-float": (["--workers", "2.5"], "positive integer"),
+    "cli-workers-text": (["--workers", "many"], "positive integer"),
+    "cli-topology-unknown": (["--topologies", "moebius"], "unknown topology"),
+    "cli-topology-empty": (["--topologies", ","], "unknown topology"),
+    "cli-hypercube-12": (["--topologies", "hypercube", "--workers", "12"], "power of two"),
+    "cli-torus-prime": (["--topologies", "torus", "--workers", "13"], "factorization"),
+    "cli-algorithm": (["--algorithm", "sgd2"], "invalid choice"),
+    "cli-partition": (["--partition", "random"], "invalid choice"),
+    "cli-alpha-zero": (["--alpha", "0"], "finite number > 0"),
+    "cli-alpha-nan": (["--alpha", "nan"], "finite number > 0"),
+    "cli-model": (["--model", "resnet"], "invalid choice"),
+    "cli-steps-zero": (["--steps", "0"], "positive integer"),
+    "cli-steps-multiple": (["--steps", "100", "--eval-every", "30"], "multiple of --eval-every"),
+    "cli-batch-zero": (["--batch-size", "0"], "positive integer"),
+    "cli-lr-negative": (["--lr", "-1"], "finite number > 0"),
+    "cli-lr-nan": (["--lr", "nan"], "finite number > 0"),
+    "cli-lr-inf": (["--lr", "inf"], "finite number > 0"),
+    "cli-lr-text": (["--lr", "fast"], "finite number > 0"),
+    "cli-eval-every-zero": (["--eval-every", "0"], "positive integer"),
+    "cli-seed-negative": (["--seed", "-1"], "non-negative integer"),
+    "cli-seed-text": (["--seed", "x"], "non-negative integer"),
+    "cli-out-file": (["--out", "__FILE__"], "--out"),
+    "cli-out-under-devnull": (["--out", "/dev/null/x"], "--out"),
+    "cli-max-delay-negative": (["--max-delay", "-1", "--algorithm", "dasgd"], "non-negative"),
+    "cli-max-delay-other": (["--max-delay", "4"], "--max-delay applies to --algorithm dasgd"),
+    "cli-max-delay-huge": (["--max-delay", "100000000", "--algorithm", "dasgd"], "GiB"),
+    "cli-drop-big": (["--drop-prob", "1.5"], "in [0, 1)"),
+    "cli-drop-nan": (["--drop-prob", "nan"], "in [0, 1)"),
+    "cli-drop-directed": (["--drop-prob", "0.1", "--topologies", "exponential"], "symmetric"),
+    "cli-drop-dasgd": (["--drop-prob", "0.1", "--algorithm", "dasgd"], "DASGD models"),
+    "cli-node-failure-one": (["--node-failure", "1"], "in [0, 1)"),
+    "cli-stragglers-negative": (["--stragglers", "-0.5"], "in [0, 1)"),
+    "cli-d2-only-directed": (["--algorithm", "d2", "--topologies", "exponential"], "none of"),
+    "cli-checkpoint-file": (["--checkpoint-dir", "__FILE__"], "checkpoint_dir"),
+    "cli-unknown-flag": (["--learning-rate", "0.1"], "unrecognized arguments"),
+    "mh-workers-zero": (["--workers", "0"], "positive integer"),
+    "mh-lr-nan": (["--lr", "nan"], "finite number > 0"),
+    "mh-coordinator": (["--coordinator", "nohost"], "HOST:PORT"),
+    "mh-rank": (["--process-id", "3", "--num-processes", "2"], "must be < --num-processes"),
+    "mh-steps": (["--steps", "15"], "multiple of 10"),
+    "mh-topology": (["--topology", "moebius"], "invalid choice"),
+    "mh-algorithm": (["--algorithm", "sgp"], "invalid choice"),
+    "mh-launch": (["--launch", "-1"], "non-negative"),
+    "mh-workers-devices": (["--workers", "10"], "multiple of the devices"),
+    "mh-stop-at": (["--stop-at", "10"], "needs --checkpoint-dir"),
+    "mh-bind": (["--coordinator-bind", "x:99999"], "HOST:PORT"),
+    "mh-devices": (["--devices-per-process", "0"], "positive integer"),
+    "mh-out-file": (["--out", "__FILE__"], "--out"),
+    "mh-launch-and-rank": (["--launch", "2", "--num-processes", "2"], "--launch"),
+}
+
+
+def _raised_by_decjax(err: BaseException) -> bool:
+    """The innermost frame that raised is decjax's own code (or argparse's exit)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and "/decjax/" in frames[-1].filename
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_api_input_gets_a_clear_error(name):
+    build, words = CASES[name]
+    with pytest.raises((TypeError, ValueError)) as info:
+        build()
+    assert words in str(info.value), f"{name}: {type(info.value).__name__}: {info.value}"
+    assert _raised_by_decjax(info.value), f"{name}: raised outside decjax: {info.value!r}"
+    assert "\n" not in str(info.value).strip(), f"{name}: more than one line"
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_bad_command_line_gets_one_line_and_exit_2(name, tmp_path, capsys):
+    argv, words = CLI_CASES[name]
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    argv = [str(afile) if a == "__FILE__" else a for a in argv]
+    entry = multihost if name.startswith("mh-") else cli
+    extra = [] if name.startswith("mh-") else ["--no-progress", "--out", str(tmp_path / "out")]
+    if name in ("cli-out-file", "cli-out-under-devnull"):
+        extra = ["--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        entry([*extra, *argv])
+    assert info.value.code == 2, name
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and words in lines[0], f"{name}: {err}"
+    assert "Traceback" not in err
+
+
+def test_the_probe_is_large():
+    """The issue asked for a probe of at least 200 bad inputs; keep it that size."""
+    assert len(CASES) + len(CLI_CASES) >= 200
