@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks import dpsgd_step, scale, sweep_speed, torch_compare
 
+pytestmark = pytest.mark.slow  # the benchmarks' quick modes still time real runs
+
 
 def test_dpsgd_step_benchmark_quick_mode_writes_results(tmp_path):
     assert dpsgd_step.main(["--quick", "--out", str(tmp_path)]) == 0

@@ -213,6 +213,7 @@ def test_bad_meshes_are_rejected(mesh):
         decjax.distributed.initialize("localhost:1", num_processes=2, process_id=2)
 
 
+@pytest.mark.slow  # two launches of two processes, and a third single-process run
 def test_two_processes_train_together_like_one(tmp_path):
     """JAX's own distributed runtime: 2 processes x 4 CPU devices == 1 process x 8 devices.
 

@@ -401,3 +401,23 @@ def test_steps_per_iteration_give_the_same_run(eval_every, digits_setup):
             jax.tree.leaves(runs[0].params), jax.tree.leaves(other.params), strict=True
         ):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_divergence_names_the_exact_step_and_stop_keeps_the_last_finite_state(quad):
+    """Oracle: the same run recording every step shows where the loss first goes non-finite;
+    a run recording every 50 steps must report that step, not its record's end (a NaN at
+    step 10 used to be reported "at step 100")."""
+    tx = decjax.dpsgd(5.0, decjax.ring(N))
+    every_step = _sim(quad, tx, steps=200, eval_every=1, on_divergence="ignore")
+    first = int(np.argmin(np.isfinite(every_step.metrics["train_loss"]))) + 1
+    assert 1 < first < 150
+    with pytest.raises(FloatingPointError, match=f"diverged at step {first}:"):
+        _sim(quad, tx, steps=200, eval_every=50)
+    stopped = _sim(quad, tx, steps=200, eval_every=50, on_divergence="stop")
+    assert stopped.diverged is True and stopped.diverged_at == first
+    last_good = (first - 1) // 50 * 50  # the last record before the bad one
+    assert int(stopped.state.step) == last_good
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(stopped.params))
+    finite = _sim(quad, tx, steps=last_good, eval_every=50) if last_good else None
+    if finite is not None:
+        np.testing.assert_array_equal(stopped.params, finite.params)

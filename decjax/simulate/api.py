@@ -159,12 +159,7 @@ def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> N
         batch = (data.x[:batch_size], data.y[:batch_size])
     else:
         batch = jax.tree.map(lambda x: x[0], data)
-    try:
-        loss = jax.eval_shape(loss_fn, one, batch)
-    except Exception as err:
-        raise ValueError(
-            f"loss_fn(params, batch) fails on one worker's params and batch: {_first_line(err)}"
-        ) from err
+    loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
         raise ValueError(
             f"loss_fn must return a scalar for one worker's params and batch, got "
@@ -173,18 +168,21 @@ def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> N
     if eval_fn is None:
         return
     hint = " (eval_data is None: pass eval_data=...)" if eval_data is None else ""
-    try:
-        metrics = jax.eval_shape(eval_fn, one, eval_data)
-    except Exception as err:
-        raise ValueError(
-            f"eval_fn(params, eval_data) fails on one worker's params{hint}: {_first_line(err)}"
-        ) from err
+    metrics = _traced("eval_fn(params, eval_data)", eval_fn, one, eval_data, hint)
     if not isinstance(metrics, Mapping) or any(
         not isinstance(v, jax.ShapeDtypeStruct) or v.shape != () for v in metrics.values()
     ):
         raise ValueError(
             f"eval_fn must return a dict {{name: scalar}}, got {type(metrics).__name__}"
         )
+
+
+def _traced(call: str, fn, params, data, hint: str):
+    """``jax.eval_shape(fn, params, data)``; a failure is reported naming ``call``."""
+    try:
+        return jax.eval_shape(fn, params, data)
+    except Exception as err:
+        raise ValueError(f"{call} fails on one worker's params{hint}: {_first_line(err)}") from err
 
 
 def _first_line(err: Exception) -> str:

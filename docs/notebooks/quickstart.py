@@ -8,6 +8,7 @@
 
 # %%
 import jax
+import jax.numpy as jnp
 import optax
 
 import decjax
@@ -34,6 +35,28 @@ print(jax.tree.map(lambda x: x.shape, params))
 
 # %% [markdown]
 # Any optax optimizer becomes decentralized: `per_worker(chain)` then gossip.
+#
+# **Pitfall:** the clipping must sit *inside* `decentralize` (or be wrapped in
+# `decjax.per_worker`). A raw `optax.clip_by_global_norm` chained before a
+# decjax algorithm sees the stacked `(16, ...)` tree as one model and clips the
+# norm of all workers' gradients together. The cell below shows the difference
+# on gradients where one worker's are 100 times larger than the others'.
+
+# %%
+grads = jax.tree.map(jnp.ones_like, params)
+grads = jax.tree.map(lambda g: g.at[0].multiply(100.0), grads)
+raw = optax.clip_by_global_norm(1.0)
+wrapped = decjax.per_worker(optax.clip_by_global_norm(1.0))
+together, _ = raw.update(grads, raw.init(params))
+per_worker, _ = wrapped.update(grads, wrapped.init(params), params)
+print(
+    "worker 1's norm after clipping, all workers together:",
+    float(optax.global_norm(jax.tree.map(lambda g: g[1], together))),
+)
+print(
+    "worker 1's norm after clipping, per worker:          ",
+    float(optax.global_norm(jax.tree.map(lambda g: g[1], per_worker))),
+)
 
 # %%
 local = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3))
