@@ -281,7 +281,7 @@ def test_simulate_rejects_unstacked_params_and_missing_batch_size(quad, digits_s
         ({"lr": []}, ValueError, "non-empty list"),
         ({"lr": ["a"]}, TypeError, "only numbers or only Topology"),
         ({"topology": [decjax.ring(5)]}, ValueError, "n=8"),
-        ({"seed": [0.5]}, TypeError, "integers"),
+        ({"seed": [0.5]}, ValueError, "integers >= 0"),
     ],
 )
 def test_sweep_rejects_bad_grids(quad, grid, error, message):
