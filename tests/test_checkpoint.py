@@ -73,6 +73,7 @@ TXS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TXS)
 def test_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(name, problem, tmp_path):
     full = _run(problem, TXS[name]())
@@ -106,6 +107,7 @@ def test_resuming_a_different_configuration_is_an_error(problem, tmp_path):
         _run(problem, decjax.dpsgd(0.1, decjax.ring(N)), directory=tmp_path)
 
 
+@pytest.mark.slow
 def test_sweeps_checkpoint_too(problem, tmp_path):
     _ds, data, model, params = problem
 
@@ -150,17 +152,20 @@ def _quick(problem, tx, directory, loss_fn=None, **kwargs):
     return decjax.simulate(loss_fn or model.loss, params, tx, data, **options)
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"tx": decjax.dpsgd(0.2, decjax.ring(N))}, "hyperparameters"),
-        ({"tx": decjax.dpsgd(0.1, decjax.exponential(N))}, "topology"),
+        pytest.param({"tx": decjax.dpsgd(0.1, decjax.exponential(N))}, "topology", marks=SLOW),
         ({"tx": decjax.dpsgd(0.1, decjax.ring(N), order="parallel")}, "algorithm"),
-        ({"key": jax.random.key(4)}, "key"),
-        ({"run_id": "second"}, "run_id"),
-        ({"loss_fn": "other"}, "loss_fn"),
+        pytest.param({"key": jax.random.key(4)}, "key", marks=SLOW),
+        pytest.param({"run_id": "second"}, "run_id", marks=SLOW),
+        pytest.param({"loss_fn": "other"}, "loss_fn", marks=SLOW),
         ({"data": "other"}, "data"),
-        ({"params": "other"}, "initial params"),
+        pytest.param({"params": "other"}, "initial params", marks=SLOW),
     ],
 )
 def test_a_checkpoint_of_another_run_is_refused_naming_the_field(problem, tmp_path, change, field):

@@ -56,6 +56,7 @@ def test_cli_rejects_bad_flags(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "algorithm", ["gradient_tracking", "d2", "choco_top10", "consensus_control"]
 )
@@ -86,6 +87,7 @@ def test_cli_runs_every_kind_of_algorithm(algorithm, tmp_path, capsys):
     assert summary["test_accuracy"].notna().all() and (summary["bytes_sent"] > 0).all()
 
 
+@pytest.mark.slow
 def test_cli_fault_flags_and_checkpoint_resume(tmp_path, capsys):
     argv = [
         "--workers",
@@ -120,6 +122,7 @@ def test_cli_fault_flags_and_checkpoint_resume(tmp_path, capsys):
     pd.testing.assert_frame_equal(first, again)
 
 
+@pytest.mark.slow
 def test_cli_dasgd_with_delays(tmp_path, capsys):
     assert (
         main(

@@ -113,6 +113,7 @@ def test_zero_delay_is_synchronous_sgd_on_the_summed_gradient():
     assert res.final("consensus_distance") < 1e-12
 
 
+@pytest.mark.slow
 def test_bounded_staleness_converges_with_a_smaller_step_and_degrades_with_delay():
     n = 8
     q = decjax.problems.quadratics(n, 4, key=jax.random.key(0))
@@ -150,6 +151,7 @@ def test_bounded_staleness_converges_with_a_smaller_step_and_degrades_with_delay
     assert not res.final("test_distance_to_optimum") < 1e-3
 
 
+@pytest.mark.slow
 def test_logistic_regression_on_digits_trains_under_delay():
     ds = decjax.data.load_digits()
     n = 8

@@ -32,7 +32,11 @@ GRAPHS = {
 }
 
 
-@pytest.mark.parametrize("n", [8, 16, 32])
+# n = 8 is the inner loop; 16 and 32 (several workers per device) are in the slow tier
+SIZES = [8, pytest.param(16, marks=pytest.mark.slow), pytest.param(32, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("name", NAMES)
 def test_every_algorithm_sharded_agrees_with_one_device(name, n, mesh):
     q = decjax.problems.quadratics(n, 3, key=jax.random.key(n))
@@ -58,6 +62,7 @@ def test_every_algorithm_sharded_agrees_with_one_device(name, n, mesh):
     assert multi.traces == 1
 
 
+@pytest.mark.slow
 def test_minibatches_faults_stragglers_and_churn_sharded(mesh):
     ds = decjax.data.load_digits()
     n = 16
@@ -88,7 +93,7 @@ def test_minibatches_faults_stragglers_and_churn_sharded(mesh):
     np.testing.assert_allclose(multi.metrics["test_accuracy"], single.metrics["test_accuracy"])
 
 
-@pytest.mark.parametrize("n", [8, 16, 32])
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize(
     "name", ["ring", "exponential", "one_peer_exponential", "torus", "complete", "erdos_renyi"]
 )
@@ -269,6 +274,7 @@ def test_consensus_control_gossip_estimator_is_global_when_sharded(mesh):
     np.testing.assert_allclose(multi.params, single.params, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seeds", [[0], [0, 1, 2, 3]]
 )  # 6 runs padded to 8 devices; 24 split 3/device
@@ -361,6 +367,7 @@ COMPRESSORS = {
     "sign": lambda: decjax.gossip.sign(),
     "qsgd": lambda: decjax.gossip.qsgd(4),
 }
+FAST_COMPRESSORS = ("top_k", "sign")  # the others run in the slow tier
 
 
 def _choco_digits(compressor, n, mesh=None, params_shift=0):
@@ -386,7 +393,10 @@ def _choco_digits(compressor, n, mesh=None, params_shift=0):
     return jax.tree.leaves(result.params)
 
 
-@pytest.mark.parametrize("name", COMPRESSORS)
+@pytest.mark.parametrize(
+    "name",
+    [c if c in FAST_COMPRESSORS else pytest.param(c, marks=pytest.mark.slow) for c in COMPRESSORS],
+)
 def test_choco_with_every_compressor_agrees_sharded_and_on_one_device(name, mesh):
     """One worker per device: the inputs to compression are bitwise the same, so the
     messages are too (sign and QSGD norms use a fixed-order sum; a vmapped jnp.sum over
@@ -397,6 +407,7 @@ def test_choco_with_every_compressor_agrees_sharded_and_on_one_device(name, mesh
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_top_k_amplifies_one_ulp_on_one_device_too():
     """Why several workers per device can still differ under top-k: blocks of 2 workers
     and of 16 give gradients that differ in the last bit (D-PSGD: 6e-8), and top-k turns a

@@ -14,6 +14,7 @@ from decjax.topology import fault_statistics, realized_matrices, with_faults
 N, D = 8, 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "base",
     [
@@ -69,6 +70,7 @@ def test_failure_rates_match_the_probabilities():
     assert nodes["fraction_nodes_down"] == pytest.approx(0.2, abs=0.03)
 
 
+@pytest.mark.slow
 def test_effective_spectral_gap_shrinks_as_links_fail():
     gaps = [
         fault_statistics(
@@ -129,6 +131,7 @@ def test_same_key_same_failures_and_lazy_scaling():
     )
 
 
+@pytest.mark.slow
 # DASGD models unreliable links by delays and rejects a faulty topology (tested in test_dasgd).
 @pytest.mark.parametrize("name", [name for name in NAMES if name != "dasgd"])
 def test_every_algorithm_runs_on_a_faulty_network_with_stragglers(name):

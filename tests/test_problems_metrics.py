@@ -25,6 +25,7 @@ def test_logistic_regression_at_zero_has_log_classes_loss():
     assert float(model.loss(params, (x, y))) == pytest.approx(np.log(4), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_mlp_shapes_gradients_and_l2():
     model = decjax.problems.mlp([8, 16, 3], l2=0.1)
     params = model.init(jax.random.key(0))

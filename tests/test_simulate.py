@@ -354,6 +354,7 @@ def test_worker_chunks_give_the_same_run(full_batch, quad, digits_setup):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", [decjax.dpsgd, decjax.gradient_tracking])
 def test_two_steps_per_loop_iteration_remove_the_copy_of_the_params(algorithm, digits_setup):
     _, data, model, params = digits_setup
@@ -375,6 +376,7 @@ def test_two_steps_per_loop_iteration_remove_the_copy_of_the_params(algorithm, d
     assert loop_copies(compiled(2), weights) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eval_every", [4, 5])  # 5: two steps per iteration, plus one
 def test_steps_per_iteration_give_the_same_run(eval_every, digits_setup):
     _, data, model, params = digits_setup
