@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="save the run state there after every chunk and resume from it if present",
     )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="with --checkpoint-dir: start afresh over a checkpoint of another run",
+    )
     return parser
 
 
@@ -124,23 +129,27 @@ def _check_out(out: Path) -> None:
 
 
 def _make_factory(args, key):
-    """``topology -> tx`` for the chosen algorithm and fault options."""
-    lr = args.lr
-    if args.max_delay is not None and args.algorithm != "dasgd":
+    """``topology -> tx`` for the chosen algorithm and fault options.
+
+    The factory closes over the values that shape the run only (not over
+    ``args``), so a checkpoint's identity does not change with, say,
+    ``--no-progress``.
+    """
+    lr, algorithm, churn = args.lr, args.algorithm, args.node_failure > 0
+    if args.max_delay is not None and algorithm != "dasgd":
         raise ValueError("--max-delay applies to --algorithm dasgd only")
+    max_delay = 4 if args.max_delay is None else args.max_delay
     slow = round(args.stragglers * args.workers)
     speeds = [1.0] * (args.workers - slow) + [0.5] * slow
 
     def factory(topology):
-        if args.algorithm == "dasgd":
-            delays = decjax.algorithms.uniform_delay(
-                4 if args.max_delay is None else args.max_delay
-            )
+        if algorithm == "dasgd":
+            delays = decjax.algorithms.uniform_delay(max_delay)
             return decjax.dasgd(
                 lr, topology, delays=delays, speeds=speeds if slow else None, key=key
             )
-        tx = decjax.algorithms.by_name(args.algorithm)(lr, topology)
-        if topology.faults is not None and args.node_failure > 0:
+        tx = decjax.algorithms.by_name(algorithm)(lr, topology)
+        if topology.faults is not None and churn:
             tx = decjax.algorithms.node_churn(tx, topology)
         if slow:
             tx = decjax.algorithms.stragglers(tx, speeds, key=key)
@@ -251,6 +260,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
                 checkpoint_dir=None
                 if args.checkpoint_dir is None
                 else args.checkpoint_dir / t.name,
+                overwrite=args.overwrite,
                 **common,
             )
             for t in topologies
@@ -263,6 +273,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         data,
         {"topology": topologies},
         checkpoint_dir=args.checkpoint_dir,
+        overwrite=args.overwrite,
         **common,
     )
 
@@ -373,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = _train(args, *prepared)
         except ValueError as err:  # refused before training, e.g. another run's checkpoint
-            parser.error(str(err))
+            parser.error(str(err).replace("overwrite=True", "--overwrite"))
         elapsed = time.perf_counter() - start
     except KeyboardInterrupt as stop:
         print(f"decjax: {stop or 'interrupted'}", file=sys.stderr)

@@ -277,3 +277,17 @@ def test_multihost_launch_fails_when_any_child_fails():
     assert launch_status([0, -9]) == 137  # killed by SIGKILL, next to a sibling's 0
     assert launch_status([0, 0]) == 0
     assert launch_status([0, 1]) == 1
+
+
+def test_cli_checkpoint_of_another_run_is_refused_and_overwrite_starts_afresh(tmp_path, capsys):
+    argv = [*SMALL, "--topologies", "ring", "--out", str(tmp_path / "o")]
+    argv += ["--checkpoint-dir", str(tmp_path / "ck")]
+    assert main(argv) == 0
+    assert main([a for a in argv if a != "--no-progress"]) == 0  # display flags: same run
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--lr", "0.2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "another run: hyperparameters" in err and "--overwrite" in err
+    assert main([*argv, "--lr", "0.2", "--overwrite"]) == 0
+    assert main([*argv, "--lr", "0.2"]) == 0  # now it is that run's checkpoint
