@@ -17,8 +17,9 @@ from decjax import distributed
 from decjax._validation import as_key, check_callable, check_choice, check_int
 from decjax.data import WorkerData
 from decjax.simulate import checkpoint
-from decjax.simulate._loop import divisor_near, run_chunks
-from decjax.simulate._program import NONFINITE_STEP, STEPS_PER_ITERATION, Program, RunState
+from decjax.simulate._execute import Checkpointing, Layout, Schedule, SweepLayout, execute
+from decjax.simulate._loop import divisor_near
+from decjax.simulate._program import STEPS_PER_ITERATION, Program
 from decjax.simulate.identity import run_identity
 from decjax.simulate.result import SimulationResult
 from decjax.topology import Topology, stack
@@ -392,27 +393,25 @@ def simulate(
     )
     _check_run_inputs(params, data, checkpoint_dir)
     _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
+    schedule = Schedule.of(steps, program.eval_every, chunks)
+    Checkpointing(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
     key = as_key("key", key)
     state = program.init(params, key, {})
     identity = _identity(checkpoint_dir, tx, {}, state, data, eval_data, loss_fn, eval_fn, run_id)
-    return _execute(
+    return execute(
         program,
         state,
         data,
         eval_data,
         {},
+        Layout(n=jax.tree.leaves(params)[0].shape[0], mesh=mesh),
+        schedule,
         steps=steps,
-        chunks=chunks,
-        batched=False,
+        configs=None,
         progress=progress,
         on_divergence=on_divergence,
-        configs=None,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        identity=identity,
-        overwrite=overwrite,
+        saving=Checkpointing(checkpoint_dir, checkpoint_every, identity, overwrite),
         callback=callback,
-        mesh=mesh,
     )
 
 
@@ -511,6 +510,8 @@ def sweep(
     )
     _check_run_inputs(params, data, checkpoint_dir)
     _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
+    schedule = Schedule.of(steps, program.eval_every, chunks)
+    Checkpointing(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
     key = as_key("key", key)
     hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
@@ -542,24 +543,21 @@ def sweep(
     identity = _identity(
         checkpoint_dir, make_tx, hyper, state, data, eval_data, loss_fn, eval_fn, run_id
     )
-    return _execute(
+    n = jax.tree.leaves(params)[0].shape[0]
+    return execute(
         program,
         state,
         data,
         eval_data,
         hyper,
+        SweepLayout(n=n, mesh=mesh, runs=len(configs), padded=batch),
+        schedule,
         steps=steps,
-        chunks=chunks,
-        batched=True,
+        configs=configs,
         progress=progress,
         on_divergence="stop",
-        configs=configs,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        identity=identity,
-        overwrite=overwrite,
+        saving=Checkpointing(checkpoint_dir, checkpoint_every, identity, overwrite),
         callback=callback,
-        mesh=mesh,
     )
 
 
@@ -608,209 +606,3 @@ def _grid(grid: Mapping[str, Sequence[Any]], n: int):
         dtype=jnp.uint32,
     )
     return hyper, configs, seeds
-
-
-def _execute(
-    program: Program,
-    state: RunState,
-    data,
-    eval_data,
-    hyper,
-    *,
-    steps,
-    chunks,
-    batched,
-    progress,
-    on_divergence,
-    configs,
-    checkpoint_dir=None,
-    checkpoint_every=1,
-    identity=None,
-    overwrite=False,
-    callback=None,
-    mesh=None,
-) -> SimulationResult:
-    num_blocks = steps // program.eval_every
-    if chunks is None:
-        blocks_per_chunk = num_blocks // divisor_near(num_blocks, 20)
-    else:
-        chunks = check_int("chunks", chunks, minimum=1)
-        if num_blocks % chunks:
-            raise ValueError(
-                f"chunks ({chunks}) must divide the number of records ({num_blocks} = "
-                f"steps / eval_every)"
-            )
-        blocks_per_chunk = num_blocks // chunks
-    num_chunks = num_blocks // blocks_per_chunk
-    steps_per_chunk = blocks_per_chunk * program.eval_every
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-    if callback is not None:
-        check_callable("callback", callback)
-    n = jax.tree.leaves(state.params)[0].shape[1 if batched else 0]
-    runs = len(configs) if batched else None  # configurations (the state may hold padding)
-    runs_padded = state.step.shape[0] if batched else None
-    if mesh is not None:
-        # New global arrays (the caller's buffers are not donated), placed by role: a
-        # sweep's state and hyperparameters are split by configuration and its data
-        # shared; a run's params, per-worker state and data shards are split by worker,
-        # its evaluation data shared whatever its shape.
-        if batched:
-            distributed.check_workers(runs_padded, mesh)
-            specs = distributed.worker_specs(state, runs_padded, mesh)
-            data_specs = distributed.replicated_specs(data)
-        else:
-            block = n // distributed.check_workers(n, mesh)
-            if block % program.worker_chunks:
-                raise ValueError(
-                    f"worker_chunks ({program.worker_chunks}) must divide the workers each device "
-                    f"holds (n / devices = {n} / {n // block} = {block}) when running on a mesh"
-                )
-            specs = distributed.state_specs(state, n, mesh)
-            data_specs = distributed.data_specs(data, n, mesh)
-        eval_specs = distributed.replicated_specs(eval_data)
-
-        def place(tree):
-            return distributed.place(tree, mesh, specs)
-
-        state = place(state)
-        data = distributed.place(data, mesh, data_specs)
-        eval_data = distributed.place(eval_data, mesh, eval_specs)
-        if batched:
-            hyper = distributed.place(
-                hyper, mesh, distributed.worker_specs(hyper, runs_padded, mesh)
-            )
-    else:
-        # The compiled chunks donate their input state; copy it so that no buffer the
-        # caller still holds (params, key) is invalidated.
-        state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
-    start_chunk, history = 0, []
-    if checkpoint_dir is not None:
-        meta = checkpoint.fingerprint(
-            state,
-            identity=identity,
-            steps=steps,
-            eval_every=program.eval_every,
-            batch_size=program.batch_size,
-            steps_per_chunk=steps_per_chunk,
-            configs=configs,
-        )
-        loaded = None if overwrite else checkpoint.load(checkpoint_dir, state, meta)
-        if loaded is not None:
-            state, history, start_chunk = loaded
-            if mesh is not None:
-                state = place(state)
-    traces = [0]
-
-    def chunk(state, data, eval_data, hyper):
-        traces[0] += 1
-
-        def one(state, data, eval_data, hyper):
-            return program.chunk(state, data, eval_data, hyper, blocks=blocks_per_chunk)
-
-        if batched:
-            runs_fn = jax.vmap(one, in_axes=(0, None, None, 0))
-            if mesh is not None:  # each device runs its block of configurations
-                split = jax.sharding.PartitionSpec(mesh.axis_names[0])
-                whole = jax.sharding.PartitionSpec()
-                runs_fn = jax.shard_map(
-                    runs_fn,
-                    mesh=mesh,
-                    in_specs=(split, whole, whole, split),
-                    out_specs=split,
-                    check_vma=False,
-                )
-            state, metrics = runs_fn(state, data, eval_data, hyper)
-            return state, jax.tree.map(lambda m: m[:runs], metrics)
-        if mesh is None:
-            return one(state, data, eval_data, hyper)
-        run = distributed.sharded(
-            lambda s, d, e: one(s, d, e, hyper),
-            mesh,
-            n,
-            (specs, data_specs, eval_specs),
-            (specs, jax.sharding.PartitionSpec()),
-        )
-        return run(state, data, eval_data)
-
-    compiled = jax.jit(chunk, donate_argnums=0)
-    done: list[dict] = []
-
-    def after_chunk(next_chunk, current, host):
-        done.append(host)
-        nonfinite_step = host[NONFINITE_STEP]
-        bad = ~np.isfinite(host["train_loss"])
-        if checkpoint_dir is not None and (
-            next_chunk % checkpoint_every == 0 or next_chunk == num_chunks
-        ):
-            # never write a diverged run over its last finite checkpoint
-            if batched or not bad.any():
-                checkpoint.save(checkpoint_dir, current, history + done, next_chunk, meta)
-        if callback is not None:
-            callback(next_chunk * steps_per_chunk, _public(host))
-        if on_divergence == "raise" and bad.any():
-            at = int(nonfinite_step[nonfinite_step > 0].min())
-            raise FloatingPointError(
-                f"training diverged at step {at}: the training loss became non-finite. The "
-                "params, the data and the topology weights were finite at the start, so the "
-                "updates blew up: lower the learning rate, or pass on_divergence='stop' "
-                "(returns the last finite state) or 'ignore'"
-            )
-        if on_divergence == "ignore":
-            return False
-        # "stop": a single run stops at its first bad record; a sweep when all have diverged.
-        return bool(bad.any(axis=-1).all()) if batched else bool(bad.any())
-
-    try:
-        state, history, wall = run_chunks(
-            compiled,
-            state,
-            (data, eval_data, hyper),
-            num_chunks=num_chunks,
-            steps_per_chunk=steps_per_chunk,
-            progress=progress,
-            desc="sweep" if batched else "simulate",
-            start_chunk=start_chunk,
-            history=history,
-            after_chunk=after_chunk,
-            needs_state=checkpoint_dir is not None,
-        )
-    except KeyboardInterrupt:
-        at = (start_chunk + len(done)) * steps_per_chunk
-        hint = (
-            f"; the checkpoint in {checkpoint_dir} is intact: rerun the same command to resume"
-            if checkpoint_dir is not None
-            else ""
-        )
-        raise KeyboardInterrupt(f"interrupted at step {at}{hint}") from None
-    if batched and jax.tree.leaves(state.params)[0].shape[0] != runs:
-        state = jax.jit(lambda s: jax.tree.map(lambda x: x[:runs], s))(state)  # drop the padding
-    metrics = {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
-    nonfinite = np.where(
-        metrics[NONFINITE_STEP] > 0, metrics.pop(NONFINITE_STEP), np.iinfo(np.int32).max
-    )
-    diverged_at = np.where(
-        nonfinite.min(axis=-1) < np.iinfo(np.int32).max, nonfinite.min(axis=-1), 0
-    )
-    recorded = metrics["train_loss"].shape[-1]
-    finite = np.isfinite(metrics["train_loss"])
-    diverged = ~finite.all(axis=-1)
-    if not batched and on_divergence == "stop" and diverged:
-        first_bad = int(np.argmin(finite)) + 1
-        metrics = {k: v[..., :first_bad] for k, v in metrics.items()}
-        recorded = first_bad
-    step_index = program.eval_every * np.arange(1, recorded + 1)
-    return SimulationResult(
-        steps=step_index,
-        metrics=metrics,
-        state=state,
-        configs=configs,
-        diverged=diverged if batched else bool(diverged),
-        diverged_at=diverged_at if batched else (int(diverged_at) or None),
-        traces=traces[0],
-        wall_time=wall,
-    )
-
-
-def _public(host: dict) -> dict:
-    """A chunk's records without the internal ones."""
-    return {k: v for k, v in host.items() if k != NONFINITE_STEP}

@@ -1,0 +1,323 @@
+"""Executing a :class:`Program` in stages: place → resume → compile → run chunks → collect.
+
+``simulate`` and ``sweep`` differ in one place only, their :class:`Layout`:
+a single run keeps the workers on the leading axis (split over a mesh by
+role), a sweep has its configurations there (split over a mesh, each device
+running its share). Everything else — chunking, checkpoints, divergence,
+progress, the result — is shared.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from decjax import distributed
+from decjax._validation import check_callable, check_int
+from decjax.simulate import checkpoint
+from decjax.simulate._loop import divisor_near, run_chunks
+from decjax.simulate._program import NONFINITE_STEP, Program, RunState
+from decjax.simulate.result import SimulationResult
+
+P = jax.sharding.PartitionSpec
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How ``steps`` split into records (``eval_every`` steps) and compiled chunks."""
+
+    num_chunks: int
+    blocks_per_chunk: int
+    steps_per_chunk: int
+
+    @classmethod
+    def of(cls, steps: int, eval_every: int, chunks: int | None) -> Schedule:
+        num_blocks = steps // eval_every
+        if chunks is None:
+            blocks_per_chunk = num_blocks // divisor_near(num_blocks, 20)
+        else:
+            chunks = check_int("chunks", chunks, minimum=1)
+            if num_blocks % chunks:
+                raise ValueError(
+                    f"chunks ({chunks}) must divide the number of records ({num_blocks} = "
+                    f"steps / eval_every)"
+                )
+            blocks_per_chunk = num_blocks // chunks
+        return cls(num_blocks // blocks_per_chunk, blocks_per_chunk, blocks_per_chunk * eval_every)
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a run saves itself, and the identity a resume must match."""
+
+    directory: str | os.PathLike | None = None
+    every: int = 1
+    identity: dict | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        check_int("checkpoint_every", self.every, minimum=1)
+
+
+@dataclass
+class Layout:
+    """A single run: workers on the leading axis; on a mesh, placed by role."""
+
+    n: int
+    mesh: Any = None
+    specs: Any = field(default=None, init=False)
+    data_specs: Any = field(default=None, init=False)
+    eval_specs: Any = field(default=None, init=False)
+    batched = False
+    desc = "simulate"
+
+    def place(self, program: Program, state, data, eval_data, hyper):
+        """New global arrays for the compiled chunks (the caller's buffers stay valid)."""
+        if self.mesh is None:
+            # the chunks donate their input state: copy it, the caller may hold params/key
+            return jax.tree.map(lambda x: jnp.array(x, copy=True), state), data, eval_data, hyper
+        block = self.n // distributed.check_workers(self.n, self.mesh)
+        if block % program.worker_chunks:
+            raise ValueError(
+                f"worker_chunks ({program.worker_chunks}) must divide the workers each device "
+                f"holds (n / devices = {self.n} / {self.n // block} = {block}) when running on "
+                "a mesh"
+            )
+        self.specs = distributed.state_specs(state, self.n, self.mesh)
+        self.data_specs = distributed.data_specs(data, self.n, self.mesh)
+        self.eval_specs = distributed.replicated_specs(eval_data)
+        return (
+            self.replace(state),
+            distributed.place(data, self.mesh, self.data_specs),
+            distributed.place(eval_data, self.mesh, self.eval_specs),
+            hyper,
+        )
+
+    def replace(self, state):
+        """A (loaded) state put where the compiled chunks expect it."""
+        return state if self.mesh is None else distributed.place(state, self.mesh, self.specs)
+
+    def chunk_fn(self, one):
+        """``one(state, data, eval_data, hyper)`` as this layout runs it."""
+        if self.mesh is None:
+            return one
+
+        def sharded(state, data, eval_data, hyper):
+            run = distributed.sharded(
+                lambda s, d, e: one(s, d, e, hyper),
+                self.mesh,
+                self.n,
+                (self.specs, self.data_specs, self.eval_specs),
+                (self.specs, P()),
+            )
+            return run(state, data, eval_data)
+
+        return sharded
+
+    def stop(self, bad: np.ndarray) -> bool:
+        """``on_divergence="stop"``: a run stops at its first bad record."""
+        return bool(bad.any())
+
+    def finish(self, state, metrics, diverged, diverged_at, on_divergence):
+        """The final state and what the result reports for it."""
+        recorded = metrics["train_loss"].shape[-1]
+        if on_divergence == "stop" and diverged:
+            recorded = int(np.argmin(np.isfinite(metrics["train_loss"]))) + 1
+            metrics = {k: v[..., :recorded] for k, v in metrics.items()}
+        return state, metrics, recorded, bool(diverged), (int(diverged_at) or None)
+
+
+@dataclass
+class SweepLayout(Layout):
+    """A sweep: configurations on the leading axis (``runs`` real ones, padded to ``padded``);
+    on a mesh each device runs its block of them, with no communication."""
+
+    runs: int = 0
+    padded: int = 0
+    batched = True
+    desc = "sweep"
+
+    def place(self, program: Program, state, data, eval_data, hyper):
+        if self.mesh is None:
+            return super().place(program, state, data, eval_data, hyper)
+        distributed.check_workers(self.padded, self.mesh)
+        self.specs = distributed.worker_specs(state, self.padded, self.mesh)
+        return (
+            self.replace(state),
+            distributed.place_replicated(data, self.mesh),
+            distributed.place_replicated(eval_data, self.mesh),
+            distributed.place(
+                hyper, self.mesh, distributed.worker_specs(hyper, self.padded, self.mesh)
+            ),
+        )
+
+    def chunk_fn(self, one):
+        runs_fn = jax.vmap(one, in_axes=(0, None, None, 0))
+        if self.mesh is not None:
+            split = P(self.mesh.axis_names[0])
+            runs_fn = jax.shard_map(
+                runs_fn,
+                mesh=self.mesh,
+                in_specs=(split, P(), P(), split),
+                out_specs=split,
+                check_vma=False,
+            )
+
+        def sweep(state, data, eval_data, hyper):
+            state, metrics = runs_fn(state, data, eval_data, hyper)
+            return state, jax.tree.map(lambda m: m[: self.runs], metrics)
+
+        return sweep
+
+    def stop(self, bad: np.ndarray) -> bool:
+        """A sweep stops early only when every configuration has diverged."""
+        return bool(bad.any(axis=-1).all())
+
+    def finish(self, state, metrics, diverged, diverged_at, on_divergence):
+        if self.padded != self.runs:
+            state = jax.jit(lambda s: jax.tree.map(lambda x: x[: self.runs], s))(state)
+        return state, metrics, metrics["train_loss"].shape[-1], diverged, diverged_at
+
+
+def execute(
+    program: Program,
+    state: RunState,
+    data,
+    eval_data,
+    hyper,
+    layout: Layout,
+    schedule: Schedule,
+    *,
+    steps: int,
+    configs: list[dict] | None,
+    progress: bool,
+    on_divergence: str,
+    saving: Checkpointing,
+    callback=None,
+) -> SimulationResult:
+    """Run ``program`` from ``state``: place, resume, compile, run the chunks, collect."""
+    if callback is not None:
+        check_callable("callback", callback)
+    state, data, eval_data, hyper = layout.place(program, state, data, eval_data, hyper)
+    meta, state, history, start = _resume(program, state, layout, schedule, steps, configs, saving)
+    compiled, traces = _compile(program, layout, schedule)
+    done: list[dict] = []
+    after_chunk = _monitor(
+        program, layout, schedule, saving, meta, history, done, on_divergence, callback
+    )
+    try:
+        state, history, wall = run_chunks(
+            compiled,
+            state,
+            (data, eval_data, hyper),
+            num_chunks=schedule.num_chunks,
+            steps_per_chunk=schedule.steps_per_chunk,
+            progress=progress,
+            desc=layout.desc,
+            start_chunk=start,
+            history=history,
+            after_chunk=after_chunk,
+            needs_state=saving.directory is not None,
+        )
+    except KeyboardInterrupt:
+        at = (start + len(done)) * schedule.steps_per_chunk
+        hint = (
+            f"; the checkpoint in {saving.directory} is intact: rerun the same command to resume"
+            if saving.directory is not None
+            else ""
+        )
+        raise KeyboardInterrupt(f"interrupted at step {at}{hint}") from None
+    return _collect(program, layout, state, history, configs, on_divergence, traces[0], wall)
+
+
+def _resume(program, state, layout, schedule, steps, configs, saving: Checkpointing):
+    """The checkpoint's record of this run, and the state, history and chunk to start from."""
+    if saving.directory is None:
+        return None, state, [], 0
+    meta = checkpoint.fingerprint(
+        state,
+        identity=saving.identity,
+        steps=steps,
+        eval_every=program.eval_every,
+        batch_size=program.batch_size,
+        steps_per_chunk=schedule.steps_per_chunk,
+        configs=configs,
+    )
+    loaded = None if saving.overwrite else checkpoint.load(saving.directory, state, meta)
+    if loaded is None:
+        return meta, state, [], 0
+    state, history, start = loaded
+    return meta, layout.replace(state), history, start
+
+
+def _compile(program: Program, layout: Layout, schedule: Schedule):
+    """The jitted chunk (its input state donated) and a counter of its traces."""
+    traces = [0]
+
+    def one(state, data, eval_data, hyper):
+        return program.chunk(state, data, eval_data, hyper, blocks=schedule.blocks_per_chunk)
+
+    run = layout.chunk_fn(one)
+
+    def chunk(state, data, eval_data, hyper):
+        traces[0] += 1
+        return run(state, data, eval_data, hyper)
+
+    return jax.jit(chunk, donate_argnums=0), traces
+
+
+def _monitor(program, layout, schedule, saving, meta, history, done, on_divergence, callback):
+    """``after_chunk``: save (never a diverged run), call back, and handle divergence."""
+
+    def after_chunk(next_chunk, current, host):
+        done.append(host)
+        bad = ~np.isfinite(host["train_loss"])
+        due = next_chunk % saving.every == 0 or next_chunk == schedule.num_chunks
+        if saving.directory is not None and due and (layout.batched or not bad.any()):
+            checkpoint.save(saving.directory, current, history + done, next_chunk, meta)
+        if callback is not None:
+            callback(next_chunk * schedule.steps_per_chunk, public(host))
+        if on_divergence == "raise" and bad.any():
+            nonfinite = host[NONFINITE_STEP]
+            raise FloatingPointError(
+                f"training diverged at step {int(nonfinite[nonfinite > 0].min())}: the training "
+                "loss became non-finite. The params, the data and the topology weights were "
+                "finite at the start, so the updates blew up: lower the learning rate, or pass "
+                "on_divergence='stop' (returns the last finite state) or 'ignore'"
+            )
+        return on_divergence == "stop" and layout.stop(bad)
+
+    return after_chunk
+
+
+def _collect(program, layout, state, history, configs, on_divergence, traces, wall):
+    """The records as arrays, divergence summarised, the state trimmed of padding."""
+    metrics = {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
+    never = np.iinfo(np.int32).max
+    nonfinite = np.where(metrics[NONFINITE_STEP] > 0, metrics.pop(NONFINITE_STEP), never)
+    first = nonfinite.min(axis=-1)
+    diverged_at = np.where(first < never, first, 0)
+    diverged = ~np.isfinite(metrics["train_loss"]).all(axis=-1)
+    state, metrics, recorded, diverged, diverged_at = layout.finish(
+        state, metrics, diverged, diverged_at, on_divergence
+    )
+    return SimulationResult(
+        steps=program.eval_every * np.arange(1, recorded + 1),
+        metrics=metrics,
+        state=state,
+        configs=configs,
+        diverged=diverged,
+        diverged_at=diverged_at,
+        traces=traces,
+        wall_time=wall,
+    )
+
+
+def public(host: dict) -> dict:
+    """A chunk's records without the internal ones."""
+    return {k: v for k, v in host.items() if k != NONFINITE_STEP}
