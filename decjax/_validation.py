@@ -91,16 +91,6 @@ def check_callable(name: str, value: Any) -> Callable:
     return value
 
 
-def is_power_of_two(n: int) -> bool:
-    """Integer test (no floating-point logarithms)."""
-    return n >= 1 and (n & (n - 1)) == 0
-
-
-def ceil_log2(n: int) -> int:
-    """Smallest ``t`` with ``2**t >= n`` (integer arithmetic)."""
-    return (n - 1).bit_length()
-
-
 def as_key(name: str, key: Any) -> jax.Array:
     """One PRNG key: a ``jax.random.key`` (or a raw ``uint32[2]`` key), or an int seed >= 0.
 
@@ -128,24 +118,3 @@ def as_key(name: str, key: Any) -> jax.Array:
     raise TypeError(
         f"{name} must be a PRNG key, got an array of dtype {dtype} and shape {shape}: {fix}"
     )
-
-
-def numpy_rng(key) -> np.random.Generator:
-    """A numpy generator seeded from a JAX key (typed or raw) or an int seed.
-
-    Host-side randomness (graph sampling, data partitions) derives from the
-    same keys as device-side randomness, so one seed fixes a whole run.
-    """
-    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-        if key < 0:
-            raise ValueError(f"key as an int seed must be >= 0, got {key}")
-        return np.random.default_rng(int(key))
-    try:
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.key_data(key)
-        data = np.asarray(jax.device_get(key))
-    except (AttributeError, TypeError) as err:
-        raise TypeError(f"key must be a jax.random.key or an int seed, got {key!r}") from err
-    if not np.issubdtype(data.dtype, np.integer):
-        raise TypeError(f"key must be a jax.random.key or an int seed, got dtype {data.dtype}")
-    return np.random.default_rng(data.astype(np.uint32).ravel())

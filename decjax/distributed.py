@@ -263,8 +263,3 @@ def to_host(tree: Any) -> Any:
         return np.asarray(jax.device_get(x))
 
     return jax.tree.map(get, tree)
-
-
-def gather_workers(tree: Any) -> Any:
-    """Every worker's values on this host (an all-gather across processes when needed)."""
-    return to_host(tree)

@@ -155,7 +155,7 @@ def train(args) -> dict:
         )
     except Interrupted as stop:  # after the checkpoint of that chunk was written
         return {"processes": jax.process_count(), "interrupted_at": stop.args[0]}
-    params = decjax.distributed.gather_workers(result.params)
+    params = decjax.distributed.to_host(result.params)
     # A sweep over the same mesh: the configurations are split over the devices
     # of all processes (3 learning rates x 2 seeds, padded to a multiple of them).
     swept = decjax.sweep(

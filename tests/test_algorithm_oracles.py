@@ -38,7 +38,7 @@ def _run(tx, quad, steps, x=None, grads_fn=None):
 
 EXACT = {
     "gradient_tracking_atc": lambda t: decjax.gradient_tracking(0.1, t),
-    "gradient_tracking_parallel": lambda t: decjax.gradient_tracking(0.1, t, form="parallel"),
+    "gradient_tracking_parallel": lambda t: decjax.gradient_tracking(0.1, t, order="parallel"),
     "d2": lambda t: decjax.d2(0.1, decjax.topology.lazy(t, 0.5)),
     "exact_diffusion": lambda t: decjax.exact_diffusion(0.1, t),
     "detag": lambda t: decjax.detag(0.1, t, phase_length=2, gossip_momentum=0.2),
@@ -91,7 +91,7 @@ def test_d2_on_an_odd_ring_without_laziness(quad):
 @pytest.mark.parametrize("form", ["atc", "parallel"])
 def test_gradient_tracking_tracks_the_average_gradient(form, quad):
     """mean(Y_t) = mean(G_t) at every step, with noisy (stochastic) gradients."""
-    tx = decjax.gradient_tracking(0.05, decjax.random_matching(N, key=0), form=form)
+    tx = decjax.gradient_tracking(0.05, decjax.random_matching(N, key=0), order=form)
     x, state = quad.init_params(), tx.init(quad.init_params())
     update = jax.jit(tx.update)
     for t in range(20):
@@ -293,7 +293,7 @@ def test_simulate_records_gossip_rounds_and_bytes(quad):
     ("build", "error", "message"),
     [
         (lambda: decjax.gradient_tracking(-1.0, decjax.ring(4)), ValueError, "learning_rate"),
-        (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), form="x"), ValueError, "form"),
+        (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), order="x"), ValueError, "order"),
         (lambda: decjax.d2(0.1, decjax.ring(8)), ValueError, r"lambda_min\(W\) > -1/3"),
         (lambda: decjax.d2(0.1, decjax.exponential(8)), ValueError, "symmetric"),
         (lambda: decjax.exact_diffusion(0.0, decjax.ring(4)), ValueError, "learning_rate"),
@@ -380,3 +380,10 @@ def test_compressor_larger_than_the_model_is_rejected_at_init():
     tx = decjax.choco_sgd(0.1, decjax.ring(4), compressor=decjax.gossip.top_k(100))
     with pytest.raises(ValueError, match="k=100 is larger than the dimension d=12"):
         tx.init(jnp.zeros((4, 12)))
+
+
+def test_gradient_tracking_form_is_a_deprecated_alias_of_order(quad):
+    with pytest.warns(DeprecationWarning, match="pass order="):
+        old = decjax.gradient_tracking(0.1, decjax.ring(N), form="parallel")
+    new = decjax.gradient_tracking(0.1, decjax.ring(N), order="parallel")
+    np.testing.assert_array_equal(_run(old, quad, 50)[0], _run(new, quad, 50)[0])

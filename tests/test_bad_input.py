@@ -351,7 +351,7 @@ CASES.update(
         "dpsgd-order": (lambda: decjax.dpsgd(0.1, decjax.ring(4), order="x"), "order"),
         "dpsgd-rounds": (lambda: decjax.dpsgd(0.1, decjax.ring(4), rounds=0), "rounds"),
         "dpsgd-backend": (lambda: decjax.dpsgd(0.1, decjax.ring(4), backend="x"), "backend"),
-        "gt-form": (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), form="x"), "form"),
+        "gt-order": (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), order="x"), "order"),
         "gt-rounds": (lambda: decjax.gradient_tracking(0.1, decjax.ring(4), rounds=-1), "rounds"),
         "d2-even-ring": (lambda: decjax.d2(0.1, decjax.ring(8)), "lambda_min"),
         "d2-directed": (lambda: decjax.d2(0.1, decjax.exponential(8)), "symmetric"),

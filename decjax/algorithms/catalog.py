@@ -35,7 +35,7 @@ ALGORITHMS: dict[str, Factory] = {
     "adam": lambda lr, topology: decentralize(optax.adam(lr), topology),
     "gradient_tracking": lambda lr, topology: gradient_tracking(lr, topology),
     "gradient_tracking_parallel": lambda lr, topology: gradient_tracking(
-        lr, topology, form="parallel"
+        lr, topology, order="parallel"
     ),
     # D² needs lambda_min(W) > -1/3: run it on the lazy graph (I + W) / 2.
     "d2": lambda lr, topology: d2(lr, lazy(topology, 0.5)),

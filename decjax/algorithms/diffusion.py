@@ -50,7 +50,7 @@ class DiffusionState(NamedTuple):
     bytes_sent: jax.Array
 
 
-def _corrected_diffusion(learning_rate, gossip: Gossip, name: str):
+def _corrected_diffusion(learning_rate, gossip: Gossip):
     check_learning_rate(learning_rate)
 
     def init(params):
@@ -123,7 +123,7 @@ def d2(
     """
     gossip = Gossip(topology, rounds=rounds, backend=backend)
     check_d2_topology(topology)
-    return _corrected_diffusion(learning_rate, gossip, "d2")
+    return _corrected_diffusion(learning_rate, gossip)
 
 
 def exact_diffusion(
@@ -158,4 +158,4 @@ def exact_diffusion(
       (arXiv:1702.05122).
     """
     gossip = Gossip(lazy(topology, 0.5), rounds=rounds, backend=backend)
-    return _corrected_diffusion(learning_rate, gossip, "exact_diffusion")
+    return _corrected_diffusion(learning_rate, gossip)

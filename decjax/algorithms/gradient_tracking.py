@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -32,9 +33,10 @@ def gradient_tracking(
     learning_rate: Any,
     topology: Topology,
     *,
-    form: str = "atc",
+    order: str = "atc",
     rounds: int = 1,
     backend: str | None = None,
+    form: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Gradient tracking: every worker follows a tracker of the network-average gradient.
 
@@ -56,16 +58,22 @@ def gradient_tracking(
     Args:
       learning_rate: :math:`\eta > 0` or an optax schedule of the step count.
       topology: the communication graph.
-      form: ``"atc"`` or ``"parallel"``.
+      order: ``"atc"`` (adapt then combine) or ``"parallel"``, as in
+        :func:`decjax.dpsgd` and :func:`decjax.combine`.
       rounds: gossip rounds per step (``W`` becomes :math:`W^k`).
       backend: force a gossip backend.
+      form: deprecated name of ``order`` (a ``DeprecationWarning``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` over stacked params.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.gradient_tracking(0.1, decjax.ring(8))
+      >>> import jax.numpy as jnp, decjax
+      >>> tx = decjax.gradient_tracking(0.1, decjax.ring(4))
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])
+      >>> new, state = tx.apply(jnp.ones_like(x), tx.init(x), x)  # one step, Y_0 = G_0
+      >>> [round(v, 4) for v in new[:, 0].tolist()]  # W (x - 0.1 * 1): ring weights 1/3
+      [1.2333, 0.9, 1.9, 1.5667]
 
     References:
       Nedić, Olshevsky, Shi. *Achieving geometric convergence for distributed
@@ -75,7 +83,15 @@ def gradient_tracking(
       decentralized machine learning*, NeurIPS 2021.
     """
     check_learning_rate(learning_rate)
-    check_choice("form", form, ("atc", "parallel"))
+    if form is not None:
+        warnings.warn(
+            "gradient_tracking(form=...) is deprecated: pass order=... (the name dpsgd and "
+            "combine use)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        order = form
+    check_choice("order", order, ("atc", "parallel"))
     gossip = Gossip(topology, rounds=rounds, backend=backend)
 
     def init(params):
@@ -88,7 +104,7 @@ def gradient_tracking(
 
         def track():
             corrected = optax.tree.add(state.tracker, optax.tree.sub(grads, state.prev_grads))
-            if form == "atc":
+            if order == "atc":
                 return gossip(corrected, t - 1)
             return optax.tree.add(
                 gossip(state.tracker, t - 1), optax.tree.sub(grads, state.prev_grads)
@@ -99,7 +115,7 @@ def gradient_tracking(
         first = t == 0
         tracker = jax.tree.map(lambda g, y: jax.numpy.where(first, g, y), grads, track())
         eta = learning_rate_at(learning_rate, t)
-        if form == "atc":
+        if order == "atc":
             new = gossip(optax.tree.add_scale(params, -eta, tracker), t)
         else:
             new = optax.tree.add_scale(gossip(params, t), -eta, tracker)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decjax._validation import check_choice, check_in_range, check_int, check_positive, numpy_rng
+from decjax._random import numpy_rng
+from decjax._validation import check_choice, check_in_range, check_int, check_positive
 
 SCHEMES = ("iid", "sorted", "dirichlet")
 

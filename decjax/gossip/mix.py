@@ -61,6 +61,16 @@ def mix(
     cannot leak into the average, and exact methods stay exact on every
     backend (see ``mix_delta``).
 
+    One code path serves one device, ``vmap`` and ``shard_map``: every
+    reference to "the other workers" goes through :mod:`decjax._axis`. Outside
+    any worker-axis context a leaf holds all ``n`` workers and those helpers
+    are plain array operations (``jnp.roll``, indexing, ``sum``). Inside one —
+    entered by ``simulate(..., mesh=...)`` around a ``jax.shard_map`` body, or
+    by hand around ``jax.vmap(..., axis_name=...)`` — a leaf holds a block of
+    ``n / size`` workers, and the same helpers become collectives: a shift is
+    one or two ``ppermute``-s, a neighbour gather an ``all_gather``, the
+    average a ``psum``. The backends below never branch on where they run.
+
     Time-varying topologies pick ``W_{t mod T}`` from a traced ``step`` inside
     ``jit`` (no recompile per step). Leaves in bfloat16/float16 are mixed in
     float32 and cast back.

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decjax._validation import ceil_log2, check_int
+from decjax._bits import ceil_log2
+from decjax._validation import check_int
 from decjax.topology._topology import Topology, as_weights, check_shift
 
 

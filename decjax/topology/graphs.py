@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 
-from decjax._validation import check_choice, check_in_range, check_int, is_power_of_two, numpy_rng
+from decjax._bits import is_power_of_two
+from decjax._random import numpy_rng
+from decjax._validation import check_choice, check_in_range, check_int
 from decjax.topology._topology import (
     STOCHASTIC_ATOL,
     Topology,
