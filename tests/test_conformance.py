@@ -170,3 +170,53 @@ def test_direct_apply_agrees_with_update_plus_apply_updates(name):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     if name not in ("dasgd",):  # DASGD's update is additive by nature
         assert isinstance(tx, decjax.algorithms.DecentralizedTransformation)
+
+
+def _with_learning_rate(factory):
+    def build(learning_rate):
+        return factory(learning_rate, decjax.ring(N))
+
+    return build
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inject_hyperparams_changes_the_learning_rate_without_recompiling(name):
+    """optax.inject_hyperparams: the learning rate lives in the state and can change between
+    steps; the jitted step is traced once and the change reaches the updates."""
+    tx = optax.inject_hyperparams(_with_learning_rate(ALGORITHMS[name]))(learning_rate=0.05)
+    params = _params()
+    traces = []
+
+    @jax.jit
+    def step(grads, state, params):
+        traces.append(1)
+        return tx.update(grads, state, params)
+
+    state = tx.init(params)
+    grads = _grads(params, 0)
+    _, state = step(grads, state, params)
+    outputs = []
+    for lr in (0.05, 0.2):
+        hyper = dict(state.hyperparams)
+        hyper["learning_rate"] = jnp.asarray(lr, state.hyperparams["learning_rate"].dtype)
+        current, x = state._replace(hyperparams=hyper), params
+        for _ in range(4):  # DeTAG's step size first matters at the end of its second phase
+            updates, current = step(grads, current, x)
+            x = optax.apply_updates(x, updates)
+        outputs.append(x)
+    assert len(traces) == 1
+    differ = [not np.allclose(a, b) for a, b in zip(*map(jax.tree.leaves, outputs), strict=True)]
+    assert any(differ), "the new learning rate did not reach the updates"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_params_stay_bfloat16(name):
+    params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), _params())
+    tx = ALGORITHMS[name](0.05, decjax.ring(N))
+    state = tx.init(params)
+    for t in range(2):
+        grads = jax.tree.map(lambda g: g.astype(jnp.bfloat16), _grads(params, t))
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.bfloat16)}
+        assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}

@@ -186,7 +186,9 @@ def dasgd(
         link_all = adjacency & active_all[None, :]  # message j -> i exists (receiver first)
         link = _axis.local_rows(link_all)
         d = jnp.where(link, _axis.local_rows(delays.sample(k_delay, n)), NEVER)
-        sent = jax.tree.map(lambda buf, u: buf.at[:, slot].set(u), state.sent, own)
+        sent = jax.tree.map(
+            lambda buf, u: buf.at[:, slot].set(u.astype(buf.dtype)), state.sent, own
+        )
         delay_buf = state.delays.at[:, slot].set(d)
 
         # Arrival times for staleness: own update applied at its tick, others at s + d.
@@ -210,7 +212,8 @@ def dasgd(
             return got.reshape(buf.shape[:1] + buf.shape[2:])
 
         received = jax.tree.map(incoming, sent)
-        updates = optax.tree.add(own, received)
+        # in the params' dtype (a bfloat16 model stays bfloat16)
+        updates = jax.tree.map(lambda a, b, buf: (a + b).astype(buf.dtype), own, received, sent)
 
         # Staleness of each delivered message j -> i sent at s = t - age:
         # #{(k, s') : applied by i before t} and not {applied by j before s}.
