@@ -74,9 +74,13 @@ def choco_sgd(
       backend: force a gossip backend.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.choco_sgd(0.1, decjax.ring(8), compressor=decjax.gossip.top_k(fraction=0.1),
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.choco_sgd(0.1, decjax.ring(4), compressor=decjax.gossip.top_k(1),
       ...                       consensus_step=0.5)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [0.5667, 0.9, 1.9, 2.2333]
 
     References:
       Koloskova, Stich, Jaggi. *Decentralized Stochastic Optimization and Gossip

@@ -105,8 +105,12 @@ def consensus_control(
       backend: force a gossip backend.
 
     Examples:
-      >>> import optax, decjax
-      >>> tx = decjax.consensus_control(optax.sgd(0.1), decjax.ring(16), target=1e-3)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.consensus_control(optax.sgd(0.1), decjax.ring(4), target=1e-3)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [1.3815, 1.3938, 1.4062, 1.4185]
 
     References:
       Kong, Lin, Koloskova, Jaggi, Stich. *Consensus Control for Decentralized

@@ -105,8 +105,12 @@ def dasgd(
       profile: stragglers' activity: ``"random"`` or ``"fixed"``.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.dasgd(0.01, delays=decjax.algorithms.uniform_delay(4), n=8)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.dasgd(0.1, delays=decjax.algorithms.fixed_delay(0), n=4)  # synchronous
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [-0.4, 0.6, 1.6, 2.6]
 
     References:
       Tosi & Theobald. *Convergence Analysis of Decentralized ASGD*, 2023

@@ -74,8 +74,12 @@ def detag(
       backend: force a gossip backend.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.detag(0.05, decjax.ring(8), phase_length=2, gossip_momentum=0.2)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.detag(0.1, decjax.ring(4), phase_length=1, gossip_momentum=0.0)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [1.3333, 1.0, 2.0, 1.6667]
 
     References:
       Lu & De Sa. *Optimal Complexity in Decentralized Training*, ICML 2021

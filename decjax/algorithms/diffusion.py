@@ -114,8 +114,12 @@ def d2(
     size sit exactly at :math:`-1/3`; use :func:`decjax.topology.lazy`.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.d2(0.1, decjax.topology.lazy(decjax.ring(8), 0.5))
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.d2(0.1, decjax.topology.lazy(decjax.ring(4), 0.5))
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [0.5667, 0.9, 1.9, 2.2333]
 
     References:
       Tang, Lian, Yan, Zhang, Liu. *D²: Decentralized Training over Decentralized
@@ -149,8 +153,12 @@ def exact_diffusion(
     :math:`\bar W` (:func:`decjax.topology.lazy` with :math:`\kappa = 1/2`).
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.exact_diffusion(0.1, decjax.exponential(8))
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.exact_diffusion(0.1, decjax.ring(4))  # = D² on (I + W) / 2
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [0.5667, 0.9, 1.9, 2.2333]
 
     References:
       Yuan, Ying, Zhao, Sayed. *Exact Diffusion for Distributed Optimization and

@@ -32,8 +32,16 @@ def gossip_pga(
     with local (never communicated) momentum :math:`M` as in :func:`dpsgd`.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.gossip_pga(0.1, decjax.ring(16), every=8)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.gossip_pga(0.1, decjax.ring(4), every=2)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> state = tx.init(x)
+      >>> for step in range(2):  # unit gradients; the second step averages
+      ...     updates, state = tx.update(jnp.ones_like(x), state, x)
+      ...     x = optax.apply_updates(x, updates)
+      ...     print([round(v, 4) for v in x[:, 0].tolist()])
+      [1.2333, 0.9, 1.9, 1.5667]
+      [1.3, 1.3, 1.3, 1.3]
 
     References:
       Chen, Yuan, Zhang, Pan, Xu, Yin. *Accelerating Gossip SGD with Periodic
@@ -64,8 +72,16 @@ def local_sgd(
     With ``every=1`` it is exactly centralized (mini-batch) SGD on the averaged gradient.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.local_sgd(0.1, 16, every=4)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.local_sgd(0.1, 4, every=2)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> state = tx.init(x)
+      >>> for step in range(2):  # unit gradients; the second step averages
+      ...     updates, state = tx.update(jnp.ones_like(x), state, x)
+      ...     x = optax.apply_updates(x, updates)
+      ...     print([round(v, 4) for v in x[:, 0].tolist()])
+      [-0.1, 0.9, 1.9, 2.9]
+      [1.3, 1.3, 1.3, 1.3]
 
     References:
       Stich. *Local SGD Converges Fast and Communicates Little*, ICLR 2019

@@ -60,8 +60,12 @@ def qg_dsgdm(
       backend: force a gossip backend.
 
     Examples:
-      >>> import decjax
-      >>> tx = decjax.qg_dsgdm(0.05, decjax.ring(8), momentum=0.9)
+      >>> import jax.numpy as jnp, optax, decjax
+      >>> tx = decjax.qg_dsgdm(0.1, decjax.ring(4), momentum=0.9)
+      >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
+      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      [1.2333, 0.9, 1.9, 1.5667]
 
     References:
       Lin, Karimireddy, Stich, Jaggi. *Quasi-Global Momentum: Accelerating
