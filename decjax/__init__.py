@@ -26,6 +26,9 @@ from decjax.algorithms import (
 from decjax.gossip import mix
 from decjax.metrics import consensus_distance, worker_mean
 from decjax.simulate import (
+    Checkpointing,
+    Evaluation,
+    Execution,
     RunState,
     SimulationResult,
     make_run,
@@ -56,7 +59,10 @@ from decjax.topology import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpointing",
     "CombineState",
+    "Evaluation",
+    "Execution",
     "RunState",
     "SimulationResult",
     "Topology",

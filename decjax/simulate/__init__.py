@@ -2,6 +2,17 @@
 
 from decjax.simulate._program import RunState
 from decjax.simulate.api import make_run, replicate, simulate, sweep
+from decjax.simulate.options import Checkpointing, Evaluation, Execution
 from decjax.simulate.result import SimulationResult
 
-__all__ = ["RunState", "SimulationResult", "make_run", "replicate", "simulate", "sweep"]
+__all__ = [
+    "Checkpointing",
+    "Evaluation",
+    "Execution",
+    "RunState",
+    "SimulationResult",
+    "make_run",
+    "replicate",
+    "simulate",
+    "sweep",
+]

@@ -52,7 +52,7 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class Checkpointing:
+class Saving:
     """Where and how often a run saves itself, and the identity a resume must match."""
 
     directory: str | os.PathLike | None = None
@@ -197,7 +197,7 @@ def execute(
     configs: list[dict] | None,
     progress: bool,
     on_divergence: str,
-    saving: Checkpointing,
+    saving: Saving,
     callback=None,
 ) -> SimulationResult:
     """Run ``program`` from ``state``: place, resume, compile, run the chunks, collect."""
@@ -235,7 +235,7 @@ def execute(
     return _collect(program, layout, state, history, configs, on_divergence, traces[0], wall)
 
 
-def _resume(program, state, layout, schedule, steps, configs, saving: Checkpointing):
+def _resume(program, state, layout, schedule, steps, configs, saving: Saving):
     """The checkpoint's record of this run, and the state, history and chunk to start from."""
     if saving.directory is None:
         return None, state, [], 0

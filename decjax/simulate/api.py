@@ -17,10 +17,11 @@ from decjax import distributed
 from decjax._validation import as_key, check_callable, check_choice, check_int
 from decjax.data import WorkerData
 from decjax.simulate import checkpoint
-from decjax.simulate._execute import Checkpointing, Layout, Schedule, SweepLayout, execute
+from decjax.simulate._execute import Layout, Saving, Schedule, SweepLayout, execute
 from decjax.simulate._loop import divisor_near
 from decjax.simulate._program import STEPS_PER_ITERATION, Program
 from decjax.simulate.identity import run_identity
+from decjax.simulate.options import Checkpointing, Evaluation, Execution, merge
 from decjax.simulate.result import SimulationResult
 from decjax.topology import Topology, stack
 
@@ -224,6 +225,8 @@ def make_run(
     eval_workers: bool = True,
     worker_chunks: int = 1,
     steps_per_iteration: int = STEPS_PER_ITERATION,
+    evaluation: Evaluation | None = None,
+    execution: Execution | None = None,
 ) -> Callable:
     """The pure core of :func:`simulate`: ``run(params, key, data, eval_data=None, hyper=None)``.
 
@@ -243,6 +246,18 @@ def make_run(
       >>> metrics["train_loss"].shape
       (2, 25)
     """
+    o = merge(locals(), evaluation=evaluation, execution=execution)  # objects -> keywords
+    if (
+        o.pop("eval_data", None) is not None
+        or o.pop("chunks", None) is not None
+        or o.pop("mesh", None)
+    ):
+        raise ValueError(
+            "make_run takes no evaluation data, chunks or mesh: pass eval_data to run(...), and "
+            "jit or shard the returned function yourself"
+        )
+    eval_every, eval_fn, eval_workers = o["eval_every"], o["eval_fn"], o["eval_workers"]
+    worker_chunks, steps_per_iteration = o["worker_chunks"], o["steps_per_iteration"]
     make_tx = tx if not isinstance(tx, optax.GradientTransformation) else (lambda: tx)
     _, program = _program(
         loss_fn,
@@ -291,6 +306,9 @@ def simulate(
     overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    evaluation: Evaluation | None = None,
+    checkpointing: Checkpointing | None = None,
+    execution: Execution | None = None,
 ) -> SimulationResult:
     """Run decentralized training: ``steps`` steps of ``tx`` on stacked ``params``.
 
@@ -374,6 +392,35 @@ def simulate(
       >>> res.metrics["consensus_distance"].shape
       (25,)
     """
+    return _simulate(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
+
+
+def _simulate(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    params: Any,
+    tx: optax.GradientTransformation,
+    data: Any,
+    *,
+    steps: int,
+    key: jax.Array,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    eval_fn: Callable[[Any, Any], dict] | None = None,
+    eval_data: Any = None,
+    eval_workers: bool = True,
+    worker_chunks: int = 1,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
+    on_divergence: str = "raise",
+    progress: bool = True,
+    chunks: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    run_id: str | None = None,
+    overwrite: bool = False,
+    callback: Callable[[int, dict], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> SimulationResult:
+    """:func:`simulate` with every option as a flat keyword."""
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
     check_choice("on_divergence", on_divergence, DIVERGENCE)
@@ -394,7 +441,7 @@ def simulate(
     _check_run_inputs(params, data, checkpoint_dir)
     _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
     schedule = Schedule.of(steps, program.eval_every, chunks)
-    Checkpointing(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
+    Saving(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
     key = as_key("key", key)
     state = program.init(params, key, {})
     identity = _identity(checkpoint_dir, tx, {}, state, data, eval_data, loss_fn, eval_fn, run_id)
@@ -410,7 +457,7 @@ def simulate(
         configs=None,
         progress=progress,
         on_divergence=on_divergence,
-        saving=Checkpointing(checkpoint_dir, checkpoint_every, identity, overwrite),
+        saving=Saving(checkpoint_dir, checkpoint_every, identity, overwrite),
         callback=callback,
     )
 
@@ -439,6 +486,9 @@ def sweep(
     overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    evaluation: Evaluation | None = None,
+    checkpointing: Checkpointing | None = None,
+    execution: Execution | None = None,
 ) -> SimulationResult:
     """Run every configuration of a hyperparameter grid at once: one ``vmap``, one compile.
 
@@ -494,6 +544,35 @@ def sweep(
       >>> res.metrics["train_loss"].shape, res.traces
       ((4, 25), 1)
     """
+    return _sweep(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
+
+
+def _sweep(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    params: Any,
+    make_tx: Callable[..., optax.GradientTransformation],
+    data: Any,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    steps: int,
+    key: jax.Array,
+    batch_size: int | None = None,
+    eval_every: int | None = None,
+    eval_fn: Callable | None = None,
+    eval_data: Any = None,
+    eval_workers: bool = True,
+    worker_chunks: int = 1,
+    steps_per_iteration: int = STEPS_PER_ITERATION,
+    progress: bool = True,
+    chunks: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    run_id: str | None = None,
+    overwrite: bool = False,
+    callback: Callable[[int, dict], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> SimulationResult:
+    """:func:`sweep` with every option as a flat keyword."""
     check_callable("make_tx", make_tx)
     steps, program = _program(
         loss_fn,
@@ -511,7 +590,7 @@ def sweep(
     _check_run_inputs(params, data, checkpoint_dir)
     _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
     schedule = Schedule.of(steps, program.eval_every, chunks)
-    Checkpointing(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
+    Saving(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
     key = as_key("key", key)
     hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
@@ -556,9 +635,13 @@ def sweep(
         configs=configs,
         progress=progress,
         on_divergence="stop",
-        saving=Checkpointing(checkpoint_dir, checkpoint_every, identity, overwrite),
+        saving=Saving(checkpoint_dir, checkpoint_every, identity, overwrite),
         callback=callback,
     )
+
+
+def _objects(evaluation, checkpointing, execution) -> dict:
+    return {"evaluation": evaluation, "checkpointing": checkpointing, "execution": execution}
 
 
 def _grid(grid: Mapping[str, Sequence[Any]], n: int):

@@ -1,0 +1,160 @@
+"""Run options as small objects, shared by ``simulate``, ``sweep`` and ``make_run``.
+
+Each groups the keywords of one concern, validates them when built, and can
+be kept and reused across runs (like diffrax's ``SaveAt`` and step-size
+controllers)::
+
+    evaluation = decjax.Evaluation(every=50, fn=model.eval_fn, data=(x_test, y_test))
+    execution = decjax.Execution(chunks=10, worker_chunks=4)
+    decjax.simulate(loss, params, tx, data, steps=1000, key=key,
+                    evaluation=evaluation, execution=execution)
+
+The flat keywords (``eval_every=``, ``eval_fn=``, ``chunks=`` …) remain, as they
+read better in a notebook; giving an object and one of its keywords at once
+is refused, so no value is silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from decjax._validation import check_callable, check_int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What is recorded, and how often.
+
+    Attributes:
+      every: steps between records (default: about 25 records per run).
+      fn: ``fn(single_params, data) -> {name: scalar}``, evaluated on the
+        averaged model (``test_<name>``) and on every worker (``worker_test_<name>``).
+      data: the evaluation data passed to ``fn`` (replicated on a mesh).
+      workers: also evaluate every worker (costs ``n`` evaluations per record).
+    """
+
+    every: int | None = None
+    fn: Callable | None = None
+    data: Any = None
+    workers: bool = True
+
+    def __post_init__(self):
+        if self.every is not None:
+            check_int("Evaluation.every", self.every, minimum=1)
+        if self.fn is not None:
+            check_callable("Evaluation.fn", self.fn)
+        if not isinstance(self.workers, bool):
+            raise TypeError(f"Evaluation.workers must be a bool, got {self.workers!r}")
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where a run saves itself and how a resume is checked.
+
+    Attributes:
+      dir: the checkpoint directory (``None``: no checkpoints).
+      every: chunks between checkpoints.
+      run_id: a label stored and compared on resume (what no hash can see).
+      overwrite: start afresh over a checkpoint of another run.
+    """
+
+    dir: str | os.PathLike | None = None
+    every: int = 1
+    run_id: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.dir is not None and not isinstance(self.dir, str | os.PathLike):
+            raise TypeError(f"Checkpointing.dir must be a path, got {type(self.dir).__name__}")
+        check_int("Checkpointing.every", self.every, minimum=1)
+        if self.run_id is not None and not isinstance(self.run_id, str):
+            raise TypeError(f"Checkpointing.run_id must be a str, got {self.run_id!r}")
+        if not isinstance(self.overwrite, bool):
+            raise TypeError(f"Checkpointing.overwrite must be a bool, got {self.overwrite!r}")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the run is laid out on the machine (results agree to float rounding whatever these are).
+
+    Attributes:
+      chunks: compiled calls with a progress bar between them (default about 20).
+      steps_per_iteration: training steps per iteration of the compiled loop (2
+        avoids a copy of the params per step; 1 saves one params-sized buffer).
+      worker_chunks: groups of workers whose gradients are computed one after
+        another, to bound activation memory.
+      mesh: a 1-D device mesh to shard the workers (or a sweep's configurations) over.
+    """
+
+    chunks: int | None = None
+    steps_per_iteration: int = 2
+    worker_chunks: int = 1
+    mesh: Any = None
+
+    def __post_init__(self):
+        if self.chunks is not None:
+            check_int("Execution.chunks", self.chunks, minimum=1)
+        check_int("Execution.steps_per_iteration", self.steps_per_iteration, minimum=1)
+        check_int("Execution.worker_chunks", self.worker_chunks, minimum=1)
+
+
+# Each object's fields and the flat keyword each one stands for.
+KEYWORDS = {
+    Evaluation: {
+        "every": "eval_every",
+        "fn": "eval_fn",
+        "data": "eval_data",
+        "workers": "eval_workers",
+    },
+    Checkpointing: {
+        "dir": "checkpoint_dir",
+        "every": "checkpoint_every",
+        "run_id": "run_id",
+        "overwrite": "overwrite",
+    },
+    Execution: {
+        "chunks": "chunks",
+        "steps_per_iteration": "steps_per_iteration",
+        "worker_chunks": "worker_chunks",
+        "mesh": "mesh",
+    },
+}
+
+
+def merge(flat: dict[str, Any], **objects) -> dict[str, Any]:
+    """The flat keywords with the given option objects unpacked into them.
+
+    ``flat`` holds the function's arguments as passed (its ``locals()`` at
+    its top); the result is them, less the objects, ready to forward; ``objects`` maps an
+    argument name (``evaluation``) to an option object or ``None``. A keyword
+    that was changed from its default while its object is also given is an error.
+    """
+    out = {k: v for k, v in flat.items() if k not in objects}
+    for argument, obj in objects.items():
+        if obj is None:
+            continue
+        kind = next((k for k in KEYWORDS if argument == k.__name__.lower()), None)
+        if kind is None or not isinstance(obj, kind):
+            expected = kind.__name__ if kind else argument
+            raise TypeError(
+                f"{argument} must be a decjax.{expected} or None, got {type(obj).__name__}"
+            )
+        defaults = {f.name: f.default for f in fields(kind)}
+        for name, keyword in KEYWORDS[kind].items():
+            if keyword in flat and not _is_default(flat[keyword], defaults[name]):
+                raise ValueError(
+                    f"give either {argument}={kind.__name__}(...) or {keyword}=, not both"
+                )
+            out[keyword] = getattr(obj, name)
+    return out
+
+
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    if default is None or not isinstance(value, bool | int | float):
+        return False
+    return value == default and type(value) is type(default)

@@ -1,0 +1,116 @@
+"""Run options as objects (Evaluation, Checkpointing, Execution) stand for their flat keywords."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import decjax
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def quad():
+    return decjax.problems.quadratics(N, 3, key=jax.random.key(0))
+
+
+def _simulate(quad, **kwargs):
+    tx = decjax.dpsgd(0.1, decjax.ring(N))
+    base = {"steps": 40, "key": jax.random.key(1), "progress": False}
+    return decjax.simulate(quad.loss, quad.init_params(), tx, quad.data, **base, **kwargs)
+
+
+def test_objects_give_the_same_run_as_the_flat_keywords(quad, tmp_path):
+    flat = _simulate(quad, eval_every=10, eval_fn=quad.eval_fn, chunks=2, steps_per_iteration=1)
+    objects = _simulate(
+        quad,
+        evaluation=decjax.Evaluation(every=10, fn=quad.eval_fn),
+        execution=decjax.Execution(chunks=2, steps_per_iteration=1),
+        checkpointing=decjax.Checkpointing(tmp_path, run_id="a"),
+    )
+    np.testing.assert_array_equal(objects.steps, flat.steps)
+    for name, values in flat.metrics.items():
+        np.testing.assert_array_equal(objects.metrics[name], values, err_msg=name)
+    assert (tmp_path / "checkpoint.npz").exists()
+    calls = []
+    again = _simulate(
+        quad,
+        evaluation=decjax.Evaluation(every=10, fn=quad.eval_fn),
+        execution=decjax.Execution(chunks=2, steps_per_iteration=1),
+        checkpointing=decjax.Checkpointing(tmp_path, run_id="a"),
+        callback=lambda step, metrics: calls.append(step),
+    )
+    assert calls == []  # resumed from the finished checkpoint
+    np.testing.assert_array_equal(again.metrics["train_loss"], flat.metrics["train_loss"])
+
+
+def test_sweep_and_make_run_take_the_objects_too(quad):
+    grid = {"lr": [0.05, 0.1]}
+
+    def make_tx(lr):
+        return decjax.dpsgd(lr, decjax.ring(N))
+
+    def sweep(**kwargs):
+        return decjax.sweep(
+            quad.loss,
+            quad.init_params(),
+            make_tx,
+            quad.data,
+            grid,
+            steps=20,
+            key=jax.random.key(2),
+            progress=False,
+            **kwargs,
+        )
+
+    flat = sweep(eval_every=5, eval_workers=False, eval_fn=quad.eval_fn)
+    objects = sweep(evaluation=decjax.Evaluation(every=5, fn=quad.eval_fn, workers=False))
+    np.testing.assert_array_equal(
+        objects.metrics["test_suboptimality"], flat.metrics["test_suboptimality"]
+    )
+    assert "worker_test_suboptimality" not in objects.metrics
+    run = decjax.make_run(
+        quad.loss, make_tx, steps=20, evaluation=decjax.Evaluation(every=5, fn=quad.eval_fn)
+    )
+    _, metrics = jax.jit(run)(
+        quad.init_params(), jax.random.key(2), quad.data, None, {"lr": jnp.asarray(0.1)}
+    )
+    assert metrics["test_suboptimality"].shape == (4,)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "words"),
+    [
+        (
+            lambda q: _simulate(q, eval_every=10, evaluation=decjax.Evaluation(every=10)),
+            ValueError,
+            "not both",
+        ),
+        (lambda q: _simulate(q, chunks=2, execution=decjax.Execution()), ValueError, "not both"),
+        (
+            lambda q: _simulate(q, run_id="x", checkpointing=decjax.Checkpointing()),
+            ValueError,
+            "not both",
+        ),
+        (lambda q: _simulate(q, evaluation=decjax.Execution()), TypeError, "decjax.Evaluation"),
+        (lambda q: decjax.Evaluation(every=0), ValueError, "Evaluation.every"),
+        (lambda q: decjax.Evaluation(fn="accuracy"), TypeError, "Evaluation.fn"),
+        (lambda q: decjax.Evaluation(workers="yes"), TypeError, "Evaluation.workers"),
+        (lambda q: decjax.Checkpointing(dir=3), TypeError, "Checkpointing.dir"),
+        (lambda q: decjax.Checkpointing(every=0), ValueError, "Checkpointing.every"),
+        (lambda q: decjax.Checkpointing(run_id=5), TypeError, "Checkpointing.run_id"),
+        (lambda q: decjax.Execution(chunks=0), ValueError, "Execution.chunks"),
+        (lambda q: decjax.Execution(worker_chunks=1.5), TypeError, "Execution.worker_chunks"),
+        (
+            lambda q: decjax.make_run(
+                q.loss, lambda: None, steps=5, execution=decjax.Execution(chunks=5)
+            ),
+            ValueError,
+            "make_run takes no",
+        ),
+    ],
+)
+def test_bad_options_are_refused_in_one_line(build, error, words, quad):
+    with pytest.raises(error, match=words):
+        build(quad)
