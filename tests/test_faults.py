@@ -298,3 +298,40 @@ def test_straggler_speeds_must_match_the_workers():
     tx = stragglers(decjax.dpsgd(0.1, decjax.ring(4)), [1.0, 0.5], key=jax.random.key(0))
     with pytest.raises(ValueError, match="speeds has 2 entries"):
         tx.init(jnp.zeros((4, 2)))
+
+
+def _counting(tx):
+    """``tx`` whose direct ``apply`` records that it was used (at trace time)."""
+    used = []
+
+    def apply(grads, state, params, **extra):
+        used.append(True)
+        return tx.apply(grads, state, params, **extra)
+
+    return decjax.algorithms.DecentralizedTransformation(tx.init, tx.update, apply), used
+
+
+@pytest.mark.parametrize("wrapper", ["stragglers", "node_churn"])
+def test_wrappers_keep_the_direct_apply_fast_path(wrapper):
+    """stragglers and node_churn used to drop the wrapped algorithm's ``apply`` (new params
+    directly, one pass over the params fewer): simulate's apply_step now reaches it, and the
+    result equals the optax path (update, then apply_updates)."""
+    n = 8
+    flaky = decjax.topology.with_faults(
+        decjax.ring(n), key=jax.random.key(0), node_failure=0.2, down_steps=2
+    )
+    inner, used = _counting(decjax.dpsgd(0.1, flaky))
+    if wrapper == "stragglers":
+        tx = stragglers(inner, [1.0] * 4 + [0.5] * 4, key=jax.random.key(1))
+    else:
+        tx = node_churn(inner, flaky)
+    params = jax.random.normal(jax.random.key(2), (n, 3))
+    state_a = state_b = tx.init(params)
+    fast = slow = params
+    for t in range(6):
+        grads = jax.random.normal(jax.random.fold_in(jax.random.key(3), t), (n, 3))
+        fast, state_a = decjax.algorithms.apply_step(tx, grads, state_a, fast)
+        updates, state_b = tx.update(grads, state_b, slow)
+        slow = optax.apply_updates(slow, updates)
+    assert used, "the wrapped algorithm's apply was not used"
+    np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)

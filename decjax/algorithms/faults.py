@@ -11,6 +11,7 @@ import optax
 
 from decjax import _axis
 from decjax._validation import as_key, check_choice
+from decjax.algorithms._common import DecentralizedTransformation, apply_step
 from decjax.topology import Topology
 from decjax.topology._topology import sparse_form
 from decjax.topology.faults import node_alive
@@ -93,7 +94,7 @@ def stragglers(
     check_choice("profile", profile, PROFILES)
     check_choice("mode", mode, ("stale", "zero"))
     key = as_key("key", key)
-    tx = optax.with_extra_args_support(tx)
+    inner_tx, tx = tx, optax.with_extra_args_support(tx)
 
     def init(params):
         n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
@@ -102,15 +103,25 @@ def stragglers(
         zeros = optax.tree.zeros_like(params)
         return StragglerState(jnp.zeros((), jnp.int32), zeros, tx.init(params))
 
-    def update(grads, state, params=None, **extra_args):
+    def fed_gradients(grads, state):
         active = _axis.local_rows(active_workers(speeds, key, state.count, profile))
         fallback = state.last_grads if mode == "stale" else optax.tree.zeros_like(grads)
-        fed = where_workers(active, grads, fallback)
-        last = where_workers(active, grads, state.last_grads)
+        return where_workers(active, grads, fallback), where_workers(
+            active, grads, state.last_grads
+        )
+
+    def update(grads, state, params=None, **extra_args):
+        fed, last = fed_gradients(grads, state)
         updates, inner = tx.update(fed, state.inner, params, **extra_args)
         return updates, StragglerState(state.count + 1, last, inner)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    def apply(grads, state, params, **extra_args):
+        fed, last = fed_gradients(grads, state)
+        new, inner = apply_step(inner_tx, fed, state.inner, params, **extra_args)
+        return new, StragglerState(state.count + 1, last, inner)
+
+    # keeps the wrapped algorithm's direct ``apply`` (the new params, one pass fewer)
+    return DecentralizedTransformation(init, update, apply)
 
 
 class ChurnState(NamedTuple):
@@ -147,7 +158,7 @@ def node_churn(
     if not isinstance(topology, Topology) or topology.faults is None:
         raise ValueError("topology must be built by decjax.topology.with_faults(...)")
     check_choice("restart", restart, ("average", "stale"))
-    tx = optax.with_extra_args_support(tx)
+    inner_tx, tx = tx, optax.with_extra_args_support(tx)
 
     def neighbour_average(params, alive, step):
         nbr, w = sparse_form(topology)
@@ -169,20 +180,35 @@ def node_churn(
     def init(params):
         return ChurnState(jnp.zeros((), jnp.int32), tx.init(params))
 
+    def who(t):
+        """All workers up now, and this device's rows: up now, and rejoining now."""
+        alive_all = node_alive(topology, t)
+        was_all = jnp.where(t > 0, node_alive(topology, t - 1), alive_all)
+        alive, was_alive = _axis.local_rows(alive_all), _axis.local_rows(was_all)
+        return alive_all, alive, alive & ~was_alive
+
     def update(grads, state, params=None, **extra_args):
         if params is None:
             raise ValueError("node_churn needs params")
         t = state.count
-        alive_all = node_alive(topology, t)
-        was_all = jnp.where(t > 0, node_alive(topology, t - 1), alive_all)
-        alive, was_alive = _axis.local_rows(alive_all), _axis.local_rows(was_all)
+        alive_all, alive, rejoin = who(t)
         grads = where_workers(alive, grads, optax.tree.zeros_like(grads))
         updates, inner = tx.update(grads, state.inner, params, **extra_args)
         updates = where_workers(alive, updates, optax.tree.zeros_like(updates))
         if restart == "average":
-            rejoin = alive & ~was_alive
             moved = optax.tree.sub(neighbour_average(params, alive_all, t), params)
             updates = where_workers(rejoin, moved, updates)
         return updates, ChurnState(t + 1, inner)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    def apply(grads, state, params, **extra_args):
+        t = state.count
+        alive_all, alive, rejoin = who(t)
+        grads = where_workers(alive, grads, optax.tree.zeros_like(grads))
+        new, inner = apply_step(inner_tx, grads, state.inner, params, **extra_args)
+        new = where_workers(alive, new, params)  # a departed worker does not move
+        if restart == "average":
+            new = where_workers(rejoin, neighbour_average(params, alive_all, t), new)
+        return new, ChurnState(t + 1, inner)
+
+    # keeps the wrapped algorithm's direct ``apply`` (the new params, one pass fewer)
+    return DecentralizedTransformation(init, update, apply)
