@@ -15,3 +15,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test makes (plots, the CLI's curves) are closed after it: a worker process
+    runs many tests, and matplotlib warns (an error here) past 20 open figures."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -359,6 +359,8 @@ def _config(args) -> dict:
 
 
 def _write(args, result, summary) -> None:
+    import matplotlib.pyplot as plt
+
     result.to_dataframe().to_csv(args.out / "results.csv", index=False)
     summary.to_csv(args.out / "summary.csv", index=False)
     (args.out / "config.json").write_text(json.dumps(_config(args), indent=2) + "\n")
@@ -366,6 +368,7 @@ def _write(args, result, summary) -> None:
     fig.suptitle(_title(args), fontsize=10)
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=120)
+    plt.close(fig)  # a long-lived process (a notebook, a test session) keeps no open figures
     written = ", ".join(str(args.out / f) for f in ("results.csv", "summary.csv", "curves.png"))
     print(f"wrote {written}, {args.out / 'config.json'}")
 

@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # after choosing the backend
+
 
 def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -40,3 +42,4 @@ def write(args, tables: dict, figures: dict) -> None:
         print(f"\n{key}:\n{markdown_table(df)}")
     for key, fig in figures.items():
         fig.savefig(args.out / f"{args.name}_{key}.png", dpi=110)
+        plt.close(fig)

@@ -98,7 +98,9 @@ def main(argv=None) -> int:
     df = run(steps, every)
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "asynchrony_faults.csv", index=False)
-    plot(df).savefig(args.out / "asynchrony_faults.png", dpi=120)
+    fig = plot(df)
+    fig.savefig(args.out / "asynchrony_faults.png", dpi=120)
+    plt.close(fig)
     final = df.groupby(["experiment", "setting"], sort=False).last()
     print(final[["test_accuracy", "worker_test_accuracy", "consensus_distance"]].to_string())
     return 0
