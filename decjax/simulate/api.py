@@ -6,6 +6,7 @@ import itertools
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -97,24 +98,6 @@ def _check_run_inputs(params, data, checkpoint_dir) -> None:
                 )
     if checkpoint_dir is not None:
         checkpoint.check_directory(checkpoint_dir)
-
-
-def _identity(checkpoint_dir, tx, hyper, state, data, eval_data, loss_fn, eval_fn, run_id):
-    """The run's identity for its checkpoint (``None`` without ``checkpoint_dir``)."""
-    if run_id is not None and not isinstance(run_id, str):
-        raise TypeError(f"run_id must be a str or None, got {type(run_id).__name__}")
-    if checkpoint_dir is None:
-        return None
-    return run_identity(
-        tx=tx,
-        hyper=hyper,
-        state=state,
-        data=data,
-        eval_data=eval_data,
-        loss_fn=loss_fn,
-        eval_fn=eval_fn,
-        run_id=run_id,
-    )
 
 
 def _check_params(params) -> int:
@@ -392,73 +375,32 @@ def simulate(
       >>> res.metrics["consensus_distance"].shape
       (25,)
     """
-    return _simulate(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
-
-
-def _simulate(
-    loss_fn: Callable[[Any, Any], jax.Array],
-    params: Any,
-    tx: optax.GradientTransformation,
-    data: Any,
-    *,
-    steps: int,
-    key: jax.Array,
-    batch_size: int | None = None,
-    eval_every: int | None = None,
-    eval_fn: Callable[[Any, Any], dict] | None = None,
-    eval_data: Any = None,
-    eval_workers: bool = True,
-    worker_chunks: int = 1,
-    steps_per_iteration: int = STEPS_PER_ITERATION,
-    on_divergence: str = "raise",
-    progress: bool = True,
-    chunks: int | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    run_id: str | None = None,
-    overwrite: bool = False,
-    callback: Callable[[int, dict], None] | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-) -> SimulationResult:
-    """:func:`simulate` with every option as a flat keyword."""
-    if not isinstance(tx, optax.GradientTransformation):
-        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
-    check_choice("on_divergence", on_divergence, DIVERGENCE)
-    steps, program = _program(
-        loss_fn,
-        lambda: tx,
-        params,
-        data,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        eval_fn=eval_fn,
-        eval_workers=eval_workers,
-        worker_chunks=worker_chunks,
-        steps_per_iteration=steps_per_iteration,
-        keep_finite=on_divergence == "stop",
+    return _simulate(
+        SimpleNamespace(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
     )
-    _check_run_inputs(params, data, checkpoint_dir)
-    _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
-    schedule = Schedule.of(steps, program.eval_every, chunks)
-    Saving(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
-    key = as_key("key", key)
-    state = program.init(params, key, {})
-    identity = _identity(checkpoint_dir, tx, {}, state, data, eval_data, loss_fn, eval_fn, run_id)
+
+
+def _simulate(a: SimpleNamespace) -> SimulationResult:
+    """:func:`simulate` on its arguments ``a`` (option objects already unpacked)."""
+    if not isinstance(a.tx, optax.GradientTransformation):
+        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(a.tx).__name__}")
+    check_choice("on_divergence", a.on_divergence, DIVERGENCE)
+    steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
+    state = program.init(a.params, key, {})
     return execute(
         program,
         state,
-        data,
-        eval_data,
+        a.data,
+        a.eval_data,
         {},
-        Layout(n=jax.tree.leaves(params)[0].shape[0], mesh=mesh),
+        Layout(n=jax.tree.leaves(a.params)[0].shape[0], mesh=a.mesh),
         schedule,
         steps=steps,
         configs=None,
-        progress=progress,
-        on_divergence=on_divergence,
-        saving=Saving(checkpoint_dir, checkpoint_every, identity, overwrite),
-        callback=callback,
+        progress=a.progress,
+        on_divergence=a.on_divergence,
+        saving=_saving(a, a.tx, {}, state),
+        callback=a.callback,
     )
 
 
@@ -544,61 +486,22 @@ def sweep(
       >>> res.metrics["train_loss"].shape, res.traces
       ((4, 25), 1)
     """
-    return _sweep(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
-
-
-def _sweep(
-    loss_fn: Callable[[Any, Any], jax.Array],
-    params: Any,
-    make_tx: Callable[..., optax.GradientTransformation],
-    data: Any,
-    grid: Mapping[str, Sequence[Any]],
-    *,
-    steps: int,
-    key: jax.Array,
-    batch_size: int | None = None,
-    eval_every: int | None = None,
-    eval_fn: Callable | None = None,
-    eval_data: Any = None,
-    eval_workers: bool = True,
-    worker_chunks: int = 1,
-    steps_per_iteration: int = STEPS_PER_ITERATION,
-    progress: bool = True,
-    chunks: int | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    run_id: str | None = None,
-    overwrite: bool = False,
-    callback: Callable[[int, dict], None] | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-) -> SimulationResult:
-    """:func:`sweep` with every option as a flat keyword."""
-    check_callable("make_tx", make_tx)
-    steps, program = _program(
-        loss_fn,
-        make_tx,
-        params,
-        data,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        eval_fn=eval_fn,
-        eval_workers=eval_workers,
-        worker_chunks=worker_chunks,
-        steps_per_iteration=steps_per_iteration,
+    return _sweep(
+        SimpleNamespace(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
     )
-    _check_run_inputs(params, data, checkpoint_dir)
-    _check_functions(loss_fn, eval_fn, params, data, eval_data, program.batch_size)
-    schedule = Schedule.of(steps, program.eval_every, chunks)
-    Saving(checkpoint_dir, checkpoint_every)  # validated before anything is hashed
-    key = as_key("key", key)
-    hyper, configs, seeds = _grid(grid, jax.tree.leaves(params)[0].shape[0])
+
+
+def _sweep(a: SimpleNamespace) -> SimulationResult:
+    """:func:`sweep` on its arguments ``a`` (option objects already unpacked)."""
+    check_callable("make_tx", a.make_tx)
+    steps, program, schedule, key = _prepare(a, a.make_tx, False)
+    hyper, configs, seeds = _grid(a.grid, jax.tree.leaves(a.params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
-    for combo in itertools.product(*(grid[k] for k in grid)):
-        config = {k: v for k, v in zip(grid, combo, strict=True) if k != "seed"}
+    for combo in itertools.product(*(a.grid[k] for k in a.grid)):
+        config = {k: v for k, v in zip(a.grid, combo, strict=True) if k != "seed"}
         try:
-            make_tx(**config)
+            a.make_tx(**config)
         except TypeError as err:
             if "argument" not in str(err):  # a constructor's own TypeError: let it speak
                 raise
@@ -606,38 +509,77 @@ def _sweep(
                 f"make_tx must accept the grid's names as keywords {sorted(config)}: "
                 f"{_first_line(err)}"
             ) from None
-    if "seed" in grid:
+    if "seed" in a.grid:
         keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(seeds)
     else:  # the key simulate would use, for every configuration
         keys = jnp.broadcast_to(key, (len(configs), *jnp.shape(key)))
     batch = len(configs)
-    if mesh is not None:
+    if a.mesh is not None:
         # pad to a multiple of the devices with copies of the last configuration
-        devices = distributed.mesh_size(mesh)
+        devices = distributed.mesh_size(a.mesh)
         batch = -(-batch // devices) * devices
         last = np.minimum(np.arange(batch), len(configs) - 1)
         hyper, keys = jax.tree.map(lambda x: x[last], (hyper, keys))
-    params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), params)
+    params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), a.params)
     state = jax.jit(jax.vmap(program.init))(params_b, keys, hyper)
-    identity = _identity(
-        checkpoint_dir, make_tx, hyper, state, data, eval_data, loss_fn, eval_fn, run_id
-    )
-    n = jax.tree.leaves(params)[0].shape[0]
+    n = jax.tree.leaves(a.params)[0].shape[0]
     return execute(
         program,
         state,
-        data,
-        eval_data,
+        a.data,
+        a.eval_data,
         hyper,
-        SweepLayout(n=n, mesh=mesh, runs=len(configs), padded=batch),
+        SweepLayout(n=n, mesh=a.mesh, runs=len(configs), padded=batch),
         schedule,
         steps=steps,
         configs=configs,
-        progress=progress,
+        progress=a.progress,
         on_divergence="stop",
-        saving=Saving(checkpoint_dir, checkpoint_every, identity, overwrite),
-        callback=callback,
+        saving=_saving(a, a.make_tx, hyper, state),
+        callback=a.callback,
     )
+
+
+def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
+    """Validate a run's arguments before anything is traced: ``(steps, program, schedule, key)``."""
+    steps, program = _program(
+        a.loss_fn,
+        make_tx,
+        a.params,
+        a.data,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        eval_every=a.eval_every,
+        eval_fn=a.eval_fn,
+        eval_workers=a.eval_workers,
+        worker_chunks=a.worker_chunks,
+        steps_per_iteration=a.steps_per_iteration,
+        keep_finite=keep_finite,
+    )
+    _check_run_inputs(a.params, a.data, a.checkpoint_dir)
+    _check_functions(a.loss_fn, a.eval_fn, a.params, a.data, a.eval_data, program.batch_size)
+    schedule = Schedule.of(steps, program.eval_every, a.chunks)
+    Saving(a.checkpoint_dir, a.checkpoint_every)  # validated before anything is hashed
+    return steps, program, schedule, as_key("key", a.key)
+
+
+def _saving(a: SimpleNamespace, tx, hyper, state) -> Saving:
+    """How the run checkpoints, with its identity (hashed only when it checkpoints)."""
+    if a.run_id is not None and not isinstance(a.run_id, str):
+        raise TypeError(f"run_id must be a str or None, got {type(a.run_id).__name__}")
+    identity = None
+    if a.checkpoint_dir is not None:
+        identity = run_identity(
+            tx=tx,
+            hyper=hyper,
+            state=state,
+            data=a.data,
+            eval_data=a.eval_data,
+            loss_fn=a.loss_fn,
+            eval_fn=a.eval_fn,
+            run_id=a.run_id,
+        )
+    return Saving(a.checkpoint_dir, a.checkpoint_every, identity, a.overwrite)
 
 
 def _objects(evaluation, checkpointing, execution) -> dict:
