@@ -36,6 +36,45 @@ class DASGDState(NamedTuple):
     bytes_sent: jax.Array
 
 
+def _deliveries(delay_buf: jax.Array, t: jax.Array, buffer: int):
+    """Messages sent ``a`` ticks ago whose delay is ``a``: ``(ages, slots, deliver)`` with
+    ``deliver`` of shape ``(receivers, age, senders)``."""
+    ages = jnp.arange(buffer)
+    send_ticks = t - ages
+    slots = send_ticks % buffer
+    deliver = (delay_buf[:, slots, :] == ages[None, :, None]) & (send_ticks >= 0)[None, :, None]
+    return ages, slots, deliver
+
+
+def _incoming(buf: jax.Array, slots: jax.Array, deliver: jax.Array, n: int) -> jax.Array:
+    """The sum of the updates each receiver gets this tick from one ring buffer leaf."""
+    everyone = _axis.gather_rows(buf)[:, slots]  # (senders, age, ...)
+    flat = everyone.reshape(n, slots.shape[0], -1)
+    mask = deliver.astype(flat.dtype)
+    got = jnp.einsum("iaj,jad->id", mask, flat, precision=jax.lax.Precision.HIGHEST)
+    return got.reshape(buf.shape[:1] + buf.shape[2:])
+
+
+def _staleness(arrivals, t, ages, delivered, n: int):
+    """Total, count and maximum staleness of the messages ``delivered`` (``(i, age, j)``, own
+    updates excluded): for a message ``j -> i`` sent at ``s = t - age``, the number of updates
+    ``(k, s')`` applied by ``i`` before ``t`` and not by ``j`` before ``s``."""
+    rows = arrivals.shape[0]
+    in_receiver = (arrivals <= t - 1).reshape(rows, -1).astype(jnp.float32)
+    everyone_arrivals = _axis.gather_rows(arrivals).reshape(n, -1)
+
+    def stale_for_age(age):
+        missing_at_sender = (everyone_arrivals >= t - age).astype(jnp.float32)
+        return jnp.matmul(in_receiver, missing_at_sender.T, precision=jax.lax.Precision.HIGHEST)
+
+    stale = jax.vmap(stale_for_age, out_axes=1)(ages)  # (receivers, age, senders)
+    masked = jnp.where(delivered, stale, 0.0)
+    total = _axis.sum_workers(jnp.sum(masked, axis=(1, 2)))
+    count = _axis.sum_workers(jnp.sum(delivered, axis=(1, 2)).astype(jnp.float32))
+    worst = _axis.max_workers(jnp.max(masked, axis=(1, 2))).astype(jnp.int32)
+    return total, count, worst
+
+
 def _memory_bytes() -> int:
     """Memory of the default device: its allocator limit, or the host's RAM on CPU."""
     stats = None
@@ -200,41 +239,11 @@ def dasgd(
         arrive = jnp.where(eye & active[:, None], t, jnp.where(link, t + d, NEVER))
         arrivals = state.arrivals.at[:, t % window].set(arrive)
 
-        # Deliver: messages sent b ticks ago whose delay is b.
-        ages = jnp.arange(buffer)
-        send_ticks = t - ages
-        slots = send_ticks % buffer
-        deliver = (delay_buf[:, slots, :] == ages[None, :, None]) & (send_ticks >= 0)[
-            None, :, None
-        ]  # (receivers, age, senders)
-
-        def incoming(buf):
-            everyone = _axis.gather_rows(buf)[:, slots]  # (senders, age, ...)
-            flat = everyone.reshape(n, buffer, -1)
-            mask = deliver.astype(flat.dtype)
-            got = jnp.einsum("iaj,jad->id", mask, flat, precision=jax.lax.Precision.HIGHEST)
-            return got.reshape(buf.shape[:1] + buf.shape[2:])
-
-        received = jax.tree.map(incoming, sent)
+        ages, slots, deliver = _deliveries(delay_buf, t, buffer)
+        received = jax.tree.map(lambda buf: _incoming(buf, slots, deliver, n), sent)
         # in the params' dtype (a bfloat16 model stays bfloat16)
         updates = jax.tree.map(lambda a, b, buf: (a + b).astype(buf.dtype), own, received, sent)
-
-        # Staleness of each delivered message j -> i sent at s = t - age:
-        # #{(k, s') : applied by i before t} and not {applied by j before s}.
-        rows = state.arrivals.shape[0]
-        in_receiver = (state.arrivals <= t - 1).reshape(rows, -1).astype(jnp.float32)
-        everyone_arrivals = _axis.gather_rows(state.arrivals).reshape(n, -1)
-
-        def stale_for_age(age):
-            missing_at_sender = (everyone_arrivals >= t - age).astype(jnp.float32)
-            return jnp.matmul(in_receiver, missing_at_sender.T, precision=jax.lax.Precision.HIGHEST)
-
-        stale = jax.vmap(stale_for_age, out_axes=1)(ages)  # (receivers, age, senders)
-        mask = deliver & ~eye[:, None, :]
-        masked = jnp.where(mask, stale, 0.0)
-        total = _axis.sum_workers(jnp.sum(masked, axis=(1, 2)))
-        count = _axis.sum_workers(jnp.sum(mask, axis=(1, 2)).astype(jnp.float32))
-        worst = _axis.max_workers(jnp.max(masked, axis=(1, 2))).astype(jnp.int32)
+        total, count, worst = _staleness(state.arrivals, t, ages, deliver & ~eye[:, None, :], n)
         s_sum = state.staleness_sum + total
         s_count = state.staleness_count + count
         sent_bytes = jnp.mean(link_all.sum(axis=0).astype(jnp.float32)) * worker_bytes(grads)
