@@ -279,6 +279,7 @@ def test_multihost_launch_fails_when_any_child_fails():
     assert launch_status([0, 1]) == 1
 
 
+@pytest.mark.slow  # five small CLI runs
 def test_cli_checkpoint_of_another_run_is_refused_and_overwrite_starts_afresh(tmp_path, capsys):
     argv = [*SMALL, "--topologies", "ring", "--out", str(tmp_path / "o")]
     argv += ["--checkpoint-dir", str(tmp_path / "ck")]

@@ -14,6 +14,10 @@ from decjax.algorithms import ALGORITHMS, NAMES
 
 N, D = 8, 6
 
+# The costlier checks run on four algorithms in the inner loop, on all in the slow tier.
+SAMPLE = ("dpsgd", "gradient_tracking", "detag", "dasgd")
+SAMPLED = [n if n in SAMPLE else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+
 
 @pytest.fixture(scope="module")
 def quad():
@@ -65,7 +69,7 @@ def test_composes_inside_an_optax_chain(name):
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_accepts_a_schedule_as_learning_rate(name):
     sched = optax.linear_schedule(0.1, 0.01, 10)
     params_sched, _ = _steps(ALGORITHMS[name](sched, decjax.ring(N)), _params(), 6)
@@ -78,7 +82,7 @@ def test_accepts_a_schedule_as_learning_rate(name):
     )
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_vmaps_over_learning_rates_in_one_compile(name, quad):
     factory = ALGORITHMS[name]
     traces = []
@@ -179,7 +183,7 @@ def _with_learning_rate(factory):
     return build
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_inject_hyperparams_changes_the_learning_rate_without_recompiling(name):
     """optax.inject_hyperparams: the learning rate lives in the state and can change between
     steps; the jitted step is traced once and the change reaches the updates."""
@@ -209,7 +213,7 @@ def test_inject_hyperparams_changes_the_learning_rate_without_recompiling(name):
     assert any(differ), "the new learning rate did not reach the updates"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_bfloat16_params_stay_bfloat16(name):
     params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), _params())
     tx = ALGORITHMS[name](0.05, decjax.ring(N))
