@@ -91,6 +91,11 @@ def check_callable(name: str, value: Any) -> Callable:
     return value
 
 
+def is_prng_key(x: Any) -> bool:
+    """True for a typed PRNG key array (``jax.random.key``), whose data needs unwrapping."""
+    return jax.dtypes.issubdtype(jax.numpy.result_type(x), jax.dtypes.prng_key)
+
+
 def as_key(name: str, key: Any) -> jax.Array:
     """One PRNG key: a ``jax.random.key`` (or a raw ``uint32[2]`` key), or an int seed >= 0.
 

@@ -34,7 +34,7 @@ from decjax._arguments import (
 )
 from decjax.data import SCHEMES
 
-# A run whose last training loss exceeds its first by this factor has diverged.
+# A run whose training loss exceeds its loss at initialization by this factor has diverged.
 BLOW_UP = 1e3
 # Algorithms that average over all workers whatever the topology: run once.
 IGNORE_TOPOLOGY = {"local_sgd": "averages over all workers every 8 steps"}

@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from decjax import _axis
-from decjax._validation import check_int
+from decjax._validation import check_int, is_prng_key
 from decjax.data import WorkerData
 
 AXIS = "workers"
@@ -208,7 +208,7 @@ def place(tree: Any, mesh: Mesh, specs: Any) -> Any:
 
     def put(x, spec):
         sharding = NamedSharding(mesh, spec)
-        if jax.dtypes.issubdtype(jax.numpy.result_type(x), jax.dtypes.prng_key):
+        if is_prng_key(x):
             data = put(jax.random.key_data(x), spec)
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         if isinstance(x, jax.Array) and x.is_fully_addressable is False:

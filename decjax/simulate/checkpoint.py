@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from decjax._validation import is_prng_key
 from decjax.distributed import to_host
 from decjax.simulate.identity import FIELDS
 
@@ -57,10 +58,6 @@ def fingerprint(state: Any, *, identity: dict[str, str], **config) -> dict:
     }
 
 
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(jnp.result_type(x), jax.dtypes.prng_key)
-
-
 def check_directory(directory) -> Path:
     """``checkpoint_dir`` as a ``Path``; an existing non-directory is refused up front."""
     if not isinstance(directory, str | os.PathLike):
@@ -78,7 +75,7 @@ def save(directory: Path, state: Any, history: list[dict], next_chunk: int, meta
     directory = Path(directory)
     arrays = {}
     for i, leaf in enumerate(jax.tree.leaves(state)):
-        if _is_key(leaf):
+        if is_prng_key(leaf):
             leaf = jax.random.key_data(leaf)
         # every process joins the gather (a collective); only process 0 writes
         arrays[f"leaf_{i}"] = to_host(leaf)
@@ -158,7 +155,7 @@ def load(directory: Path, like_state: Any, meta: dict) -> tuple[Any, list[dict],
     leaves, treedef = jax.tree.flatten(like_state)
     restored = []
     for like, value in zip(leaves, stored, strict=True):
-        if _is_key(like):
+        if is_prng_key(like):
             impl = jax.random.key_impl(like)
             restored.append(jax.random.wrap_key_data(jnp.asarray(value), impl=impl))
         else:

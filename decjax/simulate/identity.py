@@ -30,9 +30,9 @@ import types
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from decjax._validation import is_prng_key
 from decjax.distributed import to_host
 from decjax.topology import Topology
 
@@ -53,13 +53,9 @@ _READABLE = 160  # longer texts are stored as digests
 _DEPTH = 24  # closures nest deeply in optax chains; cycles are cut by identity
 
 
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(jnp.result_type(x), jax.dtypes.prng_key)
-
-
 def array_digest(x) -> str:
     """Hash of an array's dtype, shape and bytes (keys by key data; sharded arrays gathered)."""
-    if _is_key(x):
+    if is_prng_key(x):
         x = jax.random.key_data(x)
     if isinstance(x, jax.core.Tracer):
         return "traced"
