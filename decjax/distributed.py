@@ -205,6 +205,7 @@ def place_replicated(tree: Any, mesh: Mesh) -> Any:
 
 def place(tree: Any, mesh: Mesh, specs: Any) -> Any:
     """Put every leaf of ``tree`` on ``mesh`` with the matching ``PartitionSpec`` of ``specs``."""
+    _axis_name(mesh)  # a 1-D Mesh, or a TypeError naming the fix
 
     def put(x, spec):
         sharding = NamedSharding(mesh, spec)

@@ -576,6 +576,20 @@ CASES.update(
             lambda: decjax.distributed.initialize("localhost:1", num_processes=2, process_id=2),
             "process_id",
         ),
+        "spectrum-not-topology": (
+            lambda: decjax.topology.spectrum.circulant_eigenvalues("ring"),
+            "topology",
+        ),
+        "spectrum-stack": (
+            lambda: decjax.topology.spectrum.is_symmetric(
+                decjax.topology.stack([decjax.ring(4)] * 2)
+            ),
+            "stack",
+        ),
+        "place-mesh": (
+            lambda: decjax.distributed.place(jnp.zeros(2), "cpu", jax.sharding.PartitionSpec()),
+            "mesh",
+        ),
         "worker-specs-mesh": (
             lambda: decjax.distributed.worker_specs(jnp.zeros((8, 2)), 8, "workers"),
             "mesh",

@@ -26,6 +26,13 @@ from decjax.topology._topology import Topology, sparse_form
 DENSE_LIMIT = 2048  # above this, analysis avoids forming (n, n) matrices where it can
 
 
+def _check(topology) -> None:
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+    if topology.batch_shape:
+        raise ValueError("topology must be a single topology, not a stack; index it first")
+
+
 def _host_lists(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
     nbr, w = sparse_form(topology)
     return np.asarray(jax.device_get(nbr)), np.asarray(jax.device_get(w), np.float64)
@@ -42,6 +49,7 @@ def circulant_eigenvalues(topology: Topology) -> np.ndarray | None:
       >>> np.round(lam.real, 6).tolist()
       [[1.0, 0.333333, -0.333333, 0.333333]]
     """
+    _check(topology)
     n, period = topology.n, topology.period
     modes = np.arange(n)
     if topology.representation == "average":
@@ -69,6 +77,7 @@ def circulant_eigenvalues(topology: Topology) -> np.ndarray | None:
 
 def sparse_matrices(topology: Topology) -> list[scipy.sparse.csr_matrix]:
     """Each ``W_t`` as a scipy CSR matrix, built from neighbour lists (``O(k n)`` memory)."""
+    _check(topology)
     if topology.representation == "dense":
         return [scipy.sparse.csr_matrix(m) for m in topology.numpy_matrices()]
     nbr, w = _host_lists(topology)
@@ -87,6 +96,7 @@ def sparse_matrices(topology: Topology) -> list[scipy.sparse.csr_matrix]:
 def is_symmetric(topology: Topology, atol: float = 1e-6) -> bool:
     """Every ``W_t`` symmetric (a circulant one iff its eigenvalues are real; else on sparse
     matrices)."""
+    _check(topology)
     if topology.representation == "average":
         return True
     lam = circulant_eigenvalues(topology)
