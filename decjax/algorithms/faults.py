@@ -13,7 +13,6 @@ from decjax import _axis
 from decjax._validation import as_key, check_choice
 from decjax.algorithms._common import DecentralizedTransformation, apply_step
 from decjax.topology import Topology
-from decjax.topology._topology import sparse_form
 from decjax.topology.faults import node_alive
 
 PROFILES = ("random", "fixed")
@@ -161,7 +160,7 @@ def node_churn(
     inner_tx, tx = tx, optax.with_extra_args_support(tx)
 
     def neighbour_average(params, alive, step):
-        nbr, w = sparse_form(topology)
+        nbr, w = topology.lists()
         nbr, w = nbr[step % topology.period], w[step % topology.period]
         rows = jnp.arange(topology.n)[:, None]
         use = _axis.local_rows((w != 0) & (nbr != rows) & alive[nbr])

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decjax.topology._topology import Topology, realized_sparse, shift_form
+from decjax.topology import Topology
 
 
 def messages_per_worker(topology: Topology, step: Any = 0) -> jax.Array:
@@ -23,20 +23,7 @@ def messages_per_worker(topology: Topology, step: Any = 0) -> jax.Array:
       >>> float(decjax.gossip.messages_per_worker(decjax.ring(8)))
       2.0
     """
-    t = jnp.asarray(step) % topology.period
-    n = topology.n
-    if topology.representation == "average":
-        return jnp.where(topology.weights[t] != 0, n - 1, 0).astype(jnp.float32)
-    if topology.representation == "shift":
-        offsets, weights = shift_form(topology)
-        moving = jnp.asarray([[o % n != 0 for o in offs] for offs in offsets])
-        return jnp.sum((weights[t] != 0) & moving[t]).astype(jnp.float32)
-    if topology.representation == "sparse":
-        nbr, w = realized_sparse(topology, step)  # with faults: surviving links only
-        others = nbr != jnp.arange(n)[:, None]
-        return jnp.sum((w != 0) & others).astype(jnp.float32) / n
-    w = topology.weights[t]
-    return jnp.sum((w != 0) & ~jnp.eye(n, dtype=bool)).astype(jnp.float32) / n
+    return topology.messages_per_worker(step)
 
 
 def worker_bytes(tree: Any) -> int:

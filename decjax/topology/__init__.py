@@ -1,8 +1,8 @@
 """Communication graphs and their mixing matrices (``W[i, j]``: weight ``i`` puts on ``j``)."""
 
-from decjax.topology import spectrum
-from decjax.topology._topology import BACKENDS_FOR, REPRESENTATIONS, Topology, stack
+from decjax.topology import kinds, spectrum
 from decjax.topology.analysis import effective_neighbors, period_product, spectral_gap
+from decjax.topology.base import Topology
 from decjax.topology.catalog import NAMES, by_name
 from decjax.topology.circulant import (
     complete,
@@ -27,6 +27,8 @@ from decjax.topology.graphs import (
     to_networkx,
     torus,
 )
+from decjax.topology.kinds import BACKENDS_FOR, REPRESENTATIONS
+from decjax.topology.stacking import stack
 from decjax.topology.transform import lazy
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "from_offsets",
     "grid",
     "hypercube",
+    "kinds",
     "lazy",
     "one_peer_exponential",
     "period_product",

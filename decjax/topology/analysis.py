@@ -9,17 +9,14 @@ import numpy as np
 import scipy.sparse.linalg
 
 from decjax._validation import check_choice, check_in_range
-from decjax.topology._topology import Topology
+from decjax.topology.base import Topology
 from decjax.topology.spectrum import DENSE_LIMIT, circulant_eigenvalues, sparse_matrices
 
 
 def _check_topology(topology) -> None:
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-    if (
-        np.ndim(topology.weights)
-        > {"average": 1, "shift": 2, "sparse": 3, "dense": 3}[topology.representation]
-    ):
+    if topology.batch_shape:
         raise ValueError("topology must be a single topology, not a stack; index it first")
 
 

@@ -7,7 +7,7 @@ import math
 import jax
 
 from decjax._validation import check_choice, check_int
-from decjax.topology._topology import Topology
+from decjax.topology.base import Topology
 from decjax.topology.circulant import complete, exponential, one_peer_exponential, ring, solo
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus
 

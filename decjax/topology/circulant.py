@@ -13,7 +13,9 @@ import numpy as np
 
 from decjax._bits import ceil_log2
 from decjax._validation import check_int
-from decjax.topology._topology import Topology, as_weights, check_shift
+from decjax.topology.base import Topology, as_weights
+from decjax.topology.checks import check_shift
+from decjax.topology.kinds import Average, Shift
 
 
 def _distinct_offsets(n: int, offsets) -> tuple[int, ...]:
@@ -45,7 +47,7 @@ def from_offsets(
         the workers (``gcd(n, offsets) == 1``).
 
     Returns:
-      A ``Topology`` with the ``"shift"`` representation (period ``len(offsets)``).
+      A :class:`~decjax.topology.kinds.Shift` topology (period ``len(offsets)``).
 
     Examples:
       >>> import decjax
@@ -71,11 +73,10 @@ def from_offsets(
     if any(len(step) != len(offs[0]) for step in offs):
         raise ValueError("offsets must have the same number k of offsets at every step")
     check_shift("weights", n, offs, w, connected=check_connected)
-    return Topology(
+    return Shift(
         n=n,
         period=len(offs),
         name=name,
-        representation="shift",
         offsets=offs,
         weights=as_weights(w),
     )
@@ -151,11 +152,10 @@ def one_peer_exponential(n: int) -> Topology:
 
 
 def _average(n: int, alphas, name: str) -> Topology:
-    return Topology(
+    return Average(
         n=n,
         period=len(alphas),
         name=name,
-        representation="average",
         weights=as_weights(alphas),
     )
 

@@ -20,13 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax._validation import as_key, check_choice, check_int
-from decjax.topology._topology import (
-    Topology,
-    as_weights,
-    realized_sparse,
-    sparse_form,
-    weight_dtype,
-)
+from decjax.topology.base import Topology, as_weights, weight_dtype
+from decjax.topology.kinds import Sparse
 from decjax.topology.spectrum import DENSE_LIMIT, is_symmetric
 
 REWEIGHT = ("metropolis", "self")
@@ -99,22 +94,17 @@ class FaultModel:
         mh = self.scale / (jnp.maximum(degree[:, None], degree[nbr]) + 1.0)
         return nbr, jnp.where(ok, mh, 0.0).astype(w.dtype)
 
+    def realize_matrix(self, matrix: jax.Array, step) -> jax.Array:
+        """The ``(n, n)`` matrix realized at ``step`` from the base ``matrix``.
 
-def _sparse_host(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
-    """Concrete ``(T, n, k)`` neighbour lists and weights of any representation."""
-    if topology.representation != "dense":
-        nbr, w = sparse_form(topology)
-        return np.asarray(nbr), np.asarray(w, np.float64)
-    mats = topology.numpy_matrices()
-    k = max(1, int((mats != 0).sum(axis=2).max()))
-    nbr = np.tile(np.arange(topology.n)[None, :, None], (len(mats), 1, k))
-    w = np.zeros(nbr.shape)
-    for t, m in enumerate(mats):
-        for i in range(topology.n):
-            cols = np.flatnonzero(m[i])
-            nbr[t, i, : len(cols)] = cols
-            w[t, i, : len(cols)] = m[i, cols]
-    return nbr, w
+        The same failures and weights as :meth:`realize` on neighbour lists (a
+        link's random number depends on its two ends only), with each row's
+        columns as its slots; the diagonal is ``1 - sum`` of the others.
+        """
+        n = matrix.shape[-1]
+        columns = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
+        _, off = self.realize(columns, matrix, step)
+        return off + jnp.diag(1.0 - off.sum(axis=1)).astype(off.dtype)
 
 
 def _probabilities(name: str, value) -> np.ndarray:
@@ -188,7 +178,7 @@ def with_faults(
         raise ValueError(
             f"link failures need a symmetric (undirected) topology; {topology.name} is directed"
         )
-    nbr, w = _sparse_host(topology)
+    nbr, w = (np.asarray(jax.device_get(a), np.float64) for a in topology.lists())
     model = FaultModel(
         key,
         as_weights(link),
@@ -196,11 +186,10 @@ def with_faults(
         down_steps=down_steps,
         reweight=reweight,
     )
-    return Topology(
+    return Sparse(
         n=topology.n,
         period=topology.period,
         name=f"{topology.name}+faults",
-        representation="sparse",
         neighbors=jnp.asarray(nbr, jnp.int32),
         weights=as_weights(w),
         faults=model,
@@ -247,7 +236,7 @@ def fault_statistics(topology: Topology, steps) -> dict[str, float]:
 
     @jax.jit
     def counts(topo, t):
-        nbr, w = sparse_form(topo)
+        nbr, w = topo.lists()
         base = nbr[t % topo.period]
         rows = jnp.arange(topo.n)[:, None]
         exists = (w[t % topo.period] != 0) & (base != rows)
@@ -285,6 +274,5 @@ __all__ = [
     "fault_statistics",
     "node_alive",
     "realized_matrices",
-    "realized_sparse",
     "with_faults",
 ]

@@ -21,13 +21,9 @@ import numpy as np
 from decjax._bits import is_power_of_two
 from decjax._random import numpy_rng
 from decjax._validation import check_choice, check_in_range, check_int
-from decjax.topology._topology import (
-    STOCHASTIC_ATOL,
-    Topology,
-    as_weights,
-    check_matrix_stack,
-    check_sparse,
-)
+from decjax.topology.base import STOCHASTIC_ATOL, Topology, as_weights
+from decjax.topology.checks import check_matrix_stack, check_sparse
+from decjax.topology.kinds import Dense, Sparse
 
 WEIGHT_RULES = ("metropolis", "uniform")
 
@@ -89,11 +85,10 @@ def from_neighbor_lists(
             f"neighbors must be indices in [0, {n}), got range [{nbr.min()}, {nbr.max()}]"
         )
     check_sparse("weights", nbr, w, connected=check_connected)
-    return Topology(
+    return Sparse(
         n=n,
         period=nbr.shape[0],
         name=name,
-        representation="sparse",
         neighbors=jnp.asarray(nbr, jnp.int32),
         weights=as_weights(w),
     )
@@ -300,11 +295,10 @@ def from_matrix(
         nonnegative=not allow_negative,
         connected=require_connected,
     )
-    return Topology(
+    return Dense(
         n=w.shape[1],
         period=w.shape[0],
         name=name,
-        representation="dense",
         weights=as_weights(w),
         row_stochastic=bool(np.all(np.abs(w.sum(axis=2) - 1.0) <= STOCHASTIC_ATOL)),
     )

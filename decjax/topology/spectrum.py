@@ -17,11 +17,10 @@ topology) are recognised as circulant too.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import scipy.sparse
 
-from decjax.topology._topology import Topology, sparse_form
+from decjax.topology.base import Topology
 
 DENSE_LIMIT = 2048  # above this, analysis avoids forming (n, n) matrices where it can
 
@@ -33,15 +32,11 @@ def _check(topology) -> None:
         raise ValueError("topology must be a single topology, not a stack; index it first")
 
 
-def _host_lists(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
-    nbr, w = sparse_form(topology)
-    return np.asarray(jax.device_get(nbr)), np.asarray(jax.device_get(w), np.float64)
-
-
 def circulant_eigenvalues(topology: Topology) -> np.ndarray | None:
     """``(T, n)`` complex eigenvalues of each ``W_t`` if the topology is circulant, else None.
 
     Faults are ignored (the base graph is analysed), as everywhere in analysis.
+    Each kind knows its closed form (``Topology.circulant_eigenvalues``).
 
     Examples:
       >>> import numpy as np, decjax
@@ -50,55 +45,19 @@ def circulant_eigenvalues(topology: Topology) -> np.ndarray | None:
       [[1.0, 0.333333, -0.333333, 0.333333]]
     """
     _check(topology)
-    n, period = topology.n, topology.period
-    modes = np.arange(n)
-    if topology.representation == "average":
-        a = np.asarray(jax.device_get(topology.weights), np.float64)
-        lam = np.broadcast_to((1.0 - a)[:, None], (period, n)).astype(complex)
-        lam[:, 0] = 1.0
-        return lam
-    if topology.representation == "shift":
-        offsets = np.asarray(topology.offsets) % n  # (T, k)
-        w = np.asarray(jax.device_get(topology.weights), np.float64)  # (T, k)
-    elif topology.representation == "sparse":
-        nbr, w = _host_lists(topology)
-        offsets = (nbr - np.arange(n)[None, :, None]) % n
-        if not (np.all(offsets == offsets[:, :1]) and np.all(w == w[:, :1])):
-            return None
-        offsets, w = offsets[:, 0], w[:, 0]
-    else:
-        return None
-    # the difference form gossip uses: the self weight is implicit, so mode 0 is exactly 1
-    # and float32 weights summing to 1 +- 3e-8 cannot lift an eigenvalue above 1
-    w = np.where(offsets == 0, 0.0, w)
-    phase = np.exp(2j * np.pi * offsets[:, :, None] * modes[None, None, :] / n)  # (T, k, n)
-    return 1.0 + np.einsum("tk,tkj->tj", w, phase - 1.0)
+    return topology.circulant_eigenvalues()
 
 
 def sparse_matrices(topology: Topology) -> list[scipy.sparse.csr_matrix]:
     """Each ``W_t`` as a scipy CSR matrix, built from neighbour lists (``O(k n)`` memory)."""
     _check(topology)
-    if topology.representation == "dense":
-        return [scipy.sparse.csr_matrix(m) for m in topology.numpy_matrices()]
-    nbr, w = _host_lists(topology)
-    n = topology.n
-    rows = np.broadcast_to(np.arange(n)[:, None], nbr.shape[1:])
-    out = []
-    for t in range(topology.period):
-        own = nbr[t] == rows
-        off = np.where(own, 0.0, w[t])
-        diag = 1.0 - off.sum(axis=1)  # the self weight, implicit as in gossip
-        m = scipy.sparse.coo_matrix((off.ravel(), (rows.ravel(), nbr[t].ravel())), shape=(n, n))
-        out.append((m + scipy.sparse.diags(diag)).tocsr())
-    return out
+    return topology.scipy_matrices()
 
 
 def is_symmetric(topology: Topology, atol: float = 1e-6) -> bool:
     """Every ``W_t`` symmetric (a circulant one iff its eigenvalues are real; else on sparse
     matrices)."""
     _check(topology)
-    if topology.representation == "average":
-        return True
     lam = circulant_eigenvalues(topology)
     if lam is not None:
         return bool(np.max(np.abs(lam.imag)) <= atol)

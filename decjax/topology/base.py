@@ -1,0 +1,268 @@
+"""The :class:`Topology` interface: who averages with whom, with which weight, at step ``t``.
+
+Convention (used everywhere in decjax): ``W[i, j]`` is the weight worker ``i``
+puts on worker ``j``'s model, so one gossip step is ``x_i <- sum_j W[i, j] x_j``,
+i.e. ``X <- W X`` with workers stacked on axis 0.
+
+A topology is one of a few *kinds*, each a small frozen pytree class in
+:mod:`decjax.topology.kinds` that keeps the storage making gossip cheap and
+can always produce the dense matrix for analysis: :class:`~decjax.topology.kinds.Average`,
+:class:`~decjax.topology.kinds.Shift`, :class:`~decjax.topology.kinds.Sparse`
+and :class:`~decjax.topology.kinds.Dense`. This module holds what every kind
+shares; a kind supplies its storage and the hooks marked below. Adding a kind
+(directed, time-varying random, ...) is adding one such class.
+
+Time-varying topologies hold a period ``T`` and per-step weights; step ``t``
+uses entry ``t mod T``, selected inside ``jit`` without recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+# Tolerance for row/column sums of a doubly stochastic matrix given in float32.
+STOCHASTIC_ATOL = 1e-5
+
+KINDS: dict[str, type[Topology]] = {}  # representation name -> kind class
+
+
+def static(**kwargs) -> Any:
+    """A dataclass field that is pytree metadata (hashed into the compiled program)."""
+    return dataclasses.field(metadata={"static": True}, **kwargs)
+
+
+def kind(cls: type) -> type:
+    """Class decorator for a kind: a frozen keyword-only dataclass, registered as a pytree.
+
+    Fields marked :func:`static` are pytree metadata; the others are leaves.
+    """
+    cls = dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+    return jax.tree_util.register_dataclass(cls)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class Topology:
+    """Mixing weights of a (possibly time-varying) communication graph.
+
+    Build one with the constructors in :mod:`decjax.topology` (``ring``,
+    ``exponential``, ``from_matrix``...), not with a kind class directly: they
+    validate. A ``Topology`` is a frozen pytree, so it can be passed into
+    ``jit``, and stacked topologies (see :func:`decjax.topology.stack`) can be
+    ``vmap``-ed. ``topology.replace(name=...)`` gives a changed copy.
+
+    Attributes:
+      n: number of workers.
+      period: number of distinct steps ``T`` (1 for a static graph).
+      name: a short human-readable name, e.g. ``"ring"``.
+      representation: the kind's name: ``"average"``, ``"shift"``, ``"sparse"``
+        or ``"dense"`` (a class attribute).
+      weights: per-step weights; shape ``(T,)`` (average), ``(T, k)`` (shift),
+        ``(T, n, k)`` (sparse) or ``(T, n, n)`` (dense).
+      faults: ``None``, or a :class:`decjax.topology.faults.FaultModel` (random
+        link and node failures realized per step; see ``with_faults``).
+      row_stochastic: every row sums to one (within ``STOCHASTIC_ATOL``), so
+        gossip runs in the exact difference form
+        ``x_i + sum_{j != i} W_ij (x_j - x_i)`` and the stored self weight is
+        never read. ``False`` only for matrices built with
+        ``from_matrix(..., require_doubly_stochastic=False)`` whose rows do not
+        sum to one; those are mixed as the plain product ``W x``.
+    """
+
+    n: int = static()
+    period: int = static()
+    name: str = static()
+    row_stochastic: bool = static(default=True)
+    weights: Any
+    faults: Any = None
+
+    representation: ClassVar[str]
+    rank: ClassVar[int]  # generality: a kind converts to any kind of higher rank
+    step_ndim: ClassVar[int]  # axes of one step's weights: (), (k,), (n, k), (n, n) + 1
+    has_lists: ClassVar[bool] = False  # neighbour lists are its natural (cheap) storage
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "representation" in cls.__dict__:
+            KINDS[cls.representation] = cls
+
+    # -- the hooks a kind implements -------------------------------------------
+    @classmethod
+    def convert(cls, source: Topology) -> Topology:
+        """``source`` stored as this kind (``source`` has a lower ``rank``)."""
+        raise NotImplementedError
+
+    def dense_weights(self) -> jax.Array:
+        """The ``(T, n, n)`` stack of mixing matrices (jit-able; faults not applied)."""
+        raise NotImplementedError
+
+    def numpy_matrices(self) -> np.ndarray:
+        """``matrices()`` as a float64 numpy array, built on the host (for analysis)."""
+        raise NotImplementedError
+
+    def lists(self) -> tuple[jax.Array, jax.Array]:
+        """Neighbour indices ``(T, n, k)`` and weights ``(T, n, k)`` (faults not applied)."""
+        raise NotImplementedError
+
+    def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        """``W_t x - x`` for one leaf in its compute dtype, in the exact difference form.
+
+        ``sum_j W_ij (x_j - x_i)``: the self weight is implicitly
+        ``1 - sum_{j != i} W_ij``, so a consensus vector is mixed to itself
+        *exactly* even though weights such as 1/3 are inexact in float32, and
+        near consensus the result carries the rounding of the (small)
+        differences, not of ``x``. Under a named worker axis
+        (:mod:`decjax._axis`) ``x`` is a block of rows and the kind uses
+        collectives.
+        """
+        raise NotImplementedError
+
+    def messages_per_worker(self, step: Any = 0) -> jax.Array:
+        """Mean number of *other* workers each worker receives from at ``step`` (jit-able)."""
+        raise NotImplementedError
+
+    def max_degree(self) -> int:
+        """Largest number of *other* workers any worker receives from at a step."""
+        raise NotImplementedError
+
+    def slackened(self, kappa: float) -> Topology:
+        """``kappa W + (1 - kappa) I`` in the same kind (see :func:`decjax.topology.lazy`)."""
+        raise NotImplementedError
+
+    def circulant_eigenvalues(self) -> np.ndarray | None:
+        """``(T, n)`` eigenvalues of each ``W_t`` in closed form, or None if not circulant.
+
+        Faults are ignored (the base graph is analysed), as everywhere in analysis.
+        """
+        return None
+
+    def scipy_matrices(self) -> list[scipy.sparse.csr_matrix]:
+        """Each ``W_t`` as a scipy CSR matrix built from neighbour lists (``O(k n)`` memory).
+
+        The self weight is implicit (``1 - sum`` of the others), as in gossip.
+        """
+        nbr, w = (np.asarray(jax.device_get(a)) for a in self.lists())
+        n = self.n
+        rows = np.broadcast_to(np.arange(n)[:, None], nbr.shape[1:])
+        out = []
+        for t in range(self.period):
+            off = np.where(nbr[t] == rows, 0.0, w[t].astype(np.float64))
+            diag = 1.0 - off.sum(axis=1)
+            m = scipy.sparse.coo_matrix((off.ravel(), (rows.ravel(), nbr[t].ravel())), shape=(n, n))
+            out.append((m + scipy.sparse.diags(diag)).tocsr())
+        return out
+
+    # -- shared behaviour --------------------------------------------------------
+    def mix_leaf(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        """``W_t x`` for one leaf in its compute dtype."""
+        return x + self.delta(x, step)
+
+    def to(self, representation: str) -> Topology:
+        """This topology stored as another kind (one it can be mixed with: see ``backends``)."""
+        if representation == self.representation:
+            return self
+        if representation not in self.backends:
+            raise ValueError(
+                f"a {self.representation!r} topology ({self.name}) cannot be stored as "
+                f"{representation!r}; it converts to {self.backends}"
+            )
+        return KINDS[representation].convert(self)
+
+    def replace(self, **changes) -> Topology:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        tv = f", period={self.period}" if self.period > 1 else ""
+        faulty = ", with faults" if self.faults is not None else ""
+        return (
+            f"Topology({self.name}, n={self.n}{tv}, representation={self.representation!r}{faulty})"
+        )
+
+    @property
+    def is_time_varying(self) -> bool:
+        return self.period > 1
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Gossip backends this topology can be mixed with (cheapest first).
+
+        A kind converts only "downward", to a more general one, inside jit.
+        """
+        kinds = sorted(KINDS.values(), key=lambda k: k.rank)
+        return tuple(k.representation for k in kinds if k.rank >= self.rank)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes of a stacked topology (:func:`stack`); ``()`` for one topology."""
+        shape = jnp.shape(self.weights)
+        return tuple(shape[: len(shape) - self.step_ndim])
+
+    def _unbatched(self, method: str, *args):
+        """Apply ``method`` to each topology of a stacked one (vmapped over the batch axes)."""
+        fn = lambda topology: getattr(topology, method)(*args)  # noqa: E731
+        for _ in self.batch_shape:
+            fn = jax.vmap(fn)
+        return fn(self)
+
+    def matrices(self) -> jax.Array:
+        """All ``T`` dense mixing matrices, shape ``(T, n, n)`` (works under jit).
+
+        For a stacked topology, ``(*batch_shape, T, n, n)``.
+        """
+        if self.batch_shape:
+            return self._unbatched("matrices")
+        if isinstance(self.weights, jax.core.Tracer):
+            return self.dense_weights()
+        return jnp.asarray(self.numpy_matrices(), dtype=jnp.asarray(self.weights).dtype)
+
+    def matrix(self, step: Any = 0) -> jax.Array:
+        """The dense ``(n, n)`` matrix ``W_t`` used at ``step`` (``t = step mod T``).
+
+        With faults, the matrix realized at ``step`` (failed links and nodes removed).
+        For a stacked topology, one matrix per member: ``(*batch_shape, n, n)``.
+        """
+        if self.batch_shape:
+            return self._unbatched("matrix", step)
+        return self.step_matrix(step)
+
+    def step_matrix(self, step: Any) -> jax.Array:
+        """``matrix(step)`` of a single topology (a kind with faults overrides it)."""
+        return self.matrices()[jnp.asarray(step) % self.period]
+
+
+def dense_from_lists(n: int, nbr: jax.Array, w: jax.Array) -> jax.Array:
+    """``(T, n, n)`` matrices from ``(T, n, k)`` neighbour lists and weights (self weight implicit).
+
+    The diagonal is set to ``1 - sum`` of the off-diagonal weights, matching the
+    difference form in which gossip evaluates neighbour lists.
+    """
+    period = nbr.shape[0]
+    rows = jnp.broadcast_to(jnp.arange(n)[None, :, None], nbr.shape)
+    steps = jnp.broadcast_to(jnp.arange(period)[:, None, None], nbr.shape)
+    off = jnp.where(nbr == rows, 0.0, w)
+    dense = jnp.zeros((period, n, n), w.dtype).at[steps, rows, nbr].add(off)
+    return dense + jnp.eye(n, dtype=w.dtype)[None] * (1.0 - off.sum(-1))[:, :, None]
+
+
+def numpy_from_lists(n: int, nbr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Host-side float64 ``(T, n, n)`` matrices from ``(T, n, k)`` lists (weights as stored)."""
+    out = np.zeros((nbr.shape[0], n, n))
+    steps, rows = np.indices(nbr.shape)[:2]
+    np.add.at(out, (steps, rows, nbr), w)
+    return out
+
+
+def weight_dtype() -> np.dtype:
+    """Float64 when ``jax_enable_x64`` is on, else float32: weights follow the precision."""
+    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
+
+
+def as_weights(x) -> jax.Array:
+    """Weights (computed in float64 on the host) in :func:`weight_dtype`."""
+    return jnp.asarray(np.asarray(x, dtype=np.float64), dtype=weight_dtype())

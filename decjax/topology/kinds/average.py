@@ -1,0 +1,63 @@
+"""The averaging kind: ``W_t = (1 - a_t) I + a_t 11^T / n``, gossip in ``O(n d)``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from decjax import _axis
+from decjax.topology.base import Topology, kind
+
+
+@kind
+class Average(Topology):
+    """Complete graph (``a = 1``), no communication (``a = 0``), periodic averaging.
+
+    ``weights`` has shape ``(T,)``: the averaging strength ``a_t`` of each step.
+    """
+
+    representation: ClassVar[str] = "average"
+    rank: ClassVar[int] = 0
+    step_ndim: ClassVar[int] = 1
+
+    def circulant_form(self) -> tuple[tuple[tuple[int, ...], ...], jax.Array]:
+        """Offsets ``0..n-1`` at every step and the ``(T, n)`` circulant weights."""
+        n = self.n
+        a = self.weights[:, None]
+        offsets = tuple(tuple(range(n)) for _ in range(self.period))
+        base = jnp.zeros((n,), a.dtype).at[0].set(1.0)
+        return offsets, (1.0 - a) * base[None, :] + a / n
+
+    def dense_weights(self) -> jax.Array:
+        a = self.weights[:, None, None]
+        return (1.0 - a) * jnp.eye(self.n)[None] + a / self.n
+
+    def numpy_matrices(self) -> np.ndarray:
+        w = np.asarray(jax.device_get(self.weights), dtype=np.float64)[:, None, None]
+        return (1.0 - w) * np.eye(self.n) + w / self.n
+
+    def lists(self) -> tuple[jax.Array, jax.Array]:
+        return self.to("shift").lists()
+
+    def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        a = self.weights[step % self.period].astype(x.dtype)
+        return a * (_axis.mean_workers(x)[None] - x)
+
+    def messages_per_worker(self, step: Any = 0) -> jax.Array:
+        t = jnp.asarray(step) % self.period
+        return jnp.where(self.weights[t] != 0, self.n - 1, 0).astype(jnp.float32)
+
+    def max_degree(self) -> int:
+        return 0 if not np.any(np.asarray(self.weights)) else self.n - 1
+
+    def slackened(self, kappa: float) -> Average:
+        return self.replace(weights=kappa * self.weights)
+
+    def circulant_eigenvalues(self) -> np.ndarray:
+        a = np.asarray(jax.device_get(self.weights), np.float64)
+        lam = np.broadcast_to((1.0 - a)[:, None], (self.period, self.n)).astype(complex)
+        lam[:, 0] = 1.0
+        return lam

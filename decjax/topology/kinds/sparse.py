@@ -1,0 +1,107 @@
+"""The neighbour-list kind: ``W_t[i, nbr[t, i, k]] = w[t, i, k]``, gossip as a gather."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from decjax import _axis
+from decjax.topology.base import Topology, dense_from_lists, kind, numpy_from_lists
+from decjax.topology.kinds.shift import circulant_spectrum
+
+
+@kind
+class Sparse(Topology):
+    """Any graph as padded neighbour lists (and the kind that carries random faults).
+
+    ``neighbors`` holds int32 indices ``(T, n, k)``, ``weights`` the matching
+    ``(T, n, k)`` weights; padding slots point to the worker itself with weight 0.
+    """
+
+    neighbors: Any
+
+    representation: ClassVar[str] = "sparse"
+    rank: ClassVar[int] = 2
+    step_ndim: ClassVar[int] = 3
+    has_lists: ClassVar[bool] = True
+
+    @classmethod
+    def convert(cls, source: Topology) -> Sparse:
+        neighbors, weights = source.lists()
+        return cls(
+            n=source.n,
+            period=source.period,
+            name=source.name,
+            row_stochastic=source.row_stochastic,
+            weights=weights,
+            neighbors=neighbors,
+            faults=source.faults,
+        )
+
+    def lists(self) -> tuple[jax.Array, jax.Array]:
+        return self.neighbors, self.weights
+
+    def realized_lists(self, step: Any) -> tuple[jax.Array, jax.Array]:
+        """Neighbours ``(n, k)`` and weights ``(n, k)`` used at ``step`` (faults applied)."""
+        t = jnp.asarray(step) % self.period
+        nbr, w = self.neighbors[t], self.weights[t]
+        if self.faults is None:
+            return nbr, w
+        return self.faults.realize(nbr, w, step)
+
+    def dense_weights(self) -> jax.Array:
+        return dense_from_lists(self.n, self.neighbors, self.weights)
+
+    def numpy_matrices(self) -> np.ndarray:
+        nbr = np.asarray(jax.device_get(self.neighbors))
+        w = np.asarray(jax.device_get(self.weights), dtype=np.float64)
+        return numpy_from_lists(self.n, nbr, w)
+
+    def step_matrix(self, step: Any) -> jax.Array:
+        if self.faults is None:
+            return super().step_matrix(step)
+        nbr, w = self.realized_lists(step)
+        return dense_from_lists(self.n, nbr[None], w[None])[0]
+
+    def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        nbr, w = self.realized_lists(step)
+        nbr, w = _axis.local_rows(nbr), _axis.local_rows(w).astype(x.dtype)
+        everyone = _axis.gather_rows(x)  # identity on one device; all_gather when sharded
+        expand = (slice(None),) + (None,) * (x.ndim - 1)
+        return sum(
+            w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
+            for k in range(nbr.shape[1])
+        )
+
+    def messages_per_worker(self, step: Any = 0) -> jax.Array:
+        nbr, w = self.realized_lists(step)  # with faults: surviving links only
+        others = nbr != jnp.arange(self.n)[:, None]
+        return jnp.sum((w != 0) & others).astype(jnp.float32) / self.n
+
+    def max_degree(self) -> int:
+        nbr = np.asarray(self.neighbors)
+        w = np.asarray(self.weights)
+        own = nbr == np.arange(self.n)[None, :, None]
+        return int(((w != 0) & ~own).sum(axis=-1).max())
+
+    def slackened(self, kappa: float) -> Sparse:
+        w = self.weights
+        self_slot = jnp.full((*w.shape[:-1], 1), 1 - kappa, w.dtype)
+        own = jnp.broadcast_to(jnp.arange(self.n)[None, :, None], self_slot.shape)
+        return self.replace(
+            weights=jnp.concatenate([kappa * w, self_slot], axis=-1),
+            neighbors=jnp.concatenate([self.neighbors, own.astype(self.neighbors.dtype)], -1),
+            faults=None if self.faults is None else self.faults.scaled(kappa),
+        )
+
+    def circulant_eigenvalues(self) -> np.ndarray | None:
+        """Closed form when every row has the same offsets and weights (a ring stored as lists)."""
+        nbr = np.asarray(jax.device_get(self.neighbors))
+        w = np.asarray(jax.device_get(self.weights), np.float64)
+        offsets = (nbr - np.arange(self.n)[None, :, None]) % self.n
+        if not (np.all(offsets == offsets[:, :1]) and np.all(w == w[:, :1])):
+            return None
+        return circulant_spectrum(self.n, offsets[:, 0], w[:, 0])
