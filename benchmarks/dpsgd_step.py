@@ -66,8 +66,9 @@ def step_benchmark(n: int, *, steps: int, repeats: int, lr: float = 0.05) -> dic
         @jax.jit
         def run(params):
             def body(carry, _):
-                p, s = carry  # the step simulate runs: gradients, then the algorithm's apply
-                return decjax.algorithms.apply_step(tx, grad_fn(p, (x, y)), s, p), None
+                p, s = carry  # the step simulate runs: gradients, then the algorithm's step
+                p, s, _ = decjax.algorithms.apply_step(tx, grad_fn(p, (x, y)), s, p)
+                return (p, s), None
 
             # the loop simulate runs: `unroll` steps per iteration (2 by default)
             (p, _), _ = scan_steps(body, (params, tx.init(params)), steps, unroll)

@@ -14,3 +14,10 @@ def loop_copies(compiled, shape) -> int:
     loops = compiled.as_text().split("\nENTRY")[0]
     dims = ",".join(map(str, shape))
     return len(re.findall(rf"= f32\[{dims}\]\{{[^}}]*\}} copy\(", loops))
+
+
+def array_ops(compiled, shape) -> int:
+    """Operations (fusions, adds, copies...) anywhere in a compiled program that write a
+    float32 array of ``shape``: each is one pass over such an array in memory."""
+    dims = ",".join(map(str, shape))
+    return len(re.findall(rf"= f32\[{dims}\]\{{[^}}]*\}} [a-z-]+\(", compiled.as_text()))

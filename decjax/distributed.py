@@ -141,7 +141,8 @@ def state_specs(state: Any, n: int, mesh: Mesh) -> Any:
     ``params`` are per-worker; the algorithm's state keeps the worker axis
     first in its per-worker leaves (decjax's convention for optimizer and
     algorithm state: a leaf with leading axis ``n`` is per-worker, scalars
-    such as counters and keys are shared); the run's key and step are shared.
+    such as counters and keys are shared); the run's key, step and running totals
+    of the steps' records are shared.
     """
     name = _axis_name(mesh)
 
@@ -154,6 +155,7 @@ def state_specs(state: Any, n: int, mesh: Mesh) -> Any:
         opt_state=jax.tree.map(algorithm_leaf, state.opt_state),
         key=PartitionSpec(),
         step=PartitionSpec(),
+        totals=replicated_specs(state.totals),
     )
 
 

@@ -98,31 +98,50 @@ def evaluate(
     return out
 
 
-STATE_METRICS = ("bytes_sent", "gossip_rounds", "staleness_avg", "staleness_max")
+def accumulate(totals: dict[str, jax.Array], info: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Add one step's record (``StepTransformation.step``'s ``info``) to running totals.
 
-
-def state_metrics(opt_state: Any) -> dict[str, jax.Array]:
-    """Communication counters found in an optimizer state, by field name.
-
-    Every NamedTuple field called ``bytes_sent`` (mean bytes sent per worker,
-    cumulative), ``gossip_rounds`` (cumulative rounds), ``staleness_avg`` or
-    ``staleness_max`` (asynchronous methods) anywhere in the state tree is
-    summed into one scalar per name (averaged over workers where the field is
-    per worker). ``simulate`` records these automatically.
+    Every entry is summed, except those named ``*_max``, which keep the
+    maximum; per-worker entries are first averaged over workers. Totals and
+    record have the same keys (``simulate`` starts from zeros shaped like the
+    record, see :func:`zero_totals`).
 
     Examples:
-      >>> import jax.numpy as jnp, optax, decjax
-      >>> tx = decjax.dpsgd(0.1, decjax.ring(4))
-      >>> x = jnp.zeros((4, 10))
-      >>> _, state = tx.update(jnp.ones_like(x), tx.init(x), x)
-      >>> float(decjax.metrics.state_metrics(state)["bytes_sent"])  # 2 neighbours x 40 bytes
-      80.0
+      >>> import jax.numpy as jnp, decjax
+      >>> totals = {"bytes_sent": jnp.float32(80.0), "staleness_max": jnp.float32(2.0)}
+      >>> step = {"bytes_sent": jnp.float32(80.0), "staleness_max": jnp.int32(1)}
+      >>> {k: float(v) for k, v in decjax.metrics.accumulate(totals, step).items()}
+      {'bytes_sent': 160.0, 'staleness_max': 2.0}
     """
-    found: dict[str, jax.Array] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
-        name = getattr(path[-1], "name", None) if path else None
-        if name in STATE_METRICS:
-            leaf = jnp.asarray(leaf, jnp.float32)
-            value = _axis.mean_workers(leaf.reshape(-1)) if leaf.ndim else leaf
-            found[name] = found.get(name, jnp.zeros((), jnp.float32)) + value
-    return found
+    out = {}
+    for name, total in totals.items():
+        value = jnp.asarray(info[name], jnp.float32)
+        value = _axis.mean_workers(value.reshape(-1)) if value.ndim else value
+        out[name] = jnp.maximum(total, value) if name.endswith("_max") else total + value
+    return out
+
+
+def zero_totals(info: dict[str, Any]) -> dict[str, jax.Array]:
+    """Float32 zeros with the keys of a step's record (or of its ``jax.eval_shape``)."""
+    return {name: jnp.zeros((), jnp.float32) for name in info}
+
+
+def traffic_metrics(totals: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The recorded metrics of running totals: each ``X_sum`` with an ``X_count`` becomes
+    the running average ``X_avg`` (e.g. DASGD's ``staleness_avg``); the rest as they are.
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> totals = {"staleness_sum": jnp.float32(6.0), "staleness_count": jnp.float32(4.0)}
+      >>> {k: float(v) for k, v in decjax.metrics.traffic_metrics(totals).items()}
+      {'staleness_avg': 1.5}
+    """
+    out = {}
+    for name, total in totals.items():
+        base = name.removesuffix("_sum").removesuffix("_count")
+        if base != name and f"{base}_sum" in totals and f"{base}_count" in totals:
+            if name.endswith("_sum"):
+                out[f"{base}_avg"] = total / jnp.maximum(totals[f"{base}_count"], 1.0)
+            continue
+        out[name] = total
+    return out

@@ -45,21 +45,21 @@ def phased(local, ring, complete, ring_phases, boundaries):
     def phase(count):
         return jnp.sum(count >= jnp.asarray(boundaries))
 
-    def apply(grads, state, params, **extra):
+    def step(grads, state, params, **extra):
         updates, local_state = per_worker(local).update(grads, state[0], params)
         use_ring = jnp.isin(phase(state[1].count), jnp.asarray(ring_phases))
-        new, gossip_state = jax.lax.cond(
+        new, gossip_state, info = jax.lax.cond(
             use_ring,
-            lambda: on_ring.apply(updates, state[1], params),
-            lambda: everyone.apply(updates, state[1], params),
+            lambda: on_ring.step(updates, state[1], params),
+            lambda: everyone.step(updates, state[1], params),
         )
-        return new, (local_state, gossip_state)
+        return new, (local_state, gossip_state), info
 
     def update(grads, state, params=None, **extra):
-        new, state = apply(grads, state, params)
+        new, state, _ = step(grads, state, params)
         return jax.tree.map(jnp.subtract, new, params), state
 
-    return DecentralizedTransformation(chained.init, update, apply)
+    return DecentralizedTransformation(chained.init, update, step)
 
 
 def critical_value(model, params0, ds, data, lr, batch_size):

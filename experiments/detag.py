@@ -98,7 +98,7 @@ def iterations_to_optimum(make, quad, lrs, max_steps: int, tol: float = 1e-4) ->
 
         def body(carry, _):
             x, state = carry
-            x, state = decjax.algorithms.apply_step(tx, grads(x, quad.data), state, x)
+            x, state, _ = decjax.algorithms.apply_step(tx, grads(x, quad.data), state, x)
             return (x, state), jnp.max(jnp.abs(x - quad.optimum[None]))
 
         return jax.lax.scan(body, (x, tx.init(x)), None, length=max_steps)[1]

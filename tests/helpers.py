@@ -25,3 +25,23 @@ def dense_reference(topology, x, step: int, rounds: int = 1) -> np.ndarray:
         w = mats[(step + r) % topology.period]
         y = np.tensordot(w, y, axes=(1, 0))
     return y
+
+
+def step_loop(tx, params, grads_fn, count: int, *, history: bool = False, **extra):
+    """``count`` steps of ``apply_step`` (simulate's path: ``tx.step`` where there is one),
+    jitted; returns the params, the state and the recorded metrics of the steps' records
+    (``bytes_sent``, ``gossip_rounds``, ``staleness_avg``...), accumulated as simulate does
+    (with ``history``, a list of them: after step 1, 2, ...)."""
+    import jax
+
+    from decjax.algorithms import apply_step
+    from decjax.metrics import accumulate, traffic_metrics, zero_totals
+
+    state = tx.init(params)
+    step = jax.jit(lambda g, s, p: apply_step(tx, g, s, p, **extra))
+    totals, records = None, []
+    for t in range(count):
+        params, state, info = step(grads_fn(params, t), state, params)
+        totals = accumulate(zero_totals(info) if totals is None else totals, info)
+        records.append(traffic_metrics(totals))
+    return params, state, records if history else traffic_metrics(totals or {})

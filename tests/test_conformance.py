@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import step_loop
 
 import decjax
 from decjax.algorithms import ALGORITHMS, NAMES
@@ -130,8 +131,9 @@ def test_zero_gradients_preserve_the_worker_average(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_counts_the_bytes_it_sends(name):
-    _, states = _steps(ALGORITHMS[name](0.05, decjax.ring(N)), _params(), 8)
-    sent = [float(decjax.metrics.state_metrics(s)["bytes_sent"]) for s in states]
+    tx = ALGORITHMS[name](0.05, decjax.ring(N))
+    _, _, records = step_loop(tx, _params(), _grads, 8, history=True)
+    sent = [0.0] + [float(r["bytes_sent"]) for r in records]
     assert sent[0] == 0.0
     assert all(b >= a for a, b in itertools.pairwise(sent))
     assert sent[-1] > 0
@@ -169,7 +171,7 @@ def test_direct_apply_agrees_with_update_plus_apply_updates(name):
         g = _grads(params, t)
         u, s_update = tx.update(g, s_update, p_update)
         p_update = optax.apply_updates(p_update, u)
-        p_apply, s_apply = decjax.algorithms.apply_step(tx, g, s_apply, p_apply)
+        p_apply, s_apply, _ = decjax.algorithms.apply_step(tx, g, s_apply, p_apply)
     for a, b in zip(jax.tree.leaves(p_apply), jax.tree.leaves(p_update), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     if name not in ("dasgd",):  # DASGD's update is additive by nature

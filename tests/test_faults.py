@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import decjax
+from benchmarks.hlo import array_ops
 from decjax.algorithms import ALGORITHMS, NAMES, node_churn, stragglers
 from decjax.topology import fault_statistics, realized_matrices, with_faults
 
@@ -301,37 +302,74 @@ def test_straggler_speeds_must_match_the_workers():
 
 
 def _counting(tx):
-    """``tx`` whose direct ``apply`` records that it was used (at trace time)."""
+    """``tx`` whose direct ``step`` records that it was used (at trace time)."""
     used = []
 
-    def apply(grads, state, params, **extra):
+    def step(grads, state, params, **extra):
         used.append(True)
-        return tx.apply(grads, state, params, **extra)
+        return tx.step(grads, state, params, **extra)
 
-    return decjax.algorithms.DecentralizedTransformation(tx.init, tx.update, apply), used
+    return decjax.algorithms.DecentralizedTransformation(tx.init, tx.update, step), used
 
 
-@pytest.mark.parametrize("wrapper", ["stragglers", "node_churn"])
-def test_wrappers_keep_the_direct_apply_fast_path(wrapper):
-    """stragglers and node_churn used to drop the wrapped algorithm's ``apply`` (new params
-    directly, one pass over the params fewer): simulate's apply_step now reaches it, and the
-    result equals the optax path (update, then apply_updates)."""
+def _wrapped(wrapper, inner, flaky):
+    n = flaky.n
+    if wrapper == "stragglers":
+        return stragglers(inner, [1.0] * (n // 2) + [0.5] * (n // 2), key=jax.random.key(1))
+    if wrapper == "node_churn":
+        return node_churn(inner, flaky)
+    return decjax.algorithms.local_then(decjax.per_worker(optax.scale(-0.1)), inner)
+
+
+WRAPPERS = ["stragglers", "node_churn", "local_then"]
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_wrappers_keep_the_direct_step_fast_path(wrapper):
+    """stragglers and node_churn used to drop the wrapped algorithm's direct step (new params
+    directly, one pass over the params fewer): simulate's apply_step now reaches it, the
+    result equals the optax path (update, then apply_updates), and the record comes through."""
     n = 8
     flaky = decjax.topology.with_faults(
         decjax.ring(n), key=jax.random.key(0), node_failure=0.2, down_steps=2
     )
-    inner, used = _counting(decjax.dpsgd(0.1, flaky))
-    if wrapper == "stragglers":
-        tx = stragglers(inner, [1.0] * 4 + [0.5] * 4, key=jax.random.key(1))
-    else:
-        tx = node_churn(inner, flaky)
+    inner, used = _counting(decjax.combine(flaky))
+    tx = _wrapped(wrapper, inner, flaky)
+    assert isinstance(tx, decjax.algorithms.StepTransformation)
     params = jax.random.normal(jax.random.key(2), (n, 3))
     state_a = state_b = tx.init(params)
     fast = slow = params
     for t in range(6):
         grads = jax.random.normal(jax.random.fold_in(jax.random.key(3), t), (n, 3))
-        fast, state_a = decjax.algorithms.apply_step(tx, grads, state_a, fast)
+        fast, state_a, info = decjax.algorithms.apply_step(tx, grads, state_a, fast)
         updates, state_b = tx.update(grads, state_b, slow)
         slow = optax.apply_updates(slow, updates)
-    assert used, "the wrapped algorithm's apply was not used"
+    assert used, "the wrapped algorithm's step was not used"
+    assert set(info) == {"bytes_sent"} and float(info["bytes_sent"]) > 0
     np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_the_compiled_fast_path_makes_fewer_params_sized_passes(wrapper):
+    """In the compiled program, the direct step writes fewer params-sized arrays than
+    update + apply_updates (which adds ``x + (W(x + u) - x)``): a wrapper that lost the
+    fast path would compile both to the same program."""
+    n, d = 16, 512
+    flaky = decjax.topology.with_faults(
+        decjax.ring(n), key=jax.random.key(0), node_failure=0.2, down_steps=2
+    )
+    tx = _wrapped(wrapper, decjax.combine(flaky), flaky)
+    params = jnp.ones((n, d))
+    state = tx.init(params)
+
+    def fast(g, s, p):
+        return decjax.algorithms.apply_step(tx, g, s, p)[:2]
+
+    def slow(g, s, p):
+        updates, s = tx.update(g, s, p)
+        return optax.apply_updates(p, updates), s
+
+    passes = [
+        array_ops(jax.jit(f).lower(params, state, params).compile(), (n, d)) for f in (fast, slow)
+    ]
+    assert passes[0] < passes[1], passes

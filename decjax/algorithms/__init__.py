@@ -1,6 +1,13 @@
 """Decentralized algorithms as optax ``GradientTransformationExtraArgs`` over stacked params."""
 
-from decjax.algorithms._common import DecentralizedTransformation, apply_step
+from decjax.algorithms._common import (
+    DecentralizedTransformation,
+    Info,
+    StepTransformation,
+    apply_step,
+    from_step,
+    local_then,
+)
 from decjax.algorithms.catalog import ALGORITHMS, NAMES, by_name
 from decjax.algorithms.choco import ChocoState, choco_sgd
 from decjax.algorithms.combine import CombineState, combine, decentralize, per_worker
@@ -38,7 +45,9 @@ __all__ = [
     "Delays",
     "DiffusionState",
     "GradientTrackingState",
+    "Info",
     "QuasiGlobalMomentumState",
+    "StepTransformation",
     "StragglerState",
     "apply_step",
     "by_name",
@@ -52,10 +61,12 @@ __all__ = [
     "dpsgd",
     "exact_diffusion",
     "fixed_delay",
+    "from_step",
     "geometric_delay",
     "gossip_pga",
     "gradient_tracking",
     "local_sgd",
+    "local_then",
     "node_churn",
     "per_link_delay",
     "per_worker",

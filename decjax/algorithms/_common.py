@@ -1,8 +1,8 @@
-"""Pieces every algorithm shares: schedules, validation, gossip closures, byte counting."""
+"""Pieces every algorithm shares: schedules, validation, gossip closures, the step protocol."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,10 @@ class Gossip:
         )
         return jnp.asarray(total, jnp.float32)
 
+    def traffic(self, tree: Any, step: jax.Array, vectors: int = 1) -> Info:
+        """The step's record of what gossip sent: ``{"bytes_sent": ...}`` (see ``bytes``)."""
+        return {"bytes_sent": self.bytes(tree, step, vectors)}
+
 
 def concrete_matrices(topology: Topology) -> np.ndarray | None:
     """The float64 matrices of a concrete topology; None when its weights are traced."""
@@ -68,57 +72,87 @@ def zeros_count() -> jax.Array:
     return jnp.zeros((), jnp.int32)
 
 
-def zeros_bytes() -> jax.Array:
-    return jnp.zeros((), jnp.float32)
+Info = dict[str, jax.Array]  # what one step reports: bytes sent, gossip rounds, staleness...
+
+
+@runtime_checkable
+class StepTransformation(Protocol):
+    """The protocol of a transformation that returns new parameters and a per-step record.
+
+    ``step(grads, state, params, **extra_args) -> (new_params, state, info)``,
+    with ``info`` a dict of scalars for *this step only* (e.g. ``bytes_sent``:
+    the mean bytes each worker sent; ``gossip_rounds``; ``staleness_sum``,
+    ``staleness_count``, ``staleness_max``). :func:`apply_step`, which
+    ``simulate`` uses, prefers ``step``, and ``simulate`` accumulates the
+    records (:func:`decjax.metrics.accumulate`). ``init`` and ``update`` are
+    optax's, so the transformation also composes with optax.
+    """
+
+    def init(self, params: Any) -> Any: ...
+
+    def update(self, updates: Any, state: Any, params: Any = None, **extra_args) -> Any: ...
+
+    def step(self, grads: Any, state: Any, params: Any, **extra_args) -> tuple[Any, Any, Info]: ...
 
 
 class DecentralizedTransformation(optax.GradientTransformationExtraArgs):
     """An optax transformation that can also return the new parameters directly.
 
     ``update(grads, state, params) -> (updates, state)`` is the optax protocol
-    (the caller adds the updates to the params). ``apply(grads, state, params)
-    -> (new_params, state)`` skips that round trip: with gossip the new params
-    are ``W(x + u)``, and ``x + (W(x + u) - x)`` costs one more pass over the
-    parameters than ``W(x + u)``. :func:`apply_step` (used by ``simulate``)
-    prefers ``apply``; inside an ``optax.chain`` the transformation behaves as
-    a plain ``GradientTransformationExtraArgs``.
+    (the caller adds the updates to the params). ``step(grads, state, params)
+    -> (new_params, state, info)`` (the :class:`StepTransformation` protocol)
+    skips that round trip: with gossip the new params are ``W(x + u)``, and
+    ``x + (W(x + u) - x)`` costs one more pass over the parameters than
+    ``W(x + u)``; it also reports what the step sent. :func:`apply_step` (used
+    by ``simulate``) prefers ``step``; the compositions in decjax
+    (:func:`local_then`, ``decentralize``, ``stragglers``, ``node_churn``)
+    keep it, while a plain ``optax.chain`` sees an optax transformation.
     """
 
-    def __new__(cls, init, update, apply):
+    def __new__(cls, init, update, step):
         self = super().__new__(cls, init, update)
-        self.apply = apply
+        self.step = step
         return self
 
+    def apply(self, grads, state, params, **extra_args):
+        """``(new_params, state)``: :meth:`step` without its record."""
+        new, state, _ = self.step(grads, state, params, **extra_args)
+        return new, state
 
-def from_apply(init, apply) -> DecentralizedTransformation:
-    """Build a transformation from ``apply(grads, state, params) -> (new_params, state)``."""
+
+def from_step(init, step) -> DecentralizedTransformation:
+    """Build a transformation from ``step(grads, state, params) -> (new_params, state, info)``."""
 
     def update(grads, state, params=None, **extra_args):
         if params is None:
             raise ValueError("this transformation needs params: tx.update(grads, state, params)")
-        new, state = apply(grads, state, params, **extra_args)
+        new, state, _ = step(grads, state, params, **extra_args)
         return jax.tree.map(lambda a, b: (a - b).astype(b.dtype), new, params), state
 
-    return DecentralizedTransformation(init, update, apply)
+    return DecentralizedTransformation(init, update, step)
 
 
-def apply_step(tx, grads, state, params, **extra_args):
-    """``(new_params, state)``: ``tx.apply`` if any, else update then ``optax.apply_updates``."""
-    fast = getattr(tx, "apply", None)
-    if fast is not None:
-        return fast(grads, state, params, **extra_args)
+def apply_step(tx, grads, state, params, **extra_args) -> tuple[Any, Any, Info]:
+    """``(new_params, state, info)``: ``tx.step`` if ``tx`` is a :class:`StepTransformation`,
+    else ``update`` then ``optax.apply_updates`` (and an empty record)."""
+    if isinstance(tx, StepTransformation):
+        return tx.step(grads, state, params, **extra_args)
     updates, state = tx.update(grads, state, params, **extra_args)
-    return optax.apply_updates(params, updates), state
+    return optax.apply_updates(params, updates), state, {}
 
 
 def local_then(local: optax.GradientTransformation, last: DecentralizedTransformation):
-    """``optax.chain(local, last)`` that keeps ``last``'s direct ``apply``."""
+    """``optax.chain(local, last)`` that keeps ``last``'s direct ``step``.
+
+    ``local`` must act on each worker separately (a per-worker optimizer): its
+    updates are fed to ``last``, whose step returns the new parameters.
+    """
     local = optax.with_extra_args_support(local)
     chained = optax.chain(local, last)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         updates, first = local.update(grads, state[0], params, **extra_args)
-        new, second = last.apply(updates, state[1], params, **extra_args)
-        return new, (first, second)
+        new, second, info = last.step(updates, state[1], params, **extra_args)
+        return new, (first, second), info
 
-    return DecentralizedTransformation(chained.init, chained.update, apply)
+    return DecentralizedTransformation(chained.init, chained.update, step)

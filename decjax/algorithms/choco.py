@@ -14,9 +14,8 @@ from decjax._validation import as_key, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
-    from_apply,
+    from_step,
     learning_rate_at,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.gossip import Compressor, messages_per_worker
@@ -29,7 +28,6 @@ class ChocoState(NamedTuple):
     count: jax.Array
     public: Any  # X-hat: the copies every neighbour holds of each worker's model
     key: jax.Array  # for random compressors
-    bytes_sent: jax.Array
 
 
 def _flatten_rows(tree):
@@ -99,9 +97,9 @@ def choco_sgd(
     def init(params):
         flat, _ = _flatten_rows(params)
         compressor.check(flat.shape[1])
-        return ChocoState(zeros_count(), optax.tree.zeros_like(params), key, zeros_bytes())
+        return ChocoState(zeros_count(), optax.tree.zeros_like(params), key)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         del extra_args
         t = state.count
         half = optax.tree.add_scale(params, -learning_rate_at(learning_rate, t), grads)
@@ -114,6 +112,6 @@ def choco_sgd(
         new = jax.tree.map(lambda h, m, p: h + consensus_step * (m - p), half, mixed, public)
         itemsize = jnp.dtype(diff.dtype).itemsize
         sent = messages_per_worker(topology, t) * compressor.bytes(diff.shape[1], itemsize)
-        return new, ChocoState(t + 1, public, key, state.bytes_sent + sent)
+        return new, ChocoState(t + 1, public, key), {"bytes_sent": sent.astype(jnp.float32)}
 
-    return from_apply(init, apply)
+    return from_step(init, step)

@@ -13,9 +13,8 @@ from decjax._validation import check_choice, check_int
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
-    from_apply,
+    from_step,
     local_then,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.gossip import worker_bytes
@@ -66,7 +65,6 @@ class CombineState(NamedTuple):
     """State of :func:`combine`."""
 
     count: jax.Array  # int32 scalar: steps so far (round t = count * rounds selects W_t)
-    bytes_sent: jax.Array  # float32 scalar: cumulative bytes sent per worker (mean)
 
 
 def combine(
@@ -119,9 +117,9 @@ def combine(
 
     def init(params):
         del params
-        return CombineState(count=zeros_count(), bytes_sent=zeros_bytes())
+        return CombineState(count=zeros_count())
 
-    def apply(updates, state, params, **extra_args):
+    def step(updates, state, params, **extra_args):
         del extra_args
 
         def neighbours(tree):
@@ -142,9 +140,9 @@ def combine(
         else:
             mixed_params, sent = mixed(params)
             new = optax.apply_updates(mixed_params, updates)
-        return new, CombineState(state.count + 1, state.bytes_sent + sent)
+        return new, CombineState(state.count + 1), {"bytes_sent": sent}
 
-    return from_apply(init, apply)
+    return from_step(init, step)
 
 
 def decentralize(

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from decjax._validation import check_choice, check_in_range, check_int, check_positive, is_traced
-from decjax.algorithms._common import from_apply, local_then
+from decjax.algorithms._common import from_step, local_then
 from decjax.algorithms.combine import per_worker
 from decjax.gossip import bytes_per_round, mix, resolve_backend
 from decjax.metrics import consensus_distance, sum_of_squares
@@ -25,7 +25,6 @@ class ConsensusControlState(NamedTuple):
     gossip_rounds: jax.Array  # int32: cumulative gossip rounds (selects W for time-varying)
     last_rounds: jax.Array  # int32: rounds used at the last step
     estimate: jax.Array  # float32: estimated consensus distance after the last step
-    bytes_sent: jax.Array
 
 
 def reference_target(
@@ -144,9 +143,9 @@ def consensus_control(
     def init(params):
         del params
         zero = jnp.zeros((), jnp.int32)
-        return ConsensusControlState(zero, zero, zero, jnp.zeros(()), jnp.zeros(()))
+        return ConsensusControlState(zero, zero, zero, jnp.zeros(()))
 
-    def apply(updates, state, params, **extra_args):
+    def step(updates, state, params, **extra_args):
         del extra_args
         goal = target(state.count) if callable(target) else target
         half = optax.apply_updates(params, updates)
@@ -164,12 +163,9 @@ def consensus_control(
 
         carry = one_round((jnp.int32(0), half, jnp.float32(jnp.inf), jnp.float32(0.0)))
         rounds, new, est, sent = jax.lax.while_loop(keep_going, one_round, carry)
-        return new, ConsensusControlState(
-            state.count + 1,
-            state.gossip_rounds + rounds,
-            rounds,
-            jnp.asarray(est, jnp.float32),
-            state.bytes_sent + sent,
+        new_state = ConsensusControlState(
+            state.count + 1, state.gossip_rounds + rounds, rounds, jnp.asarray(est, jnp.float32)
         )
+        return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds}
 
-    return local_then(per_worker(tx), from_apply(init, apply))
+    return local_then(per_worker(tx), from_step(init, step))

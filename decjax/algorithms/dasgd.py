@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
@@ -12,7 +13,12 @@ import optax
 
 from decjax import _axis
 from decjax._validation import as_key, check_choice, check_int, is_traced
-from decjax.algorithms._common import check_learning_rate, learning_rate_at
+from decjax.algorithms._common import (
+    DecentralizedTransformation,
+    Info,
+    check_learning_rate,
+    learning_rate_at,
+)
 from decjax.algorithms.delays import Delays
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
 from decjax.gossip import worker_bytes
@@ -29,11 +35,6 @@ class DASGDState(NamedTuple):
     sent: Any  # (n, B, ...) updates each worker sent at the last B ticks
     delays: jax.Array  # (n, B, n) delay of message j -> i sent at that tick (NEVER: none)
     arrivals: jax.Array  # (n, L, n) tick at which i applied k's update of that tick
-    staleness_sum: jax.Array  # float32, over received updates
-    staleness_count: jax.Array  # float32
-    staleness_avg: jax.Array  # float32 running S_avg
-    staleness_max: jax.Array  # int32 running max
-    bytes_sent: jax.Array
 
 
 def _deliveries(delay_buf: jax.Array, t: jax.Array, buffer: int):
@@ -107,7 +108,7 @@ def dasgd(
     speeds=None,
     key: jax.Array | None = None,
     profile: str = "random",
-) -> optax.GradientTransformationExtraArgs:
+) -> DecentralizedTransformation:
     r"""Decentralized asynchronous SGD (Tosi & Theobald, 2023), in discrete ticks.
 
     Workers never wait and never average models. At tick :math:`t` every active
@@ -127,9 +128,11 @@ def dasgd(
 
     Staleness (what the paper analyses): for each received update, the number of
     updates the receiving model (at the start of the arrival tick) had applied
-    that the model the gradient was computed on had not. The state keeps the
-    running average ``staleness_avg`` (:math:`S_{avg}`) and ``staleness_max``;
-    ``simulate`` records both. Its cost is :math:`O(n^3 S_{max}^2)` per tick.
+    that the model the gradient was computed on had not. Each ``step`` reports
+    the tick's ``staleness_sum``, ``staleness_count`` and ``staleness_max``
+    (with ``bytes_sent``); ``simulate`` accumulates them and records the
+    running average ``staleness_avg`` (:math:`S_{avg}`) and ``staleness_max``.
+    Its cost is :math:`O(n^3 S_{max}^2)` per tick.
 
     Args:
       learning_rate: :math:`\eta > 0` or a schedule of the tick.
@@ -161,41 +164,81 @@ def dasgd(
             "delays must be a decjax.algorithms.Delays (fixed_delay, uniform_delay, "
             f"geometric_delay, per_link_delay), got {type(delays).__name__}"
         )
-    if topology is None:
-        if n is None:
-            raise ValueError("give n (the number of workers) when topology is omitted")
-        n = check_int("n", n, minimum=1)
-        adjacency = ~np.eye(n, dtype=bool)
-    else:
-        if not isinstance(topology, Topology):
-            raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-        if topology.faults is not None:
-            raise ValueError(
-                "dasgd models unreliable links by their delays; pass a topology without faults"
-            )
-        if n is not None and n != topology.n:
-            raise ValueError(f"n={n} does not match topology.n={topology.n}")
-        n = topology.n
-        # traced (swept) topologies are allowed: their non-zero pattern is computed in jit
-        mats = topology.matrices() if is_traced(topology.weights) else topology.numpy_matrices()
-        adjacency = jnp.any(mats != 0, axis=0) & ~jnp.eye(n, dtype=bool)
+    n, adjacency = _adjacency(topology, n)
     speeds = check_speeds(speeds) if speeds is not None else None
     if speeds is not None and speeds.shape[0] != n:
         raise ValueError(f"speeds has {speeds.shape[0]} entries but there are n={n} workers")
     check_choice("profile", profile, PROFILES)
     key = jax.random.key(0) if key is None else as_key("key", key)
-    buffer = delays.max_delay + 1
-    window = max(1, 2 * delays.max_delay)
-    index_bytes = 4 * n * n * (buffer + window)  # delays and arrivals, int32
-    _check_fits(index_bytes, n, delays.max_delay, "its delay and arrival indices")
-    adjacency = jnp.asarray(adjacency)
+    ticks = _Ticks(learning_rate, n, jnp.asarray(adjacency), delays, speeds, key, profile)
+    _check_fits(ticks.index_bytes, n, delays.max_delay, "its delay and arrival indices")
 
-    def init(params):
+    def update(grads, state, params=None, **extra_args):
+        del params, extra_args
+        updates, state, _ = ticks.advance(grads, state)
+        return updates, state
+
+    def step(grads, state, params, **extra_args):
+        del extra_args
+        updates, state, info = ticks.advance(grads, state)
+        return optax.apply_updates(params, updates), state, info
+
+    return DecentralizedTransformation(ticks.init, update, step)
+
+
+def _adjacency(topology: Topology | None, n: int | None) -> tuple[int, Any]:
+    """``n`` and the ``(n, n)`` bool pattern of messages ``j -> i`` (receiver first)."""
+    if topology is None:
+        if n is None:
+            raise ValueError("give n (the number of workers) when topology is omitted")
+        n = check_int("n", n, minimum=1)
+        return n, ~np.eye(n, dtype=bool)
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+    if topology.faults is not None:
+        raise ValueError(
+            "dasgd models unreliable links by their delays; pass a topology without faults"
+        )
+    if n is not None and n != topology.n:
+        raise ValueError(f"n={n} does not match topology.n={topology.n}")
+    n = topology.n
+    # traced (swept) topologies are allowed: their non-zero pattern is computed in jit
+    mats = topology.matrices() if is_traced(topology.weights) else topology.numpy_matrices()
+    return n, jnp.any(mats != 0, axis=0) & ~jnp.eye(n, dtype=bool)
+
+
+@dataclass(frozen=True)
+class _Ticks:
+    """The tick of every worker: send, deliver what is due, measure staleness."""
+
+    learning_rate: Any
+    n: int
+    adjacency: jax.Array  # (n, n) bool, receiver first
+    delays: Delays
+    speeds: Any  # None or (n,) compute rates
+    key: jax.Array
+    profile: str
+
+    @property
+    def buffer(self) -> int:
+        return self.delays.max_delay + 1
+
+    @property
+    def window(self) -> int:
+        return max(1, 2 * self.delays.max_delay)
+
+    @property
+    def index_bytes(self) -> int:
+        return 4 * self.n * self.n * (self.buffer + self.window)  # delays and arrivals, int32
+
+    def init(self, params) -> DASGDState:
+        n, buffer = self.n, self.buffer
         leaves = jax.tree.leaves(params)
         if _axis.total_workers(leaves[0].shape[0]) != n:
             raise ValueError(f"params have {leaves[0].shape[0]} workers, dasgd was built for {n}")
         sent_bytes = buffer * sum(x.size * x.dtype.itemsize for x in leaves)
-        _check_fits(index_bytes + sent_bytes, n, delays.max_delay, "its ring buffers of updates")
+        max_delay = self.delays.max_delay
+        _check_fits(self.index_bytes + sent_bytes, n, max_delay, "its ring buffers of updates")
         rows = leaves[0].shape[0]
         # Every buffer keeps the worker axis first (receivers for delays and
         # arrivals), so a sharded run splits all of them by worker.
@@ -204,31 +247,29 @@ def dasgd(
         )
         return DASGDState(
             tick=jnp.zeros((), jnp.int32),
-            key=key,
+            key=self.key,
             sent=zeros,
             delays=jnp.full((rows, buffer, n), NEVER, jnp.int32),
-            arrivals=jnp.full((rows, window, n), NEVER, jnp.int32),
-            staleness_sum=jnp.zeros(()),
-            staleness_count=jnp.zeros(()),
-            staleness_avg=jnp.zeros(()),
-            staleness_max=jnp.zeros((), jnp.int32),
-            bytes_sent=jnp.zeros(()),
+            arrivals=jnp.full((rows, self.window, n), NEVER, jnp.int32),
         )
 
-    def update(grads, state, params=None, **extra_args):
-        del params, extra_args
-        t = state.tick
+    def _active(self, key, t) -> jax.Array:
+        if self.speeds is None:
+            return jnp.ones((self.n,), bool)
+        return active_workers(self.speeds, key, t, self.profile)
+
+    def advance(self, grads, state: DASGDState) -> tuple[Any, DASGDState, Info]:
+        """The updates of one tick, the new state and the tick's record."""
+        n, buffer, t = self.n, self.buffer, state.tick
         key, k_delay, k_active = jax.random.split(state.key, 3)
-        active_all = (
-            jnp.ones((n,), bool) if speeds is None else active_workers(speeds, k_active, t, profile)
-        )
+        active_all = self._active(k_active, t)
         active = _axis.local_rows(active_all)
-        eta = learning_rate_at(learning_rate, t)
+        eta = learning_rate_at(self.learning_rate, t)
         own = optax.tree.scale(-eta, where_workers(active, grads, optax.tree.zeros_like(grads)))
         slot = t % buffer
-        link_all = adjacency & active_all[None, :]  # message j -> i exists (receiver first)
+        link_all = self.adjacency & active_all[None, :]  # message j -> i exists
         link = _axis.local_rows(link_all)
-        d = jnp.where(link, _axis.local_rows(delays.sample(k_delay, n)), NEVER)
+        d = jnp.where(link, _axis.local_rows(self.delays.sample(k_delay, n)), NEVER)
         sent = jax.tree.map(
             lambda buf, u: buf.at[:, slot].set(u.astype(buf.dtype)), state.sent, own
         )
@@ -237,28 +278,17 @@ def dasgd(
         # Arrival times for staleness: own update applied at its tick, others at s + d.
         eye = _axis.local_rows(jnp.eye(n, dtype=bool))
         arrive = jnp.where(eye & active[:, None], t, jnp.where(link, t + d, NEVER))
-        arrivals = state.arrivals.at[:, t % window].set(arrive)
+        arrivals = state.arrivals.at[:, t % self.window].set(arrive)
 
         ages, slots, deliver = _deliveries(delay_buf, t, buffer)
         received = jax.tree.map(lambda buf: _incoming(buf, slots, deliver, n), sent)
         # in the params' dtype (a bfloat16 model stays bfloat16)
         updates = jax.tree.map(lambda a, b, buf: (a + b).astype(buf.dtype), own, received, sent)
         total, count, worst = _staleness(state.arrivals, t, ages, deliver & ~eye[:, None, :], n)
-        s_sum = state.staleness_sum + total
-        s_count = state.staleness_count + count
-        sent_bytes = jnp.mean(link_all.sum(axis=0).astype(jnp.float32)) * worker_bytes(grads)
-        new_state = DASGDState(
-            tick=t + 1,
-            key=key,
-            sent=sent,
-            delays=delay_buf,
-            arrivals=arrivals,
-            staleness_sum=s_sum,
-            staleness_count=s_count,
-            staleness_avg=s_sum / jnp.maximum(s_count, 1.0),
-            staleness_max=jnp.maximum(state.staleness_max, worst),
-            bytes_sent=state.bytes_sent + sent_bytes,
-        )
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(init, update)
+        info = {
+            "bytes_sent": jnp.mean(link_all.sum(axis=0).astype(jnp.float32)) * worker_bytes(grads),
+            "staleness_sum": total,
+            "staleness_count": count,
+            "staleness_max": worst,
+        }
+        return updates, DASGDState(t + 1, key, sent, delay_buf, arrivals), info

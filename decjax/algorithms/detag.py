@@ -12,9 +12,8 @@ from decjax._validation import check_in_range, check_int, is_traced
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
-    from_apply,
+    from_step,
     learning_rate_at,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.gossip import accelerated_step, optimal_momentum
@@ -31,7 +30,6 @@ class DeTAGState(NamedTuple):
     tracker_mix_prev: Any
     grad_sum: Any  # running mean of this phase's gradients, G-bar_k so far
     prev_grad: Any  # G-bar_{k-1}
-    bytes_sent: jax.Array
 
 
 def detag(
@@ -101,9 +99,9 @@ def detag(
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
-        return DeTAGState(zeros_count(), params, params, zeros, zeros, zeros, zeros, zeros_bytes())
+        return DeTAGState(zeros_count(), params, params, zeros, zeros, zeros, zeros)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         del extra_args
         t = state.count
 
@@ -130,8 +128,7 @@ def detag(
             pick(y_next, state.tracker_mix),
             pick(zeros, grad_sum),
             pick(grad_sum, state.prev_grad),
-            state.bytes_sent + gossip.bytes(params, t, vectors=2),
         )
-        return pick(x_next, params), new_state
+        return pick(x_next, params), new_state, gossip.traffic(params, t, vectors=2)
 
-    return from_apply(init, apply)
+    return from_step(init, step)

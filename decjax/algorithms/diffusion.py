@@ -33,9 +33,8 @@ from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
     concrete_matrices,
-    from_apply,
+    from_step,
     learning_rate_at,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.topology import Topology, lazy
@@ -47,16 +46,15 @@ class DiffusionState(NamedTuple):
 
     count: jax.Array
     correction: Any  # C_t = X_t - Psi_t, zero worker average
-    bytes_sent: jax.Array
 
 
 def _corrected_diffusion(learning_rate, gossip: Gossip):
     check_learning_rate(learning_rate)
 
     def init(params):
-        return DiffusionState(zeros_count(), optax.tree.zeros_like(params), zeros_bytes())
+        return DiffusionState(zeros_count(), optax.tree.zeros_like(params))
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         del extra_args
         t = state.count
         psi = optax.tree.add_scale(params, -learning_rate_at(learning_rate, t), grads)
@@ -64,9 +62,9 @@ def _corrected_diffusion(learning_rate, gossip: Gossip):
         delta = gossip.delta(target, t)
         new = optax.tree.add(target, delta)
         correction = optax.tree.add(state.correction, delta)
-        return new, DiffusionState(t + 1, correction, state.bytes_sent + gossip.bytes(psi, t))
+        return new, DiffusionState(t + 1, correction), gossip.traffic(psi, t)
 
-    return from_apply(init, apply)
+    return from_step(init, step)
 
 
 def check_d2_topology(topology: Topology) -> None:

@@ -114,13 +114,13 @@ def stragglers(
         updates, inner = tx.update(fed, state.inner, params, **extra_args)
         return updates, StragglerState(state.count + 1, last, inner)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         fed, last = fed_gradients(grads, state)
-        new, inner = apply_step(inner_tx, fed, state.inner, params, **extra_args)
-        return new, StragglerState(state.count + 1, last, inner)
+        new, inner, info = apply_step(inner_tx, fed, state.inner, params, **extra_args)
+        return new, StragglerState(state.count + 1, last, inner), info
 
-    # keeps the wrapped algorithm's direct ``apply`` (the new params, one pass fewer)
-    return DecentralizedTransformation(init, update, apply)
+    # keeps the wrapped algorithm's direct ``step`` (the new params, one pass fewer)
+    return DecentralizedTransformation(init, update, step)
 
 
 class ChurnState(NamedTuple):
@@ -199,15 +199,15 @@ def node_churn(
             updates = where_workers(rejoin, moved, updates)
         return updates, ChurnState(t + 1, inner)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         t = state.count
         alive_all, alive, rejoin = who(t)
         grads = where_workers(alive, grads, optax.tree.zeros_like(grads))
-        new, inner = apply_step(inner_tx, grads, state.inner, params, **extra_args)
+        new, inner, info = apply_step(inner_tx, grads, state.inner, params, **extra_args)
         new = where_workers(alive, new, params)  # a departed worker does not move
         if restart == "average":
             new = where_workers(rejoin, neighbour_average(params, alive_all, t), new)
-        return new, ChurnState(t + 1, inner)
+        return new, ChurnState(t + 1, inner), info
 
-    # keeps the wrapped algorithm's direct ``apply`` (the new params, one pass fewer)
-    return DecentralizedTransformation(init, update, apply)
+    # keeps the wrapped algorithm's direct ``step`` (the new params, one pass fewer)
+    return DecentralizedTransformation(init, update, step)

@@ -12,9 +12,8 @@ from decjax._validation import check_choice
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
-    from_apply,
+    from_step,
     learning_rate_at,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.topology import Topology
@@ -26,7 +25,6 @@ class GradientTrackingState(NamedTuple):
     count: jax.Array  # int32 scalar: steps taken (selects W_t)
     tracker: Any  # Y_{t-1}, stacked (n, ...)
     prev_grads: Any  # G_{t-1}, stacked (n, ...)
-    bytes_sent: jax.Array  # float32: cumulative bytes sent per worker
 
 
 def gradient_tracking(
@@ -96,9 +94,9 @@ def gradient_tracking(
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
-        return GradientTrackingState(zeros_count(), zeros, zeros, zeros_bytes())
+        return GradientTrackingState(zeros_count(), zeros, zeros)
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         del extra_args
         t = state.count
 
@@ -120,6 +118,7 @@ def gradient_tracking(
         else:
             new = optax.tree.add_scale(gossip(params, t), -eta, tracker)
         sent = gossip.bytes(params, t) + jax.numpy.where(t > 0, gossip.bytes(tracker, t - 1), 0.0)
-        return new, GradientTrackingState(t + 1, tracker, grads, state.bytes_sent + sent)
+        info = {"bytes_sent": sent}
+        return new, GradientTrackingState(t + 1, tracker, grads), info
 
-    return from_apply(init, apply)
+    return from_step(init, step)

@@ -11,9 +11,8 @@ from decjax._validation import check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
-    from_apply,
+    from_step,
     learning_rate_at,
-    zeros_bytes,
     zeros_count,
 )
 from decjax.topology import Topology
@@ -24,7 +23,6 @@ class QuasiGlobalMomentumState(NamedTuple):
 
     count: jax.Array
     momentum: Any  # M-hat: the quasi-global momentum buffer
-    bytes_sent: jax.Array
 
 
 def qg_dsgdm(
@@ -80,9 +78,9 @@ def qg_dsgdm(
     gossip = Gossip(topology, rounds=rounds, backend=backend)
 
     def init(params):
-        return QuasiGlobalMomentumState(zeros_count(), optax.tree.zeros_like(params), zeros_bytes())
+        return QuasiGlobalMomentumState(zeros_count(), optax.tree.zeros_like(params))
 
-    def apply(grads, state, params, **extra_args):
+    def step(grads, state, params, **extra_args):
         del extra_args
         t = state.count
         eta = learning_rate_at(learning_rate, t)
@@ -92,7 +90,6 @@ def qg_dsgdm(
         new = gossip(optax.tree.add_scale(params, -eta, local), t)
         displacement = jax.tree.map(lambda x, y: (x - y) / eta, params, new)
         buffer = jax.tree.map(lambda m, d: mu * m + (1 - mu) * d, state.momentum, displacement)
-        sent = state.bytes_sent + gossip.bytes(params, t)
-        return new, QuasiGlobalMomentumState(t + 1, buffer, sent)
+        return new, QuasiGlobalMomentumState(t + 1, buffer), gossip.traffic(params, t)
 
-    return from_apply(init, apply)
+    return from_step(init, step)

@@ -13,7 +13,13 @@ import optax
 from decjax import _axis
 from decjax.algorithms import apply_step
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
-from decjax.metrics import consensus_distance, evaluate, state_metrics
+from decjax.metrics import (
+    accumulate,
+    consensus_distance,
+    evaluate,
+    traffic_metrics,
+    zero_totals,
+)
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
@@ -46,6 +52,7 @@ class RunState(NamedTuple):
     opt_state: Any
     key: jax.Array
     step: jax.Array  # int32 scalar
+    totals: dict  # running totals of the steps' records (bytes sent, rounds, staleness...)
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,11 @@ class Program:
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
 
     def init(self, params, key, hyper) -> RunState:
-        opt_state = self.make_tx(**hyper).init(params)
-        return RunState(params, opt_state, key, jnp.zeros((), jnp.int32))
+        tx = self.make_tx(**hyper)
+        opt_state = tx.init(params)
+        # the keys of the transformation's per-step record, from its shapes (nothing runs)
+        info = jax.eval_shape(lambda p, s: apply_step(tx, p, s, p)[2], params, opt_state)
+        return RunState(params, opt_state, key, jnp.zeros((), jnp.int32), zero_totals(info))
 
     def batch(self, data, key):
         if isinstance(data, WorkerData):
@@ -120,8 +130,10 @@ class Program:
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
             losses, grads = self.gradients(state.params, data, sub)
-            params, opt_state = apply_step(tx, grads, state.opt_state, state.params)
-            return RunState(params, opt_state, key, state.step + 1), _axis.mean_workers(losses)
+            params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
+            totals = accumulate(state.totals, info)
+            new = RunState(params, opt_state, key, state.step + 1, totals)
+            return new, _axis.mean_workers(losses)
 
         start = state
         state, losses = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
@@ -129,7 +141,7 @@ class Program:
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers
             "consensus_distance": consensus_distance(state.params),
-            **state_metrics(state.opt_state),
+            **traffic_metrics(state.totals),
             # the step whose training loss was first non-finite in this block (0: none)
             NONFINITE_STEP: jnp.where(bad.any(), start.step + jnp.argmax(bad) + 1, 0),
         }

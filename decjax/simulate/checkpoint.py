@@ -33,7 +33,7 @@ from decjax.distributed import to_host
 from decjax.simulate.identity import FIELDS
 
 FILENAME = "checkpoint.npz"
-FORMAT = 2
+FORMAT = 3  # 3: the run state carries the running totals of the steps' records
 STRUCTURE = (
     "format",
     "treedef",
