@@ -77,9 +77,9 @@ def consensus_control(
     one, at most ``max_rounds`` — until the estimated consensus distance
     :math:`\hat\Xi^2 = \frac1n\sum_i\lVert x_i - \bar x\rVert^2` is at most
     ``target(t)``. The number of rounds is data-dependent inside ``jit``
-    (``lax.while_loop``) and is logged: ``gossip_rounds`` (cumulative),
-    ``last_rounds`` and ``estimate`` live in the state and ``simulate``
-    records ``gossip_rounds`` and ``bytes_sent``.
+    (``lax.while_loop``): each step reports its ``gossip_rounds`` and
+    ``bytes_sent`` (``simulate`` records both, cumulative); the state keeps
+    the cumulative rounds, ``last_rounds`` and ``estimate``.
 
     Estimators:
 
@@ -121,24 +121,35 @@ def consensus_control(
     if not callable(target):
         check_positive("target", target)
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)
-    check_choice("estimator", estimator, ("gossip", "exact"))
-    if estimator == "gossip":
-        if spectral_gap_value is None:
-            if topology.is_time_varying or is_traced(topology.weights):
-                raise ValueError(
-                    "estimator='gossip' needs spectral_gap_value for a time-varying or traced "
-                    "topology (or use estimator='exact')"
-                )
-            spectral_gap_value = spectral_gap(topology)
-        check_in_range("spectral_gap_value", spectral_gap_value, 0.0, 1.0, closed="right")
-    n = topology.n
+    estimate = _estimator(estimator, topology, spectral_gap_value)
+    gossip = _gossip_until_target(topology, target, max_rounds, estimate, backend)
+    return local_then(per_worker(tx), gossip)
 
-    def estimate(new, old):
-        if estimator == "exact":
-            return consensus_distance(new)
-        lam = 1.0 - spectral_gap_value
+
+def _estimator(estimator: str, topology: Topology, spectral_gap_value) -> Callable:
+    """``estimate(new, old)``: the consensus distance after a round, exact or from the move."""
+    check_choice("estimator", estimator, ("gossip", "exact"))
+    if estimator == "exact":
+        return lambda new, old: consensus_distance(new)
+    if spectral_gap_value is None:
+        if topology.is_time_varying or is_traced(topology.weights):
+            raise ValueError(
+                "estimator='gossip' needs spectral_gap_value for a time-varying or traced "
+                "topology (or use estimator='exact')"
+            )
+        spectral_gap_value = spectral_gap(topology)
+    check_in_range("spectral_gap_value", spectral_gap_value, 0.0, 1.0, closed="right")
+    lam, n = 1.0 - spectral_gap_value, topology.n
+
+    def from_move(new, old):
         moved = sum_of_squares(optax.tree.sub(new, old)) / n
         return lam**2 * moved / spectral_gap_value**2
+
+    return from_move
+
+
+def _gossip_until_target(topology, target, max_rounds, estimate, backend):
+    """The gossip stage: rounds of ``W`` until ``estimate <= target(t)`` (or ``max_rounds``)."""
 
     def init(params):
         del params
@@ -168,4 +179,4 @@ def consensus_control(
         )
         return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds}
 
-    return local_then(per_worker(tx), from_step(init, step))
+    return from_step(init, step)

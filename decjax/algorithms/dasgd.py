@@ -121,9 +121,8 @@ def dasgd(
     .. math::  x_i(t+1) = x_i(t) - \eta\, g_i(t)
        - \eta \sum_{j \ne i} \sum_{s:\, s + d_{ij}(s) = t} g_j(s).
 
-    Models differ only by the updates each has not received yet. Pending
-    updates live in a ring buffer on device (``max_delay + 1`` ticks), inside
-    ``scan``, with no Python per message. With zero delay this is exactly
+    Pending updates live in a ring buffer on device (``max_delay + 1`` ticks),
+    inside ``scan``, with no Python per message. With zero delay this is exactly
     synchronous SGD on the *sum* of the workers' gradients (tested).
 
     Staleness (what the paper analyses): for each received update, the number of
@@ -150,24 +149,20 @@ def dasgd(
       >>> import jax.numpy as jnp, optax, decjax
       >>> tx = decjax.dasgd(0.1, delays=decjax.algorithms.fixed_delay(0), n=4)  # synchronous
       >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
-      >>> updates, state = tx.update(jnp.ones_like(x), tx.init(x), x)  # unit gradients
-      >>> [round(v, 4) for v in optax.apply_updates(x, updates)[:, 0].tolist()]
+      >>> new, state, info = tx.step(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in new[:, 0].tolist()]
       [-0.4, 0.6, 1.6, 2.6]
+      >>> float(info["staleness_count"]), float(info["bytes_sent"])  # 12 messages of 4 bytes
+      (12.0, 12.0)
 
     References:
       Tosi & Theobald. *Convergence Analysis of Decentralized ASGD*, 2023
       (arXiv:2309.03754).
     """
     check_learning_rate(learning_rate)
-    if not isinstance(delays, Delays):
-        raise TypeError(
-            "delays must be a decjax.algorithms.Delays (fixed_delay, uniform_delay, "
-            f"geometric_delay, per_link_delay), got {type(delays).__name__}"
-        )
+    _check_delays(delays)
     n, adjacency = _adjacency(topology, n)
-    speeds = check_speeds(speeds) if speeds is not None else None
-    if speeds is not None and speeds.shape[0] != n:
-        raise ValueError(f"speeds has {speeds.shape[0]} entries but there are n={n} workers")
+    speeds = _speeds(speeds, n)
     check_choice("profile", profile, PROFILES)
     key = jax.random.key(0) if key is None else as_key("key", key)
     ticks = _Ticks(learning_rate, n, jnp.asarray(adjacency), delays, speeds, key, profile)
@@ -184,6 +179,24 @@ def dasgd(
         return optax.apply_updates(params, updates), state, info
 
     return DecentralizedTransformation(ticks.init, update, step)
+
+
+def _check_delays(delays) -> None:
+    if not isinstance(delays, Delays):
+        raise TypeError(
+            "delays must be a decjax.algorithms.Delays (fixed_delay, uniform_delay, "
+            f"geometric_delay, per_link_delay), got {type(delays).__name__}"
+        )
+
+
+def _speeds(speeds, n: int):
+    """None, or the validated ``(n,)`` compute rates."""
+    if speeds is None:
+        return None
+    speeds = check_speeds(speeds)
+    if speeds.shape[0] != n:
+        raise ValueError(f"speeds has {speeds.shape[0]} entries but there are n={n} workers")
+    return speeds
 
 
 def _adjacency(topology: Topology | None, n: int | None) -> tuple[int, Any]:

@@ -86,16 +86,7 @@ def detag(
     check_learning_rate(learning_rate)
     phase = check_int("phase_length", phase_length, minimum=1)
     gossip = Gossip(topology, backend=backend)
-    if gossip_momentum == "optimal":
-        if topology.is_time_varying or is_traced(topology.weights):
-            raise ValueError(
-                "gossip_momentum='optimal' needs a static, concrete topology; pass a float"
-            )
-        gossip_momentum = optimal_momentum(topology)
-    elif isinstance(gossip_momentum, str):
-        raise ValueError(f"gossip_momentum must be a float or 'optimal', got {gossip_momentum!r}")
-    check_in_range("gossip_momentum", gossip_momentum, 0.0, 1.0, closed="left")
-    eta_g = gossip_momentum
+    eta_g = _gossip_momentum(gossip_momentum, topology)
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
@@ -116,19 +107,42 @@ def detag(
         x_next = optax.tree.add_scale(z, -alpha, y)
         y_next = jax.tree.map(lambda a, b, c: a + b - c, y, grad_sum, state.prev_grad)
 
-        def pick(at_end, within):
-            return jax.tree.map(lambda a, b: jnp.where(end, a, b), at_end, within)
-
-        zeros = optax.tree.zeros_like(grads)
-        new_state = DeTAGState(
-            t + 1,
-            pick(x_next, z),
-            pick(x_next, state.model_mix),
-            pick(y_next, y),
-            pick(y_next, state.tracker_mix),
-            pick(zeros, grad_sum),
-            pick(grad_sum, state.prev_grad),
-        )
-        return pick(x_next, params), new_state, gossip.traffic(params, t, vectors=2)
+        new_state = _next_state(state, end, (x_next, z), (y_next, y), grad_sum)
+        new = jax.tree.map(lambda a, b: jnp.where(end, a, b), x_next, params)
+        return new, new_state, gossip.traffic(params, t, vectors=2)
 
     return from_step(init, step)
+
+
+def _gossip_momentum(gossip_momentum, topology: Topology) -> float:
+    """The accelerated-gossip momentum: a float in ``[0, 1)``, or ``"optimal"`` for the topology."""
+    if gossip_momentum == "optimal":
+        if topology.is_time_varying or is_traced(topology.weights):
+            raise ValueError(
+                "gossip_momentum='optimal' needs a static, concrete topology; pass a float"
+            )
+        return optimal_momentum(topology)
+    if isinstance(gossip_momentum, str):
+        raise ValueError(f"gossip_momentum must be a float or 'optimal', got {gossip_momentum!r}")
+    check_in_range("gossip_momentum", gossip_momentum, 0.0, 1.0, closed="left")
+    return gossip_momentum
+
+
+def _next_state(state: DeTAGState, end, models, trackers, grad_sum) -> DeTAGState:
+    """The state after a round: at a phase's ``end`` the accelerated gossip restarts from the
+    new iterates ``(x_next, y_next)`` and the phase's gradient sum moves to ``prev_grad``;
+    within a phase the gossip iterates ``(z, y)`` advance and the sum grows."""
+    (x_next, z), (y_next, y) = models, trackers
+
+    def pick(at_end, within):
+        return jax.tree.map(lambda a, b: jnp.where(end, a, b), at_end, within)
+
+    return DeTAGState(
+        state.count + 1,
+        pick(x_next, z),
+        pick(x_next, state.model_mix),
+        pick(y_next, y),
+        pick(y_next, state.tracker_mix),
+        pick(optax.tree.zeros_like(grad_sum), grad_sum),
+        pick(grad_sum, state.prev_grad),
+    )

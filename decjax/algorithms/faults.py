@@ -159,23 +159,6 @@ def node_churn(
     check_choice("restart", restart, ("average", "stale"))
     inner_tx, tx = tx, optax.with_extra_args_support(tx)
 
-    def neighbour_average(params, alive, step):
-        nbr, w = topology.lists()
-        nbr, w = nbr[step % topology.period], w[step % topology.period]
-        rows = jnp.arange(topology.n)[:, None]
-        use = _axis.local_rows((w != 0) & (nbr != rows) & alive[nbr])
-        nbr = _axis.local_rows(nbr)
-        count = use.sum(axis=1)
-
-        def average(x):
-            weights = use.astype(x.dtype) / jnp.maximum(count, 1)[:, None].astype(x.dtype)
-            gathered = jnp.take(_axis.gather_rows(x), nbr, axis=0)  # (n, k, ...)
-            expand = weights.reshape(weights.shape + (1,) * (x.ndim - 1))
-            mean = jnp.sum(expand * gathered, axis=1)
-            return jnp.where((count > 0).reshape((-1,) + (1,) * (x.ndim - 1)), mean, x)
-
-        return jax.tree.map(average, params)
-
     def init(params):
         return ChurnState(jnp.zeros((), jnp.int32), tx.init(params))
 
@@ -195,7 +178,7 @@ def node_churn(
         updates, inner = tx.update(grads, state.inner, params, **extra_args)
         updates = where_workers(alive, updates, optax.tree.zeros_like(updates))
         if restart == "average":
-            moved = optax.tree.sub(neighbour_average(params, alive_all, t), params)
+            moved = optax.tree.sub(_neighbour_average(topology, params, alive_all, t), params)
             updates = where_workers(rejoin, moved, updates)
         return updates, ChurnState(t + 1, inner)
 
@@ -206,8 +189,27 @@ def node_churn(
         new, inner, info = apply_step(inner_tx, grads, state.inner, params, **extra_args)
         new = where_workers(alive, new, params)  # a departed worker does not move
         if restart == "average":
-            new = where_workers(rejoin, neighbour_average(params, alive_all, t), new)
+            new = where_workers(rejoin, _neighbour_average(topology, params, alive_all, t), new)
         return new, ChurnState(t + 1, inner), info
 
     # keeps the wrapped algorithm's direct ``step`` (the new params, one pass fewer)
     return DecentralizedTransformation(init, update, step)
+
+
+def _neighbour_average(topology: Topology, params, alive, step):
+    """Each worker's mean of its neighbours that are ``alive`` (itself if it has none)."""
+    nbr, w = topology.lists()
+    nbr, w = nbr[step % topology.period], w[step % topology.period]
+    rows = jnp.arange(topology.n)[:, None]
+    use = _axis.local_rows((w != 0) & (nbr != rows) & alive[nbr])
+    nbr = _axis.local_rows(nbr)
+    count = use.sum(axis=1)
+
+    def average(x):
+        weights = use.astype(x.dtype) / jnp.maximum(count, 1)[:, None].astype(x.dtype)
+        gathered = jnp.take(_axis.gather_rows(x), nbr, axis=0)  # (n, k, ...)
+        expand = weights.reshape(weights.shape + (1,) * (x.ndim - 1))
+        mean = jnp.sum(expand * gathered, axis=1)
+        return jnp.where((count > 0).reshape((-1,) + (1,) * (x.ndim - 1)), mean, x)
+
+    return jax.tree.map(average, params)

@@ -69,9 +69,11 @@ def gradient_tracking(
       >>> import jax.numpy as jnp, decjax
       >>> tx = decjax.gradient_tracking(0.1, decjax.ring(4))
       >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])
-      >>> new, state = tx.apply(jnp.ones_like(x), tx.init(x), x)  # one step, Y_0 = G_0
+      >>> new, state, info = tx.step(jnp.ones_like(x), tx.init(x), x)  # one step, Y_0 = G_0
       >>> [round(v, 4) for v in new[:, 0].tolist()]  # W (x - 0.1 * 1): ring weights 1/3
       [1.2333, 0.9, 1.9, 1.5667]
+      >>> float(info["bytes_sent"])  # the params to 2 neighbours (no tracker at step 0)
+      8.0
 
     References:
       Nedić, Olshevsky, Shi. *Achieving geometric convergence for distributed
@@ -81,15 +83,7 @@ def gradient_tracking(
       decentralized machine learning*, NeurIPS 2021.
     """
     check_learning_rate(learning_rate)
-    if form is not None:
-        warnings.warn(
-            "gradient_tracking(form=...) is deprecated: pass order=... (the name dpsgd and "
-            "combine use)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        order = form
-    check_choice("order", order, ("atc", "parallel"))
+    order = _order(order, form)
     gossip = Gossip(topology, rounds=rounds, backend=backend)
 
     def init(params):
@@ -100,18 +94,7 @@ def gradient_tracking(
         del extra_args
         t = state.count
 
-        def track():
-            corrected = optax.tree.add(state.tracker, optax.tree.sub(grads, state.prev_grads))
-            if order == "atc":
-                return gossip(corrected, t - 1)
-            return optax.tree.add(
-                gossip(state.tracker, t - 1), optax.tree.sub(grads, state.prev_grads)
-            )
-
-        # y_0 = g_0. A select, not lax.cond: the tracked value is computed every step
-        # anyway, and a cond's output buffer cost copies of the tracker and params.
-        first = t == 0
-        tracker = jax.tree.map(lambda g, y: jax.numpy.where(first, g, y), grads, track())
+        tracker = _tracker(gossip, order, state, grads)
         eta = learning_rate_at(learning_rate, t)
         if order == "atc":
             new = gossip(optax.tree.add_scale(params, -eta, tracker), t)
@@ -122,3 +105,31 @@ def gradient_tracking(
         return new, GradientTrackingState(t + 1, tracker, grads), info
 
     return from_step(init, step)
+
+
+def _order(order: str, form: str | None) -> str:
+    """``order``, or the deprecated ``form`` with a ``DeprecationWarning``."""
+    if form is not None:
+        warnings.warn(
+            "gradient_tracking(form=...) is deprecated: pass order=... (the name dpsgd and "
+            "combine use)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        order = form
+    check_choice("order", order, ("atc", "parallel"))
+    return order
+
+
+def _tracker(gossip: Gossip, order: str, state: GradientTrackingState, grads) -> Any:
+    """``Y_t``: ``G_0`` at the first step, then ``W (Y + G - G_prev)`` (atc) or
+    ``W Y + G - G_prev`` (parallel), gossiped at round ``t - 1``."""
+    t = state.count
+    innovation = optax.tree.sub(grads, state.prev_grads)
+    if order == "atc":
+        tracked = gossip(optax.tree.add(state.tracker, innovation), t - 1)
+    else:
+        tracked = optax.tree.add(gossip(state.tracker, t - 1), innovation)
+    # y_0 = g_0. A select, not lax.cond: the tracked value is computed every step
+    # anyway, and a cond's output buffer cost copies of the tracker and params.
+    return jax.tree.map(lambda g, y: jax.numpy.where(t == 0, g, y), grads, tracked)

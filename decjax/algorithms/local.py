@@ -62,26 +62,22 @@ def local_sgd(
 ) -> optax.GradientTransformationExtraArgs:
     r"""Local SGD / periodic model averaging: ``H`` local steps, then an exact average.
 
-    .. math::
-
-       X_{t+1} = \begin{cases}
-         \tfrac1n \mathbf 1 \mathbf 1^\top (X_t - \eta M_{t+1}) & (t+1) \bmod H = 0\\
-         X_t - \eta M_{t+1} & \text{otherwise}
-       \end{cases}
-
-    With ``every=1`` it is exactly centralized (mini-batch) SGD on the averaged gradient.
+    :func:`gossip_pga` on ``solo(n)``: between averages the workers do not
+    communicate, each taking :math:`x_i \leftarrow x_i - \eta m_i` with its own
+    momentum :math:`m_i`; every ``H``-th step all models are replaced by their
+    average (counted as a ring all-reduce). With ``every=1`` it is exactly
+    centralized (mini-batch) SGD on the averaged gradient.
 
     Examples:
-      >>> import jax.numpy as jnp, optax, decjax
+      >>> import jax.numpy as jnp, decjax
       >>> tx = decjax.local_sgd(0.1, 4, every=2)
       >>> x = jnp.array([[0.0], [1.0], [2.0], [3.0]])  # 4 workers, one coordinate each
-      >>> state = tx.init(x)
-      >>> for step in range(2):  # unit gradients; the second step averages
-      ...     updates, state = tx.update(jnp.ones_like(x), state, x)
-      ...     x = optax.apply_updates(x, updates)
-      ...     print([round(v, 4) for v in x[:, 0].tolist()])
-      [-0.1, 0.9, 1.9, 2.9]
-      [1.3, 1.3, 1.3, 1.3]
+      >>> x, state, info = tx.step(jnp.ones_like(x), tx.init(x), x)  # unit gradients
+      >>> [round(v, 4) for v in x[:, 0].tolist()], float(info["bytes_sent"])  # local only
+      ([-0.1, 0.9, 1.9, 2.9], 0.0)
+      >>> x, state, info = tx.step(jnp.ones_like(x), state, x)  # the second step averages
+      >>> [round(v, 4) for v in x[:, 0].tolist()], float(info["bytes_sent"])  # 2 (n-1)/n x 4
+      ([1.3, 1.3, 1.3, 1.3], 6.0)
 
     References:
       Stich. *Local SGD Converges Fast and Communicates Little*, ICLR 2019

@@ -22,7 +22,7 @@ from decjax.simulate._execute import Layout, Saving, Schedule, SweepLayout, exec
 from decjax.simulate._loop import divisor_near
 from decjax.simulate._program import STEPS_PER_ITERATION, Program
 from decjax.simulate.identity import run_identity
-from decjax.simulate.options import Checkpointing, Evaluation, Execution, merge
+from decjax.simulate.options import Checkpointing, Evaluation, Execution, flat_options, merge
 from decjax.simulate.result import SimulationResult
 from decjax.topology import Topology, stack
 
@@ -30,29 +30,21 @@ DIVERGENCE = ("raise", "stop", "ignore")
 
 
 def _program(
-    loss_fn,
-    make_tx,
-    params,
-    data,
-    *,
-    steps,
-    batch_size,
-    eval_every,
-    eval_fn,
-    eval_workers,
-    worker_chunks,
-    steps_per_iteration,
-    keep_finite=False,
+    make_tx, params, data, options: Mapping[str, Any], keep_finite: bool = False
 ) -> tuple[int, Program]:
     """Validate a run's configuration; returns the steps and the :class:`Program`.
 
+    ``options`` holds the arguments of ``simulate``, ``sweep`` or ``make_run``
+    by name (``loss_fn``, ``steps``, ``batch_size``, ``eval_every``,
+    ``eval_fn``, ``eval_workers``, ``worker_chunks``, ``steps_per_iteration``).
     ``params`` and ``data`` are checked against each other when given
     (``None`` in :func:`make_run`, which sees them only when called).
     """
+    loss_fn, batch_size, eval_fn = options["loss_fn"], options["batch_size"], options["eval_fn"]
     check_callable("loss_fn", loss_fn)
     check_callable("tx", make_tx)
-    steps = check_int("steps", steps, minimum=1)
-    worker_chunks = check_int("worker_chunks", worker_chunks, minimum=1)
+    steps = check_int("steps", options["steps"], minimum=1)
+    worker_chunks = check_int("worker_chunks", options["worker_chunks"], minimum=1)
     if params is not None:
         n = _check_params(params)
         if n % worker_chunks:
@@ -60,7 +52,7 @@ def _program(
                 f"worker_chunks ({worker_chunks}) must divide the number of workers n={n}"
             )
         batch_size = _check_batches(data, n, batch_size)
-    eval_every = _check_schedule(steps, eval_every)
+    eval_every = _check_schedule(steps, options["eval_every"])
     if eval_fn is not None:
         check_callable("eval_fn", eval_fn)
     program = Program(
@@ -69,9 +61,9 @@ def _program(
         batch_size,
         eval_every,
         eval_fn,
-        eval_workers,
+        options["eval_workers"],
         worker_chunks,
-        check_int("steps_per_iteration", steps_per_iteration, minimum=1),
+        check_int("steps_per_iteration", options["steps_per_iteration"], minimum=1),
         keep_finite,
     )
     return steps, program
@@ -239,22 +231,8 @@ def make_run(
             "make_run takes no evaluation data, chunks or mesh: pass eval_data to run(...), and "
             "jit or shard the returned function yourself"
         )
-    eval_every, eval_fn, eval_workers = o["eval_every"], o["eval_fn"], o["eval_workers"]
-    worker_chunks, steps_per_iteration = o["worker_chunks"], o["steps_per_iteration"]
     make_tx = tx if not isinstance(tx, optax.GradientTransformation) else (lambda: tx)
-    _, program = _program(
-        loss_fn,
-        make_tx,
-        None,
-        None,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        eval_fn=eval_fn,
-        eval_workers=eval_workers,
-        worker_chunks=worker_chunks,
-        steps_per_iteration=steps_per_iteration,
-    )
+    steps, program = _program(make_tx, None, None, o)
     blocks = steps // program.eval_every
 
     def run(params, key, data, eval_data=None, hyper=None):
@@ -296,73 +274,40 @@ def simulate(
     """Run decentralized training: ``steps`` steps of ``tx`` on stacked ``params``.
 
     The whole run is ``lax.scan`` inside one ``jit``, split into ``chunks``
-    compiled calls (all the same program: one compile) with a progress bar
-    between them. Every ``eval_every`` steps it records ``train_loss`` (mean
-    over workers and over the steps since the last record), the
-    ``consensus_distance``, and, with ``eval_fn``, ``test_<metric>`` of the
-    averaged model and ``worker_test_<metric>`` (mean over workers) on
-    ``eval_data``.
+    compiled calls (one compile) with a progress bar between them. Every
+    ``eval_every`` steps it records ``train_loss`` (mean over workers and
+    steps since the last record), ``consensus_distance``, the running totals
+    of the steps' records (``bytes_sent``...) and, with ``eval_fn``,
+    ``test_<metric>`` of the averaged model and ``worker_test_<metric>``.
 
     Args:
-      loss_fn: ``loss_fn(single_params, single_batch) -> scalar`` for one worker;
-        it is vmapped over workers.
+      loss_fn: ``loss_fn(single_params, single_batch) -> scalar``, vmapped over workers.
       params: stacked ``(n, ...)`` initial params (see :func:`replicate`).
       tx: a decentralized transformation (e.g. :func:`decjax.dpsgd`).
-      data: a :class:`decjax.data.WorkerData` (minibatches of ``batch_size``
-        sampled per worker each step) or any pytree stacked over workers
-        (used as a full batch every step, e.g. ``Quadratics.data``).
+      data: a :class:`decjax.data.WorkerData` (minibatches of ``batch_size`` per
+        worker and step) or a pytree stacked over workers (a full batch every step).
       steps: number of training steps (a multiple of ``eval_every``).
       key: ``jax.random.key``; same key, same result.
       batch_size: per-worker minibatch size (with ``WorkerData``).
-      eval_every: steps between records (default: about 25 records).
+      eval_every: steps between records (:class:`~decjax.Evaluation`; default ~25 records).
       eval_fn: ``eval_fn(single_params, eval_data) -> {name: scalar}``.
       eval_data: e.g. ``(x_test, y_test)``.
       eval_workers: also evaluate every worker (costs ``n`` evaluations).
-      worker_chunks: compute minibatches and gradients for this many groups of
-        workers one after another (``lax.map``), to bound activation memory at
-        large ``n``; ``n`` (with ``mesh``: each device's ``n / devices``) must be
-        a multiple. The minibatches are the same; results agree with
-        ``worker_chunks=1`` to float32 rounding (XLA may order a vmapped
-        matmul's additions by its batch size; measured 2e-7).
-      steps_per_iteration: training steps per iteration of the compiled loop.
-        With 2 (the default) every step writes its new params over the
-        params of two steps before, instead of into a fresh buffer that is
-        then copied back: one pass over the params (and over every gossiped
-        state leaf) less per step, for one more params-sized temporary. Use 1
-        when memory, not time, is the limit. Results agree to float32 rounding.
-      on_divergence: on a non-finite training loss: ``"raise"``
-        (``FloatingPointError`` naming the step), ``"stop"`` (return the records
-        and the state up to the last finite record, ``diverged=True`` and
-        ``diverged_at`` the step) or ``"ignore"``. Non-finite params or data are
-        refused before training, and topologies refuse non-finite weights, so a
-        divergence is the updates' doing.
+      worker_chunks: gradients for this many groups of workers in turn (:class:`~decjax.Execution`).
+      steps_per_iteration: training steps per iteration of the compiled loop (``Execution``).
+      on_divergence: on a non-finite loss: ``"raise"`` (``FloatingPointError`` naming the
+        step), ``"stop"`` (records up to the last finite one, ``diverged_at``) or ``"ignore"``.
       progress: show a progress bar.
-      chunks: number of compiled calls (default: about 20; a divisor of the
-        number of records).
-      checkpoint_dir: save the full run state (params, optimizer and algorithm
-        state, delay buffers, RNG keys, step, metrics so far) there every
-        ``checkpoint_every`` chunks, atomically; if it already holds a
-        checkpoint of the same run, resume from it. A resumed run is bitwise
-        identical to an uninterrupted one (on the same device). The
-        checkpoint records the run's identity (algorithm and its options,
-        hyperparameters, topology weights, key, initial params and state,
-        data, ``loss_fn``/``eval_fn`` names, ``run_id``; see
-        :mod:`decjax.simulate.identity`): a checkpoint of another run raises
-        ``ValueError`` naming the first field that differs. A state whose loss
-        is non-finite is never written. Ctrl-C leaves the last checkpoint
-        valid and raises ``KeyboardInterrupt`` saying where to resume.
+      chunks: number of compiled calls (``Execution``; default about 20).
+      checkpoint_dir: save and resume the run there (see :class:`~decjax.Checkpointing`).
       checkpoint_every: chunks between checkpoints.
-      run_id: a label stored in the checkpoint and compared on resume, for
-        what the identity cannot see (e.g. a global read inside ``loss_fn``).
-      overwrite: start afresh even if ``checkpoint_dir`` holds a checkpoint of
-        another run (it is replaced at the first save).
-      callback: ``callback(step, metrics)`` after every chunk, with that chunk's
-        records (numpy); for logging, or to stop a run by raising.
-      mesh: run sharded over a device mesh (:func:`decjax.distributed.worker_mesh`):
-        the worker axis is split over the devices (``n`` a multiple of their
-        number) and every step runs under ``jax.shard_map``, gossip becoming
-        ``ppermute``/``all_gather``. Results agree with the single-device run
-        to float32 rounding.
+      run_id: a label stored in the checkpoint and compared on resume.
+      overwrite: start afresh over a checkpoint of another run.
+      callback: ``callback(step, metrics)`` after every chunk (numpy records; raise to stop).
+      mesh: shard the workers over a device mesh (gossip by ``ppermute``; ``Execution``).
+      evaluation: an :class:`~decjax.Evaluation` instead of the ``eval_*`` keywords.
+      checkpointing: a :class:`~decjax.Checkpointing` instead of its four keywords.
+      execution: an :class:`~decjax.Execution` instead of its four keywords.
 
     Returns:
       A :class:`SimulationResult`.
@@ -414,23 +359,12 @@ def sweep(
     steps: int,
     key: jax.Array,
     batch_size: int | None = None,
-    eval_every: int | None = None,
-    eval_fn: Callable | None = None,
-    eval_data: Any = None,
-    eval_workers: bool = True,
-    worker_chunks: int = 1,
-    steps_per_iteration: int = STEPS_PER_ITERATION,
     progress: bool = True,
-    chunks: int | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    run_id: str | None = None,
-    overwrite: bool = False,
     callback: Callable[[int, dict], None] | None = None,
-    mesh: jax.sharding.Mesh | None = None,
     evaluation: Evaluation | None = None,
     checkpointing: Checkpointing | None = None,
     execution: Execution | None = None,
+    **options: Any,
 ) -> SimulationResult:
     """Run every configuration of a hyperparameter grid at once: one ``vmap``, one compile.
 
@@ -460,16 +394,16 @@ def sweep(
     configuration up to a multiple of the number of devices, and the copies
     are dropped from the result.
 
-    The other arguments (``loss_fn``, ``params``, ``data``, ``steps``, ``key``,
-    ``batch_size``, ``eval_every``, ``eval_fn``, ``eval_data``, ``eval_workers``,
-    ``worker_chunks``, ``steps_per_iteration``, ``progress``, ``chunks``, ``checkpoint_dir``,
-    ``checkpoint_every``, ``run_id``, ``overwrite``, ``callback``) are as in :func:`simulate`.
+    The other arguments are as in :func:`simulate`; its flat option keywords
+    (``eval_every=``, ``eval_fn=``, ``eval_data=``, ``mesh=``, ``chunks=``,
+    ``checkpoint_dir=`` …) are accepted as ``**options``.
 
     Args:
       make_tx: ``make_tx(**config) -> GradientTransformation``.
       grid: ``{name: values}``; values are numbers or ``Topology`` objects
         (all of the same ``n``).
-      mesh: split the configurations over this mesh's devices.
+      **options: flat option keywords; ``mesh=`` splits the configurations
+        over this mesh's devices.
 
     Returns:
       A :class:`SimulationResult` whose metrics have shape ``(B, E)`` and whose
@@ -486,9 +420,9 @@ def sweep(
       >>> res.metrics["train_loss"].shape, res.traces
       ((4, 25), 1)
     """
-    return _sweep(
-        SimpleNamespace(**merge(locals(), **_objects(evaluation, checkpointing, execution)))
-    )
+    given = {name: value for name, value in locals().items() if name != "options"}
+    flat = {**given, **flat_options("sweep", options)}
+    return _sweep(SimpleNamespace(**merge(flat, **_objects(evaluation, checkpointing, execution))))
 
 
 def _sweep(a: SimpleNamespace) -> SimulationResult:
@@ -542,20 +476,7 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
 
 def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
     """Validate a run's arguments before anything is traced: ``(steps, program, schedule, key)``."""
-    steps, program = _program(
-        a.loss_fn,
-        make_tx,
-        a.params,
-        a.data,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        eval_every=a.eval_every,
-        eval_fn=a.eval_fn,
-        eval_workers=a.eval_workers,
-        worker_chunks=a.worker_chunks,
-        steps_per_iteration=a.steps_per_iteration,
-        keep_finite=keep_finite,
-    )
+    steps, program = _program(make_tx, a.params, a.data, vars(a), keep_finite)
     _check_run_inputs(a.params, a.data, a.checkpoint_dir)
     _check_functions(a.loss_fn, a.eval_fn, a.params, a.data, a.eval_data, program.batch_size)
     schedule = Schedule.of(steps, program.eval_every, a.chunks)

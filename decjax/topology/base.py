@@ -173,6 +173,16 @@ class Topology:
             )
         return KINDS[representation].convert(self)
 
+    def common_fields(self) -> dict[str, Any]:
+        """The fields every kind has, except ``weights`` (for building another kind)."""
+        return {
+            "n": self.n,
+            "period": self.period,
+            "name": self.name,
+            "row_stochastic": self.row_stochastic,
+            "faults": self.faults,
+        }
+
     def replace(self, **changes) -> Topology:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)

@@ -27,14 +27,8 @@ class Dense(Topology):
 
     @classmethod
     def convert(cls, source: Topology) -> Dense:
-        return cls(
-            n=source.n,
-            period=source.period,
-            name=source.name,
-            row_stochastic=source.row_stochastic,
-            weights=source.matrices(),  # host-built (float64, then cast) when concrete
-            faults=source.faults,
-        )
+        # host-built (float64, then cast) when concrete
+        return cls(weights=source.matrices(), **source.common_fields())
 
     def dense_weights(self) -> jax.Array:
         return self.weights

@@ -31,15 +31,7 @@ class Shift(Topology):
     @classmethod
     def convert(cls, source: Topology) -> Shift:
         offsets, weights = source.circulant_form()
-        return cls(
-            n=source.n,
-            period=source.period,
-            name=source.name,
-            row_stochastic=source.row_stochastic,
-            weights=weights,
-            offsets=offsets,
-            faults=source.faults,
-        )
+        return cls(weights=weights, offsets=offsets, **source.common_fields())
 
     def circulant_form(self) -> tuple[tuple[tuple[int, ...], ...], jax.Array]:
         return self.offsets, self.weights

@@ -31,15 +31,7 @@ class Sparse(Topology):
     @classmethod
     def convert(cls, source: Topology) -> Sparse:
         neighbors, weights = source.lists()
-        return cls(
-            n=source.n,
-            period=source.period,
-            name=source.name,
-            row_stochastic=source.row_stochastic,
-            weights=weights,
-            neighbors=neighbors,
-            faults=source.faults,
-        )
+        return cls(weights=weights, neighbors=neighbors, **source.common_fields())
 
     def lists(self) -> tuple[jax.Array, jax.Array]:
         return self.neighbors, self.weights

@@ -1,0 +1,106 @@
+"""The module graph and the size rules of docs/architecture.md, checked on the source."""
+
+import ast
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "decjax"
+
+# Layers, bottom first: a module may import from its own layer or below, never above.
+LAYERS = [
+    ("decjax._validation", "decjax._arguments", "decjax._bits", "decjax._random", "decjax._axis"),
+    ("decjax.topology", "decjax.metrics"),
+    ("decjax.gossip",),
+    ("decjax.algorithms",),
+    ("decjax.data", "decjax.problems"),
+    ("decjax.distributed",),
+    ("decjax.simulate",),
+    ("decjax.cli", "decjax.multihost", "decjax.__main__", "decjax"),  # "decjax": the package
+]
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str) -> set[str]:
+    """The decjax modules ``name`` imports (``from pkg import mod`` resolved to ``pkg.mod``)."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("decjax"):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("decjax")}
+    return found - {name}
+
+
+def _layer(name: str) -> int | None:
+    for level, prefixes in enumerate(LAYERS):
+        if any(name == p or (p != "decjax" and name.startswith(p + ".")) for p in prefixes):
+            return level
+    return None
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if _layer(m) is None] == []
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m != "decjax"))
+def test_no_module_imports_upward(name):
+    own = _layer(name)
+    upward = [d for d in _imports(name) if _layer(d) is None or _layer(d) > own]
+    assert upward == [], f"{name} imports from a higher layer: {upward}"
+
+
+def test_the_module_graph_has_no_cycle():
+    graph = {m: _imports(m) & set(MODULES) for m in MODULES if m != "decjax"}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node, path):
+        if state.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join([*path, node]))
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if dep != "decjax" and not node.startswith(dep + "."):  # a package's own __init__
+                visit(dep, [*path, node])
+        state[node] = 2
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_no_function_is_over_80_lines():
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1}")
+    assert long == []
+
+
+def test_topology_kinds_are_not_switched_on_by_name_outside_their_classes():
+    """Each kind carries its own behaviour: no ``representation ==`` chains elsewhere."""
+    switch = re.compile(r"representation\s*(==|!=|in\b)")
+    outside = [
+        f"{name}:{i}"
+        for name, path in MODULES.items()
+        if not name.startswith(("decjax.topology.kinds", "decjax.topology.base"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if switch.search(line)
+    ]
+    assert outside == []
