@@ -28,20 +28,67 @@ def dense_reference(topology, x, step: int, rounds: int = 1) -> np.ndarray:
 
 
 def step_loop(tx, params, grads_fn, count: int, *, history: bool = False, **extra):
-    """``count`` steps of ``apply_step`` (simulate's path: ``tx.step`` where there is one),
-    jitted; returns the params, the state and the recorded metrics of the steps' records
-    (``bytes_sent``, ``gossip_rounds``, ``staleness_avg``...), accumulated as simulate does
-    (with ``history``, a list of them: after step 1, 2, ...)."""
+    """``count`` steps of ``apply_step`` (simulate's path: ``tx.step`` where there is one) in
+    one jitted ``lax.scan``, with gradients ``grads_fn(params, t)``; returns the params, the
+    state and the recorded metrics of the steps' records (``bytes_sent``, ``gossip_rounds``,
+    ``staleness_avg``...), accumulated as simulate does (with ``history``, a list of them:
+    after step 1, 2, ...)."""
     import jax
+    import jax.numpy as jnp
 
     from decjax.algorithms import apply_step
     from decjax.metrics import accumulate, traffic_metrics, zero_totals
 
     state = tx.init(params)
-    step = jax.jit(lambda g, s, p: apply_step(tx, g, s, p, **extra))
-    totals, records = None, []
-    for t in range(count):
-        params, state, info = step(grads_fn(params, t), state, params)
-        totals = accumulate(zero_totals(info) if totals is None else totals, info)
-        records.append(traffic_metrics(totals))
-    return params, state, records if history else traffic_metrics(totals or {})
+    info = jax.eval_shape(lambda p, s: apply_step(tx, p, s, p, **extra)[2], params, state)
+
+    def body(carry, t):
+        params, state, totals = carry
+        params, state, info = apply_step(tx, grads_fn(params, t), state, params, **extra)
+        totals = accumulate(totals, info)
+        return (params, state, totals), traffic_metrics(totals)
+
+    run = jax.jit(lambda carry: jax.lax.scan(body, carry, jnp.arange(count)))
+    (params, state, totals), records = run((params, state, zero_totals(info)))
+    if history:
+        return params, state, [{k: v[i] for k, v in records.items()} for i in range(count)]
+    return params, state, traffic_metrics(totals)
+
+
+def quadratics(n: int, d: int, **kwargs):
+    """The quadratic problem most oracles use (``n`` workers, dimension ``d``, key 0)."""
+    import jax
+
+    return decjax.problems.quadratics(n, d, key=jax.random.key(0), **kwargs)
+
+
+def quadratic_grads(quad, x):
+    """Per-worker full gradients of a quadratic problem at stacked ``x``."""
+    import jax
+
+    return jax.vmap(jax.grad(quad.loss))(x, quad.data)
+
+
+def scan_run(tx, quad, steps: int, x=None, grads_fn=None):
+    """``steps`` optax steps (``update`` then ``apply_updates``) in one jitted ``lax.scan``;
+    full gradients of ``quad`` unless ``grads_fn(x, t)`` is given. Returns ``(x, state)``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    grads_fn = grads_fn or (lambda x, t: quadratic_grads(quad, x))
+    x = quad.init_params() if x is None else x
+
+    def body(carry, t):
+        x, state = carry
+        u, state = tx.update(grads_fn(x, t), state, x)
+        return (optax.apply_updates(x, u), state), None
+
+    (x, state), _ = jax.jit(lambda c: jax.lax.scan(body, c, jnp.arange(steps)))((x, tx.init(x)))
+    return x, state
+
+
+def worker_shards(part) -> list[np.ndarray]:
+    """Each worker's example indices from a :func:`decjax.data.partition`."""
+    idx, counts = np.asarray(part.indices), np.asarray(part.counts)
+    return [idx[i, :c] for i, c in enumerate(counts)]

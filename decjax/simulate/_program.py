@@ -37,7 +37,7 @@ def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_
     every state leaf that is gossiped, each step. With two steps per
     iteration the first writes to a temporary and the second writes into the
     carry, whose old contents are dead by then: no copies (checked in
-    ``tests/test_simulate.py`` for D-PSGD and gradient tracking; methods with
+    ``tests/simulate/test_api.py`` for D-PSGD and gradient tracking; methods with
     more gossiped state may keep some). Same results; the step is traced twice, and
     the temporary holds one more params-sized buffer at the peak (where the
     step used to write its new params over the gradients before the copy).

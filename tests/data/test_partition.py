@@ -1,34 +1,16 @@
-"""Data: partitions cover the dataset as promised; sampling stays on each worker's shard."""
+"""Partitions: IID, sorted, Dirichlet; reproducibility; bad arguments."""
 
-import jax
 import numpy as np
 import pytest
+from helpers import worker_shards
 
 import decjax
-from decjax.data import distribute, label_histogram, partition, sample_batch
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return decjax.data.load_digits()
-
-
-def _shards(part):
-    idx, counts = np.asarray(part.indices), np.asarray(part.counts)
-    return [idx[i, :c] for i, c in enumerate(counts)]
-
-
-def test_load_digits_is_real_offline_data(digits):
-    assert digits.x_train.shape == (1437, 64) and digits.x_test.shape == (360, 64)
-    assert digits.num_classes == 10
-    assert float(digits.x_train.min()) == 0.0 and float(digits.x_train.max()) == 1.0
-    counts = np.bincount(np.asarray(digits.y_test), minlength=10)
-    assert counts.min() >= 35  # stratified split
+from decjax.data import label_histogram, partition
 
 
 def test_iid_partition_is_disjoint_equal_and_mixed(digits):
     part = partition(digits.y_train, 16, "iid", key=0)
-    shards = _shards(part)
+    shards = worker_shards(part)
     assert all(len(s) == 1437 // 16 for s in shards)
     flat = np.concatenate(shards)
     assert len(np.unique(flat)) == len(flat)
@@ -40,7 +22,7 @@ def test_sorted_partition_gives_each_worker_few_classes(digits):
     classes = (label_histogram(digits.y_train, part, 10) > 0).sum(axis=1)
     assert classes.max() <= 2
     labels = np.asarray(digits.y_train)
-    firsts = [labels[s].min() for s in _shards(part)]
+    firsts = [labels[s].min() for s in worker_shards(part)]
     assert firsts == sorted(firsts)
 
 
@@ -55,7 +37,7 @@ def test_dirichlet_partition_uses_every_example_once_and_skews_labels(digits):
     skew = []
     for alpha in [0.1, 100.0]:
         part = partition(digits.y_train, 10, "dirichlet", key=1, alpha=alpha)
-        flat = np.concatenate(_shards(part))
+        flat = np.concatenate(worker_shards(part))
         assert sorted(flat.tolist()) == list(range(1437))
         hist = label_histogram(digits.y_train, part, 10)
         p = hist / hist.sum(axis=1, keepdims=True)
@@ -67,29 +49,6 @@ def test_partition_is_reproducible(digits):
     a = partition(digits.y_train, 8, "dirichlet", key=3, alpha=0.5)
     b = partition(digits.y_train, 8, "dirichlet", key=3, alpha=0.5)
     np.testing.assert_array_equal(a.indices, b.indices)
-
-
-def test_sample_batch_draws_only_from_own_shard(digits):
-    data = distribute(digits, 8, "dirichlet", key=0, alpha=0.3)
-    shards = [
-        set(s.tolist())
-        for s in _shards(partition(digits.y_train, 8, "dirichlet", key=0, alpha=0.3))
-    ]
-    x, y = jax.jit(sample_batch, static_argnums=2)(data, jax.random.key(5), 64)
-    assert x.shape == (8, 64, 64) and y.shape == (8, 64)
-    xt = np.asarray(digits.x_train)
-    for i in range(8):
-        for row in np.asarray(x[i])[:10]:
-            matches = set(np.flatnonzero((xt == row).all(axis=1)).tolist())
-            assert matches & shards[i]
-    x2, _ = sample_batch(data, jax.random.key(5), 64)
-    np.testing.assert_array_equal(x, x2)
-
-
-def test_from_arrays_accepts_local_arrays_and_explicit_test_set():
-    x, y = np.random.default_rng(0).random((50, 3)), np.arange(50) % 5
-    ds = decjax.data.from_arrays(x, y, x_test=x[:7], y_test=y[:7])
-    assert ds.x_test.shape == (7, 3) and ds.num_classes == 5 and ds.num_features == 3
 
 
 @pytest.mark.parametrize(
@@ -129,8 +88,3 @@ def test_from_arrays_accepts_local_arrays_and_explicit_test_set():
 def test_bad_arguments_are_rejected(digits, call, error, message):
     with pytest.raises(error, match=message):
         call(np.asarray(digits.y_train))
-
-
-def test_sample_batch_rejects_bad_batch_size(digits):
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        sample_batch(distribute(digits, 4, key=0), jax.random.key(0), 0)

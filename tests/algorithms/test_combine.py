@@ -1,4 +1,4 @@
-"""per_worker, combine, decentralize, dpsgd: exact reductions and the optax protocol."""
+"""per_worker, combine, decentralize: reductions to independent runs, rounds, schedules, vmaps."""
 
 import chex
 import jax
@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import quadratic_grads, scan_run
 
 import decjax
 
@@ -15,23 +16,6 @@ N, D = 8, 5
 @pytest.fixture
 def quad():
     return decjax.problems.quadratics(N, D, key=jax.random.key(0))
-
-
-def _grads(quad, x):
-    return jax.vmap(jax.grad(quad.loss))(x, quad.data)
-
-
-def _run(tx, quad, x, steps):
-    state = tx.init(x)
-
-    @jax.jit
-    def step(x, state):
-        updates, state = tx.update(_grads(quad, x), state, x)
-        return optax.apply_updates(x, updates), state
-
-    for _ in range(steps):
-        x, state = step(x, state)
-    return x
 
 
 def test_per_worker_equals_independent_runs_of_any_optax_chain(key):
@@ -54,62 +38,12 @@ def test_per_worker_equals_independent_runs_of_any_optax_chain(key):
         np.testing.assert_allclose(xs[i], xi, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("order", ["atc", "parallel"])
-def test_dpsgd_update_matches_the_stacked_formula(order, quad, key):
-    topo = decjax.ring(N)
-    w = topo.numpy_matrices()[0]
-    x = np.asarray(jax.random.normal(key, (N, D)), np.float64)
-    g = np.asarray(_grads(quad, jnp.asarray(x, jnp.float32)), np.float64)
-    tx = decjax.dpsgd(0.1, topo, order=order)
-    u, _ = tx.update(jnp.asarray(g, jnp.float32), tx.init(x), jnp.asarray(x, jnp.float32))
-    got = x + np.asarray(u, np.float64)
-    expected = w @ (x - 0.1 * g) if order == "atc" else w @ x - 0.1 * g
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_dpsgd_on_complete_graph_equals_centralized_sgd_on_averaged_gradient(momentum, quad):
-    """ATC order; the parallel order adds un-averaged gradients after mixing, so it does not."""
-    x0 = jnp.zeros((N, D))
-    decentral = _run(decjax.dpsgd(0.05, decjax.complete(N), momentum=momentum), quad, x0, 30)
-    # centralized reference: one model, gradient of f = mean_i f_i
-    central_tx = optax.sgd(0.05, momentum=momentum or None)
-    x, s = jnp.zeros(D), central_tx.init(jnp.zeros(D))
-    for _ in range(30):
-        u, s = central_tx.update(jax.grad(quad.objective)(x), s, x)
-        x = optax.apply_updates(x, u)
-    np.testing.assert_allclose(decentral, jnp.broadcast_to(x, (N, D)), atol=2e-5)
-
-
-def test_dpsgd_on_solo_equals_independent_runs(quad, key):
-    x0 = jax.random.normal(key, (N, D))
-    got = _run(decjax.dpsgd(0.1, decjax.solo(N), momentum=0.5), quad, x0, 20)
-    for i in range(N):
-        tx = optax.sgd(0.1, momentum=0.5)
-        xi, s = x0[i], tx.init(x0[i])
-        for _ in range(20):
-            u, s = tx.update(jax.grad(quad.loss)(xi, (quad.a[i], quad.b[i])), s, xi)
-            xi = optax.apply_updates(xi, u)
-        np.testing.assert_allclose(got[i], xi, atol=1e-6)
-
-
-def test_dpsgd_on_ring_has_a_bias_of_order_learning_rate(quad):
-    """Constant-step D-PSGD on heterogeneous quadratics misses x*; the bias shrinks with lr."""
-    biases = []
-    for lr in [0.1, 0.05]:
-        x = _run(decjax.dpsgd(lr, decjax.ring(N)), quad, jnp.zeros((N, D)), 2000)
-        assert float(decjax.consensus_distance(x)) > 1e-4
-        biases.append(float(jnp.sum((x.mean(axis=0) - quad.optimum) ** 2)))
-    assert biases[0] > 1e-5
-    assert biases[1] < 0.6 * biases[0]
-
-
 def test_combine_counts_rounds_for_time_varying_graphs(quad):
     """One-peer exponential with tau rounds per step averages exactly every step."""
     tx = decjax.dpsgd(0.1, decjax.one_peer_exponential(N), rounds=3)
     state = tx.init(jnp.zeros((N, D)))
     x = jax.random.normal(jax.random.key(1), (N, D))
-    new, state, info = tx.step(_grads(quad, x), state, x)
+    new, state, info = tx.step(quadratic_grads(quad, x), state, x)
     assert int(state[1].count) == 1
     assert float(info["bytes_sent"]) == 3 * 1 * D * 4  # 3 rounds, one peer, D floats
     assert float(decjax.consensus_distance(new)) < 1e-10
@@ -119,7 +53,7 @@ def test_decentralize_makes_adam_decentralized_and_preserves_average_update(quad
     tx = decjax.decentralize(optax.adam(0.01), decjax.exponential(N))
     inner = decjax.per_worker(optax.adam(0.01))
     x = jax.random.normal(key, (N, D))
-    g = _grads(quad, x)
+    g = quadratic_grads(quad, x)
     u, _ = tx.update(g, tx.init(x), x)
     u_local, _ = inner.update(g, inner.init(x), x)
     # gossip moves models toward each other but keeps their average where adam put it
@@ -137,7 +71,7 @@ def test_vmap_over_learning_rates_compiles_once(quad):
 
         def body(carry, _):
             x, state = carry
-            u, state = tx.update(_grads(quad, x), state, x)
+            u, state = tx.update(quadratic_grads(quad, x), state, x)
             return (optax.apply_updates(x, u), state), None
 
         (x, _), _ = jax.lax.scan(body, (x, state), None, length=50)
@@ -147,13 +81,15 @@ def test_vmap_over_learning_rates_compiles_once(quad):
     out = run(lrs)
     for i, lr in enumerate([0.01, 0.05, 0.1]):
         np.testing.assert_allclose(
-            out[i], _run(decjax.dpsgd(lr, decjax.ring(N)), quad, jnp.zeros((N, D)), 50), atol=1e-5
+            out[i],
+            scan_run(decjax.dpsgd(lr, decjax.ring(N)), quad, 50, jnp.zeros((N, D)))[0],
+            atol=1e-5,
         )
 
 
 def test_schedule_as_learning_rate(quad):
     sched = optax.exponential_decay(0.1, 10, 0.5)
-    x = _run(decjax.dpsgd(sched, decjax.complete(N)), quad, jnp.zeros((N, D)), 5)
+    x = scan_run(decjax.dpsgd(sched, decjax.complete(N)), quad, 5, jnp.zeros((N, D)))[0]
     central, xc = optax.sgd(sched), jnp.zeros(D)
     s = central.init(xc)
     for _ in range(5):
