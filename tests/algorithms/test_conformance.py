@@ -143,6 +143,26 @@ def test_counts_the_bytes_it_sends(name):
         assert sent[-1] <= 8 * 2 * 2 * (D + 2) * 4
 
 
+RECORDED = {"bytes_sent", "gossip_rounds", "staleness_sum", "staleness_count", "staleness_max"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_steps_directly_and_reports_a_record_of_scalars(name):
+    """Every algorithm follows the StepTransformation protocol: ``step`` returns the new
+    params (what ``update`` + ``apply_updates`` give) and this step's record, and the
+    record of a step that sent nothing to anyone (solo) is zero bytes."""
+    tx = ALGORITHMS[name](0.05, decjax.ring(N))
+    assert isinstance(tx, decjax.algorithms.StepTransformation)
+    params = _params()
+    _, _, info = jax.jit(tx.step)(_grads(params, 0), tx.init(params), params)
+    assert "bytes_sent" in info and set(info) <= RECORDED
+    assert all(jnp.shape(v) == () for v in info.values())
+    assert float(info["bytes_sent"]) > 0 or name == "local_sgd"  # whose first step is local
+    alone = ALGORITHMS[name](0.05, decjax.solo(N))
+    _, _, info = jax.jit(alone.step)(_grads(params, 0), alone.init(params), params)
+    assert float(info["bytes_sent"]) == 0.0
+
+
 def test_every_algorithm_is_selectable_by_name():
     assert {
         "gradient_tracking",
