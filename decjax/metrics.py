@@ -70,15 +70,21 @@ def evaluate(
     *,
     workers: bool = True,
     prefix: str = "",
+    model_state: Any = None,
 ) -> dict[str, jax.Array]:
     """Evaluate the averaged model and (optionally) every worker on ``data``.
 
     Args:
-      eval_fn: ``eval_fn(single_params, data) -> {name: scalar}``.
+      eval_fn: ``eval_fn(single_params, data) -> {name: scalar}``, or with a
+        ``model_state``, ``eval_fn(single_params, data, single_state)``.
       params: stacked ``(n, ...)`` params.
       data: passed to ``eval_fn`` unchanged (e.g. the test set).
       workers: also evaluate each worker and report the mean over workers.
       prefix: prepended to every name (e.g. ``"test_"``).
+      model_state: ``None``, or the stacked non-parameter state of a stateful
+        model (BatchNorm statistics): the averaged model is evaluated with the
+        averaged state (floating leaves averaged over workers, others taken
+        from worker 0), each worker with its own.
 
     Returns:
       ``{prefix + name: value of the averaged model}`` plus
@@ -91,11 +97,26 @@ def evaluate(
       >>> float(out["norm"]), float(out["worker_norm"])
       (0.0, 1.0)
     """
-    out = {prefix + k: v for k, v in eval_fn(worker_mean(params), data).items()}
+    if model_state is None:
+        averaged = eval_fn(worker_mean(params), data)
+    else:
+        averaged = eval_fn(worker_mean(params), data, _averaged_state(model_state))
+    out = {prefix + k: v for k, v in averaged.items()}
     if workers:
-        per = jax.vmap(eval_fn, in_axes=(0, None))(params, data)
+        if model_state is None:
+            per = jax.vmap(eval_fn, in_axes=(0, None))(params, data)
+        else:
+            per = jax.vmap(eval_fn, in_axes=(0, None, 0))(params, data, model_state)
         out.update({f"worker_{prefix}{k}": _axis.mean_workers(v) for k, v in per.items()})
     return out
+
+
+def _averaged_state(model_state: Any) -> Any:
+    """Floating leaves averaged over workers; integer ones (counters) from the first row."""
+    return jax.tree.map(
+        lambda x: _axis.mean_workers(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x[0],
+        model_state,
+    )
 
 
 def accumulate(totals: dict[str, jax.Array], info: dict[str, jax.Array]) -> dict[str, jax.Array]:

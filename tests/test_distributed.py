@@ -97,6 +97,51 @@ def test_minibatches_faults_stragglers_and_churn_sharded(mesh):
     np.testing.assert_allclose(multi.metrics["test_accuracy"], single.metrics["test_accuracy"])
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["local-state", "mixed-state"])
+def test_a_batchnorm_dropout_model_sharded_agrees_with_one_device(mixed, mesh):
+    """Model state keeps the worker axis first: split by worker like the params, and the
+    per-worker dropout keys are the same whether or not the workers are sharded."""
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(64, 16, rngs=rngs)
+            self.norm = nnx.BatchNorm(16, rngs=rngs)
+            self.drop = nnx.Dropout(0.2, rngs=rngs)
+            self.out = nnx.Linear(16, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
+
+    ds = decjax.data.load_digits()
+    n = 16
+    model = decjax.problems.from_nnx(Net)
+    params, state = model.init(jax.random.key(0))
+    kwargs = {
+        "steps": 20,
+        "batch_size": 8,
+        "eval_every": 10,
+        "key": jax.random.key(4),
+        "eval_fn": model.eval_fn,
+        "eval_data": (ds.x_test, ds.y_test),
+        "model_state": decjax.replicate(state, n),
+        "mix_model_state": decjax.ring(n) if mixed else None,
+        "progress": False,
+    }
+    args = (
+        model.loss,
+        decjax.replicate(params, n),
+        decjax.dpsgd(0.1, decjax.ring(n)),
+        decjax.data.distribute(ds, n, "iid", key=0),
+    )
+    single = decjax.simulate(*args, **kwargs)
+    multi = decjax.simulate(*args, mesh=mesh, **kwargs)
+    for a, b in zip(jax.tree.leaves(single.state), jax.tree.leaves(multi.state), strict=True):
+        if jnp.issubdtype(a.dtype, jnp.inexact):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(multi.metrics["train_accuracy"], single.metrics["train_accuracy"])
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize(
     "name", ["ring", "exponential", "one_peer_exponential", "torus", "complete", "erdos_renyi"]

@@ -41,6 +41,40 @@ class Classifier(NamedTuple):
         }
 
 
+class StatefulClassifier(NamedTuple):
+    """A model with non-parameter state (BatchNorm statistics) and randomness (dropout).
+
+    ``init(key) -> (params, state)``; ``apply(params, state, key, x, train) ->
+    (logits, new_state)`` (``train`` static: training mode updates the state and
+    uses ``key``, evaluation mode does neither). Its ``loss`` and ``eval_fn``
+    follow :func:`decjax.simulate`'s stateful protocol: pass the stacked state
+    as ``simulate(..., model_state=state)``.
+    """
+
+    init: Callable[[jax.Array], tuple[Any, Any]]
+    apply: Callable[..., tuple[jax.Array, Any]]
+    l2: float = 0.0
+
+    def loss(self, params, batch, state, key):
+        """``(loss, (new_state, {"accuracy": training accuracy}))`` in training mode."""
+        x, y = batch
+        logits, state = self.apply(params, state, key, x, True)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        if self.l2:
+            ce = ce + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y)
+        return ce, (state, {"accuracy": accuracy})
+
+    def eval_fn(self, params, batch, state) -> dict[str, jax.Array]:
+        """``{"loss", "accuracy"}`` in evaluation mode (running statistics, no dropout)."""
+        x, y = batch
+        logits, _ = self.apply(params, state, jax.random.key(0), x, False)
+        return {
+            "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
+            "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == y),
+        }
+
+
 def mlp(
     layer_sizes: Sequence[int],
     *,

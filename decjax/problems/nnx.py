@@ -8,18 +8,26 @@ from typing import Any
 import jax
 
 from decjax._validation import check_callable
-from decjax.problems.classifiers import Classifier
+from decjax.problems.classifiers import Classifier, StatefulClassifier
 
 
-def from_nnx(make_model: Callable[[Any], Any], *, l2: float = 0.0) -> Classifier:
+def from_nnx(
+    make_model: Callable[[Any], Any], *, l2: float = 0.0
+) -> Classifier | StatefulClassifier:
     """Wrap a Flax NNX module so each worker trains its own copy.
 
-    ``make_model(rngs)`` builds the module from an ``nnx.Rngs``. The returned
-    :class:`Classifier`'s params are the module's ``nnx.Param`` state (a plain
-    pytree, so it stacks over workers and passes through ``jit``/``vmap``);
-    ``apply`` merges them back into the module and calls it. Modules with
-    mutable non-parameter state (batch-norm statistics, dropout RNG streams)
-    are rejected: decentralized simulation needs every worker's state explicit.
+    ``make_model(rngs)`` builds the module from an ``nnx.Rngs``. Its
+    ``nnx.Param`` state becomes the params (a plain pytree, so it stacks over
+    workers and passes through ``jit``/``vmap``); inputs reach the module with
+    their shape (images stay images).
+
+    A module whose only state is ``nnx.Param`` gives a :class:`Classifier`.
+    Any other state (``nnx.BatchNorm`` statistics, any ``nnx.Variable``) or an
+    RNG stream (``nnx.Dropout``) gives a :class:`StatefulClassifier`:
+    ``init(key) -> (params, state)``, training in train mode (statistics
+    updated, dropout on) and evaluation in eval mode.
+    RNG streams (``nnx.Dropout``'s) are not state: every call gets the key
+    ``simulate`` draws for that worker and step.
 
     Examples:
       >>> import jax, decjax
@@ -35,20 +43,37 @@ def from_nnx(make_model: Callable[[Any], Any], *, l2: float = 0.0) -> Classifier
     except ImportError as err:  # pragma: no cover - exercised only without flax
         raise ImportError("from_nnx needs flax: pip install 'decjax[flax]'") from err
 
-    graphdef, _, rest = nnx.split(make_model(nnx.Rngs(0)), nnx.Param, ...)
-    if jax.tree.leaves(rest):
-        raise ValueError(
-            "make_model must build a module whose only state is nnx.Param; found other "
-            f"variables: {jax.tree_util.tree_structure(rest)}"
-        )
+    graphdef, _, rngs, other = nnx.split(make_model(nnx.Rngs(0)), nnx.Param, nnx.RngState, ...)
+    if not jax.tree.leaves(other) and not jax.tree.leaves(rngs):
+        return _stateless(nnx, graphdef, make_model, float(l2))
 
     def init(key):
-        _, params, _ = nnx.split(make_model(nnx.Rngs(key)), nnx.Param, ...)
+        _, params, _, state = nnx.split(make_model(nnx.Rngs(key)), nnx.Param, nnx.RngState, ...)
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(state)
+
+    def apply(params, state, key, x, train):
+        module = nnx.merge(graphdef, nnx.State(params), _fresh(rngs, key), nnx.State(state))
+        module.train() if train else module.eval()
+        logits = module(x)
+        _, _, _, new_state = nnx.split(module, nnx.Param, nnx.RngState, ...)
+        return logits, nnx.to_pure_dict(new_state)
+
+    return StatefulClassifier(init, apply, float(l2))
+
+
+def _fresh(rngs, key):
+    """The module's RNG streams reset to ``key`` (counts to zero): new variables in this trace."""
+    return jax.tree.map(
+        lambda x: key if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x * 0, rngs
+    )
+
+
+def _stateless(nnx, graphdef, make_model, l2: float) -> Classifier:
+    def init(key):
+        _, params = nnx.split(make_model(nnx.Rngs(key)), nnx.Param)
         return nnx.to_pure_dict(params)
 
     def apply(params, x):
-        state = nnx.State(params)
-        module = nnx.merge(graphdef, state)
-        return module(x.reshape(x.shape[0], -1))
+        return nnx.merge(graphdef, nnx.State(params))(x)
 
-    return Classifier(init, apply, float(l2))
+    return Classifier(init, apply, l2)

@@ -13,6 +13,7 @@ import optax
 from decjax import _axis
 from decjax.algorithms import apply_step
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
+from decjax.gossip import mix
 from decjax.metrics import (
     accumulate,
     consensus_distance,
@@ -53,6 +54,7 @@ class RunState(NamedTuple):
     key: jax.Array
     step: jax.Array  # int32 scalar
     totals: dict  # running totals of the steps' records (bytes sent, rounds, staleness...)
+    model_state: Any = None  # stacked (n, ...) non-parameter state (BatchNorm statistics...)
 
 
 @dataclass(frozen=True)
@@ -74,29 +76,57 @@ class Program:
     worker_chunks: int = 1
     steps_per_iteration: int = STEPS_PER_ITERATION
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
+    stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
+    state_topology: Any = None  # mix the model state with this topology; None: keep it local
 
-    def init(self, params, key, hyper) -> RunState:
+    def init(self, params, key, hyper, model_state=None) -> RunState:
         tx = self.make_tx(**hyper)
         opt_state = tx.init(params)
         # the keys of the transformation's per-step record, from its shapes (nothing runs)
         info = jax.eval_shape(lambda p, s: apply_step(tx, p, s, p)[2], params, opt_state)
-        return RunState(params, opt_state, key, jnp.zeros((), jnp.int32), zero_totals(info))
+        zero = jnp.zeros((), jnp.int32)
+        return RunState(params, opt_state, key, zero, zero_totals(info), model_state)
 
     def batch(self, data, key):
         if isinstance(data, WorkerData):
             return sample_batch(data, key, self.batch_size)
         return data  # full batch: a pytree stacked over workers
 
-    def gradients(self, params, data, key):
-        """Per-worker losses and gradients, ``worker_chunks`` groups of workers at a time.
+    def _grad_fn(self):
+        """Per-worker ``(loss, grads, model_state, aux)``, vmapped over the workers."""
+        if not self.stateful:
 
-        With several chunks, a ``lax.map`` over groups bounds the memory of the
-        minibatches and activations to one group's (the same random draws as
-        without chunks, so the result does not depend on the chunking).
+            def plain(params, batch):
+                loss, grads = jax.value_and_grad(self.loss_fn)(params, batch)
+                return loss, grads, None, {}
+
+            return jax.vmap(plain)
+
+        def stateful(params, batch, model_state, key):
+            value_and_grad = jax.value_and_grad(self.loss_fn, has_aux=True)
+            (loss, (model_state, aux)), grads = value_and_grad(params, batch, model_state, key)
+            return loss, grads, model_state, aux
+
+        return jax.vmap(stateful)
+
+    def gradients(self, params, data, key, model_state=None):
+        """Per-worker losses, gradients, new model state and auxiliary outputs.
+
+        ``worker_chunks`` groups of workers are computed one after another (a
+        ``lax.map``), which bounds the memory of the minibatches and
+        activations to one group's (the same random draws as without chunks,
+        so the result does not depend on the chunking). A stateful model gets
+        its state and a key of its own per worker and step (dropout,
+        augmentation), drawn independently of the minibatch.
         """
-        grad_fn = jax.vmap(jax.value_and_grad(self.loss_fn))
+        n = jax.tree.leaves(params)[0].shape[0]
+        extra = ()
+        if self.stateful:
+            key, model_key = jax.random.split(key)
+            extra = (model_state, worker_keys(model_key, n))
+        grad_fn = self._grad_fn()
         if self.worker_chunks == 1:
-            return grad_fn(params, self.batch(data, key))
+            return grad_fn(params, self.batch(data, key), *extra)
         chunks = self.worker_chunks
 
         def split(tree):
@@ -104,24 +134,22 @@ class Program:
                 lambda x: x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:]), tree
             )
 
-        n = jax.tree.leaves(params)[0].shape[0]
         if isinstance(data, WorkerData):
             per_worker = (worker_keys(key, n), data.indices, data.counts)
 
-            def one(args):
-                p, (k, idx, cnt) = args
-                return grad_fn(p, gather_batch(data, k, idx, cnt, self.batch_size))
+            def batch_of(k, idx, cnt):
+                return gather_batch(data, k, idx, cnt, self.batch_size)
 
         else:
-            per_worker = data
+            per_worker = (data,)
+            batch_of = lambda batch: batch  # noqa: E731
 
-            def one(args):
-                p, batch = args
-                return grad_fn(p, batch)
+        def one(args):
+            p, w, e = args
+            return grad_fn(p, batch_of(*w), *e)
 
-        losses, grads = jax.lax.map(one, (split(params), split(per_worker)))
-        merge = lambda x: x.reshape(n, *x.shape[2:])  # noqa: E731
-        return merge(losses), jax.tree.map(merge, grads)
+        out = jax.lax.map(one, (split(params), split(per_worker), split(extra)))
+        return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
 
     def block(self, state: RunState, data, eval_data, hyper):
         """``eval_every`` training steps, then the metrics of the new state."""
@@ -129,17 +157,23 @@ class Program:
 
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
-            losses, grads = self.gradients(state.params, data, sub)
+            losses, grads, model_state, aux = self.gradients(
+                state.params, data, sub, state.model_state
+            )
             params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
+            if self.state_topology is not None:
+                model_state = mix_floating(self.state_topology, model_state, state.step)
             totals = accumulate(state.totals, info)
-            new = RunState(params, opt_state, key, state.step + 1, totals)
-            return new, _axis.mean_workers(losses)
+            new = RunState(params, opt_state, key, state.step + 1, totals, model_state)
+            aux = {f"train_{k}": _axis.mean_workers(v) for k, v in aux.items()}
+            return new, (_axis.mean_workers(losses), aux)
 
         start = state
-        state, losses = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
+        state, (losses, aux) = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
         bad = ~jnp.isfinite(losses)
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers
+            **{name: jnp.mean(values) for name, values in aux.items()},
             "consensus_distance": consensus_distance(state.params),
             **traffic_metrics(state.totals),
             # the step whose training loss was first non-finite in this block (0: none)
@@ -156,6 +190,7 @@ class Program:
                     eval_data,
                     workers=self.eval_workers,
                     prefix="test_",
+                    model_state=state.model_state if self.stateful else None,
                 )
             )
         return state, metrics
@@ -167,3 +202,13 @@ class Program:
             return self.block(state, data, eval_data, hyper)
 
         return jax.lax.scan(body, state, None, length=blocks)
+
+
+def mix_floating(topology, tree: Any, step) -> Any:
+    """Gossip the floating-point leaves of a per-worker tree; other leaves stay local."""
+    leaves, treedef = jax.tree.flatten(tree)
+    floating = [i for i, x in enumerate(leaves) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    mixed = mix(topology, [leaves[i] for i in floating], step) if floating else []
+    for i, x in zip(floating, mixed, strict=True):
+        leaves[i] = x
+    return jax.tree.unflatten(treedef, leaves)

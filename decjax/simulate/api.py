@@ -65,8 +65,38 @@ def _program(
         worker_chunks,
         check_int("steps_per_iteration", options["steps_per_iteration"], minimum=1),
         keep_finite,
+        options.get("model_state") is not None or bool(options.get("stateful")),
+        _check_state_topology(options.get("mix_model_state"), params),
     )
     return steps, program
+
+
+def _check_state_topology(topology, params) -> Topology | None:
+    """``mix_model_state``: ``None`` or a topology of the params' ``n``."""
+    if topology is None:
+        return None
+    if not isinstance(topology, Topology):
+        raise TypeError(
+            f"mix_model_state must be a Topology or None, got {type(topology).__name__}"
+        )
+    if params is not None and topology.n != jax.tree.leaves(params)[0].shape[0]:
+        raise ValueError(
+            f"mix_model_state has n={topology.n} workers but params have "
+            f"{jax.tree.leaves(params)[0].shape[0]}"
+        )
+    return topology
+
+
+def _check_model_state(model_state, n: int) -> None:
+    """A stateful model's state: stacked over the ``n`` workers like the params."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(model_state)[0]:
+        shape = jnp.shape(leaf)
+        if not shape or shape[0] != n:
+            raise ValueError(
+                f"model_state{jax.tree_util.keystr(path)} must be stacked over the n={n} "
+                f"workers (leading axis n), got shape {shape}; stack it like the params "
+                "(decjax.simulate.replicate)"
+            )
 
 
 def _check_run_inputs(params, data, checkpoint_dir) -> None:
@@ -128,7 +158,9 @@ def _check_batches(data, n: int, batch_size: int | None) -> int | None:
     return batch_size
 
 
-def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> None:
+def _check_functions(
+    loss_fn, eval_fn, params, data, eval_data, batch_size, model_state=None
+) -> None:
     """Trace ``loss_fn`` and ``eval_fn`` once on one worker (``jax.eval_shape``: nothing is
     compiled) so a wrong signature or output is reported naming the function."""
     one = jax.tree.map(lambda x: x[0], params)
@@ -136,7 +168,12 @@ def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> N
         batch = (data.x[:batch_size], data.y[:batch_size])
     else:
         batch = jax.tree.map(lambda x: x[0], data)
-    loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
+    if model_state is None:
+        loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
+        extra = ()
+    else:
+        extra = (jax.tree.map(lambda x: x[0], model_state),)
+        loss = _stateful_loss(loss_fn, one, batch, extra[0])
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
         raise ValueError(
             f"loss_fn must return a scalar for one worker's params and batch, got "
@@ -145,7 +182,8 @@ def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> N
     if eval_fn is None:
         return
     hint = " (eval_data is None: pass eval_data=...)" if eval_data is None else ""
-    metrics = _traced("eval_fn(params, eval_data)", eval_fn, one, eval_data, hint)
+    call = "eval_fn(params, eval_data" + (", model_state)" if extra else ")")
+    metrics = _traced(call, eval_fn, one, eval_data, hint, *extra)
     if not isinstance(metrics, Mapping) or any(
         not isinstance(v, jax.ShapeDtypeStruct) or v.shape != () for v in metrics.values()
     ):
@@ -154,10 +192,25 @@ def _check_functions(loss_fn, eval_fn, params, data, eval_data, batch_size) -> N
         )
 
 
-def _traced(call: str, fn, params, data, hint: str):
-    """``jax.eval_shape(fn, params, data)``; a failure is reported naming ``call``."""
+def _stateful_loss(loss_fn, params, batch, state):
+    """The loss of a stateful ``loss_fn`` traced once; its output structure checked."""
+    call = "loss_fn(params, batch, model_state, key)"
+    out = _traced(call, loss_fn, params, batch, "", state, jax.random.key(0))
+    shaped = isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple)
+    if not shaped or len(out[1]) != 2 or not isinstance(out[1][1], Mapping):
+        raise ValueError(
+            "with model_state, loss_fn(params, batch, model_state, key) must return "
+            "(loss, (new_model_state, aux_dict)), e.g. model.loss of decjax.problems.from_nnx"
+        )
+    if jax.tree.structure(out[1][0]) != jax.tree.structure(state):
+        raise ValueError("loss_fn must return a new model_state shaped like the one it was given")
+    return out[0]
+
+
+def _traced(call: str, fn, params, data, hint: str, *extra):
+    """``jax.eval_shape(fn, params, data, *extra)``; a failure is reported naming ``call``."""
     try:
-        return jax.eval_shape(fn, params, data)
+        return jax.eval_shape(fn, params, data, *extra)
     except Exception as err:
         raise ValueError(f"{call} fails on one worker's params{hint}: {_first_line(err)}") from err
 
@@ -202,8 +255,13 @@ def make_run(
     steps_per_iteration: int = STEPS_PER_ITERATION,
     evaluation: Evaluation | None = None,
     execution: Execution | None = None,
+    stateful: bool = False,
+    mix_model_state: Topology | None = None,
 ) -> Callable:
     """The pure core of :func:`simulate`: ``run(params, key, data, eval_data=None, hyper=None)``.
+
+    With ``stateful=True``, ``loss_fn`` is a stateful model's loss (see
+    :func:`simulate`) and ``run`` takes its stacked ``model_state=`` too.
 
     ``run`` performs the whole training as nested ``lax.scan``-s and returns
     ``(final RunState, metrics)`` with metrics of shape ``(steps // eval_every,)``.
@@ -235,9 +293,9 @@ def make_run(
     steps, program = _program(make_tx, None, None, o)
     blocks = steps // program.eval_every
 
-    def run(params, key, data, eval_data=None, hyper=None):
+    def run(params, key, data, eval_data=None, hyper=None, model_state=None):
         hyper = {} if hyper is None else hyper
-        state = program.init(params, key, hyper)
+        state = program.init(params, key, hyper, model_state)
         return program.chunk(state, data, eval_data, hyper, blocks=blocks)
 
     return run
@@ -270,15 +328,21 @@ def simulate(
     evaluation: Evaluation | None = None,
     checkpointing: Checkpointing | None = None,
     execution: Execution | None = None,
+    model_state: Any = None,
+    mix_model_state: Topology | None = None,
 ) -> SimulationResult:
     """Run decentralized training: ``steps`` steps of ``tx`` on stacked ``params``.
 
-    The whole run is ``lax.scan`` inside one ``jit``, split into ``chunks``
-    compiled calls (one compile) with a progress bar between them. Every
-    ``eval_every`` steps it records ``train_loss`` (mean over workers and
-    steps since the last record), ``consensus_distance``, the running totals
-    of the steps' records (``bytes_sent``...) and, with ``eval_fn``,
-    ``test_<metric>`` of the averaged model and ``worker_test_<metric>``.
+    One ``jit``-ed ``lax.scan`` in ``chunks`` calls (one compile) with a
+    progress bar. Every ``eval_every`` steps it records ``train_loss`` (mean
+    over workers and steps), ``consensus_distance``, the running totals of the
+    steps' records (``bytes_sent``...) and, with ``eval_fn``, ``test_<metric>``
+    of the averaged model and ``worker_test_<metric>``. The other keywords are
+    the option objects' fields: ``eval_every``, ``eval_workers``
+    (:class:`~decjax.Evaluation`); ``checkpoint_dir``, ``checkpoint_every``,
+    ``run_id``, ``overwrite`` (:class:`~decjax.Checkpointing`: save, resume
+    bitwise); ``chunks``, ``steps_per_iteration``, ``worker_chunks``, ``mesh``
+    (:class:`~decjax.Execution`; ``mesh`` shards the workers over devices).
 
     Args:
       loss_fn: ``loss_fn(single_params, single_batch) -> scalar``, vmapped over workers.
@@ -289,25 +353,18 @@ def simulate(
       steps: number of training steps (a multiple of ``eval_every``).
       key: ``jax.random.key``; same key, same result.
       batch_size: per-worker minibatch size (with ``WorkerData``).
-      eval_every: steps between records (:class:`~decjax.Evaluation`; default ~25 records).
       eval_fn: ``eval_fn(single_params, eval_data) -> {name: scalar}``.
       eval_data: e.g. ``(x_test, y_test)``.
-      eval_workers: also evaluate every worker (costs ``n`` evaluations).
-      worker_chunks: gradients for this many groups of workers in turn (:class:`~decjax.Execution`).
-      steps_per_iteration: training steps per iteration of the compiled loop (``Execution``).
       on_divergence: on a non-finite loss: ``"raise"`` (``FloatingPointError`` naming the
         step), ``"stop"`` (records up to the last finite one, ``diverged_at``) or ``"ignore"``.
       progress: show a progress bar.
-      chunks: number of compiled calls (``Execution``; default about 20).
-      checkpoint_dir: save and resume the run there (see :class:`~decjax.Checkpointing`).
-      checkpoint_every: chunks between checkpoints.
-      run_id: a label stored in the checkpoint and compared on resume.
-      overwrite: start afresh over a checkpoint of another run.
       callback: ``callback(step, metrics)`` after every chunk (numpy records; raise to stop).
-      mesh: shard the workers over a device mesh (gossip by ``ppermute``; ``Execution``).
       evaluation: an :class:`~decjax.Evaluation` instead of the ``eval_*`` keywords.
       checkpointing: a :class:`~decjax.Checkpointing` instead of its four keywords.
       execution: an :class:`~decjax.Execution` instead of its four keywords.
+      model_state: stacked state of a stateful model (BatchNorm; see ``docs/models.md``);
+        then ``loss_fn(params, batch, state, key) -> (loss, (state, aux))``.
+      mix_model_state: gossip the model state with this topology; ``None`` keeps it local.
 
     Returns:
       A :class:`SimulationResult`.
@@ -331,7 +388,7 @@ def _simulate(a: SimpleNamespace) -> SimulationResult:
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(a.tx).__name__}")
     check_choice("on_divergence", a.on_divergence, DIVERGENCE)
     steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
-    state = program.init(a.params, key, {})
+    state = program.init(a.params, key, {}, a.model_state)
     return execute(
         program,
         state,
@@ -364,6 +421,8 @@ def sweep(
     evaluation: Evaluation | None = None,
     checkpointing: Checkpointing | None = None,
     execution: Execution | None = None,
+    model_state: Any = None,
+    mix_model_state: Topology | None = None,
     **options: Any,
 ) -> SimulationResult:
     """Run every configuration of a hyperparameter grid at once: one ``vmap``, one compile.
@@ -454,8 +513,10 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
         batch = -(-batch // devices) * devices
         last = np.minimum(np.arange(batch), len(configs) - 1)
         hyper, keys = jax.tree.map(lambda x: x[last], (hyper, keys))
-    params_b = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), a.params)
-    state = jax.jit(jax.vmap(program.init))(params_b, keys, hyper)
+    params_b, model_b = jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), (a.params, a.model_state)
+    )
+    state = jax.jit(jax.vmap(program.init))(params_b, keys, hyper, model_b)
     n = jax.tree.leaves(a.params)[0].shape[0]
     return execute(
         program,
@@ -478,7 +539,11 @@ def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
     """Validate a run's arguments before anything is traced: ``(steps, program, schedule, key)``."""
     steps, program = _program(make_tx, a.params, a.data, vars(a), keep_finite)
     _check_run_inputs(a.params, a.data, a.checkpoint_dir)
-    _check_functions(a.loss_fn, a.eval_fn, a.params, a.data, a.eval_data, program.batch_size)
+    if a.model_state is not None:
+        _check_model_state(a.model_state, jax.tree.leaves(a.params)[0].shape[0])
+    _check_functions(
+        a.loss_fn, a.eval_fn, a.params, a.data, a.eval_data, program.batch_size, a.model_state
+    )
     schedule = Schedule.of(steps, program.eval_every, a.chunks)
     Saving(a.checkpoint_dir, a.checkpoint_every)  # validated before anything is hashed
     return steps, program, schedule, as_key("key", a.key)

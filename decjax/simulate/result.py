@@ -69,6 +69,11 @@ class SimulationResult:
         """Final stacked params."""
         return self.state.params
 
+    @property
+    def model_state(self):
+        """Final stacked model state (BatchNorm statistics...); ``None`` for a stateless model."""
+        return self.state.model_state
+
     def final(self, name: str) -> Any:
         """The last recorded value of metric ``name`` (an array over configs for sweeps)."""
         return self.metrics[name][..., -1]

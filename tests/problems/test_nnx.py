@@ -51,8 +51,195 @@ def test_nnx_model_trains_with_decentralized_sgd_on_digits():
     assert res.metrics["train_loss"][-1] < 0.5 * res.metrics["train_loss"][0]
 
 
-def test_nnx_modules_with_non_param_state_are_rejected():
-    with pytest.raises(ValueError, match=r"only state is nnx\.Param"):
-        decjax.problems.from_nnx(lambda rngs: nnx.BatchNorm(4, rngs=rngs))
+class BatchNormNet(nnx.Module):
+    def __init__(self, rngs, dropout: float = 0.0):
+        self.hidden = nnx.Linear(6, 8, rngs=rngs)
+        self.norm = nnx.BatchNorm(8, momentum=0.5, rngs=rngs)
+        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.out = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
+
+
+def _batches(n, b=5, key=0):
+    kx, ky = jax.random.split(jax.random.key(key))
+    return jax.random.normal(kx, (n, b, 6)), jax.random.randint(ky, (n, b), 0, 3)
+
+
+def test_a_batchnorm_model_is_stateful_and_its_state_stacks():
+    model = decjax.problems.from_nnx(BatchNormNet)
+    assert isinstance(model, decjax.problems.StatefulClassifier)
+    params, state = model.init(jax.random.key(0))
+    assert set(state["norm"]) == {"mean", "var"} and "kernel" in params["hidden"]
+    x, _ = _batches(1)
+    logits, new = model.apply(params, state, jax.random.key(1), x[0], True)
+    assert logits.shape == (5, 3) and not np.allclose(new["norm"]["mean"], 0.0)
+    _, same = model.apply(params, state, jax.random.key(1), x[0], False)  # eval: no update
+    np.testing.assert_array_equal(same["norm"]["mean"], state["norm"]["mean"])
+
+
+def test_one_step_on_the_complete_graph_with_mixed_state_matches_a_hand_written_step():
+    """D-PSGD on the complete graph: the new params are x - lr * mean_i g_i, where g_i is
+    worker i's gradient through BatchNorm in train mode on its own batch, and the mixed
+    state is the mean of the workers' updated statistics (module calls, no decjax)."""
+    n, lr = 4, 0.3
+    model = decjax.problems.from_nnx(BatchNormNet)
+    params, state = model.init(jax.random.key(0))
+    x, y = _batches(n)
+    res = decjax.simulate(
+        model.loss,
+        decjax.replicate(params, n),
+        decjax.dpsgd(lr, decjax.complete(n)),
+        (x, y),
+        steps=1,
+        eval_every=1,
+        key=jax.random.key(1),
+        model_state=decjax.replicate(state, n),
+        mix_model_state=decjax.complete(n),
+        progress=False,
+    )
+    grads, stats = [], []
+    for i in range(n):
+        module = BatchNormNet(nnx.Rngs(0))
+        module.train()
+
+        def loss(m, i=i):
+            logits = m(x[i])
+            return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(5), y[i]])
+
+        grads.append(nnx.to_pure_dict(nnx.grad(loss)(module)))
+        stats.append(np.asarray(module.norm.mean[...]))
+    expected = jax.tree.map(lambda p, *g: p - lr * np.mean(g, axis=0), params, *grads)
+    for got, want in zip(jax.tree.leaves(res.params), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), atol=2e-6)
+    np.testing.assert_allclose(
+        res.model_state["norm"]["mean"], np.broadcast_to(np.mean(stats, 0), (n, 8)), atol=1e-6
+    )
+    assert 0.0 <= res.final("train_accuracy") <= 1.0
+
+
+def test_local_statistics_differ_across_workers_with_label_sorted_data():
+    n = 4
+    model = decjax.problems.from_nnx(BatchNormNet)
+    params, state = model.init(jax.random.key(0))
+    x, y = _batches(n)
+    x = x + jnp.arange(n)[:, None, None] * 3.0  # each worker sees a shifted input distribution
+    common = {"steps": 4, "eval_every": 4, "key": jax.random.key(1), "progress": False}
+    args = (model.loss, decjax.replicate(params, n), decjax.dpsgd(0.1, decjax.ring(n)), (x, y))
+    local = decjax.simulate(*args, model_state=decjax.replicate(state, n), **common)
+    mixed = decjax.simulate(
+        *args,
+        model_state=decjax.replicate(state, n),
+        mix_model_state=decjax.complete(n),
+        **common,
+    )
+    means = np.asarray(local.model_state["norm"]["mean"])
+    assert np.ptp(means, axis=0).max() > 1.0  # the workers' running means differ
+    np.testing.assert_allclose(
+        np.ptp(np.asarray(mixed.model_state["norm"]["mean"]), 0), 0, atol=1e-6
+    )
+
+
+def test_dropout_keys_differ_across_workers_and_steps_and_repeat_under_a_seed():
+    """A plain-JAX stateful loss that stores a draw from its key as its state."""
+
+    def loss(params, batch, state, key):
+        del state
+        draw = jax.random.uniform(key)
+        return jnp.sum(params**2) * 0.0 + draw * 0.0, ({"draw": draw}, {})
+
+    n = 4
+    params = jnp.zeros((n, 2))
+    state = {"draw": jnp.zeros((n,))}
+    tx = decjax.dpsgd(0.1, decjax.ring(n))
+
+    def draws(steps, seed):
+        res = decjax.simulate(
+            loss,
+            params,
+            tx,
+            jnp.zeros((n, 1)),
+            steps=steps,
+            eval_every=1,
+            key=jax.random.key(seed),
+            model_state=state,
+            progress=False,
+        )
+        return np.asarray(res.model_state["draw"])
+
+    first, second = draws(1, 0), draws(2, 0)
+    assert len(set(first.tolist())) == n  # a key per worker
+    assert not np.any(first == second)  # and per step
+    np.testing.assert_array_equal(first, draws(1, 0))  # same seed, same keys
+    assert not np.any(first == draws(1, 1))
+
+
+@pytest.mark.slow
+def test_stateful_training_on_digits_sweeps_and_evaluates_with_the_averaged_state():
+    ds = decjax.data.load_digits()
+    n = 4
+    data = decjax.data.distribute(ds, n, "iid", key=0)
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(64, 32, rngs=rngs)
+            self.norm = nnx.BatchNorm(32, rngs=rngs)
+            self.drop = nnx.Dropout(0.1, rngs=rngs)
+            self.out = nnx.Linear(32, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
+
+    model = decjax.problems.from_nnx(Net)
+    params, state = model.init(jax.random.key(0))
+    res = decjax.sweep(
+        model.loss,
+        decjax.replicate(params, n),
+        lambda lr: decjax.dpsgd(lr, decjax.ring(n), momentum=0.9),
+        data,
+        {"lr": [0.02, 0.05]},
+        steps=200,
+        batch_size=16,
+        key=jax.random.key(1),
+        eval_fn=model.eval_fn,
+        eval_data=(ds.x_test, ds.y_test),
+        model_state=decjax.replicate(state, n),
+        progress=False,
+    )
+    assert res.metrics["test_accuracy"].shape == (2, 25)
+    assert np.all(res.final("test_accuracy") > 0.85)
+    assert np.all(res.final("train_accuracy") > 0.8)
+    assert res.model_state["norm"]["mean"].shape == (2, n, 32)
+
+
+def test_stateful_loss_with_a_wrong_output_is_refused_in_one_line():
+    n = 2
+    params = jnp.zeros((n, 2))
+    with pytest.raises(ValueError, match=r"must return \(loss, \(new_model_state, aux_dict\)\)"):
+        decjax.simulate(
+            lambda p, b, s, k: jnp.sum(p),
+            params,
+            decjax.dpsgd(0.1, decjax.ring(n)),
+            jnp.zeros((n, 1)),
+            steps=1,
+            key=jax.random.key(0),
+            model_state={},
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"model_state.* must be stacked over the n=2 workers"):
+        decjax.simulate(
+            lambda p, b, s, k: (jnp.sum(p), (s, {})),
+            params,
+            decjax.dpsgd(0.1, decjax.ring(n)),
+            jnp.zeros((n, 1)),
+            steps=1,
+            key=jax.random.key(0),
+            model_state={"m": jnp.zeros(3)},
+            progress=False,
+        )
+
+
+def test_make_model_must_be_callable():
     with pytest.raises(TypeError, match="make_model must be callable"):
         decjax.problems.from_nnx(jnp.ones(3))

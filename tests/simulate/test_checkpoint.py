@@ -91,6 +91,54 @@ def test_resumed_run_is_bitwise_identical_to_an_uninterrupted_one(name, problem,
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
+def test_a_stateful_model_resumes_bitwise_with_its_statistics_and_dropout_keys(tmp_path):
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(64, 16, rngs=rngs)
+            self.norm = nnx.BatchNorm(16, rngs=rngs)
+            self.drop = nnx.Dropout(0.2, rngs=rngs)
+            self.out = nnx.Linear(16, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.drop(nnx.relu(self.norm(self.hidden(x)))))
+
+    ds = decjax.data.load_digits()
+    model = decjax.problems.from_nnx(Net)
+    params, state = model.init(jax.random.key(0))
+
+    def run(directory=None, callback=None):
+        return decjax.simulate(
+            model.loss,
+            decjax.replicate(params, N),
+            decjax.dpsgd(0.1, decjax.ring(N), momentum=0.9),
+            decjax.data.distribute(ds, N, "iid", key=0),
+            steps=60,
+            batch_size=8,
+            key=jax.random.key(3),
+            eval_every=10,
+            chunks=6,
+            eval_fn=model.eval_fn,
+            eval_data=(ds.x_test, ds.y_test),
+            model_state=decjax.replicate(state, N),
+            progress=False,
+            checkpoint_dir=directory,
+            callback=callback,
+        )
+
+    full = run()
+    with pytest.raises(Interrupt):
+        run(tmp_path, _stop_after(30))
+    resumed = run(tmp_path)
+    for metric in full.metrics:
+        np.testing.assert_array_equal(resumed.metrics[metric], full.metrics[metric], err_msg=metric)
+    got, want = jax.tree.leaves(resumed.model_state), jax.tree.leaves(full.model_state)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_finished_checkpoint_is_returned_without_training(problem, tmp_path):
     first = _run(problem, TXS["adam"](), directory=tmp_path)
     calls = []
