@@ -8,13 +8,19 @@ from decjax.problems.classifiers import (
 )
 from decjax.problems.nnx import from_nnx
 from decjax.problems.quadratic import Quadratics, quadratics
+from decjax.problems.zoo import cnn1d, lenet5, parameter_count, resnet20, transformer_lm
 
 __all__ = [
     "Classifier",
     "Quadratics",
     "StatefulClassifier",
+    "cnn1d",
     "from_nnx",
+    "lenet5",
     "logistic_regression",
     "mlp",
+    "parameter_count",
     "quadratics",
+    "resnet20",
+    "transformer_lm",
 ]

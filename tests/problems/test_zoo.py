@@ -1,0 +1,64 @@
+"""The model zoo: the papers' architectures, their parameter counts, shapes and causality."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import decjax
+from decjax.problems import cnn1d, lenet5, parameter_count, resnet20, transformer_lm
+
+pytest.importorskip("flax.nnx")
+
+
+@pytest.mark.parametrize(
+    ("build", "count", "shape"),
+    [
+        (lambda: lenet5(), 61_706, (2, 28, 28, 1)),  # LeCun et al. 1998 on 28x28 (padded)
+        (lambda: lenet5(channels=3, size=32), 62_006, (2, 32, 32, 3)),
+        (lambda: cnn1d(), 5_210, (2, 40)),
+        (lambda: resnet20(norm="group"), 269_722, (2, 32, 32, 3)),  # He et al.: 0.27 M
+        (lambda: resnet20(), 269_722, (2, 32, 32, 3)),
+        (lambda: resnet20(100, norm="group"), 269_722 - 650 + 6_500, (2, 32, 32, 3)),
+    ],
+    ids=["lenet5", "lenet5-rgb", "cnn1d", "resnet20-group", "resnet20-batch", "resnet20-c100"],
+)
+def test_parameter_counts_match_the_architectures(build, count, shape):
+    model = build()
+    params = model.init(jax.random.key(0))
+    stateful = isinstance(model, decjax.problems.StatefulClassifier)
+    if stateful:
+        params, state = params
+        logits, _ = model.apply(params, state, jax.random.key(1), jnp.zeros(shape), True)
+    else:
+        logits = model.apply(params, jnp.zeros(shape))
+    assert parameter_count(params) == count
+    assert logits.shape[0] == shape[0]
+
+
+def test_resnet20_with_batchnorm_is_stateful_and_with_groupnorm_is_not():
+    assert isinstance(resnet20(), decjax.problems.StatefulClassifier)
+    assert isinstance(resnet20(norm="group"), decjax.problems.Classifier)
+    _, state = resnet20().init(jax.random.key(0))
+    assert len(jax.tree.leaves(state)) == 2 * 19  # mean and var of 19 BatchNorm layers
+
+
+def test_the_transformer_is_causal():
+    model = transformer_lm(17, context=12, layers=2, width=32, heads=4)
+    params = model.init(jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(1), (1, 12), 0, 17)
+    changed = tokens.at[0, 7].set((tokens[0, 7] + 1) % 17)
+    a, b = model.apply(params, tokens), model.apply(params, changed)
+    assert a.shape == (1, 12, 17)
+    np.testing.assert_allclose(a[0, :7], b[0, :7], atol=1e-6)  # the past ignores the future
+    assert not np.allclose(a[0, 7:], b[0, 7:])
+    assert isinstance(transformer_lm(17, dropout=0.1), decjax.problems.StatefulClassifier)
+
+
+def test_bad_arguments_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        resnet20(norm="layer")
+    with pytest.raises(ValueError, match="size must be one of"):
+        lenet5(size=30)
+    with pytest.raises(ValueError, match=r"width \(30\) must be a multiple of heads \(4\)"):
+        transformer_lm(10, width=30, heads=4)
