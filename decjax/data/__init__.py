@@ -1,6 +1,15 @@
 """Data on device: datasets, partitions over workers, per-worker minibatches."""
 
+from decjax.data.augment import augmented, random_crop_flip
 from decjax.data.datasets import Dataset, from_arrays, load_digits
+from decjax.data.files import (
+    load_cifar,
+    load_mnist,
+    load_mnist1d,
+    load_npz,
+    load_text,
+    synthetic_images,
+)
 from decjax.data.partition import SCHEMES, Partition, label_histogram, partition
 from decjax.data.sampling import WorkerData, distribute, gather_batch, sample_batch, worker_keys
 
@@ -9,12 +18,20 @@ __all__ = [
     "Dataset",
     "Partition",
     "WorkerData",
+    "augmented",
     "distribute",
     "from_arrays",
     "gather_batch",
     "label_histogram",
+    "load_cifar",
     "load_digits",
+    "load_mnist",
+    "load_mnist1d",
+    "load_npz",
+    "load_text",
     "partition",
+    "random_crop_flip",
     "sample_batch",
+    "synthetic_images",
     "worker_keys",
 ]
