@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 import decjax
+from decjax import workloads
 from decjax._arguments import (
     HelpFormatter,
     nonnegative_int,
@@ -53,7 +54,7 @@ def _topology_list(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="decjax",
-        description="Decentralized training of a classifier on the digits dataset: "
+        description="Decentralized training of a model on a dataset (digits by default): "
         "one vmapped run per topology, compiled once.",
         formatter_class=HelpFormatter,
     )
@@ -68,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer")
     add("--partition", choices=SCHEMES, default="sorted", help="how data is split over workers")
     add("--alpha", type=positive_float, default=0.1, help="Dirichlet concentration")
-    add("--model", choices=("mlp", "logistic"), default="mlp", help="64-64-10 MLP or linear")
+    add("--model", choices=workloads.MODELS, default="mlp", help="model (sized for the data)")
+    add("--dataset", choices=workloads.DATASETS, default="digits", help="training data")
+    add("--data-dir", type=Path, default=None, help="folder of cifar*/mnist files")
+    add("--data-file", type=Path, default=None, help="the .npz or text file")
+    add("--augment", action="store_true", help="random crop and flip per worker (images)")
+    add("--momentum", type=probability, default=0.0, help="local momentum (dpsgd family)")
     add("--steps", type=positive_int, default=1000, help="training steps")
     add("--batch-size", type=positive_int, default=16, help="minibatch size per worker")
     add("--lr", type=positive_float, default=0.3, help="learning rate")
@@ -141,6 +147,7 @@ def _make_factory(args, key):
     max_delay = 4 if args.max_delay is None else args.max_delay
     slow = round(args.stragglers * args.workers)
     speeds = [1.0] * (args.workers - slow) + [0.5] * slow
+    build = workloads.algorithm(algorithm, args.momentum)
 
     def factory(topology):
         if algorithm == "dasgd":
@@ -148,7 +155,7 @@ def _make_factory(args, key):
             return decjax.dasgd(
                 lr, topology, delays=delays, speeds=speeds if slow else None, key=key
             )
-        tx = decjax.algorithms.by_name(algorithm)(lr, topology)
+        tx = build(lr, topology)
         if topology.faults is not None and churn:
             tx = decjax.algorithms.node_churn(tx, topology)
         if slow:
@@ -217,7 +224,14 @@ def _prepare(parser, args):
     key = jax.random.key(args.seed)
     try:
         _check_out(args.out)
-        dataset = decjax.data.load_digits(seed=args.seed)
+        if args.dataset == "text" and args.partition != "iid":
+            raise ValueError("--dataset text needs --partition iid (its labels are sequences)")
+        dataset = workloads.dataset(
+            args.dataset, seed=args.seed, data_dir=args.data_dir, data_file=args.data_file
+        )
+        model = workloads.model(args.model, dataset, dataset_name=args.dataset)
+        if args.augment and dataset.x_train.ndim != 4:
+            raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
         factory = _make_factory(args, jax.random.fold_in(key, 4000))
         topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
@@ -227,18 +241,27 @@ def _prepare(parser, args):
             key=args.seed,
             alpha=args.alpha if args.partition == "dirichlet" else None,
         )
-    except ValueError as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
-    if args.model == "mlp":
-        model = decjax.problems.mlp([dataset.num_features, 64, dataset.num_classes])
-    else:
-        model = decjax.problems.logistic_regression(dataset.num_features, dataset.num_classes)
     params = decjax.replicate(model.init(jax.random.fold_in(key, 1000)), args.workers)
     return key, dataset, factory, topologies, data, model, params
 
 
+def _loss_and_state(args, model, params):
+    """The loss simulate runs, the stacked params and the model state (``None``: stateless)."""
+    if workloads.is_stateful(model):
+        params, state = params
+        loss = decjax.data.augmented(model.loss, stateful=True) if args.augment else model.loss
+        return loss, params, state
+    if args.augment:
+        return decjax.data.augmented(model.loss), params, {}
+    return model.loss, params, None
+
+
 def _train(args, key, dataset, factory, topologies, data, model, params):
+    loss, params, model_state = _loss_and_state(args, model, params)
     common = {
+        "model_state": model_state,
         "steps": args.steps,
         "batch_size": args.batch_size,
         "eval_every": args.eval_every,
@@ -252,7 +275,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         # one vmapped sweep, so each runs on its own (one compile each).
         runs = [
             decjax.simulate(
-                model.loss,
+                loss,
                 params,
                 factory(t),
                 data,
@@ -267,7 +290,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         ]
         return decjax.SimulationResult.concat(runs, [{"topology": t.name} for t in topologies])
     return decjax.sweep(
-        model.loss,
+        loss,
         params,
         factory,
         data,
@@ -276,6 +299,16 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         overwrite=args.overwrite,
         **common,
     )
+
+
+def _initial_loss(model, params, dataset) -> float:
+    """The loss of the initial model on (up to 5,000 of) the training examples."""
+    one = jax.tree.map(lambda x: x[0], params)
+    batch = (dataset.x_train[:5000], dataset.y_train[:5000])
+    if workloads.is_stateful(model):
+        first_params, first_state = one
+        return float(model.loss(first_params, batch, first_state, jax.random.key(0))[0])
+    return float(model.loss(one, batch))
 
 
 def diverged(result, initial_loss: float) -> np.ndarray:
@@ -331,7 +364,7 @@ def _title(args) -> str:
     if args.algorithm == "dasgd":
         faults.append(f"max delay {4 if args.max_delay is None else args.max_delay}")
     return (
-        f"{args.algorithm}, n={args.workers}, lr={args.lr:g}, {args.model} on digits "
+        f"{args.algorithm}, n={args.workers}, lr={args.lr:g}, {args.model} on {args.dataset} "
         f"({args.partition})" + (f"; {', '.join(faults)}" if faults else "")
     )
 
@@ -380,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = _prepare(parser, args)
         print(
             f"decjax {decjax.__version__} on {jax.devices()[0].platform}: {args.workers} "
-            f"workers, digits ({args.partition} partition), {args.model}, {args.algorithm} "
+            f"workers, {args.dataset} ({args.partition} partition), {args.model}, {args.algorithm} "
             f"lr={args.lr}, {args.steps} steps x batch {args.batch_size}"
         )
         start = time.perf_counter()
@@ -393,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decjax: {stop or 'interrupted'}", file=sys.stderr)
         return 130
     _, dataset, _, topologies, _, model, params = prepared
-    one = jax.tree.map(lambda x: x[0], params)
-    initial_loss = float(model.loss(one, (dataset.x_train, dataset.y_train)))
+    initial_loss = _initial_loss(model, params, dataset)
     summary, columns = _summarize(args, result, topologies, initial_loss)
     print()
     print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

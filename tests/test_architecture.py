@@ -17,7 +17,13 @@ LAYERS = [
     ("decjax.data", "decjax.problems"),
     ("decjax.distributed",),
     ("decjax.simulate",),
-    ("decjax.cli", "decjax.multihost", "decjax.__main__", "decjax"),  # "decjax": the package
+    (
+        "decjax.cli",
+        "decjax.workloads",
+        "decjax.multihost",
+        "decjax.__main__",
+        "decjax",
+    ),  # "decjax": the package
 ]
 
 

@@ -292,3 +292,70 @@ def test_cli_checkpoint_of_another_run_is_refused_and_overwrite_starts_afresh(tm
     assert "another run: hyperparameters" in err and "--overwrite" in err
     assert main([*argv, "--lr", "0.2", "--overwrite"]) == 0
     assert main([*argv, "--lr", "0.2"]) == 0  # now it is that run's checkpoint
+
+
+def _small(tmp_path, *flags):
+    return [
+        "--workers",
+        "4",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--topologies",
+        "ring",
+        "--partition",
+        "iid",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+        *flags,
+    ]
+
+
+def test_cli_trains_a_convnet_on_local_images_with_augmentation_and_momentum(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    images = rng.random((64, 28, 28, 1)).astype("float32")
+    np.savez(
+        path,
+        x_train=images,
+        y_train=rng.integers(0, 10, 64),
+        x_test=images[:16],
+        y_test=rng.integers(0, 10, 16),
+    )
+    flags = ["--dataset", "npz", "--data-file", str(path), "--model", "lenet5", "--augment"]
+    assert main(_small(tmp_path, *flags, "--momentum", "0.9", "--lr", "0.05")) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["flags"]["model"] == "lenet5" and config["flags"]["augment"] is True
+    results = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert results["train_loss"].notna().all()
+
+
+@pytest.mark.slow
+def test_cli_trains_a_character_transformer_on_a_text_file(tmp_path, capsys):
+    path = tmp_path / "corpus.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog. " * 100, encoding="utf-8")
+    flags = ["--dataset", "text", "--data-file", str(path), "--model", "transformer"]
+    assert main(_small(tmp_path, *flags, "--lr", "0.05")) == 0
+    assert "transformer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dataset", "cifar10"], "--dataset cifar10 reads local files: give --data-dir"),
+        (["--model", "lenet5"], "--model lenet5 needs square images"),
+        (["--model", "transformer"], "the transformer is for --dataset text"),
+        (["--augment"], "--augment needs images; --dataset digits has none"),
+        (["--algorithm", "adam", "--momentum", "0.9"], "--momentum applies to dpsgd"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent"], "missing train-images-idx3-ubyte"),
+    ],
+)
+def test_cli_refuses_a_model_and_data_that_do_not_fit_in_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--no-progress", *flags])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err

@@ -68,8 +68,12 @@ def partition(
       [0, 1, 2, 3, 4]
     """
     labels = np.asarray(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array, got shape {labels.shape}")
+    sequences = labels.ndim > 1 and scheme == "iid"  # e.g. next-token labels: only iid applies
+    if (labels.ndim != 1 and not sequences) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"labels must be a 1-D integer array (or, for scheme='iid', integer sequences), "
+            f"got shape {labels.shape}"
+        )
     n = check_int("n", n, minimum=1)
     if n > len(labels):
         raise ValueError(f"n must be <= the number of examples ({len(labels)}), got {n}")

@@ -32,7 +32,8 @@ class Classifier(NamedTuple):
             ce = ce + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
         return ce
 
-    def eval_fn(self, params, batch) -> dict[str, jax.Array]:
+    def eval_fn(self, params, batch, state=None) -> dict[str, jax.Array]:
+        del state  # no model state; accepted so an augmented (stateful) loss can share it
         x, y = batch
         logits = self.apply(params, x)
         return {

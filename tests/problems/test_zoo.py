@@ -62,3 +62,30 @@ def test_bad_arguments_are_refused_in_one_line():
         lenet5(size=30)
     with pytest.raises(ValueError, match=r"width \(30\) must be a multiple of heads \(4\)"):
         transformer_lm(10, width=30, heads=4)
+
+
+@pytest.mark.slow
+def test_the_1d_cnn_beats_the_mlp_on_mnist1d_by_a_wide_margin():
+    """The dataset card's ordering (CNN 94 %, MLP 68 %), with 16 workers on the complete
+    graph: measured 0.900 vs 0.643 at these settings (2026-11-30, 2-core CPU)."""
+    pytest.importorskip("mnist1d")
+    ds = decjax.data.load_mnist1d(5000, seed=0)
+    n = 16
+    data = decjax.data.distribute(ds, n, "iid", key=0)
+    accuracy = {}
+    for name, model in [("cnn1d", cnn1d()), ("mlp", decjax.problems.mlp([40, 100, 100, 10]))]:
+        res = decjax.simulate(
+            model.loss,
+            decjax.replicate(model.init(jax.random.key(0)), n),
+            decjax.dpsgd(0.05, decjax.complete(n), momentum=0.9),
+            data,
+            steps=1500,
+            batch_size=16,
+            key=jax.random.key(1),
+            eval_fn=model.eval_fn,
+            eval_data=(ds.x_test, ds.y_test),
+            progress=False,
+        )
+        accuracy[name] = float(res.final("test_accuracy"))
+    assert accuracy["cnn1d"] > 0.85 and accuracy["mlp"] < 0.75
+    assert accuracy["cnn1d"] > accuracy["mlp"] + 0.15
