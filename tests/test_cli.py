@@ -171,6 +171,7 @@ def test_cli_rejects_bad_fault_flags(argv, message, capsys):
 SMALL = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_cli_d2_with_default_topologies_runs_on_those_it_supports(tmp_path, capsys):
     assert main(["--algorithm", "d2", *SMALL, "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
@@ -313,6 +314,7 @@ def _small(tmp_path, *flags):
     ]
 
 
+@pytest.mark.slow
 def test_cli_trains_a_convnet_on_local_images_with_augmentation_and_momentum(tmp_path, capsys):
     import numpy as np
 

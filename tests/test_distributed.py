@@ -97,6 +97,7 @@ def test_minibatches_faults_stragglers_and_churn_sharded(mesh):
     np.testing.assert_allclose(multi.metrics["test_accuracy"], single.metrics["test_accuracy"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mixed", [False, True], ids=["local-state", "mixed-state"])
 def test_a_batchnorm_dropout_model_sharded_agrees_with_one_device(mixed, mesh):
     """Model state keeps the worker axis first: split by worker like the params, and the

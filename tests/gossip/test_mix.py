@@ -25,7 +25,7 @@ def _tree(n, key):
     return {"w": jax.random.normal(k1, (n, 3, 2)), "b": jax.random.normal(k2, (n,))}
 
 
-@pytest.mark.parametrize("n", [6, 8])
+@pytest.mark.parametrize("n", [pytest.param(6, marks=pytest.mark.slow), 8])
 def test_every_backend_matches_dense_reference(n, key):
     tree = _tree(n, key)
     for topo in all_topologies(n):

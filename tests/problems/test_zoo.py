@@ -18,8 +18,13 @@ pytest.importorskip("flax.nnx")
         (lambda: lenet5(channels=3, size=32), 62_006, (2, 32, 32, 3)),
         (lambda: cnn1d(), 5_210, (2, 40)),
         (lambda: resnet20(norm="group"), 269_722, (2, 32, 32, 3)),  # He et al.: 0.27 M
-        (lambda: resnet20(), 269_722, (2, 32, 32, 3)),
-        (lambda: resnet20(100, norm="group"), 269_722 - 650 + 6_500, (2, 32, 32, 3)),
+        pytest.param(lambda: resnet20(), 269_722, (2, 32, 32, 3), marks=pytest.mark.slow),
+        pytest.param(
+            lambda: resnet20(100, norm="group"),
+            269_722 - 650 + 6_500,
+            (2, 32, 32, 3),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["lenet5", "lenet5-rgb", "cnn1d", "resnet20-group", "resnet20-batch", "resnet20-c100"],
 )
@@ -36,6 +41,7 @@ def test_parameter_counts_match_the_architectures(build, count, shape):
     assert logits.shape[0] == shape[0]
 
 
+@pytest.mark.slow
 def test_resnet20_with_batchnorm_is_stateful_and_with_groupnorm_is_not():
     assert isinstance(resnet20(), decjax.problems.StatefulClassifier)
     assert isinstance(resnet20(norm="group"), decjax.problems.Classifier)
@@ -43,6 +49,7 @@ def test_resnet20_with_batchnorm_is_stateful_and_with_groupnorm_is_not():
     assert len(jax.tree.leaves(state)) == 2 * 19  # mean and var of 19 BatchNorm layers
 
 
+@pytest.mark.slow
 def test_the_transformer_is_causal():
     model = transformer_lm(17, context=12, layers=2, width=32, heads=4)
     params = model.init(jax.random.key(0))
