@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import dpsgd_step, scale, sweep_speed, torch_compare
+from benchmarks import convnets, dpsgd_step, scale, sweep_speed, torch_compare
 
 pytestmark = pytest.mark.slow  # the benchmarks' quick modes still time real runs
 
@@ -37,3 +37,10 @@ def _repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_convnet_benchmark_quick_mode_writes_results(tmp_path):
+    assert convnets.main(["--quick", "--out", str(tmp_path)]) == 0
+    row = json.loads((tmp_path / "convnets_quick.json").read_text())[0]
+    assert row["model"] == "lenet5" and row["ratio"] > 0
+    assert row["max_abs_diff"] < 1e-4  # LeNet-5 has no randomness: the same numbers
