@@ -166,7 +166,8 @@ def data_specs(data: Any, n: int, mesh: Mesh) -> Any:
     if isinstance(data, WorkerData):
         name = _axis_name(mesh)
         whole, split = PartitionSpec(), PartitionSpec(name)
-        return WorkerData(x=whole, y=whole, indices=split, counts=split)
+        keys = None if data.epoch_keys is None else split
+        return WorkerData(x=whole, y=whole, indices=split, counts=split, epoch_keys=keys)
     return worker_specs(data, n, mesh)
 
 

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from decjax import _axis
-from decjax._validation import check_int
+from decjax._random import numpy_rng
+from decjax._validation import check_choice, check_int
 from decjax.data.datasets import Dataset
 from decjax.data.partition import Partition, partition
 
+SAMPLING = ("replacement", "epochs")
+
 
 class WorkerData(NamedTuple):
-    """Training arrays on device plus each worker's shard (a pytree: jit/vmap friendly)."""
+    """Training arrays on device plus each worker's shard (a pytree: jit/vmap friendly).
+
+    With ``epoch_keys`` (one key per worker), minibatches walk through a fresh
+    random permutation of the worker's shard every epoch, without replacement;
+    without, each example is drawn uniformly with replacement.
+    """
 
     x: jax.Array  # (N, ...) all training inputs
     y: jax.Array  # (N,) labels
     indices: jax.Array  # (n, m) per-worker example indices (padded)
     counts: jax.Array  # (n,) shard sizes
+    epoch_keys: jax.Array | None = None  # (n,) keys: sampling without replacement, by epochs
 
     @property
     def n(self) -> int:
@@ -34,8 +43,15 @@ def distribute(
     key,
     alpha: float | None = None,
     shuffled_fraction: float = 0.0,
+    sampling: str = "replacement",
 ) -> WorkerData:
     """Partition ``dataset``'s training set over ``n`` workers (see :func:`partition`).
+
+    ``sampling="replacement"`` draws each minibatch uniformly with replacement
+    from the worker's shard; ``"epochs"`` walks through a new random
+    permutation of the shard each epoch (what the papers' code does), so
+    every example is seen once per epoch; ``simulate`` then needs
+    ``batch_size`` at most the smallest shard.
 
     Examples:
       >>> import decjax
@@ -45,14 +61,20 @@ def distribute(
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a decjax.data.Dataset, got {type(dataset).__name__}")
+    check_choice("sampling", sampling, SAMPLING)
     part: Partition = partition(
         dataset.y_train, n, scheme, key=key, alpha=alpha, shuffled_fraction=shuffled_fraction
     )
-    return WorkerData(dataset.x_train, dataset.y_train, part.indices, part.counts)
+    epoch_keys = None
+    if sampling == "epochs":
+        seed = int(numpy_rng(key).integers(2**31))
+        epoch_keys = jax.random.split(jax.random.key(seed), part.indices.shape[0])
+    return WorkerData(dataset.x_train, dataset.y_train, part.indices, part.counts, epoch_keys)
 
 
-def sample_batch(data: WorkerData, key: jax.Array, batch_size: int):
-    """Draw ``batch_size`` examples per worker, uniformly with replacement from its shard.
+def sample_batch(data: WorkerData, key: jax.Array, batch_size: int, step: Any = 0):
+    """Draw ``batch_size`` examples per worker from its shard: uniformly with replacement,
+    or (with ``epoch_keys``) the ``step``-th batch of its epoch-by-epoch permutations.
 
     Returns ``(x, y)`` with shapes ``(n, batch_size, ...)`` and ``(n, batch_size)``.
     Each worker uses its own key (``jax.random.split(key, n)``).
@@ -65,7 +87,8 @@ def sample_batch(data: WorkerData, key: jax.Array, batch_size: int):
       ((4, 8, 64), (4, 8))
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    return gather_batch(data, worker_keys(key, data.n), data.indices, data.counts, batch_size)
+    keys = worker_keys(key, data.n)
+    return gather_batch(data, keys, data.indices, data.counts, batch_size, data.epoch_keys, step)
 
 
 def worker_keys(key: jax.Array, n: int) -> jax.Array:
@@ -73,12 +96,37 @@ def worker_keys(key: jax.Array, n: int) -> jax.Array:
     return _axis.local_rows(jax.random.split(key, _axis.total_workers(n)))
 
 
-def gather_batch(data: WorkerData, keys, indices, counts, batch_size: int):
-    """Minibatches for the workers whose ``keys``, shard ``indices`` and ``counts`` are given."""
+def gather_batch(
+    data: WorkerData, keys, indices, counts, batch_size: int, epoch_keys=None, step: Any = 0
+):
+    """Minibatches for the workers whose ``keys``, shard ``indices`` and ``counts`` are given
+    (and, for sampling by epochs, ``epoch_keys`` and the ``step``)."""
 
     def one(k, idx, count):
         pos = jax.random.randint(k, (batch_size,), 0, count)
         return idx[pos]
 
-    rows = jax.vmap(one)(keys, indices, counts)
+    if epoch_keys is None:
+        rows = jax.vmap(one)(keys, indices, counts)
+    else:
+        rows = jax.vmap(lambda k, idx, c: _epoch_rows(k, idx, c, step, batch_size))(
+            epoch_keys, indices, counts
+        )
     return jnp.take(data.x, rows, axis=0), jnp.take(data.y, rows, axis=0)
+
+
+def _epoch_rows(key, idx, count, step, batch_size: int):
+    """Examples ``step * B ... step * B + B - 1`` of the worker's sequence of epochs, each
+    epoch ``e`` a permutation of its shard drawn from ``fold_in(key, e)`` (``B <= count``, so
+    a batch spans at most two epochs)."""
+    slots = idx.shape[0]
+    seen = jnp.asarray(step, jnp.int32) * batch_size + jnp.arange(batch_size)
+    epoch, rank = seen // count, seen % count
+
+    def permutation(e):
+        u = jax.random.uniform(jax.random.fold_in(key, e), (slots,))
+        return jnp.argsort(jnp.where(jnp.arange(slots) < count, u, 2.0))  # padding last
+
+    first = epoch[0]
+    pos = jnp.where(epoch == first, permutation(first)[rank], permutation(first + 1)[rank])
+    return idx[pos]

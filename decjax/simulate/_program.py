@@ -87,9 +87,9 @@ class Program:
         zero = jnp.zeros((), jnp.int32)
         return RunState(params, opt_state, key, zero, zero_totals(info), model_state)
 
-    def batch(self, data, key):
+    def batch(self, data, key, step=0):
         if isinstance(data, WorkerData):
-            return sample_batch(data, key, self.batch_size)
+            return sample_batch(data, key, self.batch_size, step)
         return data  # full batch: a pytree stacked over workers
 
     def _grad_fn(self):
@@ -109,7 +109,7 @@ class Program:
 
         return jax.vmap(stateful)
 
-    def gradients(self, params, data, key, model_state=None):
+    def gradients(self, params, data, key, model_state=None, step=0):
         """Per-worker losses, gradients, new model state and auxiliary outputs.
 
         ``worker_chunks`` groups of workers are computed one after another (a
@@ -126,7 +126,7 @@ class Program:
             extra = (model_state, worker_keys(model_key, n))
         grad_fn = self._grad_fn()
         if self.worker_chunks == 1:
-            return grad_fn(params, self.batch(data, key), *extra)
+            return grad_fn(params, self.batch(data, key, step), *extra)
         chunks = self.worker_chunks
 
         def split(tree):
@@ -135,10 +135,10 @@ class Program:
             )
 
         if isinstance(data, WorkerData):
-            per_worker = (worker_keys(key, n), data.indices, data.counts)
+            per_worker = (worker_keys(key, n), data.indices, data.counts, data.epoch_keys)
 
-            def batch_of(k, idx, cnt):
-                return gather_batch(data, k, idx, cnt, self.batch_size)
+            def batch_of(k, idx, cnt, epoch_keys):
+                return gather_batch(data, k, idx, cnt, self.batch_size, epoch_keys, step)
 
         else:
             per_worker = (data,)
@@ -158,7 +158,7 @@ class Program:
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
             losses, grads, model_state, aux = self.gradients(
-                state.params, data, sub, state.model_state
+                state.params, data, sub, state.model_state, state.step
             )
             params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
             if self.state_topology is not None:

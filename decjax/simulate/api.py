@@ -143,6 +143,12 @@ def _check_batches(data, n: int, batch_size: int | None) -> int | None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         if data.n != n:
             raise ValueError(f"data is partitioned over {data.n} workers but params have n={n}")
+        smallest = int(jnp.min(data.counts))
+        if data.epoch_keys is not None and batch_size > smallest:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be at most the smallest shard ({smallest}) "
+                "when sampling by epochs; lower it or use sampling='replacement'"
+            )
     elif batch_size is not None:
         raise ValueError(
             "batch_size applies to WorkerData only; other data is used as a full batch per "
