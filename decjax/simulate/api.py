@@ -422,13 +422,13 @@ def sweep(
     steps: int,
     key: jax.Array,
     batch_size: int | None = None,
+    model_state: Any = None,
+    mix_model_state: Topology | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     evaluation: Evaluation | None = None,
     checkpointing: Checkpointing | None = None,
     execution: Execution | None = None,
-    model_state: Any = None,
-    mix_model_state: Topology | None = None,
     **options: Any,
 ) -> SimulationResult:
     """Run every configuration of a hyperparameter grid at once: one ``vmap``, one compile.
