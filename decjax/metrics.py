@@ -97,16 +97,12 @@ def evaluate(
       >>> float(out["norm"]), float(out["worker_norm"])
       (0.0, 1.0)
     """
-    if model_state is None:
-        averaged = eval_fn(worker_mean(params), data)
-    else:
-        averaged = eval_fn(worker_mean(params), data, _averaged_state(model_state))
+    states = () if model_state is None else (model_state,)  # eval_fn's optional third argument
+    averaged = eval_fn(worker_mean(params), data, *map(_averaged_state, states))
     out = {prefix + k: v for k, v in averaged.items()}
     if workers:
-        if model_state is None:
-            per = jax.vmap(eval_fn, in_axes=(0, None))(params, data)
-        else:
-            per = jax.vmap(eval_fn, in_axes=(0, None, 0))(params, data, model_state)
+        in_axes = (0, None, *(0 for _ in states))
+        per = jax.vmap(eval_fn, in_axes=in_axes)(params, data, *states)
         out.update({f"worker_{prefix}{k}": _axis.mean_workers(v) for k, v in per.items()})
     return out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import decjax
+from decjax._validation import check_choice
 from decjax.data import Dataset
 
 DATASETS = (
@@ -49,8 +50,7 @@ def dataset(
     """The dataset ``name``: bundled or generated ones need nothing; ``cifar10``,
     ``cifar100``, ``mnist`` and ``fashion_mnist`` read ``data_dir``; ``npz`` and
     ``text`` read ``data_file``."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    check_choice("dataset", name, DATASETS)
     needs_dir = name in ("cifar10", "cifar100", "mnist", "fashion_mnist")
     if needs_dir and data_dir is None:
         raise ValueError(f"--dataset {name} reads local files: give --data-dir DIR")
@@ -73,8 +73,7 @@ def dataset(
 
 def model(name: str, data: Dataset, *, dataset_name: str = "data") -> Any:
     """The model ``name`` sized for ``data`` (its input shape and number of classes)."""
-    if name not in MODELS:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}")
+    check_choice("model", name, MODELS)
     shape, classes = tuple(data.x_train.shape[1:]), data.num_classes
     text = data.y_train.ndim == 2
     if text != (name == "transformer"):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax._validation import check_in_range, check_int
-from decjax.data.datasets import Dataset
+from decjax.data.datasets import Dataset, from_arrays
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 MNIST_FILES = {
@@ -49,16 +49,6 @@ def _read(path: Path) -> bytes:
         return f.read()
 
 
-def _dataset(x_train, y_train, x_test, y_test, num_classes: int) -> Dataset:
-    return Dataset(
-        jnp.asarray(x_train, jnp.float32),
-        jnp.asarray(y_train, jnp.int32),
-        jnp.asarray(x_test, jnp.float32),
-        jnp.asarray(y_test, jnp.int32),
-        int(num_classes),
-    )
-
-
 def load_npz(path) -> Dataset:
     """A dataset from a ``.npz`` holding ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
@@ -83,7 +73,8 @@ def load_npz(path) -> Dataset:
     labels = np.concatenate([arrays[1].ravel(), arrays[3].ravel()])
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ValueError(f"{path}: y_train and y_test must be non-negative integer labels")
-    return _dataset(*arrays, labels.max() + 1)
+    x_train, y_train, x_test, y_test = arrays
+    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test)
 
 
 def load_cifar(directory, *, classes: int = 10) -> Dataset:
@@ -111,7 +102,7 @@ def load_cifar(directory, *, classes: int = 10) -> Dataset:
         return images / 255.0, raw[:, label_bytes - 1]
 
     (x_train, y_train), (x_test, y_test) = read(train), read(test)
-    return _dataset(x_train, y_train, x_test, y_test, classes)
+    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, num_classes=classes)
 
 
 def _check_classes(classes) -> None:
@@ -142,7 +133,8 @@ def load_mnist(directory) -> Dataset:
     path = _directory(directory, "MNIST IDX", list(MNIST_FILES.values()))
     arrays = {k: _idx(_find(path, name)) for k, name in MNIST_FILES.items()}
     x_train, x_test = (arrays[k][..., None] / 255.0 for k in ("train_x", "test_x"))
-    return _dataset(x_train, arrays["train_y"], x_test, arrays["test_y"], 10)
+    y_train, y_test = arrays["train_y"], arrays["test_y"]
+    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, num_classes=10)
 
 
 def load_text(path, *, context: int = 64, test_fraction: float = 0.1) -> tuple[Dataset, str]:
@@ -218,7 +210,8 @@ def synthetic_images(
         y = rng.integers(0, num_classes, count)
         return templates[y] + noise * rng.normal(size=(count, *shape)), y
 
-    return _dataset(*draw(num_train), *draw(num_test), num_classes)
+    (x_train, y_train), (x_test, y_test) = draw(num_train), draw(num_test)
+    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, num_classes=num_classes)
 
 
 def load_mnist1d(num_samples: int = 5000, *, seed: int = 42) -> Dataset:
@@ -242,4 +235,6 @@ def load_mnist1d(num_samples: int = 5000, *, seed: int = 42) -> Dataset:
         data = make_dataset(args)
     finally:
         np.random.set_state(saved)  # noqa: NPY002
-    return _dataset(data["x"], data["y"], data["x_test"], data["y_test"], 10)
+    return from_arrays(
+        data["x"], data["y"], x_test=data["x_test"], y_test=data["y_test"], num_classes=10
+    )

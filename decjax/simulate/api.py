@@ -143,8 +143,8 @@ def _check_batches(data, n: int, batch_size: int | None) -> int | None:
         batch_size = check_int("batch_size", batch_size, minimum=1)
         if data.n != n:
             raise ValueError(f"data is partitioned over {data.n} workers but params have n={n}")
-        smallest = int(jnp.min(data.counts))
-        if data.epoch_keys is not None and batch_size > smallest:
+        smallest = None if data.epoch_keys is None else int(jnp.min(data.counts))
+        if smallest is not None and batch_size > smallest:
             raise ValueError(
                 f"batch_size ({batch_size}) must be at most the smallest shard ({smallest}) "
                 "when sampling by epochs; lower it or use sampling='replacement'"
