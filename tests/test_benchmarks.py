@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from benchmarks import convnets, dpsgd_step, scale, sweep_speed, torch_compare
+from benchmarks import (
+    conv_lowering,
+    convnets,
+    dpsgd_step,
+    memory,
+    scale,
+    sweep_speed,
+    torch_compare,
+    torch_convnets,
+)
 
 pytestmark = pytest.mark.slow  # the benchmarks' quick modes still time real runs
 
@@ -26,7 +35,11 @@ def test_dpsgd_step_benchmark_quick_mode_writes_results(tmp_path):
     assert (tmp_path / "dpsgd_step_quick.md").read_text().startswith("Measured on")
 
 
-@pytest.mark.parametrize("module", [torch_compare, sweep_speed, scale], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [torch_compare, sweep_speed, scale, conv_lowering, torch_convnets, memory],
+    ids=lambda m: m.__name__,
+)
 def test_other_benchmarks_quick_mode(module, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path.parent if module is not scale else _repo_root())
     assert module.main(["--quick", "--out", str(tmp_path)]) == 0

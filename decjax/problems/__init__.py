@@ -6,15 +6,17 @@ from decjax.problems.classifiers import (
     logistic_regression,
     mlp,
 )
+from decjax.problems.conv import conv_general_dilated
 from decjax.problems.nnx import from_nnx
 from decjax.problems.quadratic import Quadratics, quadratics
-from decjax.problems.zoo import cnn1d, lenet5, parameter_count, resnet20, transformer_lm
+from decjax.problems.zoo import cnn1d, lenet5, parameter_count, resnet20, transformer_lm, vgg11
 
 __all__ = [
     "Classifier",
     "Quadratics",
     "StatefulClassifier",
     "cnn1d",
+    "conv_general_dilated",
     "from_nnx",
     "lenet5",
     "logistic_regression",
@@ -23,4 +25,5 @@ __all__ = [
     "quadratics",
     "resnet20",
     "transformer_lm",
+    "vgg11",
 ]

@@ -14,8 +14,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decjax._validation import check_choice, check_in_range, check_int
+from decjax._validation import check_bool, check_choice, check_in_range, check_int
 from decjax.problems.classifiers import Classifier, StatefulClassifier
+from decjax.problems.conv import conv_general_dilated
 from decjax.problems.nnx import from_nnx
 
 
@@ -25,6 +26,20 @@ def _nnx():
     except ImportError as err:  # pragma: no cover - exercised only without flax
         raise ImportError("the model zoo needs flax: pip install 'decjax[flax]'") from err
     return nnx
+
+
+def _conv_layer(nnx, *args, **kwargs):
+    """``nnx.Conv`` with decjax's convolution (a fast weight gradient on the CPU)."""
+    return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
+
+
+def _call(module, *args):
+    return module(*args)
+
+
+def _maybe_remat(nnx, remat: bool):
+    """``module(*args)``, rematerialised in the backward pass when ``remat``."""
+    return nnx.remat(_call) if remat else _call
 
 
 def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Classifier:
@@ -51,8 +66,8 @@ def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Class
 
     class LeNet5(nnx.Module):
         def __init__(self, rngs):
-            self.conv1 = nnx.Conv(channels, 6, (5, 5), padding=padding, rngs=rngs)
-            self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
+            self.conv1 = _conv_layer(nnx, channels, 6, (5, 5), padding=padding, rngs=rngs)
+            self.conv2 = _conv_layer(nnx, 6, 16, (5, 5), padding="VALID", rngs=rngs)
             self.fc1 = nnx.Linear(16 * 5 * 5, 120, rngs=rngs)
             self.fc2 = nnx.Linear(120, 84, rngs=rngs)
             self.fc3 = nnx.Linear(84, num_classes, rngs=rngs)
@@ -90,9 +105,9 @@ def cnn1d(num_classes: int = 10, *, length: int = 40, channels: int = 25) -> Cla
 
     class CNN1D(nnx.Module):
         def __init__(self, rngs):
-            self.conv1 = nnx.Conv(1, channels, (5,), strides=2, rngs=rngs)
-            self.conv2 = nnx.Conv(channels, channels, (3,), strides=2, rngs=rngs)
-            self.conv3 = nnx.Conv(channels, channels, (3,), strides=2, rngs=rngs)
+            self.conv1 = _conv_layer(nnx, 1, channels, (5,), strides=2, rngs=rngs)
+            self.conv2 = _conv_layer(nnx, channels, channels, (3,), strides=2, rngs=rngs)
+            self.conv3 = _conv_layer(nnx, channels, channels, (3,), strides=2, rngs=rngs)
             self.out = nnx.Linear(channels * out_length, num_classes, rngs=rngs)
 
         def __call__(self, x):
@@ -105,7 +120,7 @@ def cnn1d(num_classes: int = 10, *, length: int = 40, channels: int = 25) -> Cla
 
 
 def resnet20(
-    num_classes: int = 10, *, norm: str = "batch", width: int = 16
+    num_classes: int = 10, *, norm: str = "batch", width: int = 16, remat: bool = False
 ) -> StatefulClassifier | Classifier:
     """ResNet-20 for 32x32 images (He et al., 2016, Section 4.2), as used by Kong et al.
     and Lin et al.
@@ -119,7 +134,10 @@ def resnet20(
     would add 2,752). ``norm="batch"`` uses
     BatchNorm (a stateful model: pass ``model_state=``); ``norm="group"``
     GroupNorm with 2 groups (stateless, the same parameter count). Inputs are
-    ``(B, 32, 32, 3)``.
+    ``(B, 32, 32, 3)``. ``remat=True`` rematerialises each residual block in
+    the backward pass (``nnx.remat``, i.e. ``jax.checkpoint``): only the
+    blocks' inputs are kept from the forward pass, for about one more forward
+    pass of compute (the memory study in docs/benchmarks.md measures it).
 
     Examples:
       >>> import jax, decjax
@@ -130,6 +148,7 @@ def resnet20(
     num_classes = check_int("num_classes", num_classes, minimum=2)
     check_choice("norm", norm, ("batch", "group"))
     width = check_int("width", width, minimum=2)
+    check_bool("remat", remat)
     nnx = _nnx()
 
     def normalization(features, rngs):
@@ -139,9 +158,10 @@ def resnet20(
 
     class Block(nnx.Module):
         def __init__(self, cin, cout, stride, rngs):
-            conv = lambda i, o, s: nnx.Conv(  # noqa: E731
-                i, o, (3, 3), strides=s, padding=1, use_bias=False, rngs=rngs
-            )
+            def conv(i, o, s):
+                kw = {"strides": s, "padding": 1, "use_bias": False, "rngs": rngs}
+                return _conv_layer(nnx, i, o, (3, 3), **kw)
+
             self.conv1, self.norm1 = conv(cin, cout, stride), normalization(cout, rngs)
             self.conv2, self.norm2 = conv(cout, cout, 1), normalization(cout, rngs)
             self.stride, self.extra = stride, cout - cin
@@ -157,7 +177,7 @@ def resnet20(
 
     class ResNet20(nnx.Module):
         def __init__(self, rngs):
-            self.stem = nnx.Conv(3, width, (3, 3), padding=1, use_bias=False, rngs=rngs)
+            self.stem = _conv_layer(nnx, 3, width, (3, 3), padding=1, use_bias=False, rngs=rngs)
             self.norm = normalization(width, rngs)
             blocks, cin = [], width
             for stage, cout in enumerate((width, 2 * width, 4 * width)):
@@ -171,10 +191,62 @@ def resnet20(
         def __call__(self, x):
             h = nnx.relu(self.norm(self.stem(x)))
             for block in self.blocks:
-                h = block(h)
+                h = _maybe_remat(nnx, remat)(block, h)
             return self.head(h.mean(axis=(1, 2)))
 
     return from_nnx(ResNet20)
+
+
+VGG11_LAYERS = (64, "pool", 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
+
+
+def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier | Classifier:
+    """VGG-11 for 32x32 images, the network of Vogels et al.'s CIFAR-10 experiments.
+
+    Configuration A of Simonyan & Zisserman (2015) in its common CIFAR form:
+    eight 3x3 convolutions (64, 128, 256, 256, 512, 512, 512, 512 channels,
+    each followed by normalisation and ReLU, five 2x2 max-poolings) and one
+    linear classifier on the 512 features that remain. With ``norm="batch"``
+    and 10 classes: 9,231,114 parameters (9.23 M; a stateful model, pass
+    ``model_state=``); ``norm="none"``: 9,225,610, stateless. Inputs are
+    ``(B, 32, 32, 3)``.
+
+    Examples:
+      >>> import jax, decjax
+      >>> model = decjax.problems.vgg11(norm="none")  # doctest: +SKIP
+      >>> x = jax.numpy.zeros((2, 32, 32, 3))
+      >>> model.apply(model.init(jax.random.key(0)), x).shape  # doctest: +SKIP
+      (2, 10)
+    """
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    check_choice("norm", norm, ("batch", "none"))
+    nnx = _nnx()
+
+    class VGG11(nnx.Module):
+        def __init__(self, rngs):
+            convs, norms, cin = [], [], 3
+            for cout in VGG11_LAYERS:
+                if cout == "pool":
+                    continue
+                convs.append(_conv_layer(nnx, cin, cout, (3, 3), padding=1, rngs=rngs))
+                if norm == "batch":
+                    norms.append(nnx.BatchNorm(cout, rngs=rngs))
+                cin = cout
+            self.convs, self.norms = nnx.List(convs), nnx.List(norms)
+            self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+
+        def __call__(self, x):
+            i = 0
+            for layer in VGG11_LAYERS:
+                if layer == "pool":
+                    x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+                    continue
+                x = self.convs[i](x)
+                x = nnx.relu(self.norms[i](x) if self.norms else x)
+                i += 1
+            return self.head(x.reshape(x.shape[0], -1))
+
+    return from_nnx(VGG11)
 
 
 def transformer_lm(
@@ -185,6 +257,7 @@ def transformer_lm(
     width: int = 128,
     heads: int = 4,
     dropout: float = 0.0,
+    remat: bool = False,
 ) -> Classifier | StatefulClassifier:
     """A small causal transformer language model (pre-LayerNorm GPT blocks).
 
@@ -194,7 +267,8 @@ def transformer_lm(
     output is ``(B, T, vocab_size)`` logits, so the classifier loss with
     labels ``(B, T)`` (the next tokens) is the mean next-token cross-entropy
     (see :func:`decjax.data.load_text`). With ``dropout > 0`` the model is
-    stateful (a key per worker and step).
+    stateful (a key per worker and step). ``remat=True`` rematerialises each
+    block in the backward pass (``nnx.remat``), keeping only the blocks' inputs.
 
     Examples:
       >>> import jax, decjax
@@ -211,6 +285,7 @@ def transformer_lm(
     if width % heads:
         raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
     check_in_range("dropout", dropout, 0.0, 1.0, closed="left")
+    check_bool("remat", remat)
     nnx = _nnx()
 
     class Block(nnx.Module):
@@ -241,7 +316,7 @@ def transformer_lm(
             x = self.tokens(tokens) + self.positions(jnp.arange(length))[None]
             mask = nnx.make_causal_mask(tokens)
             for block in self.blocks:
-                x = block(x, mask)
+                x = _maybe_remat(nnx, remat)(block, x, mask)
             return self.head(self.ln(x))
 
     return from_nnx(TransformerLM)

@@ -21,6 +21,7 @@ from decjax import distributed
 from decjax._validation import check_callable, check_int
 from decjax.simulate import checkpoint
 from decjax.simulate._loop import divisor_near, run_chunks
+from decjax.simulate._lowering import AUTO
 from decjax.simulate._program import NONFINITE_STEP, Program, RunState
 from decjax.simulate.result import SimulationResult
 
@@ -82,7 +83,7 @@ class Layout:
             # the chunks donate their input state: copy it, the caller may hold params/key
             return jax.tree.map(lambda x: jnp.array(x, copy=True), state), data, eval_data, hyper
         block = self.n // distributed.check_workers(self.n, self.mesh)
-        if block % program.worker_chunks:
+        if program.worker_chunks != AUTO and block % program.worker_chunks:
             raise ValueError(
                 f"worker_chunks ({program.worker_chunks}) must divide the workers each device "
                 f"holds (n / devices = {self.n} / {self.n // block} = {block}) when running on "

@@ -21,6 +21,7 @@ from decjax.metrics import (
     traffic_metrics,
     zero_totals,
 )
+from decjax.simulate._lowering import AUTO, resolve_worker_chunks
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
@@ -73,7 +74,7 @@ class Program:
     eval_every: int
     eval_fn: Callable[[Any, Any], dict] | None = None
     eval_workers: bool = True
-    worker_chunks: int = 1
+    worker_chunks: int | str = AUTO
     steps_per_iteration: int = STEPS_PER_ITERATION
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
@@ -115,7 +116,8 @@ class Program:
         ``worker_chunks`` groups of workers are computed one after another (a
         ``lax.map``), which bounds the memory of the minibatches and
         activations to one group's (the same random draws as without chunks,
-        so the result does not depend on the chunking). A stateful model gets
+        so the result does not depend on the chunking); ``"auto"`` chooses by
+        device and model (:mod:`decjax.simulate._lowering`). A stateful model gets
         its state and a key of its own per worker and step (dropout,
         augmentation), drawn independently of the minibatch.
         """
@@ -125,9 +127,10 @@ class Program:
             key, model_key = jax.random.split(key)
             extra = (model_state, worker_keys(model_key, n))
         grad_fn = self._grad_fn()
-        if self.worker_chunks == 1:
+        batch = jax.eval_shape(lambda: self.batch(data, key, step))
+        chunks = resolve_worker_chunks(self.worker_chunks, self.loss_fn, params, batch, *extra)
+        if chunks == 1:
             return grad_fn(params, self.batch(data, key, step), *extra)
-        chunks = self.worker_chunks
 
         def split(tree):
             return jax.tree.map(

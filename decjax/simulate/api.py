@@ -20,6 +20,7 @@ from decjax.data import WorkerData
 from decjax.simulate import checkpoint
 from decjax.simulate._execute import Layout, Saving, Schedule, SweepLayout, execute
 from decjax.simulate._loop import divisor_near
+from decjax.simulate._lowering import AUTO, check_worker_chunks
 from decjax.simulate._program import STEPS_PER_ITERATION, Program
 from decjax.simulate.identity import run_identity
 from decjax.simulate.options import Checkpointing, Evaluation, Execution, flat_options, merge
@@ -44,10 +45,10 @@ def _program(
     check_callable("loss_fn", loss_fn)
     check_callable("tx", make_tx)
     steps = check_int("steps", options["steps"], minimum=1)
-    worker_chunks = check_int("worker_chunks", options["worker_chunks"], minimum=1)
+    worker_chunks = check_worker_chunks("worker_chunks", options["worker_chunks"])
     if params is not None:
         n = _check_params(params)
-        if n % worker_chunks:
+        if worker_chunks != AUTO and n % worker_chunks:
             raise ValueError(
                 f"worker_chunks ({worker_chunks}) must divide the number of workers n={n}"
             )
@@ -257,7 +258,7 @@ def make_run(
     eval_every: int | None = None,
     eval_fn: Callable | None = None,
     eval_workers: bool = True,
-    worker_chunks: int = 1,
+    worker_chunks: int | str = "auto",
     steps_per_iteration: int = STEPS_PER_ITERATION,
     evaluation: Evaluation | None = None,
     execution: Execution | None = None,
@@ -320,7 +321,7 @@ def simulate(
     eval_fn: Callable[[Any, Any], dict] | None = None,
     eval_data: Any = None,
     eval_workers: bool = True,
-    worker_chunks: int = 1,
+    worker_chunks: int | str = "auto",
     steps_per_iteration: int = STEPS_PER_ITERATION,
     on_divergence: str = "raise",
     progress: bool = True,

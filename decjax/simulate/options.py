@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from decjax._validation import check_callable, check_int
+from decjax.simulate._lowering import AUTO, check_worker_chunks
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,11 @@ class Execution:
         at large ``n``; ``n`` (with ``mesh``: each device's ``n / devices``)
         must be a multiple. The minibatches are the same; results agree with
         ``worker_chunks=1`` to float32 rounding (XLA may order a vmapped
-        matmul's additions by its batch size; measured 2e-7).
+        matmul's additions by its batch size; measured 2e-7). ``"auto"`` (the
+        default): one worker at a time for a model with convolutions on the
+        CPU, where a vmapped convolution (a grouped convolution over the
+        workers) is slow, otherwise one group of all the workers (see
+        ``python -m benchmarks.conv_lowering`` and docs/benchmarks.md).
       mesh: a 1-D device mesh (:func:`decjax.distributed.worker_mesh`). In
         ``simulate`` the worker axis is split over the devices (``n`` a
         multiple of their number) and every step runs under
@@ -117,14 +122,14 @@ class Execution:
 
     chunks: int | None = None
     steps_per_iteration: int = 2
-    worker_chunks: int = 1
+    worker_chunks: int | str = AUTO
     mesh: Any = None
 
     def __post_init__(self):
         if self.chunks is not None:
             check_int("Execution.chunks", self.chunks, minimum=1)
         check_int("Execution.steps_per_iteration", self.steps_per_iteration, minimum=1)
-        check_int("Execution.worker_chunks", self.worker_chunks, minimum=1)
+        check_worker_chunks("Execution.worker_chunks", self.worker_chunks)
 
 
 # Each object's fields and the flat keyword each one stands for.

@@ -141,6 +141,63 @@ def test_local_statistics_differ_across_workers_with_label_sorted_data():
     )
 
 
+class InputNorm(nnx.Module):
+    """BatchNorm on the input: each worker's batch mean does not depend on the params."""
+
+    def __init__(self, rngs):
+        self.norm = nnx.BatchNorm(6, momentum=0.5, rngs=rngs)
+        self.out = nnx.Linear(6, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.norm(x))
+
+
+@pytest.mark.parametrize(
+    "mixed", [pytest.param(False, marks=pytest.mark.slow), True], ids=["local-state", "mixed-state"]
+)
+def test_batchnorm_statistics_under_faults_and_stragglers_follow_the_closed_form(mixed):
+    """Full batches, so worker i's input mean mu_i is fixed and its running mean after T
+    steps is (1 - m^T) mu_i. Mixed with a faulty ring (Metropolis on the surviving
+    links: symmetric, doubly stochastic at every step), the workers' average stays on
+    (1 - m^T) mean_i mu_i whatever fails, while the spread differs from the clean ring."""
+    n, steps, m = 8, 12, 0.5
+    model = decjax.problems.from_nnx(InputNorm)
+    params, state = model.init(jax.random.key(0))
+    x, y = _batches(n, b=7)
+    x = x + jnp.arange(n)[:, None, None]  # a different input mean per worker
+    faulty = decjax.topology.with_faults(
+        decjax.ring(n), key=jax.random.key(2), link_failure=0.4, node_failure=0.2
+    )
+    speeds = [1.0, 0.3] * (n // 2)
+
+    def run(topology):
+        tx = decjax.algorithms.stragglers(
+            decjax.dpsgd(0.1, topology, momentum=0.9), speeds, key=jax.random.key(3)
+        )
+        return decjax.simulate(
+            model.loss,
+            decjax.replicate(params, n),
+            tx,
+            (x, y),
+            steps=steps,
+            eval_every=steps,
+            key=jax.random.key(1),
+            model_state=decjax.replicate(state, n),
+            mix_model_state=topology if mixed else None,
+            progress=False,
+        )
+
+    res, clean = run(faulty), run(decjax.ring(n))
+    assert np.all(np.isfinite(res.metrics["train_loss"]))
+    means = np.asarray(res.model_state["norm"]["mean"])
+    mu = np.asarray(x.mean(axis=1))
+    if not mixed:
+        np.testing.assert_allclose(means, (1 - m**steps) * mu, atol=1e-5)
+        return
+    np.testing.assert_allclose(means.mean(0), (1 - m**steps) * mu.mean(0), atol=1e-5)
+    assert np.abs(means - np.asarray(clean.model_state["norm"]["mean"])).max() > 1e-2
+
+
 def test_dropout_keys_differ_across_workers_and_steps_and_repeat_under_a_seed():
     """A plain-JAX stateful loss that stores a draw from its key as its state."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import decjax
-from decjax.problems import cnn1d, lenet5, parameter_count, resnet20, transformer_lm
+from decjax.problems import cnn1d, lenet5, parameter_count, resnet20, transformer_lm, vgg11
 
 pytest.importorskip("flax.nnx")
 
@@ -25,8 +25,19 @@ pytest.importorskip("flax.nnx")
             (2, 32, 32, 3),
             marks=pytest.mark.slow,
         ),
+        pytest.param(lambda: vgg11(), 9_231_114, (2, 32, 32, 3), marks=pytest.mark.slow),
+        pytest.param(lambda: vgg11(norm="none"), 9_225_610, (2, 32, 32, 3), marks=pytest.mark.slow),
     ],
-    ids=["lenet5", "lenet5-rgb", "cnn1d", "resnet20-group", "resnet20-batch", "resnet20-c100"],
+    ids=[
+        "lenet5",
+        "lenet5-rgb",
+        "cnn1d",
+        "resnet20-group",
+        "resnet20-batch",
+        "resnet20-c100",
+        "vgg11-batch",
+        "vgg11-plain",
+    ],
 )
 def test_parameter_counts_match_the_architectures(build, count, shape):
     model = build()
@@ -67,6 +78,10 @@ def test_bad_arguments_are_refused_in_one_line():
         resnet20(norm="layer")
     with pytest.raises(ValueError, match="size must be one of"):
         lenet5(size=30)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        vgg11(norm="group")
+    with pytest.raises(TypeError, match="remat must be a bool"):
+        resnet20(remat="yes")
     with pytest.raises(ValueError, match=r"width \(30\) must be a multiple of heads \(4\)"):
         transformer_lm(10, width=30, heads=4)
 
@@ -96,3 +111,43 @@ def test_the_1d_cnn_beats_the_mlp_on_mnist1d_by_a_wide_margin():
         accuracy[name] = float(res.final("test_accuracy"))
     assert accuracy["cnn1d"] > 0.85 and accuracy["mlp"] < 0.75
     assert accuracy["cnn1d"] > accuracy["mlp"] + 0.15
+
+
+def _loss_and_grads(model, params, batch, state=None):
+    if state is None:
+        return jax.value_and_grad(model.loss)(params, batch)
+    (loss, (state, _)), grads = jax.value_and_grad(model.loss, has_aux=True)(
+        params, batch, state, jax.random.key(2)
+    )
+    return (loss, state), grads
+
+
+def _remat_equals_plain(build, batch):
+    plain, remat = build(False), build(True)
+    stateful = isinstance(plain, decjax.problems.StatefulClassifier)
+    init = plain.init(jax.random.key(0))
+    params, state = init if stateful else (init, None)
+    a = _loss_and_grads(plain, params, batch, state)
+    b = _loss_and_grads(remat, params, batch, state)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    # the rematerialised model really checkpoints its blocks
+    jaxpr = str(jax.make_jaxpr(lambda p: _loss_and_grads(remat, p, batch, state))(params))
+    assert "checkpoint" in jaxpr or "remat" in jaxpr
+    plain_jaxpr = str(jax.make_jaxpr(lambda p: _loss_and_grads(plain, p, batch, state))(params))
+    assert "checkpoint" not in plain_jaxpr and "remat" not in plain_jaxpr
+
+
+@pytest.mark.slow
+def test_remat_transformer_has_the_same_loss_and_gradients():
+    tokens = jax.random.randint(jax.random.key(1), (2, 8), 0, 17)
+    _remat_equals_plain(
+        lambda r: transformer_lm(17, context=8, layers=2, width=16, heads=2, remat=r),
+        (tokens, jnp.roll(tokens, -1, axis=1)),
+    )
+
+
+@pytest.mark.slow
+def test_remat_resnet20_has_the_same_loss_gradients_and_statistics():
+    images = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    _remat_equals_plain(lambda r: resnet20(remat=r), (images, jnp.arange(4)))

@@ -1,0 +1,81 @@
+"""``worker_chunks="auto"``: how many groups of workers to compute one after another.
+
+Every convolution in a vmapped model has per-worker weights, and ``vmap``
+turns it into one grouped convolution over all the workers
+(``feature_group_count = n``). On XLA:CPU a grouped convolution's forward pass
+and input gradient are several times slower than the same convolutions run one
+worker at a time (``benchmarks/results/conv_lowering_cpu.md``: ResNet-20's
+first stage, 16 workers, forward 284 ms grouped against 26 ms one at a time).
+Whole training steps agree: with ``decjax.problems.conv_general_dilated`` (the
+zoo's convolution), LeNet-5 at n = 64 took 726 ms vmapped and 506 ms one worker
+at a time, ResNet-20 at n = 8 5,185 ms and 3,633 ms. One worker at a time also
+holds one worker's activations instead of all of them (6.2 MB per worker for
+ResNet-20 instead of 252 MB, ``benchmarks/results/memory_cpu.md``). Models
+without convolutions (MLPs, transformers) are batched matmuls, which vmap
+computes well: there a ``lax.map`` only adds a loop. So ``"auto"`` means one
+worker at a time for a loss with a convolution on the CPU, and one vmapped
+group otherwise. On GPUs the grouped convolution is the default until the
+study (``python -m benchmarks.conv_lowering``) has run there.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+
+AUTO = "auto"
+CONVOLUTIONS = frozenset({"conv_general_dilated"})
+
+
+def check_worker_chunks(name: str, value: Any) -> int | str:
+    """A positive int, or ``"auto"``."""
+    if value == AUTO and isinstance(value, str):
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int or 'auto', got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int or 'auto', got {value!r}")
+    return int(value)
+
+
+def _subjaxprs(value) -> Iterator:
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(getattr(value, "jaxpr", None), "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _subjaxprs(item)
+
+
+def _has_primitive(jaxpr, names: frozenset) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in names:
+            return True
+        for value in eqn.params.values():
+            if any(_has_primitive(sub, names) for sub in _subjaxprs(value)):
+                return True
+    return False
+
+
+def has_convolution(fn: Callable, *args) -> bool:
+    """Whether ``fn(*args)`` computes a convolution (traced, nothing runs; shapes suffice)."""
+    return _has_primitive(jax.make_jaxpr(fn)(*args).jaxpr, CONVOLUTIONS)
+
+
+def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked) -> int:
+    """The number of worker groups; ``stacked``: the loss's arguments for all the workers.
+
+    ``stacked`` may be arrays or ``jax.ShapeDtypeStruct`` with the workers on
+    the leading axis; only their shapes are used.
+    """
+    if worker_chunks != AUTO:
+        return worker_chunks
+    if jax.default_backend() != "cpu":
+        return 1
+    n = jax.tree.leaves(stacked[0])[0].shape[0]
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
+    return n if has_convolution(loss_fn, *one) else 1

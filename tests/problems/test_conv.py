@@ -1,0 +1,117 @@
+"""decjax's convolution: lax's forward pass, and on the CPU a patch-matmul weight gradient."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import decjax
+from decjax.problems import conv_general_dilated
+
+CASES = {
+    # lhs shape, rhs shape, strides, padding, rhs dilation, dimension numbers
+    "2d-same": (
+        (3, 9, 9, 3),
+        (3, 3, 3, 5),
+        (1, 1),
+        [(1, 1), (1, 1)],
+        None,
+        ("NHWC", "HWIO", "NHWC"),
+    ),
+    "2d-stride": ((3, 10, 10, 3), (3, 3, 3, 4), (2, 2), [(1, 1), (1, 1)], (1, 1), None),
+    "2d-uneven": ((2, 11, 11, 2), (5, 3, 2, 4), (2, 1), [(0, 2), (1, 0)], (2, 1), None),
+    "1d": ((4, 40, 1), (5, 1, 6), (2,), [(2, 2)], None, ("NWC", "WIO", "NWC")),
+    "1d-same": ((4, 40, 3), (3, 3, 6), (2,), "SAME", None, ("NWC", "WIO", "NWC")),
+    "2d-valid": ((2, 12, 12, 6), (5, 5, 6, 16), (1, 1), "VALID", None, None),
+}
+
+
+def _numbers(case):
+    return case[-1] or ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_values_and_both_gradients_match_lax(name):
+    lhs_shape, rhs_shape, strides, padding, dilation, _ = CASES[name]
+    numbers = _numbers(CASES[name])
+    x = jax.random.normal(jax.random.key(0), lhs_shape)
+    w = jax.random.normal(jax.random.key(1), rhs_shape) / 3.0
+
+    def loss(conv):
+        def f(x, w):
+            y = conv(x, w, strides, padding, rhs_dilation=dilation, dimension_numbers=numbers)
+            return jnp.sum(jnp.sin(y)), y
+
+        return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)
+
+    (ours, y_ours), grads_ours = loss(conv_general_dilated)(x, w)
+    (theirs, y_theirs), grads_theirs = loss(lax.conv_general_dilated)(x, w)
+    np.testing.assert_array_equal(y_ours, y_theirs)  # the forward pass is lax's
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    for a, b in zip(grads_ours, grads_theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
+
+
+def _uses_patch_grad(fn, *args) -> bool:
+    return "custom_vjp_call" in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_under_vmap_and_lax_map_per_worker_weights_get_the_same_gradients():
+    n = 3
+    x = jax.random.normal(jax.random.key(0), (n, 2, 8, 8, 2))
+    w = jax.random.normal(jax.random.key(1), (n, 3, 3, 2, 4))
+
+    def grads(conv):
+        def loss(w, x):
+            y = conv(x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return jnp.sum(jnp.tanh(y))
+
+        return jax.grad(loss, argnums=(0, 1))
+
+    want = jax.vmap(grads(lax.conv_general_dilated))(w, x)
+    vmapped = jax.vmap(grads(conv_general_dilated))(w, x)
+    mapped = lax.map(lambda a: grads(conv_general_dilated)(*a), (w, x))
+    for got in (vmapped, mapped):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_other_convolutions_are_lax_itself():
+    """Grouped convolutions, input dilation and other layouts fall back."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 2, 4))
+    numbers = ("NHWC", "HWIO", "NHWC")
+    fallbacks = [
+        lambda x, w: conv_general_dilated(
+            x, w, (1, 1), [(1, 1)] * 2, dimension_numbers=numbers, feature_group_count=2
+        ),
+        lambda x, w: conv_general_dilated(
+            x,
+            w[:, :, :1].repeat(4, 2),
+            (1, 1),
+            [(1, 1)] * 2,
+            lhs_dilation=(2, 2),
+            dimension_numbers=numbers,
+        ),
+        lambda x, w: conv_general_dilated(
+            x.transpose(0, 3, 1, 2),
+            w[:, :, :1].repeat(4, 2).transpose(3, 2, 0, 1),
+            (1, 1),
+            [(1, 1)] * 2,
+        ),
+    ]
+    for fn in fallbacks:
+        assert not _uses_patch_grad(fn, x, w)
+
+    def fast(x, w):
+        w = w[:, :, :1].repeat(4, 2)
+        return conv_general_dilated(x, w, (1, 1), [(1, 1)] * 2, dimension_numbers=numbers)
+
+    assert _uses_patch_grad(fast, x, w) == (jax.default_backend() == "cpu")
+
+
+def test_the_zoo_uses_it():
+    model = decjax.problems.cnn1d(channels=4)
+    params = model.init(jax.random.key(0))
+    batch = (jnp.ones((2, 40)), jnp.zeros(2, jnp.int32))
+    assert _uses_patch_grad(model.loss, params, batch) == (jax.default_backend() == "cpu")

@@ -1,0 +1,82 @@
+"""``worker_chunks="auto"``: one worker at a time for convolutions on the CPU."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import decjax
+from decjax.problems import cnn1d
+from decjax.simulate._lowering import check_worker_chunks, has_convolution, resolve_worker_chunks
+
+N = 4
+
+
+def _conv(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+
+
+def test_convolutions_are_found_inside_jit_remat_cond_and_scan():
+    x, w = jnp.ones((2, 8, 3)), jnp.ones((3, 3, 4))
+    assert has_convolution(_conv, x, w)
+    assert not has_convolution(lambda x, w: x @ w[0], x, w)
+    nested = [
+        jax.jit(_conv),
+        jax.checkpoint(_conv),
+        lambda x, w: jax.lax.cond(True, _conv, lambda x, w: _conv(x, w) + 1, x, w),
+        lambda x, w: jax.lax.scan(lambda c, _: (_conv(c, w[:, :, :3]), None), x, None, 2)[0],
+        jax.grad(lambda w, x: jnp.sum(_conv(x, w)), argnums=0),
+    ]
+    for fn in nested[:-1]:
+        assert has_convolution(fn, x, w)
+    assert has_convolution(nested[-1], w, x)
+
+
+def test_auto_is_one_worker_at_a_time_for_a_convnet_on_the_cpu_and_one_group_otherwise():
+    conv = cnn1d(channels=4)
+    conv_params = decjax.replicate(conv.init(jax.random.key(0)), N)
+    batch = (jnp.ones((N, 8, 40)), jnp.zeros((N, 8), jnp.int32))
+    mlp = decjax.problems.mlp([40, 8, 10])
+    mlp_params = decjax.replicate(mlp.init(jax.random.key(0)), N)
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_worker_chunks("auto", conv.loss, conv_params, batch) == (N if cpu else 1)
+    assert resolve_worker_chunks("auto", mlp.loss, mlp_params, batch) == 1
+    assert resolve_worker_chunks(2, conv.loss, conv_params, batch) == 2
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("fast", TypeError), (True, TypeError)],
+)
+def test_worker_chunks_is_a_positive_int_or_auto(value, error):
+    assert check_worker_chunks("worker_chunks", "auto") == "auto"
+    assert check_worker_chunks("worker_chunks", np.int64(3)) == 3
+    with pytest.raises(error, match=r"worker_chunks must be a positive int or 'auto'"):
+        check_worker_chunks("worker_chunks", value)
+
+
+def test_auto_gives_the_run_of_its_choice():
+    """On the CPU a convnet's ``auto`` run is the ``worker_chunks=n`` run, bit for bit."""
+    model = cnn1d(channels=4)
+    x = jax.random.normal(jax.random.key(1), (N, 8, 40))
+    y = jax.random.randint(jax.random.key(2), (N, 8), 0, 10)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), N))
+
+    def run(chunks):
+        return decjax.simulate(
+            model.loss,
+            params,
+            decjax.dpsgd(0.05, decjax.ring(N), momentum=0.9),
+            (x, y),
+            steps=4,
+            key=jax.random.key(3),
+            worker_chunks=chunks,
+            progress=False,
+        ).params
+
+    auto, chosen, vmapped = run("auto"), run(N if jax.default_backend() == "cpu" else 1), run(1)
+    for a, b, c in zip(*map(jax.tree.leaves, (auto, chosen, vmapped)), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
