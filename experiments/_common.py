@@ -43,3 +43,107 @@ def write(args, tables: dict, figures: dict) -> None:
     for key, fig in figures.items():
         fig.savefig(args.out / f"{args.name}_{key}.png", dpi=110)
         plt.close(fig)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def convex_task(num_samples: int = 50_000, *, l2: float = 1e-3, seed: int = 0):
+    """L2-regularised softmax regression on a hard synthetic classification task.
+
+    ``sklearn.datasets.make_classification`` with 64 features (16 informative),
+    10 classes of 3 clusters each, ``class_sep=0.7``, ``flip_y=0.05``,
+    standardised. Returns ``(dataset, model, f_star)``: ``f_star`` is the
+    minimum of the regularised training loss, found in float64 by L-BFGS to a
+    gradient norm below 1e-10, so ``f(x) - f_star`` is the suboptimality.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+    from sklearn.datasets import make_classification
+
+    import decjax
+
+    x, y = make_classification(
+        n_samples=num_samples,
+        n_features=64,
+        n_informative=16,
+        n_redundant=8,
+        n_classes=10,
+        n_clusters_per_class=3,
+        class_sep=0.7,
+        flip_y=0.05,
+        random_state=seed,
+    )
+    x = (x - x.mean(0)) / x.std(0)
+    split = num_samples * 4 // 5
+    ds = decjax.data.from_arrays(
+        x[:split].astype(np.float32),
+        y[:split],
+        x_test=x[split:].astype(np.float32),
+        y_test=y[split:],
+    )
+    model = decjax.problems.logistic_regression(64, 10, l2=l2)
+    xt, yt = x[:split], y[:split]
+    onehot = np.eye(10)[yt]
+
+    def objective(flat):  # the same loss as model.loss (weights and bias regularised), float64
+        w, b = flat[:640].reshape(64, 10), flat[640:]
+        logits = xt @ w + b
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(1, keepdims=True)
+        loss = -np.mean(np.log(p[np.arange(len(yt)), yt])) + 0.5 * l2 * flat @ flat
+        g = (p - onehot) / len(yt)
+        grad = np.concatenate([(xt.T @ g).ravel(), g.sum(0)]) + l2 * flat
+        return loss, grad
+
+    best = minimize(
+        objective,
+        np.zeros(650),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-10, "maxiter": 5000},
+    )
+    return ds, model, float(best.fun)
+
+
+# ---------------------------------------------------------------- statistics and checks
+
+
+def bands(df, by: list[str], value: str):
+    """Mean, standard deviation, 95 % confidence half-width and count of ``value`` over seeds."""
+    import numpy as np
+
+    grouped = df.groupby(by, sort=False)[value]
+    out = grouped.agg(["mean", "std", "count"]).reset_index()
+    out["ci95"] = 1.96 * out["std"] / np.sqrt(out["count"])
+    return out.rename(columns={"mean": f"{value}_mean", "std": f"{value}_std"})
+
+
+def best_interior(grid, scores, what: str) -> int:
+    """Index of the smallest score; exits non-zero when it sits at an edge of the grid."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=float)
+    scores = np.where(np.isfinite(scores), scores, np.inf)
+    i = int(np.argmin(scores))
+    if i in (0, len(scores) - 1):
+        raise SystemExit(
+            f"{what}: the best learning rate {grid[i]} is at the edge of the grid {list(grid)}; "
+            "widen the grid"
+        )
+    return i
+
+
+def require(condition: bool, claim: str) -> None:
+    """A qualitative conclusion the run must show; exits non-zero (for CI) when it does not."""
+    if not condition:
+        raise SystemExit(f"conclusion reversed: {claim}")
+    print(f"checked: {claim}")
+
+
+def band_plot(ax, x, mean, std, label: str, **kwargs):
+    """A mean curve with a shaded +-1 standard deviation band."""
+    (line,) = ax.plot(x, mean, label=label, **kwargs)
+    ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
