@@ -50,8 +50,8 @@ def _plan(quick: bool) -> dict:
         "convex": {"samples": 50_000, "steps": 1000, "batch": 16},
         "cnn": {"samples": 8_000, "steps": 1000, "batch": 16},
         "grid": {
-            "convex": [0.002, 0.004, 0.008, 0.016, 0.032],
-            "cnn": [0.004, 0.008, 0.016, 0.032, 0.064, 0.128],
+            "convex": [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016],
+            "cnn": [0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128],
         },
     }
 
@@ -245,6 +245,16 @@ def main(argv=None) -> int:
             bool(np.all(np.diff(rows["staleness_avg"].to_numpy()) > 0)),
             f"{task}: S_avg grows with the delay bound",
         )
+    finals = summary.set_index(["task", "max_delay"])["final_objective_mean"]
+    largest = max(plan["bounds"])
+    _common.require(
+        abs(finals["convex", largest] / finals["convex", 0] - 1) < 0.1,
+        f"convex: tuned, S = {largest} ends within 10 % of the synchronous objective",
+    )
+    _common.require(
+        finals["cnn", largest] > 1.5 * finals["cnn", 0],
+        f"cnn: S = {largest} ends with a training loss over 1.5 x the synchronous run's",
+    )
     return 0
 
 
