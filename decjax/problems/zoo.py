@@ -141,8 +141,9 @@ def resnet20(
 
     Examples:
       >>> import jax, decjax
-      >>> model = decjax.problems.resnet20(norm="group")
-      >>> model.apply(model.init(jax.random.key(0)), jax.numpy.zeros((2, 32, 32, 3))).shape
+      >>> model = decjax.problems.resnet20(norm="group")  # doctest: +SKIP
+      >>> x = jax.numpy.zeros((2, 32, 32, 3))
+      >>> model.apply(model.init(jax.random.key(0)), x).shape  # doctest: +SKIP
       (2, 10)
     """
     num_classes = check_int("num_classes", num_classes, minimum=2)

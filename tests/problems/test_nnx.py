@@ -152,9 +152,8 @@ class InputNorm(nnx.Module):
         return self.out(self.norm(x))
 
 
-@pytest.mark.parametrize(
-    "mixed", [pytest.param(False, marks=pytest.mark.slow), True], ids=["local-state", "mixed-state"]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("mixed", [False, True], ids=["local-state", "mixed-state"])
 def test_batchnorm_statistics_under_faults_and_stragglers_follow_the_closed_form(mixed):
     """Full batches, so worker i's input mean mu_i is fixed and its running mean after T
     steps is (1 - m^T) mu_i. Mixed with a faulty ring (Metropolis on the surviving

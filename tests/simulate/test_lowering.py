@@ -57,6 +57,7 @@ def test_worker_chunks_is_a_positive_int_or_auto(value, error):
         check_worker_chunks("worker_chunks", value)
 
 
+@pytest.mark.slow
 def test_auto_gives_the_run_of_its_choice():
     """On the CPU a convnet's ``auto`` run is the ``worker_chunks=n`` run, bit for bit."""
     model = cnn1d(channels=4)
