@@ -110,19 +110,22 @@ def per_worker_loop_step(n, device, *, steps, repeats, lr=0.05):
             with torch.no_grad():
                 for p in m.parameters():
                     p -= lr * p.grad
-        with torch.no_grad():
-            for group in zip(*(m.parameters() for m in models), strict=True):
-                stacked = torch.stack(group)
-                mixed = (torch.roll(stacked, 1, 0) + stacked + torch.roll(stacked, -1, 0)) / 3
-                for p, q in zip(group, mixed, strict=True):
-                    p.copy_(q)
-
-    def run():
-        for _ in range(steps):
-            one_step()
+        ring_average_modules(models)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    return _time(run, repeats, sync) / steps
+    return _time(lambda: [one_step() for _ in range(steps)], repeats, sync) / steps
+
+
+def ring_average_modules(models) -> None:
+    """Gossip for the per-worker loop: every parameter becomes ``(x_{i-1} + x_i + x_{i+1}) / 3``."""
+    import torch
+
+    with torch.no_grad():
+        for group in zip(*(m.parameters() for m in models), strict=True):
+            stacked = torch.stack(group)
+            mixed = (torch.roll(stacked, 1, 0) + stacked + torch.roll(stacked, -1, 0)) / 3
+            for p, q in zip(group, mixed, strict=True):
+                p.copy_(q)
 
 
 def main(argv=None) -> int:

@@ -40,7 +40,7 @@ import jax
 import decjax
 from benchmarks.convnets import _setup
 from benchmarks.dpsgd_step import _timed
-from benchmarks.torch_compare import _time
+from benchmarks.torch_compare import _time, ring_average_modules
 
 LR, MOMENTUM, BATCH = 0.05, 0.9, 32
 SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32)}
@@ -171,18 +171,9 @@ def per_worker_loop_step(name, n, device, *, steps, repeats):
         for i, m in enumerate(models):
             torch.nn.functional.cross_entropy(m(x[i]), y[i]).backward()
         optimizer.step()
-        with torch.no_grad():
-            for group in zip(*(m.parameters() for m in models), strict=True):
-                stacked = torch.stack(group)
-                mixed = (torch.roll(stacked, 1, 0) + stacked + torch.roll(stacked, -1, 0)) / 3
-                for p, q in zip(group, mixed, strict=True):
-                    p.copy_(q)
+        ring_average_modules(models)
 
-    def run():
-        for _ in range(steps):
-            one_step()
-
-    return _time(run, repeats, _sync(device)) / steps
+    return _time(lambda: [one_step() for _ in range(steps)], repeats, _sync(device)) / steps
 
 
 def decjax_step(name, n, *, steps, repeats):
