@@ -191,6 +191,7 @@ def test_cli_checks_the_output_folder_before_training(bad, tmp_path, capsys):
     assert "--out" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_marks_a_blown_up_run_diverged_and_writes_config(tmp_path, capsys):
     assert main([*SMALL, "--lr", "1e6", "--topologies", "ring,solo", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

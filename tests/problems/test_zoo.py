@@ -15,7 +15,9 @@ pytest.importorskip("flax.nnx")
     ("build", "count", "shape"),
     [
         (lambda: lenet5(), 61_706, (2, 28, 28, 1)),  # LeCun et al. 1998 on 28x28 (padded)
-        (lambda: lenet5(channels=3, size=32), 62_006, (2, 32, 32, 3)),
+        pytest.param(
+            lambda: lenet5(channels=3, size=32), 62_006, (2, 32, 32, 3), marks=pytest.mark.slow
+        ),
         (lambda: cnn1d(), 5_210, (2, 40)),
         pytest.param(  # He et al.: 0.27 M
             lambda: resnet20(norm="group"), 269_722, (2, 32, 32, 3), marks=pytest.mark.slow

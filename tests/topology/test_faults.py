@@ -56,6 +56,7 @@ def test_realized_matrices_stay_symmetric_doubly_stochastic(reweight):
     assert np.all((mats > 0) <= (base > 0)[None])  # only existing edges survive
 
 
+@pytest.mark.slow
 def test_failure_rates_match_the_probabilities():
     stats = fault_statistics(
         with_faults(decjax.ring(32), key=jax.random.key(2), link_failure=0.3), range(300)
