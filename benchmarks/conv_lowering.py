@@ -29,16 +29,15 @@ time). The fastest way per device becomes ``worker_chunks="auto"``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 import decjax
+from benchmarks import _report
 from benchmarks.convnets import _setup
 from benchmarks.dpsgd_step import _timed
 
@@ -174,10 +173,7 @@ def to_markdown(header: str, layers: list[dict], steps: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args(argv)
+    args = _report.arguments(__doc__, argv)
     device = jax.devices()[0]
     layer_plan, step_plan = _plans(args.quick, device.platform == "cpu")
     layers, steps = [], []
@@ -192,11 +188,8 @@ def main(argv=None) -> int:
         f"Measured on {device.platform} ({device.device_kind}), jax {jax.__version__}, "
         f"{datetime.date.today()}."
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {"header": header, "layers": layers, "steps": steps}
-    (args.out / f"conv_lowering_{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"conv_lowering_{tag}.md").write_text(to_markdown(header, layers, steps))
-    print(f"wrote {args.out / f'conv_lowering_{tag}.md'}")
+    _report.write(args.out, f"conv_lowering_{tag}", report, to_markdown(header, layers, steps))
     return 0
 
 

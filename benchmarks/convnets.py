@@ -17,15 +17,14 @@ with ``worker_chunks=1``, the same vmapped program as the hand-written step
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 import decjax
+from benchmarks import _report
 from benchmarks.dpsgd_step import _timed
 
 MODELS = {
@@ -110,10 +109,7 @@ def step_benchmark(name: str, n: int, *, steps: int, repeats: int, batch: int = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args(argv)
+    args = _report.arguments(__doc__, argv)
     device = jax.devices()[0]
     cpu = device.platform == "cpu"
     if args.quick:
@@ -128,7 +124,6 @@ def main(argv=None) -> int:
         print(json.dumps(row))
         rows.append(row)
     tag = "quick" if args.quick else device.platform
-    args.out.mkdir(parents=True, exist_ok=True)
     header = (
         f"Measured on {device.platform} ({device.device_kind}), jax {jax.__version__}, "
         f"{datetime.date.today()}. Batch 32 per worker, D-PSGD with momentum 0.9 on a ring; "
@@ -147,9 +142,7 @@ def main(argv=None) -> int:
             f"{r['decjax_auto_ms']:.1f} | {r['hand_written_ms']:.1f} | "
             f"{r['ratio']:.3f} | {r['ratio_auto']:.3f} |"
         )
-    (args.out / f"convnets_{tag}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / f"convnets_{tag}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out / f'convnets_{tag}.json'} and .md")
+    _report.write(args.out, f"convnets_{tag}", rows, "\n".join(lines) + "\n")
     return 0
 
 

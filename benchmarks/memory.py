@@ -19,14 +19,13 @@ residual block recomputed in the backward pass), and ``steps_per_iteration``
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-from pathlib import Path
 
 import jax
 
 import decjax
+from benchmarks import _report
 from decjax.problems import parameter_count
 
 GIB = 2**30
@@ -96,12 +95,11 @@ def to_markdown(report) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--sizes", type=int, nargs=2, default=(8, 16))
-    parser.add_argument("--budget-gib", type=float, default=24.0, help="memory on the CPU")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args(argv)
+    def extra(parser):
+        parser.add_argument("--sizes", type=int, nargs=2, default=(8, 16))
+        parser.add_argument("--budget-gib", type=float, default=24.0, help="memory on the CPU")
+
+    args = _report.arguments(__doc__, argv, extra)
     device = jax.devices()[0]
     small, large = (2, 4) if args.quick else args.sizes
     configs = list(CONFIGS.items())[: 2 if args.quick else None]
@@ -135,10 +133,7 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     tag = "quick" if args.quick else device.platform
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"memory_{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"memory_{tag}.md").write_text(to_markdown(report))
-    print(f"wrote {args.out / f'memory_{tag}.md'}")
+    _report.write(args.out, f"memory_{tag}", report, to_markdown(report))
     return 0
 
 

@@ -95,8 +95,7 @@ def torch_func_step(n, device, *, compile_it, steps, repeats, lr=0.05):
         for _ in range(steps):
             state["p"] = step(state["p"])
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    return _time(run, repeats, sync) / steps
+    return _time(run, repeats, synchronize(device)) / steps
 
 
 def per_worker_loop_step(n, device, *, steps, repeats, lr=0.05):
@@ -112,8 +111,34 @@ def per_worker_loop_step(n, device, *, steps, repeats, lr=0.05):
                     p -= lr * p.grad
         ring_average_modules(models)
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    return _time(lambda: [one_step() for _ in range(steps)], repeats, sync) / steps
+    return _time(lambda: [one_step() for _ in range(steps)], repeats, synchronize(device)) / steps
+
+
+def versioned_report(rows: list[dict], torch_version: str | None) -> dict:
+    """The rows with the device, the JAX and PyTorch versions and the date they were measured."""
+    return {
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "torch": torch_version,
+        "date": datetime.date.today().isoformat(),
+        "rows": rows,
+    }
+
+
+def torch_device() -> tuple[str | None, str | None]:
+    """``("cuda" or "cpu", torch version)``, or ``(None, None)`` without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    return ("cuda" if torch.cuda.is_available() else "cpu"), torch.__version__
+
+
+def synchronize(device: str):
+    """What waits for the device's queued work (nothing on the CPU)."""
+    import torch
+
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
 def ring_average_modules(models) -> None:
@@ -139,17 +164,11 @@ def main(argv=None) -> int:
     sizes = args.sizes or ([4] if args.quick else [16, 64, 256, 1024] if gpu else [16, 64])
     loop_sizes = args.loop_sizes or ([4] if args.quick else [16, 64, 256] if gpu else [16])
     steps, repeats = (2, 1) if args.quick else (20, 5) if gpu else (3, 2)
-    try:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_version = torch.__version__
-    except ImportError:
-        torch, device, torch_version = None, None, None
+    device, torch_version = torch_device()
     rows = []
     for n in sizes:
         row = {"n": n, "decjax_ms": step_benchmark(n, steps=steps, repeats=repeats)["decjax_ms"]}
-        if torch is not None:
+        if device is not None:
             row["torch_func_eager_ms"] = 1e3 * torch_func_step(
                 n, device, compile_it=False, steps=steps, repeats=repeats
             )
@@ -162,13 +181,7 @@ def main(argv=None) -> int:
                 )
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report = {
-        "device": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "torch": torch_version,
-        "date": datetime.date.today().isoformat(),
-        "rows": rows,
-    }
+    report = versioned_report(rows, torch_version)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "quick" if args.quick else jax.devices()[0].platform
     (args.out / f"torch_compare_{tag}.json").write_text(json.dumps(report, indent=2))

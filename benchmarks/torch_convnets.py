@@ -24,12 +24,9 @@ synchronisation on a GPU). Skips PyTorch if it is not installed.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import functools
 import json
 import os
-from pathlib import Path
 
 # JAX and PyTorch share the GPU in this process: keep JAX's pool small and lazy.
 os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
@@ -38,9 +35,16 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax
 
 import decjax
+from benchmarks import _report
 from benchmarks.convnets import _setup
 from benchmarks.dpsgd_step import _timed
-from benchmarks.torch_compare import _time, ring_average_modules
+from benchmarks.torch_compare import (
+    _time,
+    ring_average_modules,
+    synchronize,
+    torch_device,
+    versioned_report,
+)
 
 LR, MOMENTUM, BATCH = 0.05, 0.9, 32
 SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32)}
@@ -118,12 +122,6 @@ def _data(name, n, device):
     return x, y
 
 
-def _sync(device):
-    import torch
-
-    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-
 def torch_func_step(name, n, device, *, compile_it, steps, repeats):
     import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
@@ -155,7 +153,7 @@ def torch_func_step(name, n, device, *, compile_it, steps, repeats):
             state["p"], state["m"] = step(state["p"], state["m"])
 
     run()  # torch.compile may compile again on the second call (dynamic shapes): not timed
-    return _time(run, repeats, _sync(device)) / steps
+    return _time(run, repeats, synchronize(device)) / steps
 
 
 def per_worker_loop_step(name, n, device, *, steps, repeats):
@@ -173,7 +171,7 @@ def per_worker_loop_step(name, n, device, *, steps, repeats):
         optimizer.step()
         ring_average_modules(models)
 
-    return _time(lambda: [one_step() for _ in range(steps)], repeats, _sync(device)) / steps
+    return _time(lambda: [one_step() for _ in range(steps)], repeats, synchronize(device)) / steps
 
 
 def decjax_step(name, n, *, steps, repeats):
@@ -221,18 +219,9 @@ def to_markdown(report) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args(argv)
+    args = _report.arguments(__doc__, argv)
     platform = jax.devices()[0].platform
-    try:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_version = torch.__version__
-    except ImportError:
-        torch, device, torch_version = None, None, None
+    device, torch_version = torch_device()
     rows = []
     for name, n, steps, repeats, variants in _plan(args.quick, platform == "gpu"):
         row = {
@@ -240,7 +229,7 @@ def main(argv=None) -> int:
             "n": n,
             "decjax_ms": 1e3 * decjax_step(name, n, steps=steps, repeats=repeats),
         }
-        if torch is not None:
+        if device is not None:
             for variant in variants:
                 if variant == "loop":
                     seconds = per_worker_loop_step(name, n, device, steps=steps, repeats=repeats)
@@ -252,18 +241,9 @@ def main(argv=None) -> int:
                 row[f"{variant}_ms"] = 1e3 * seconds
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report = {
-        "device": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "torch": torch_version,
-        "date": datetime.date.today().isoformat(),
-        "rows": rows,
-    }
+    report = versioned_report(rows, torch_version)
     tag = "quick" if args.quick else platform
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"torch_convnets_{tag}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"torch_convnets_{tag}.md").write_text(to_markdown(report))
-    print(f"wrote {args.out / f'torch_convnets_{tag}.md'}")
+    _report.write(args.out, f"torch_convnets_{tag}", report, to_markdown(report))
     return 0
 
 

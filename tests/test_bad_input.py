@@ -348,6 +348,14 @@ CASES.update(
             lambda: decjax.dpsgd(0.1, decjax.ring(4), momentum=-0.1),
             "momentum",
         ),
+        "dpsgd-nesterov": (
+            lambda: decjax.dpsgd(0.1, decjax.ring(4), momentum=0.9, nesterov=1),
+            "nesterov must be a bool",
+        ),
+        "qg-dsgdm-nesterov": (
+            lambda: decjax.qg_dsgdm(0.1, decjax.ring(4), nesterov="yes"),
+            "nesterov must be a bool",
+        ),
         "dpsgd-order": (lambda: decjax.dpsgd(0.1, decjax.ring(4), order="x"), "order"),
         "dpsgd-rounds": (lambda: decjax.dpsgd(0.1, decjax.ring(4), rounds=0), "rounds"),
         "dpsgd-backend": (lambda: decjax.dpsgd(0.1, decjax.ring(4), backend="x"), "backend"),

@@ -35,9 +35,20 @@ def test_dpsgd_step_benchmark_quick_mode_writes_results(tmp_path):
     assert (tmp_path / "dpsgd_step_quick.md").read_text().startswith("Measured on")
 
 
+# PyTorch, where installed, warns about its own internals (torch.jit, dynamo); not ours to fix
+TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+
 @pytest.mark.parametrize(
     "module",
-    [torch_compare, sweep_speed, scale, conv_lowering, torch_convnets, memory],
+    [
+        pytest.param(torch_compare, marks=TORCH_WARNINGS),
+        sweep_speed,
+        scale,
+        conv_lowering,
+        pytest.param(torch_convnets, marks=TORCH_WARNINGS),
+        memory,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_other_benchmarks_quick_mode(module, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from typing import Any
 
 import optax
 
-from decjax._validation import check_in_range, check_positive
+from decjax._validation import check_bool, check_in_range, check_positive
 from decjax.algorithms.combine import decentralize
 from decjax.topology import Topology
 
@@ -69,8 +69,7 @@ def local_sgd_optimizer(learning_rate, momentum, nesterov) -> optax.GradientTran
     """``optax.sgd`` with validated arguments (momentum 0 means none)."""
     check_positive("learning_rate", learning_rate)
     check_in_range("momentum", momentum, 0.0, 1.0, closed="left")
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    check_bool("nesterov", nesterov)
     if nesterov and isinstance(momentum, int | float) and momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
     use_momentum = momentum if not isinstance(momentum, int | float) or momentum > 0 else None

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from decjax._validation import check_in_range
+from decjax._validation import check_bool, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
@@ -73,8 +73,7 @@ def qg_dsgdm(
     check_in_range("momentum", momentum, 0.0, 1.0, closed="left")
     mu = momentum if buffer_decay is None else buffer_decay
     check_in_range("buffer_decay", mu, 0.0, 1.0, closed="left")
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    check_bool("nesterov", nesterov)
     gossip = Gossip(topology, rounds=rounds, backend=backend)
 
     def init(params):

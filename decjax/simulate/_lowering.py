@@ -32,7 +32,7 @@ CONVOLUTIONS = frozenset({"conv_general_dilated"})
 
 def check_worker_chunks(name: str, value: Any) -> int | str:
     """A positive int, or ``"auto"``."""
-    if value == AUTO and isinstance(value, str):
+    if isinstance(value, str) and value == AUTO:
         return AUTO
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive int or 'auto', got {value!r}")

@@ -127,8 +127,10 @@ class Program:
             key, model_key = jax.random.split(key)
             extra = (model_state, worker_keys(model_key, n))
         grad_fn = self._grad_fn()
-        batch = jax.eval_shape(lambda: self.batch(data, key, step))
-        chunks = resolve_worker_chunks(self.worker_chunks, self.loss_fn, params, batch, *extra)
+        chunks = self.worker_chunks
+        if chunks == AUTO:  # trace the minibatch's shapes only when the choice needs them
+            batch = jax.eval_shape(lambda: self.batch(data, key, step))
+            chunks = resolve_worker_chunks(chunks, self.loss_fn, params, batch, *extra)
         if chunks == 1:
             return grad_fn(params, self.batch(data, key, step), *extra)
 

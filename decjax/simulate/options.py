@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from decjax._validation import check_callable, check_int
+from decjax._validation import check_bool, check_callable, check_int
 from decjax.simulate._lowering import AUTO, check_worker_chunks
 
 
@@ -47,8 +47,7 @@ class Evaluation:
             check_int("Evaluation.every", self.every, minimum=1)
         if self.fn is not None:
             check_callable("Evaluation.fn", self.fn)
-        if not isinstance(self.workers, bool):
-            raise TypeError(f"Evaluation.workers must be a bool, got {self.workers!r}")
+        check_bool("Evaluation.workers", self.workers)
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,7 @@ class Checkpointing:
         check_int("Checkpointing.every", self.every, minimum=1)
         if self.run_id is not None and not isinstance(self.run_id, str):
             raise TypeError(f"Checkpointing.run_id must be a str, got {self.run_id!r}")
-        if not isinstance(self.overwrite, bool):
-            raise TypeError(f"Checkpointing.overwrite must be a bool, got {self.overwrite!r}")
+        check_bool("Checkpointing.overwrite", self.overwrite)
 
 
 @dataclass(frozen=True)

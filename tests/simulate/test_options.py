@@ -100,6 +100,7 @@ def test_sweep_and_make_run_take_the_objects_too(quad):
         (lambda q: decjax.Checkpointing(dir=3), TypeError, "Checkpointing.dir"),
         (lambda q: decjax.Checkpointing(every=0), ValueError, "Checkpointing.every"),
         (lambda q: decjax.Checkpointing(run_id=5), TypeError, "Checkpointing.run_id"),
+        (lambda q: decjax.Checkpointing(overwrite=1), TypeError, "Checkpointing.overwrite"),
         (lambda q: decjax.Execution(chunks=0), ValueError, "Execution.chunks"),
         (lambda q: decjax.Execution(worker_chunks=1.5), TypeError, "Execution.worker_chunks"),
         (
