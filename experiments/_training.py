@@ -1,0 +1,118 @@
+"""Shared deep-learning runs: the 1-D CNN on MNIST-1D, every topology tuned on its own grid.
+
+One :func:`decjax.sweep` per call covers learning rates x topologies x seeds
+(one compile); :func:`tune` then keeps, for each topology, the seeds of the
+learning rate with the lowest mean final training loss, and exits non-zero when
+that rate sits at an edge of the grid.
+"""
+
+from __future__ import annotations
+
+import _common
+import jax
+import numpy as np
+import pandas as pd
+
+import decjax
+
+TRAIN_EVAL = 2_000  # training examples the averaged model's training loss is measured on
+
+
+def mnist1d(num_samples: int):
+    """MNIST-1D (procedural, offline; 80/20 split) and the 1-D CNN."""
+    return decjax.data.load_mnist1d(num_samples), decjax.problems.cnn1d()
+
+
+def topology_sweep(
+    ds,
+    model,
+    n: int,
+    topologies,
+    grid,
+    *,
+    steps: int,
+    seeds: int = 5,
+    batch_size: int = 16,
+    momentum: float = 0.9,
+    evaluations: int = 10,
+    make=None,
+) -> pd.DataFrame:
+    """Learning rates x topologies x seeds of local-momentum D-PSGD, one vmapped sweep.
+
+    Columns: ``topology, lr, seed, step, epoch, train_loss`` (the averaged model
+    on ``TRAIN_EVAL`` training examples), ``test_accuracy``, ``test_loss`` (the
+    averaged model on the test set) and ``consensus_distance``. ``make(lr,
+    topology)`` replaces D-PSGD with momentum when given.
+    """
+    make = make or (lambda lr, topology: decjax.dpsgd(lr, topology, momentum=momentum))
+    test = (ds.x_test, ds.y_test)
+
+    def evaluate(params, train):
+        return {
+            "objective": model.loss(params, train),
+            **{f"held_out_{k}": v for k, v in model.eval_fn(params, test).items()},
+        }
+
+    result = decjax.sweep(
+        model.loss,
+        decjax.replicate(model.init(jax.random.key(0)), n),
+        make,
+        decjax.data.distribute(ds, n, "iid", key=0),
+        {"lr": list(grid), "topology": list(topologies), "seed": list(range(seeds))},
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=max(1, steps // evaluations),
+        key=jax.random.key(1),
+        eval_fn=evaluate,
+        eval_data=(ds.x_train[:TRAIN_EVAL], ds.y_train[:TRAIN_EVAL]),
+        eval_workers=False,
+        progress=False,
+    )
+    df = result.to_dataframe().drop(columns=["train_loss"], errors="ignore")
+    df = df.rename(
+        columns={
+            "test_objective": "train_loss",
+            "test_held_out_accuracy": "test_accuracy",
+            "test_held_out_loss": "test_loss",
+        }
+    )
+    return df.assign(n=n, epoch=df["step"] * n * batch_size / len(ds.y_train))
+
+
+def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.DataFrame:
+    """Per group, the seeds of the learning rate with the best mean final training loss.
+
+    A diverged run (non-finite loss) counts as infinitely bad. Exits non-zero
+    (``_common.best_interior``) when the best rate is at an edge of the grid.
+    """
+    last = df[df["step"] == df["step"].max()]
+    frames = []
+    for key, part in last.groupby(list(by), sort=False):
+        means = part.groupby("lr")["train_loss"].mean().reindex(list(grid))
+        best = grid[_common.best_interior(grid, means.to_numpy(), f"{what} {key}")]
+        mask = np.ones(len(df), bool)
+        for column, value in zip(by, key if isinstance(key, tuple) else (key,), strict=True):
+            mask &= (df[column] == value).to_numpy()
+        frames.append(df[mask & (df["lr"] == best).to_numpy()])
+    return pd.concat(frames, ignore_index=True)
+
+
+def grid_table(df: pd.DataFrame, by=("n", "topology")) -> pd.DataFrame:
+    """Mean final training loss for every learning rate of every group (to show the optimum)."""
+    last = df[df["step"] == df["step"].max()]
+    return last.groupby([*by, "lr"], sort=False)["train_loss"].mean().reset_index()
+
+
+def finals(tuned: pd.DataFrame, by=("n", "topology")) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of the final metrics at the tuned learning rate."""
+    last = tuned[tuned["step"] == tuned["step"].max()]
+    out = last.groupby(list(by), sort=False).agg(
+        lr=("lr", "first"),
+        train_loss_mean=("train_loss", "mean"),
+        train_loss_std=("train_loss", "std"),
+        test_accuracy_mean=("test_accuracy", "mean"),
+        test_accuracy_std=("test_accuracy", "std"),
+        consensus_distance=("consensus_distance", "mean"),
+        seeds=("seed", "nunique"),
+    )
+    return out.reset_index()
