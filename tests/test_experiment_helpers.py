@@ -1,0 +1,119 @@
+"""The reproductions' shared checks: grid edges, reversed conclusions, per-group tuning, gaps."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import decjax
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+@pytest.fixture(scope="module")
+def load():
+    sys.path.insert(0, str(EXPERIMENTS))
+
+    def module(name):
+        spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    yield module
+    sys.path.remove(str(EXPERIMENTS))
+
+
+def test_best_interior_returns_the_minimum_and_exits_at_an_edge(load):
+    common = load("_common")
+    assert common.best_interior([1, 2, 3, 4], [3.0, 1.0, 2.0, 5.0], "x") == 1
+    # a diverged (nan) rate counts as infinitely bad, not as best
+    assert common.best_interior([1, 2, 3], [np.nan, 1.0, 2.0], "x") == 1
+    with pytest.raises(SystemExit, match="edge of the grid"):
+        common.best_interior([1, 2, 3], [0.5, 1.0, 2.0], "x")
+    with pytest.raises(SystemExit, match="edge of the grid"):
+        common.best_interior([1, 2, 3], [3.0, 2.0, 1.0], "x")
+
+
+def test_require_exits_only_when_the_conclusion_reverses(load):
+    common = load("_common")
+    common.require(True, "holds")
+    with pytest.raises(SystemExit, match="conclusion reversed: fails"):
+        common.require(False, "fails")
+
+
+def test_bands_mean_std_and_ci(load):
+    common = load("_common")
+    df = pd.DataFrame({"g": ["a"] * 4, "v": [1.0, 2.0, 3.0, 4.0]})
+    out = common.bands(df, ["g"], "v").iloc[0]
+    assert out["v_mean"] == 2.5
+    assert out["v_std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+    assert out["ci95"] == pytest.approx(1.96 * out["v_std"] / 2)
+
+
+def _curves(losses: dict) -> pd.DataFrame:
+    """Final-step records for topology -> {lr: [loss per seed]}."""
+    rows = []
+    for topo, by_lr in losses.items():
+        for lr, seeds in by_lr.items():
+            for seed, loss in enumerate(seeds):
+                rows.append(
+                    {
+                        "n": 4,
+                        "topology": topo,
+                        "lr": lr,
+                        "seed": seed,
+                        "step": 10,
+                        "train_loss": loss,
+                        "test_accuracy": 1 - loss,
+                        "consensus_distance": 0.0,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_tune_keeps_each_groups_interior_best_rate(load):
+    training = load("_training")
+    grid = [0.1, 0.2, 0.4]
+    df = _curves(
+        {
+            "ring": {0.1: [3, 3], 0.2: [1, 2], 0.4: [np.nan, 5]},
+            "complete": {0.1: [4, 4], 0.2: [2, 2], 0.4: [3, 3]},
+        }
+    )
+    tuned = training.tune(df, grid)
+    assert set(tuned["lr"]) == {0.2}
+    assert len(tuned) == 4  # both seeds of both graphs
+    final = training.finals(tuned).set_index("topology")
+    assert final.loc["ring", "train_loss_mean"] == 1.5
+    assert final.loc["complete", "seeds"] == 2
+
+
+def test_tune_exits_when_a_group_is_best_at_the_edge(load):
+    training = load("_training")
+    df = _curves({"ring": {0.1: [1, 1], 0.2: [2, 2], 0.4: [3, 3]}})
+    with pytest.raises(SystemExit, match="edge of the grid"):
+        training.tune(df, [0.1, 0.2, 0.4])
+
+
+def test_one_peer_spectral_gap_conventions(load):
+    vogels = load("beyond_spectral_gap")
+    gaps = vogels.gap_conventions(decjax.one_peer_exponential(32))
+    assert gaps["gap_period"] == pytest.approx(1.0)  # the period product is exactly J
+    # mean of the 5 matrices: I/2 + (1/10) sum_k P^(2^k); its second eigenvalue is 0.8
+    assert gaps["gap_mean"] == pytest.approx(0.2, abs=1e-6)
+    # one step's matrix (I + P^(2^k)) / 2 is disconnected for k >= 1
+    assert gaps["gap_step"] == pytest.approx(0.0, abs=1e-6)
+    ring = vogels.gap_conventions(decjax.ring(8))
+    assert ring["gap_period"] == ring["gap_mean"] == ring["gap_step"]
+
+
+def test_fitted_gamma_recovers_the_gamma_that_generated_the_losses(load):
+    vogels = load("beyond_spectral_gap")
+    topos = [decjax.ring(16), decjax.star(16), decjax.torus(4, 4), decjax.complete(16)]
+    gamma = 1 - np.geomspace(0.5, 1e-3, 60)[30]  # a point of the search grid
+    loss = np.array([0.1 + 2.0 / decjax.effective_neighbors(t, gamma) for t in topos])
+    assert vogels.fitted_gamma(topos, loss) == pytest.approx(gamma)
