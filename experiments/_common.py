@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import time
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +25,26 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.name = name
+    args.started = time.time()
     return args
+
+
+def provenance() -> dict:
+    """Where and with what a run ran: device, library versions, date (for ``name_run.json``)."""
+    from importlib.metadata import version
+
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "platform": device.platform,
+        "device": getattr(device, "device_kind", str(device)),
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        **{pkg: version(pkg) for pkg in ("decjax", "jax", "jaxlib", "optax", "flax", "numpy")},
+    }
 
 
 def markdown_table(df, floatfmt: str = ".4g") -> str:
@@ -34,8 +57,20 @@ def markdown_table(df, floatfmt: str = ".4g") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(args, tables: dict, figures: dict) -> None:
-    """Write ``name_table.csv``/``.md`` for every table and ``name_fig.png`` for every figure."""
+def write(args, tables: dict, figures: dict, seeds: int | None = None) -> None:
+    """Write ``name_table.csv``/``.md`` for every table, ``name_fig.png`` for every figure.
+
+    Also ``name_run.json``: the mode (quick or full), the seeds, the wall-clock
+    time since :func:`parse` and :func:`provenance` (device, versions, date).
+    """
+    info = {
+        "script": args.name,
+        "mode": "quick" if args.quick else "full",
+        "seeds": seeds,
+        "wall_clock_s": round(time.time() - args.started, 1),
+        **provenance(),
+    }
+    (args.out / f"{args.name}_run.json").write_text(json.dumps(info, indent=2) + "\n")
     for key, df in tables.items():
         df.to_csv(args.out / f"{args.name}_{key}.csv", index=False)
         (args.out / f"{args.name}_{key}.md").write_text(markdown_table(df))

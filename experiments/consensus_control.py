@@ -311,6 +311,7 @@ def main(argv=None) -> int:
         args,
         {"summary": summary, "critical": critical},
         {"phases": _figure(curves, summary, infos)},
+        seeds=plan["seeds"],
     )
     # the qualitative conclusions; a regression that reverses one fails CI
     for n in infos:

@@ -232,6 +232,7 @@ def main(argv=None) -> int:
         args,
         {"staleness": summary, "ticks_to_eps": ratios},
         {"loss_vs_epochs": _figure(tuned, summary, ratios)},
+        seeds=SEEDS,
     )
     # the qualitative conclusions; a regression that reverses one fails CI
     _common.require(exact < 1e-5, f"zero delay is synchronous SGD (max difference {exact:.1e})")

@@ -174,6 +174,7 @@ def main(argv=None) -> int:
             "grid": _training.grid_table(curves),
         },
         {"summary": fig},
+        seeds=plan["seeds"],
     )
     # the qualitative conclusions; a regression that reverses one fails CI
     even = g.dropna(subset=["exponential_theory"])
