@@ -52,7 +52,7 @@ CONTROLS = {"controlled-1/2": 0.5, "controlled-1/4": 0.25}
 
 def _plan(quick: bool) -> dict:
     if quick:
-        return {"sizes": (32,), "samples": 4_000, "epochs": 20, "seeds": 3, "grid": [0.2]}
+        return {"sizes": (32,), "samples": 4_000, "epochs": 20, "seeds": 3, "grid": [0.1]}
     # the largest size that runs in about 15 minutes on the 2-core CPU
     return {
         "sizes": (32, 64),
