@@ -22,7 +22,20 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
         "--quick", action="store_true", help="a small run for CI (minutes on a CPU)"
     )
     parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument(
+        "--cifar10",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train ResNet-20 on the CIFAR-10 binary files in DIR instead of the 1-D CNN on "
+        "MNIST-1D (the deep-learning parts; longer runs, sized for one GPU)",
+    )
     args = parser.parse_args(argv)
+    if args.cifar10 is not None and not args.cifar10.is_dir():
+        parser.error(
+            f"--cifar10: {args.cifar10} is not a directory; pass the folder with "
+            "data_batch_1.bin ... test_batch.bin"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     args.name = name
     args.started = time.time()
@@ -66,6 +79,7 @@ def write(args, tables: dict, figures: dict, seeds: int | None = None) -> None:
     info = {
         "script": args.name,
         "mode": "quick" if args.quick else "full",
+        "task": "CIFAR-10, ResNet-20" if args.cifar10 else "MNIST-1D, 1-D CNN",
         "seeds": seeds,
         "wall_clock_s": round(time.time() - args.started, 1),
         **provenance(),

@@ -23,6 +23,20 @@ def mnist1d(num_samples: int):
     return decjax.data.load_mnist1d(num_samples), decjax.problems.cnn1d()
 
 
+def image_task(num_samples: int, cifar10=None):
+    """``(dataset, model, name)``: MNIST-1D and the 1-D CNN, or with ``cifar10`` (a folder
+    of CIFAR-10 binary files) all of CIFAR-10 and ResNet-20.
+
+    ResNet-20 uses GroupNorm (``norm="group"``), which keeps no running
+    statistics, so every script's evaluation stays stateless; BatchNorm under
+    gossip is covered in ``docs/models.md``.
+    """
+    if cifar10 is None:
+        return *mnist1d(num_samples), "MNIST-1D, 1-D CNN"
+    ds = decjax.data.load_cifar(cifar10)
+    return ds, decjax.problems.resnet20(norm="group"), "CIFAR-10, ResNet-20"
+
+
 def topology_sweep(
     ds,
     model,

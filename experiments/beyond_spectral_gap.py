@@ -197,8 +197,8 @@ def dl_topologies(n: int, quick: bool):
     ]
 
 
-def deep_learning(quick: bool):
-    """The 1-D CNN on MNIST-1D: each topology at its own best constant learning rate."""
+def deep_learning(quick: bool, cifar10=None):
+    """The 1-D CNN on MNIST-1D (or ResNet-20 on CIFAR-10): each topology at its best constant lr."""
     n = 16
     plan = (
         {"samples": 4_000, "steps": 150, "seeds": 3, "grid": 2.0 ** np.arange(-7, 0)}
@@ -206,7 +206,9 @@ def deep_learning(quick: bool):
         else {"samples": 8_000, "steps": 400, "seeds": 5, "grid": 2.0 ** np.arange(-8, 0)}
     )
     topos = dl_topologies(n, quick)
-    ds, model = _training.mnist1d(plan["samples"])
+    ds, model, plan["task"] = _training.image_task(plan["samples"], cifar10)
+    if cifar10:
+        plan["steps"] = 2500  # the paper's 2,500 steps (sized for one GPU)
     print(f"deep learning: {len(plan['grid'])} rates x {len(topos)} graphs x {plan['seeds']} seeds")
     curves = _training.topology_sweep(
         ds, model, n, topos, list(plan["grid"]), steps=plan["steps"], seeds=plan["seeds"]
@@ -285,7 +287,7 @@ def main(argv=None) -> int:
         },
     ).assign(task="quadratics, best rate")
 
-    curves, tuned, dl, plan = deep_learning(args.quick)
+    curves, tuned, dl, plan = deep_learning(args.quick, args.cifar10)
     dl_ranking = rankings(
         -dl["train_loss_mean"],
         {
@@ -295,7 +297,7 @@ def main(argv=None) -> int:
             f"n_W(gamma = {PAPER_GAMMA}), the paper's fitted gamma": dl[f"n_W({PAPER_GAMMA})"],
             f"n_W(gamma = {dl['fitted_gamma'].iloc[0]:.3f}), fitted here": dl["n_W(fitted)"],
         },
-    ).assign(task=f"MNIST-1D CNN, training loss after {plan['steps']} steps")
+    ).assign(task=f"{plan['task']}, training loss after {plan['steps']} steps")
     ranking = pd.concat([ranking, dl_ranking], ignore_index=True)
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
@@ -326,7 +328,7 @@ def main(argv=None) -> int:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss of x̄")
-    ax.set_title(f"MNIST-1D CNN, n = 16, tuned lr, {plan['seeds']} seeds (±1 std)")
+    ax.set_title(f"{plan['task']}, n = 16, tuned lr, {plan['seeds']} seeds (±1 std)")
     ax.legend(fontsize=7)
     ax = axes[2]
     ax.errorbar(

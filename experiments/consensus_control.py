@@ -245,7 +245,7 @@ def summarize(curves: pd.DataFrame, infos: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _figure(curves, summary, infos):
+def _figure(curves, summary, infos, task):
     sizes = sorted(infos)
     fig, axes = plt.subplots(1, 1 + len(sizes), figsize=(6 * (1 + len(sizes)), 4))
     for ax, n in zip(axes[:-1], sizes, strict=True):
@@ -283,7 +283,9 @@ def _figure(curves, summary, infos):
     ax.legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle("Consensus control: MNIST-1D CNN, Nesterov, step schedule, 5 seeds")
+    fig.suptitle(
+        f"Consensus control: {task}, Nesterov, step schedule, {curves['seed'].nunique()} seeds"
+    )
     fig.tight_layout()
     return fig
 
@@ -291,7 +293,7 @@ def _figure(curves, summary, infos):
 def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "consensus_control")
     plan = _plan(args.quick)
-    ds, model = _training.mnist1d(plan["samples"])
+    ds, model, task = _training.image_task(plan["samples"], args.cifar10)
     frames, infos = [], {}
     for n in plan["sizes"]:
         curves, infos[n] = run_size(n, plan, ds, model)
@@ -310,7 +312,7 @@ def main(argv=None) -> int:
     _common.write(
         args,
         {"summary": summary, "critical": critical},
-        {"phases": _figure(curves, summary, infos)},
+        {"phases": _figure(curves, summary, infos, task)},
         seeds=plan["seeds"],
     )
     # the qualitative conclusions; a regression that reverses one fails CI

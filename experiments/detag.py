@@ -116,12 +116,12 @@ def _unshuffled_task(task: str, ds, model, f_star: float, setup: dict, plan: dic
     return _training.tune(curves, grid, by=by, what="unshuffled"), table
 
 
-def unshuffled(plan: dict):
+def unshuffled(plan: dict, cifar10=None):
     ds, model, f_star = _common.convex_task(plan["convex"]["samples"])
     tuned, grids = _unshuffled_task("convex", ds, model, f_star, plan["convex"], plan)
     tuned, grids = [tuned], [grids]
     if plan["cnn"]:
-        ds, model = _training.mnist1d(plan["cnn"]["samples"])
+        ds, model, _ = _training.image_task(plan["cnn"]["samples"], cifar10)
         t, g = _unshuffled_task("cnn", ds, model, 0.0, plan["cnn"], plan)
         tuned.append(t)
         grids.append(g)
@@ -278,7 +278,14 @@ def _figure(final, table):
 def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "detag")
     plan = _plan(args.quick)
-    final, grids = unshuffled(plan)
+    if args.cifar10:
+        plan["cnn"] = {
+            **(plan["cnn"] or {}),
+            "samples": None,
+            "steps": 3000,
+            "grid": 2.0 ** np.arange(-6, 2),
+        }
+    final, grids = unshuffled(plan, args.cifar10)
     table = slack(plan)
     _common.write(
         args,

@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,3 +118,40 @@ def test_fitted_gamma_recovers_the_gamma_that_generated_the_losses(load):
     gamma = 1 - np.geomspace(0.5, 1e-3, 60)[30]  # a point of the search grid
     loss = np.array([0.1 + 2.0 / decjax.effective_neighbors(t, gamma) for t in topos])
     assert vogels.fitted_gamma(topos, loss) == pytest.approx(gamma)
+
+
+def _tiny_cifar10(directory, per_file: int = 8):
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels = rng.integers(0, 10, (per_file, 1), np.uint8)
+        pixels = rng.integers(0, 256, (per_file, 3072), np.uint8)
+        (directory / name).write_bytes(np.concatenate([labels, pixels], axis=1).tobytes())
+
+
+def test_cifar10_flag_needs_a_directory(load, tmp_path, capsys):
+    common = load("_common")
+    with pytest.raises(SystemExit):
+        common.parse("doc", ["--cifar10", str(tmp_path / "absent"), "--out", str(tmp_path)])
+    assert "--cifar10" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # builds and runs ResNet-20
+def test_image_task_reads_local_cifar10_into_resnet20(load, tmp_path):
+    _tiny_cifar10(tmp_path)
+    ds, model, name = load("_training").image_task(100, tmp_path)
+    assert name == "CIFAR-10, ResNet-20"
+    assert ds.x_train.shape == (40, 32, 32, 3) and ds.x_test.shape == (8, 32, 32, 3)
+    params = model.init(jax.random.key(0))
+    assert sum(x.size for x in jax.tree.leaves(params)) == 269_722  # the paper's 0.27 M
+    assert np.isfinite(float(model.loss(params, (ds.x_train[:2], ds.y_train[:2]))))
+
+
+@pytest.mark.slow  # compiles ResNet-20 for four topologies
+def test_exponential_graphs_training_runs_on_local_cifar10(load, tmp_path):
+    _tiny_cifar10(tmp_path)
+    ying = load("exponential_graphs")
+    plan = {"sizes": (4,), "samples": None, "steps": 2, "seeds": 1, "grid": [0.05]}
+    df = ying.training(plan, tmp_path)
+    assert plan["task"] == "CIFAR-10, ResNet-20"
+    assert set(df["topology"]) == {"exponential", "one_peer_exponential", "ring", "complete"}
+    assert np.isfinite(df["train_loss"]).all() and np.isfinite(df["test_accuracy"]).all()
