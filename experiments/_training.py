@@ -37,6 +37,39 @@ def image_task(num_samples: int, cifar10=None):
     return ds, decjax.problems.resnet20(norm="group"), "CIFAR-10, ResNet-20"
 
 
+def averaged_sweep(
+    model,
+    params,
+    make,
+    data,
+    grid: dict,
+    *,
+    steps: int,
+    eval_fn,
+    eval_data,
+    batch_size: int = 16,
+    evaluations: int = 20,
+) -> pd.DataFrame:
+    """One vmapped :func:`decjax.sweep` over ``grid`` (e.g. learning rates x seeds): one
+    compile; the averaged model is evaluated ``evaluations`` times; a tidy DataFrame."""
+    result = decjax.sweep(
+        model.loss,
+        params,
+        make,
+        data,
+        grid,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=max(1, steps // evaluations),
+        key=jax.random.key(1),
+        eval_fn=eval_fn,
+        eval_data=eval_data,
+        eval_workers=False,
+        progress=False,
+    )
+    return result.to_dataframe()
+
+
 def topology_sweep(
     ds,
     model,
@@ -67,22 +100,18 @@ def topology_sweep(
             **{f"held_out_{k}": v for k, v in model.eval_fn(params, test).items()},
         }
 
-    result = decjax.sweep(
-        model.loss,
+    df = averaged_sweep(
+        model,
         decjax.replicate(model.init(jax.random.key(0)), n),
         make,
         decjax.data.distribute(ds, n, "iid", key=0),
         {"lr": list(grid), "topology": list(topologies), "seed": list(range(seeds))},
         steps=steps,
         batch_size=batch_size,
-        eval_every=max(1, steps // evaluations),
-        key=jax.random.key(1),
+        evaluations=evaluations,
         eval_fn=evaluate,
         eval_data=(ds.x_train[:TRAIN_EVAL], ds.y_train[:TRAIN_EVAL]),
-        eval_workers=False,
-        progress=False,
-    )
-    df = result.to_dataframe().drop(columns=["train_loss"], errors="ignore")
+    ).drop(columns=["train_loss"], errors="ignore")
     df = df.rename(
         columns={
             "test_objective": "train_loss",

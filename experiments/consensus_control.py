@@ -123,22 +123,16 @@ def _local(schedule):
 
 def _sweep(model, ds, n, make, grid, plan, steps, evaluate) -> pd.DataFrame:
     """Every learning rate x seed of one run type, vmapped (one compile)."""
-    result = decjax.sweep(
-        model.loss,
+    df = _training.averaged_sweep(
+        model,
         decjax.replicate(model.init(jax.random.key(0)), n),
         make,
         decjax.data.distribute(ds, n, "iid", key=0),
         {"lr": list(grid), "seed": list(range(plan["seeds"]))},
         steps=steps,
-        batch_size=16,
-        eval_every=steps // 20,
-        key=jax.random.key(1),
         eval_fn=evaluate,
         eval_data=(ds.x_train[: _training.TRAIN_EVAL], ds.y_train[: _training.TRAIN_EVAL]),
-        eval_workers=False,
-        progress=False,
-    )
-    df = result.to_dataframe().drop(columns=["train_loss"], errors="ignore")
+    ).drop(columns=["train_loss"], errors="ignore")
     return df.rename(
         columns={
             "test_objective": "train_loss",

@@ -24,6 +24,7 @@ reach a ladder of accuracies eps, divided by the synchronous run's.
 from __future__ import annotations
 
 import _common
+import _training
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
@@ -77,22 +78,17 @@ def _run(task: str, ds, model, f_star: float, bound: int, grid, setup: dict) -> 
         return {"objective": model.loss(params, batch) - f_star}
 
     params = decjax.replicate(model.init(jax.random.key(0)), N)
-    result = decjax.sweep(
-        model.loss,
+    df = _training.averaged_sweep(
+        model,
         params,
         lambda lr: decjax.dasgd(lr, delays=uniform_delay(bound), n=N, key=jax.random.key(bound)),
         decjax.data.distribute(ds, N, "iid", key=0),
         {"lr": list(grid), "seed": list(range(SEEDS))},
         steps=setup["steps"],
         batch_size=setup["batch"],
-        eval_every=setup["steps"] // 20,
-        key=jax.random.key(1),
         eval_fn=objective,
         eval_data=(ds.x_train, ds.y_train),
-        eval_workers=False,
-        progress=False,
-    )
-    df = result.to_dataframe().rename(columns={"test_objective": "objective"})
+    ).rename(columns={"test_objective": "objective"})
     epoch = N * setup["batch"] / len(ds.y_train)
     return df.assign(task=task, max_delay=bound, epoch=df["step"] * epoch)
 

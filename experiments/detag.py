@@ -91,22 +91,16 @@ def _unshuffled_task(task: str, ds, model, f_star: float, setup: dict, plan: dic
         data = decjax.data.distribute(ds, N, "sorted", key=0, shuffled_fraction=shuffled)
         for name, make in ALGORITHMS.items():
             print(f"{task}, {int(100 * shuffled)} % shuffled, {name}", flush=True)
-            result = decjax.sweep(
-                model.loss,
+            df = _training.averaged_sweep(
+                model,
                 decjax.replicate(model.init(jax.random.key(0)), N),
                 lambda lr, make=make, x=shuffled: make(lr, decjax.ring(N), x),
                 data,
                 {"lr": grid, "seed": list(range(plan["seeds"]))},
                 steps=setup["steps"],
-                batch_size=16,
-                eval_every=setup["steps"] // 20,
-                key=jax.random.key(1),
                 eval_fn=objective,
                 eval_data=(ds.x_train, ds.y_train),
-                eval_workers=False,
-                progress=False,
-            )
-            df = result.to_dataframe().drop(columns=["train_loss"])
+            ).drop(columns=["train_loss"])
             df = df.rename(columns={"test_objective": "train_loss"})
             frames.append(df.assign(task=task, shuffled=shuffled, algorithm=name))
     curves = pd.concat(frames, ignore_index=True)
