@@ -191,6 +191,18 @@ def require(condition: bool, claim: str) -> None:
     print(f"checked: {claim}")
 
 
+def grouped_bars(ax, categories, series: dict, *, capsize: float = 3):
+    """Side-by-side bars per category, one per series (``label -> (values, errors)``), each
+    with its error bar; returns the centre of each category's group (for ticks and markers)."""
+    import numpy as np
+
+    width = 0.8 / len(series)
+    x = np.arange(len(categories))
+    for k, (label, (values, errors)) in enumerate(series.items()):
+        ax.bar(x + k * width, values, width, yerr=errors, capsize=capsize, label=label)
+    return x + 0.4 - width / 2
+
+
 def band_plot(ax, x, mean, std, label: str, **kwargs):
     """A mean curve with a shaded +-1 standard deviation band."""
     (line,) = ax.plot(x, mean, label=label, **kwargs)

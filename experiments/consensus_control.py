@@ -257,21 +257,18 @@ def _figure(curves, summary, infos, task):
         ax.legend(fontsize=7)
     ax = axes[-1]
     runs = [r for r in summary["run"].unique() if r != "centralized"]
-    width = 0.8 / len(sizes)
-    for k, n in enumerate(sizes):
+    ours = {}
+    for n in sizes:
         part = summary[summary.n == n].set_index("run").loc[runs]
-        ax.bar(
-            np.arange(len(runs)) + k * width,
+        ours[f"n = {n} (ours, 95 % CI)"] = (
             part["vs_centralized_points"],
-            width,
-            yerr=part["vs_centralized_ci95"],
-            capsize=3,
-            label=f"n = {n} (ours, 95 % CI)",
+            part["vs_centralized_ci95"],
         )
+    centres = _common.grouped_bars(ax, runs, ours)
     paper = [PAPER.get(r, np.nan) for r in runs]
-    ax.plot(np.arange(len(runs)) + 0.4 - width / 2, paper, "k*", ms=9, label="paper, n = 64")
+    ax.plot(centres, paper, "k*", ms=9, label="paper, n = 64")
     ax.axhline(0, color="gray", lw=0.8)
-    ax.set_xticks(np.arange(len(runs)) + 0.4 - width / 2, runs, rotation=25, fontsize=8)
+    ax.set_xticks(centres, runs, rotation=25, fontsize=8)
     ax.set_ylabel("test accuracy minus centralized (points)")
     ax.set_title("final test accuracy of x̄ vs centralized")
     ax.legend(fontsize=7)

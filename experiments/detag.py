@@ -221,22 +221,13 @@ def _figure(final, table):
     )
     for ax, task in zip(axes, tasks, strict=False):
         part = final[final["task"] == task]
-        algos = list(part["algorithm"].unique())
         shuffles = sorted(part["shuffled"].unique())
-        width = 0.8 / len(algos)
-        for k, algo in enumerate(algos):
+        series = {}
+        for algo in part["algorithm"].unique():
             rows = part[part["algorithm"] == algo].set_index("shuffled").loc[shuffles]
-            ax.bar(
-                np.arange(len(shuffles)) + k * width,
-                rows["final_mean"],
-                width,
-                yerr=rows["final_std"],
-                capsize=2,
-                label=algo,
-            )
-        ax.set_xticks(
-            np.arange(len(shuffles)) + 0.4 - width / 2, [f"{int(100 * s)} %" for s in shuffles]
-        )
+            series[algo] = (rows["final_mean"], rows["final_std"])
+        centres = _common.grouped_bars(ax, shuffles, series, capsize=2)
+        ax.set_xticks(centres, [f"{int(100 * s)} %" for s in shuffles])
         ax.set_ylim(bottom=0)
         ax.set_xlabel("shuffled")
         label = "f(x̄) − f*" if task == "convex" else "training loss of x̄"
