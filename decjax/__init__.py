@@ -20,8 +20,11 @@ from decjax.algorithms import (
     gossip_pga,
     gradient_tracking,
     local_sgd,
+    osgp,
     per_worker,
+    push_diging,
     qg_dsgdm,
+    sgp,
 )
 from decjax.gossip import mix
 from decjax.metrics import consensus_distance, worker_mean
@@ -94,12 +97,15 @@ __all__ = [
     "metrics",
     "mix",
     "one_peer_exponential",
+    "osgp",
     "per_worker",
+    "push_diging",
     "problems",
     "qg_dsgdm",
     "random_matching",
     "replicate",
     "ring",
+    "sgp",
     "simulate",
     "solo",
     "spectral_gap",

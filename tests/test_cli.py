@@ -257,7 +257,7 @@ def test_cli_rejects_more_bad_flags_in_one_line(argv, message, tmp_path, capsys)
         (["--process-id", "3", "--num-processes", "2"], "must be < --num-processes"),
         (["--steps", "15"], "multiple of 10"),
         (["--topology", "moebius"], "invalid choice"),
-        (["--algorithm", "sgp"], "invalid choice"),
+        (["--algorithm", "not_an_algorithm"], "invalid choice"),
         (["--launch", "-1"], "non-negative"),
         (["--workers", "10"], "multiple of the devices"),
         (["--stop-at", "10"], "needs --checkpoint-dir"),

@@ -30,6 +30,14 @@ from decjax.algorithms.dpsgd import dpsgd
 from decjax.algorithms.faults import ChurnState, StragglerState, node_churn, stragglers
 from decjax.algorithms.gradient_tracking import GradientTrackingState, gradient_tracking
 from decjax.algorithms.local import gossip_pga, local_sgd
+from decjax.algorithms.push_sum import (
+    OverlapState,
+    PushDIGingState,
+    PushSumState,
+    osgp,
+    push_diging,
+    sgp,
+)
 from decjax.algorithms.qgm import QuasiGlobalMomentumState, qg_dsgdm
 
 __all__ = [
@@ -46,6 +54,9 @@ __all__ = [
     "DiffusionState",
     "GradientTrackingState",
     "Info",
+    "OverlapState",
+    "PushDIGingState",
+    "PushSumState",
     "QuasiGlobalMomentumState",
     "StepTransformation",
     "StragglerState",
@@ -68,10 +79,13 @@ __all__ = [
     "local_sgd",
     "local_then",
     "node_churn",
+    "osgp",
     "per_link_delay",
     "per_worker",
+    "push_diging",
     "qg_dsgdm",
     "reference_target",
+    "sgp",
     "stragglers",
     "uniform_delay",
 ]

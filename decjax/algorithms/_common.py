@@ -30,9 +30,18 @@ class Gossip:
     topology and backend are validated.
     """
 
-    def __init__(self, topology: Topology, *, rounds: int = 1, backend: str | None = None):
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        rounds: int = 1,
+        backend: str | None = None,
+        push: bool = False,
+    ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+        if topology.push and not push:
+            check_averaging(topology)
         self.topology = topology
         self.backend = resolve_backend(topology, backend)
         self.rounds = check_int("rounds", rounds, minimum=1)
@@ -59,6 +68,16 @@ class Gossip:
     def traffic(self, tree: Any, step: jax.Array, vectors: int = 1) -> Info:
         """The step's record of what gossip sent: ``{"bytes_sent": ...}`` (see ``bytes``)."""
         return {"bytes_sent": self.bytes(tree, step, vectors)}
+
+
+def check_averaging(topology: Topology) -> None:
+    """Refuse a column- but not row-stochastic (push-sum) topology where ``W`` must average."""
+    if topology.push:
+        raise ValueError(
+            f"topology {topology.name} is column-stochastic but not row-stochastic (a directed "
+            "push-sum graph), so gossip on it does not average; use decjax.sgp, decjax.osgp or "
+            "decjax.push_diging, or a doubly stochastic topology"
+        )
 
 
 def concrete_matrices(topology: Topology) -> np.ndarray | None:

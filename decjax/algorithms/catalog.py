@@ -22,6 +22,7 @@ from decjax.algorithms.diffusion import d2, exact_diffusion
 from decjax.algorithms.dpsgd import dpsgd
 from decjax.algorithms.gradient_tracking import gradient_tracking
 from decjax.algorithms.local import gossip_pga, local_sgd
+from decjax.algorithms.push_sum import osgp, push_diging, sgp
 from decjax.algorithms.qgm import qg_dsgdm
 from decjax.gossip import sign, top_k
 from decjax.topology import Topology, lazy
@@ -54,6 +55,10 @@ ALGORITHMS: dict[str, Factory] = {
         optax.sgd(lr), topology, target=1e-3, estimator="exact"
     ),
     "dasgd": lambda lr, topology: dasgd(lr, topology, delays=uniform_delay(4)),
+    # the push-sum family also runs on directed (column-stochastic) graphs
+    "sgp": lambda lr, topology: sgp(lr, topology, momentum=0.9, nesterov=True),
+    "osgp": lambda lr, topology: osgp(lr, topology, overlap=1, momentum=0.9, nesterov=True),
+    "push_diging": lambda lr, topology: push_diging(lr, topology),
 }
 
 

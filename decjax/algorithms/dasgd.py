@@ -19,7 +19,7 @@ from decjax.algorithms._common import (
     check_learning_rate,
     learning_rate_at,
 )
-from decjax.algorithms.delays import Delays
+from decjax.algorithms.delays import Delays, deliveries, incoming
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
 from decjax.gossip import worker_bytes
 from decjax.topology import Topology
@@ -35,25 +35,6 @@ class DASGDState(NamedTuple):
     sent: Any  # (n, B, ...) updates each worker sent at the last B ticks
     delays: jax.Array  # (n, B, n) delay of message j -> i sent at that tick (NEVER: none)
     arrivals: jax.Array  # (n, L, n) tick at which i applied k's update of that tick
-
-
-def _deliveries(delay_buf: jax.Array, t: jax.Array, buffer: int):
-    """Messages sent ``a`` ticks ago whose delay is ``a``: ``(ages, slots, deliver)`` with
-    ``deliver`` of shape ``(receivers, age, senders)``."""
-    ages = jnp.arange(buffer)
-    send_ticks = t - ages
-    slots = send_ticks % buffer
-    deliver = (delay_buf[:, slots, :] == ages[None, :, None]) & (send_ticks >= 0)[None, :, None]
-    return ages, slots, deliver
-
-
-def _incoming(buf: jax.Array, slots: jax.Array, deliver: jax.Array, n: int) -> jax.Array:
-    """The sum of the updates each receiver gets this tick from one ring buffer leaf."""
-    everyone = _axis.gather_rows(buf)[:, slots]  # (senders, age, ...)
-    flat = everyone.reshape(n, slots.shape[0], -1)
-    mask = deliver.astype(flat.dtype)
-    got = jnp.einsum("iaj,jad->id", mask, flat, precision=jax.lax.Precision.HIGHEST)
-    return got.reshape(buf.shape[:1] + buf.shape[2:])
 
 
 def _staleness(arrivals, t, ages, delivered, n: int):
@@ -293,8 +274,8 @@ class _Ticks:
         arrive = jnp.where(eye & active[:, None], t, jnp.where(link, t + d, NEVER))
         arrivals = state.arrivals.at[:, t % self.window].set(arrive)
 
-        ages, slots, deliver = _deliveries(delay_buf, t, buffer)
-        received = jax.tree.map(lambda buf: _incoming(buf, slots, deliver, n), sent)
+        ages, slots, deliver = deliveries(delay_buf, t, buffer)
+        received = jax.tree.map(lambda buf: incoming(buf, slots, deliver, n), sent)
         # in the params' dtype (a bfloat16 model stays bfloat16)
         updates = jax.tree.map(lambda a, b, buf: (a + b).astype(buf.dtype), own, received, sent)
         total, count, worst = _staleness(state.arrivals, t, ages, deliver & ~eye[:, None, :], n)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from decjax import _axis
 from decjax._validation import check_in_range, check_int
 
 
@@ -89,3 +90,26 @@ def per_link_delay(delays) -> Delays:
         return fixed
 
     return Delays("per_link", sample, int(matrix.max()))
+
+
+def deliveries(delay_buf: jax.Array, t: jax.Array, buffer: int):
+    """Messages sent ``a`` ticks ago whose delay is ``a``: ``(ages, slots, deliver)`` with
+    ``deliver`` of shape ``(receivers, age, senders)``."""
+    ages = jnp.arange(buffer)
+    send_ticks = t - ages
+    slots = send_ticks % buffer
+    deliver = (delay_buf[:, slots, :] == ages[None, :, None]) & (send_ticks >= 0)[None, :, None]
+    return ages, slots, deliver
+
+
+def incoming(buf: jax.Array, slots: jax.Array, deliver: jax.Array, n: int) -> jax.Array:
+    """What each receiver gets this tick from one ring buffer leaf ``(n, buffer, ...)``.
+
+    ``deliver`` is ``(receivers, age, senders)``: a mask (the sum of the messages
+    due), or weights (their weighted sum, as push-sum's shares).
+    """
+    everyone = _axis.gather_rows(buf)[:, slots]  # (senders, age, ...)
+    flat = everyone.reshape(n, slots.shape[0], -1)
+    mask = deliver.astype(flat.dtype)
+    got = jnp.einsum("iaj,jad->id", mask, flat, precision=jax.lax.Precision.HIGHEST)
+    return got.reshape(buf.shape[:1] + buf.shape[2:])

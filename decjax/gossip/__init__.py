@@ -4,6 +4,7 @@ from decjax.gossip.accelerated import accelerated_mix, accelerated_step, optimal
 from decjax.gossip.communication import bytes_per_round, messages_per_worker, worker_bytes
 from decjax.gossip.compression import Compressor, identity, qsgd, random_k, sign, top_k
 from decjax.gossip.mix import BACKENDS, mix, mix_delta, resolve_backend
+from decjax.gossip.push_sum import debias, push_sum_average
 
 __all__ = [
     "BACKENDS",
@@ -11,11 +12,13 @@ __all__ = [
     "accelerated_mix",
     "accelerated_step",
     "bytes_per_round",
+    "debias",
     "identity",
     "messages_per_worker",
     "mix",
     "mix_delta",
     "optimal_momentum",
+    "push_sum_average",
     "qsgd",
     "random_k",
     "resolve_backend",

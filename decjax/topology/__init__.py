@@ -13,6 +13,12 @@ from decjax.topology.circulant import (
     ring,
     solo,
 )
+from decjax.topology.directed import (
+    directed_exponential,
+    directed_ring,
+    from_digraph,
+    one_peer_directed_exponential,
+)
 from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
 from decjax.topology.graphs import (
     erdos_renyi,
@@ -39,10 +45,13 @@ __all__ = [
     "Topology",
     "by_name",
     "complete",
+    "directed_exponential",
+    "directed_ring",
     "effective_neighbors",
     "erdos_renyi",
     "exponential",
     "fault_statistics",
+    "from_digraph",
     "from_edges",
     "from_matrix",
     "from_neighbor_lists",
@@ -52,6 +61,7 @@ __all__ = [
     "hypercube",
     "kinds",
     "lazy",
+    "one_peer_directed_exponential",
     "one_peer_exponential",
     "period_product",
     "periodic_average",

@@ -71,13 +71,26 @@ class Topology:
         ``x_i + sum_{j != i} W_ij (x_j - x_i)`` and the stored self weight is
         never read. ``False`` only for matrices built with
         ``from_matrix(..., require_doubly_stochastic=False)`` whose rows do not
-        sum to one; those are mixed as the plain product ``W x``.
+        sum to one; those are mixed as the plain product ``W x``, or, when
+        ``column_stochastic``, in the push form below.
+      column_stochastic: every column sums to one (true of every doubly
+        stochastic topology). A topology that is column- but not
+        row-stochastic (:attr:`push`) is a directed push-sum graph
+        (:func:`decjax.topology.from_digraph`): each worker splits its mass
+        over itself and its out-neighbours, and gossip evaluates the
+        mass-conserving form ``x_i + sum_{j != i} W_ij x_j - c_i x_i`` with
+        ``c_i = sum_{k != i} W_ki`` what ``i`` sends away, so the worker
+        *sum* is preserved exactly (the self weight is again never read).
+        Such a ``W`` does not average: the algorithms that need an averaging
+        ``W`` refuse it, and the push-sum family (``sgp``, ``push_diging``)
+        de-biases with a weight vector mixed alongside.
     """
 
     n: int = static()
     period: int = static()
     name: str = static()
     row_stochastic: bool = static(default=True)
+    column_stochastic: bool = static(default=True)
     weights: Any
     faults: Any = None
 
@@ -152,7 +165,10 @@ class Topology:
         out = []
         for t in range(self.period):
             off = np.where(nbr[t] == rows, 0.0, w[t].astype(np.float64))
-            diag = 1.0 - off.sum(axis=1)
+            if self.push:  # the self weight is 1 - what the worker sends away
+                diag = 1.0 - np.bincount(nbr[t].ravel(), off.ravel(), minlength=n)
+            else:
+                diag = 1.0 - off.sum(axis=1)
             m = scipy.sparse.coo_matrix((off.ravel(), (rows.ravel(), nbr[t].ravel())), shape=(n, n))
             out.append((m + scipy.sparse.diags(diag)).tocsr())
         return out
@@ -180,6 +196,7 @@ class Topology:
             "period": self.period,
             "name": self.name,
             "row_stochastic": self.row_stochastic,
+            "column_stochastic": self.column_stochastic,
             "faults": self.faults,
         }
 
@@ -193,6 +210,11 @@ class Topology:
         return (
             f"Topology({self.name}, n={self.n}{tv}, representation={self.representation!r}{faulty})"
         )
+
+    @property
+    def push(self) -> bool:
+        """Column- but not row-stochastic: a directed push-sum graph, mixed in push form."""
+        return self.column_stochastic and not self.row_stochastic
 
     @property
     def is_time_varying(self) -> bool:
@@ -246,18 +268,20 @@ class Topology:
         return self.matrices()[jnp.asarray(step) % self.period]
 
 
-def dense_from_lists(n: int, nbr: jax.Array, w: jax.Array) -> jax.Array:
+def dense_from_lists(n: int, nbr: jax.Array, w: jax.Array, push: bool = False) -> jax.Array:
     """``(T, n, n)`` matrices from ``(T, n, k)`` neighbour lists and weights (self weight implicit).
 
-    The diagonal is set to ``1 - sum`` of the off-diagonal weights, matching the
-    difference form in which gossip evaluates neighbour lists.
+    The diagonal is set to ``1 - sum`` of the off-diagonal weights of the row
+    (of the column for a ``push`` topology), matching the difference form in
+    which gossip evaluates neighbour lists.
     """
     period = nbr.shape[0]
     rows = jnp.broadcast_to(jnp.arange(n)[None, :, None], nbr.shape)
     steps = jnp.broadcast_to(jnp.arange(period)[:, None, None], nbr.shape)
     off = jnp.where(nbr == rows, 0.0, w)
     dense = jnp.zeros((period, n, n), w.dtype).at[steps, rows, nbr].add(off)
-    return dense + jnp.eye(n, dtype=w.dtype)[None] * (1.0 - off.sum(-1))[:, :, None]
+    diagonal = 1.0 - jnp.sum(dense, axis=1 if push else 2)
+    return dense + jnp.eye(n, dtype=w.dtype)[None] * diagonal[:, :, None]
 
 
 def numpy_from_lists(n: int, nbr: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -301,6 +301,7 @@ def from_matrix(
         name=name,
         weights=as_weights(w),
         row_stochastic=bool(np.all(np.abs(w.sum(axis=2) - 1.0) <= STOCHASTIC_ATOL)),
+        column_stochastic=bool(np.all(np.abs(w.sum(axis=1) - 1.0) <= STOCHASTIC_ATOL)),
     )
 
 

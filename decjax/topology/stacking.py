@@ -53,6 +53,7 @@ def stack(topologies: Sequence[Topology]) -> Topology:
         "period": period,
         "name": name,
         "row_stochastic": all(t.row_stochastic for t in topologies),
+        "column_stochastic": all(t.column_stochastic for t in topologies),
     }
     if all(t.has_lists for t in topologies):
         neighbors, weights = _stacked_lists(topologies, period)

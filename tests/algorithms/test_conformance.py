@@ -175,9 +175,12 @@ def test_every_algorithm_is_selectable_by_name():
         "consensus_control",
         "choco_top10",
         "dpsgd",
+        "sgp",
+        "osgp",
+        "push_diging",
     } <= set(NAMES)
     with pytest.raises(ValueError, match="name must be one of"):
-        decjax.algorithms.by_name("sgp")
+        decjax.algorithms.by_name("not_an_algorithm")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -56,11 +56,13 @@ class Dense(Topology):
         return self.faults.realize_matrix(matrix, step)
 
     def mix_leaf(self, x: jax.Array, step: jax.Array) -> jax.Array:
-        if not self.row_stochastic:  # the stored self weight is part of the map
+        if not (self.row_stochastic or self.push):  # the stored self weight is part of the map
             return dense_product(self.matrix(step), x)
         return x + self.delta(x, step)
 
     def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        if self.push:
+            return push_delta(self.matrix(step), x)
         if not self.row_stochastic:
             return dense_product(self.matrix(step), x) - x
         return dense_delta(self.matrix(step), x)
@@ -110,3 +112,20 @@ def dense_delta(matrix: jax.Array, x: jax.Array) -> jax.Array:
     local = (x - reference).reshape(x.shape[0], -1)
     pulled = jnp.matmul(off, diffs, precision=jax.lax.Precision.HIGHEST)
     return (pulled - jnp.sum(off, axis=1, keepdims=True) * local).reshape(x.shape)
+
+
+def push_delta(matrix: jax.Array, x: jax.Array) -> jax.Array:
+    """``sum_{j != i} W_ij x_j - c_i x_i`` for a column-stochastic ``W`` (push-sum), as one
+    matmul, with ``c_i = sum_{k != i} W_ki`` what worker ``i`` sends away.
+
+    The diagonal is never read: each worker keeps ``1 - c_i`` of its mass, so the
+    worker sum is preserved up to the rounding of the sent mass, whatever the
+    float32 rounding of the stored weights.
+    """
+    n = matrix.shape[-1]
+    off = jnp.where(jnp.eye(n, dtype=bool), 0.0, matrix).astype(x.dtype)
+    sent = _axis.local_rows(jnp.sum(off, axis=0))
+    everyone = _axis.gather_rows(x).reshape(n, -1)
+    pulled = jnp.matmul(_axis.local_rows(off), everyone, precision=jax.lax.Precision.HIGHEST)
+    local = x.reshape(x.shape[0], -1)
+    return (pulled - sent[:, None] * local).reshape(x.shape)

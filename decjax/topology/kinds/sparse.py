@@ -45,7 +45,7 @@ class Sparse(Topology):
         return self.faults.realize(nbr, w, step)
 
     def dense_weights(self) -> jax.Array:
-        return dense_from_lists(self.n, self.neighbors, self.weights)
+        return dense_from_lists(self.n, self.neighbors, self.weights, self.push)
 
     def numpy_matrices(self) -> np.ndarray:
         nbr = np.asarray(jax.device_get(self.neighbors))
@@ -56,17 +56,32 @@ class Sparse(Topology):
         if self.faults is None:
             return super().step_matrix(step)
         nbr, w = self.realized_lists(step)
-        return dense_from_lists(self.n, nbr[None], w[None])[0]
+        return dense_from_lists(self.n, nbr[None], w[None], self.push)[0]
 
     def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
         nbr, w = self.realized_lists(step)
         nbr, w = _axis.local_rows(nbr), _axis.local_rows(w).astype(x.dtype)
         everyone = _axis.gather_rows(x)  # identity on one device; all_gather when sharded
         expand = (slice(None),) + (None,) * (x.ndim - 1)
+        if self.push:
+            return self._push_delta(x, everyone, step)
         return sum(
             w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
             for k in range(nbr.shape[1])
         )
+
+    def _push_delta(self, x: jax.Array, everyone: jax.Array, step: jax.Array) -> jax.Array:
+        """``sum_{j != i} W_ij x_j - c_i x_i`` with ``c_i`` what ``i`` sends away (its column's
+        off-diagonal sum): the worker sum is preserved (a column-stochastic ``W``)."""
+        nbr_all, w_all = self.realized_lists(step)
+        off_all = jnp.where(nbr_all == jnp.arange(self.n)[:, None], 0.0, w_all).astype(x.dtype)
+        sent = jnp.zeros((self.n,), x.dtype).at[nbr_all].add(off_all)  # in x's precision
+        nbr, off, sent = _axis.local_rows(nbr_all), _axis.local_rows(off_all), _axis.local_rows(sent)
+        expand = (slice(None),) + (None,) * (x.ndim - 1)
+        pulled = sum(
+            off[:, k][expand] * jnp.take(everyone, nbr[:, k], axis=0) for k in range(nbr.shape[1])
+        )
+        return pulled - sent[expand] * x
 
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         nbr, w = self.realized_lists(step)  # with faults: surviving links only
