@@ -663,7 +663,7 @@ CLI_CASES = {
     "mh-rank": (["--process-id", "3", "--num-processes", "2"], "must be < --num-processes"),
     "mh-steps": (["--steps", "15"], "multiple of 10"),
     "mh-topology": (["--topology", "moebius"], "invalid choice"),
-    "mh-algorithm": (["--algorithm", "sgp"], "invalid choice"),
+    "mh-algorithm": (["--algorithm", "not_an_algorithm"], "invalid choice"),
     "mh-launch": (["--launch", "-1"], "non-negative"),
     "mh-workers-devices": (["--workers", "10"], "multiple of the devices"),
     "mh-stop-at": (["--stop-at", "10"], "needs --checkpoint-dir"),
