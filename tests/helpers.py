@@ -5,10 +5,16 @@ import numpy as np
 import decjax
 
 
-def all_topologies(n: int):
-    """One instance of every catalogued topology that exists for ``n`` workers."""
+RANDOM_NAMES = ("equi_dyn", "epidemic", "random_out")  # a fresh matrix at every step
+
+
+def all_topologies(n: int, *, random: bool = False):
+    """One instance of every catalogued topology that exists for ``n`` workers: those with
+    fixed matrices, and with ``random`` also those drawn afresh at every step."""
     out = []
     for name in decjax.topology.NAMES:
+        if name in RANDOM_NAMES and (not random or n < 2):
+            continue
         if name == "hypercube" and n & (n - 1):
             continue
         if name in ("torus", "grid") and all(n % d for d in range(2, n)):

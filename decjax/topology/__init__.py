@@ -19,6 +19,9 @@ from decjax.topology.directed import (
     from_digraph,
     one_peer_directed_exponential,
 )
+from decjax.topology.epidemic import epidemic, random_out
+from decjax.topology.equitopo import equi_dyn, equi_static
+from decjax.topology.finite_time import base_graph
 from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
 from decjax.topology.graphs import (
     erdos_renyi,
@@ -44,10 +47,14 @@ __all__ = [
     "FaultModel",
     "Topology",
     "by_name",
+    "base_graph",
     "complete",
     "directed_exponential",
     "directed_ring",
     "effective_neighbors",
+    "epidemic",
+    "equi_dyn",
+    "equi_static",
     "erdos_renyi",
     "exponential",
     "fault_statistics",
@@ -66,6 +73,7 @@ __all__ = [
     "period_product",
     "periodic_average",
     "random_matching",
+    "random_out",
     "realized_matrices",
     "ring",
     "solo",

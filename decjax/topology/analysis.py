@@ -45,7 +45,10 @@ def spectral_gap(topology: Topology) -> float:
     one period** (:func:`period_product`), so it measures contraction per
     period, not per step. A disconnected topology (``solo``) has gap 0; the
     complete graph (and the one-peer exponential graph's period when
-    ``n = 2^tau``) has gap 1.
+    ``n = 2^tau``) has gap 1. **For a random topology** (a fresh ``W_t`` per
+    step: epidemic, random s-out, EquiDyn) it is ``1 - sqrt(rho)`` with
+    ``rho = sup_{e ⟂ 1} E||W_t e||^2 / ||e||^2`` the mean-square contraction of
+    one step, in closed form over the law (``topology.contraction()``).
 
     Examples:
       >>> import decjax
@@ -55,6 +58,8 @@ def spectral_gap(topology: Topology) -> float:
     _check_topology(topology)
     if topology.n == 1:
         return 1.0
+    if topology.random:
+        return float(1.0 - np.sqrt(topology.contraction()))
     lam = circulant_eigenvalues(topology)
     if lam is not None:  # closed form, O(k n): mode 0 is the consensus eigenvalue 1
         return float(1.0 - np.max(np.abs(np.prod(lam, axis=0)[1:])))
@@ -146,7 +151,9 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
     :math:`\lambda_k` is :math:`v = \frac1n \sum_k \lambda_k^2 / (1 - \gamma\lambda_k^2)`.
     Otherwise (directed or time-varying graphs) the series is summed exactly
     per phase of the period (a discrete Lyapunov equation solved by doubling),
-    and the variance is averaged over the ``T`` phases.
+    and the variance is averaged over the ``T`` phases. For a random topology
+    (a fresh ``W_t`` per step) the expectation over the law is taken in closed
+    form (``topology.stationary_variance``); every worker is alike.
 
     Args:
       topology: a (possibly time-varying) doubly stochastic topology.
@@ -169,6 +176,14 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
     _check_topology(topology)
     check_in_range("gamma", gamma, 0.0, 1.0, closed="left")
     check_choice("mode", mode, ("mean", "worst"))
+    if not topology.row_stochastic:
+        raise ValueError(
+            f"effective_neighbors measures averaging gossip (rows summing to one); "
+            f"{topology.name} is not row-stochastic (a push-sum graph mixes numerators and "
+            "weights, whose ratio this variance does not describe)"
+        )
+    if topology.random:
+        return float(1.0 / ((1.0 - gamma) * topology.stationary_variance(gamma)))
     lam = circulant_eigenvalues(topology) if topology.n > 1 else None
     if lam is not None:
         v = _circulant_variance(lam, gamma)

@@ -98,6 +98,8 @@ class Topology:
     rank: ClassVar[int]  # generality: a kind converts to any kind of higher rank
     step_ndim: ClassVar[int]  # axes of one step's weights: (), (k,), (n, k), (n, n) + 1
     has_lists: ClassVar[bool] = False  # neighbour lists are its natural (cheap) storage
+    convertible: ClassVar[bool] = True  # has fixed matrices, so it converts to the kinds above
+    random: ClassVar[bool] = False  # draws W_t afresh each step: analysed through expectations
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -227,7 +229,7 @@ class Topology:
         A kind converts only "downward", to a more general one, inside jit.
         """
         kinds = sorted(KINDS.values(), key=lambda k: k.rank)
-        return tuple(k.representation for k in kinds if k.rank >= self.rank)
+        return tuple(k.representation for k in kinds if k.rank >= self.rank and k.convertible)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:

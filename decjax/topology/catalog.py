@@ -8,7 +8,16 @@ import jax
 
 from decjax._validation import check_choice, check_int
 from decjax.topology.base import Topology
+from decjax._bits import ceil_log2
 from decjax.topology.circulant import complete, exponential, one_peer_exponential, ring, solo
+from decjax.topology.directed import (
+    directed_exponential,
+    directed_ring,
+    one_peer_directed_exponential,
+)
+from decjax.topology.epidemic import epidemic, random_out
+from decjax.topology.equitopo import equi_dyn, equi_static
+from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus
 
 
@@ -40,6 +49,15 @@ BUILDERS = {
     "grid": lambda n, key: grid(*_factor("grid", n)),
     "erdos_renyi": lambda n, key: erdos_renyi(n, min(1.0, 2 * math.log(max(n, 2)) / n), key=key),
     "random_matching": lambda n, key: random_matching(n, key=key),
+    "base_graph": lambda n, key: base_graph(n, 1),
+    "equi_static": lambda n, key: equi_static(n, key=key),
+    "directed_ring": lambda n, key: directed_ring(n),
+    "directed_exponential": lambda n, key: directed_exponential(n),
+    "one_peer_directed_exponential": lambda n, key: one_peer_directed_exponential(n),
+    # fresh random graphs at every step (the "random" kind)
+    "equi_dyn": lambda n, key: equi_dyn(n, key=key),
+    "epidemic": lambda n, key: epidemic(n, min(n - 1, max(1, ceil_log2(n))), key=key),
+    "random_out": lambda n, key: random_out(n, 1, key=key),
 }
 NAMES = tuple(BUILDERS)
 
@@ -49,8 +67,12 @@ def by_name(name: str, n: int, *, key=None) -> Topology:
 
     ``torus``/``grid`` use the most square factorization of ``n`` (a prime
     ``n`` is refused: its only shape is ``1 x n``);
-    ``erdos_renyi`` uses ``p = 2 ln(n) / n``; random graphs draw from ``key``
-    (default ``jax.random.key(0)``).
+    ``erdos_renyi`` uses ``p = 2 ln(n) / n``; ``base_graph`` ``k = 1``;
+    ``epidemic`` ``s = ceil(log2 n)`` peers; ``random_out`` one peer (SGP's
+    one-peer graphs); ``equi_static`` ``M = ceil(2 ln n)`` offsets; random
+    graphs draw from ``key`` (default ``jax.random.key(0)``). ``equi_dyn``,
+    ``epidemic`` and ``random_out`` draw a fresh graph at every step and
+    need ``n >= 2``.
 
     Examples:
       >>> import decjax

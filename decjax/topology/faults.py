@@ -174,6 +174,10 @@ def with_faults(
     down_steps = check_int("down_steps", down_steps, minimum=1)
     check_choice("reweight", reweight, REWEIGHT)
     key = as_key("key", key)
+    if topology.random:
+        raise ValueError(
+            f"{topology.name} is already random at every step; faults apply to a fixed graph"
+        )
     if not is_symmetric(topology):
         raise ValueError(
             f"link failures need a symmetric (undirected) topology; {topology.name} is directed"

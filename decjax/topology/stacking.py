@@ -41,6 +41,11 @@ def stack(topologies: Sequence[Topology]) -> Topology:
             "topologies with faults cannot be stacked (their matrices are random per step); "
             "run them one by one"
         )
+    if any(t.random for t in topologies):
+        raise ValueError(
+            "random topologies (a fresh matrix per step) cannot be stacked; sweep their keys "
+            "by building one per run"
+        )
     if any(t.batch_shape for t in topologies):
         raise ValueError("topologies are already stacked; stack single topologies")
     sizes = {t.n for t in topologies}

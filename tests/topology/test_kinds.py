@@ -26,7 +26,8 @@ def test_each_constructor_returns_the_kind_that_stores_it_cheapest():
 
 
 def test_the_kinds_are_ordered_by_generality():
-    assert decjax.topology.REPRESENTATIONS == ("average", "shift", "sparse", "dense")
+    assert decjax.topology.REPRESENTATIONS == ("average", "shift", "sparse", "dense", "random")
+    assert decjax.topology.BACKENDS_FOR["random"] == ("random",)  # no fixed matrices
     assert decjax.ring(8).backends == ("shift", "sparse", "dense")
     assert decjax.topology.BACKENDS_FOR["sparse"] == ("sparse", "dense")
 

@@ -1,0 +1,65 @@
+"""Randomized communication: every worker sends to ``s`` random peers at every step.
+
+The graph is drawn afresh at each step inside ``jit`` (:class:`~decjax.topology.kinds.Random`).
+"""
+
+from __future__ import annotations
+
+from decjax._validation import check_int
+from decjax.topology.base import Topology
+from decjax.topology.equitopo import _random
+
+
+def _fanout(n: int, s: int) -> tuple[int, int]:
+    n = check_int("n", n, minimum=2)
+    s = check_int("s", s, minimum=1)
+    if s > n - 1:
+        raise ValueError(f"s={s} peers per worker needs n > s workers; got n={n}")
+    return n, s
+
+
+def epidemic(n: int, s: int, *, key=0) -> Topology:
+    """Epidemic learning (de Vos et al., NeurIPS 2023): push to ``s`` random peers, average.
+
+    At every step each worker sends its model to ``s`` distinct others drawn
+    uniformly; a worker then averages its own model with all it received,
+    ``W_t[i, j] = 1 / (1 + d_i^in)`` for the senders ``j`` (and itself). Rows
+    sum to one; each column has exactly ``s`` off-diagonal entries; the
+    in-degree is ``Bin(n - 1, s / (n - 1))``. The mean-square contraction per
+    step is the paper's ``(1/s)(1 - (1 - s/(n-1))^n) - 1/(n-1)``.
+
+    Examples:
+      >>> import decjax
+      >>> topo = decjax.topology.epidemic(32, 3, key=0)
+      >>> m = topo.matrix(5)
+      >>> bool(abs(m.sum(axis=1) - 1).max() < 1e-6), int(((m > 0).sum(axis=0) - 1).max())
+      (True, 3)
+
+    References:
+      de Vos, Farhadkhani, Guerraoui, Kermarrec, Pires, Sharma. *Epidemic
+      Learning: Boosting Decentralized Learning with Randomized Communication*,
+      NeurIPS 2023 (arXiv:2310.01972).
+    """
+    n, s = _fanout(n, s)
+    return _random(n, "epidemic", s, key, 1.0, f"epidemic(s={s})")
+
+
+def random_out(n: int, s: int, *, key=0) -> Topology:
+    """Random s-out directed graphs for push-sum: each worker splits its mass over itself and
+    ``s`` random others, ``W_t[i, j] = 1 / (s + 1)``, drawn afresh at every step.
+
+    Column-stochastic (``topology.push``): use it with :func:`decjax.sgp`,
+    :func:`decjax.osgp`, :func:`decjax.push_diging` or
+    :func:`decjax.gossip.push_sum_average`.
+
+    Examples:
+      >>> import decjax
+      >>> topo = decjax.topology.random_out(16, 2, key=0)
+      >>> topo.push, bool(abs(topo.matrix(0).sum(axis=0) - 1).max() < 1e-6)
+      (True, True)
+
+    References:
+      Assran et al., ICML 2019 (arXiv:1811.10792); Kempe et al., FOCS 2003.
+    """
+    n, s = _fanout(n, s)
+    return _random(n, "s_out", s, key, 1.0, f"random_out(s={s})")

@@ -1,0 +1,104 @@
+"""EquiTopo (Song et al., NeurIPS 2022): O(1) consensus rate with (almost) constant degree.
+
+Both graphs are built from the basis matrices ``E_u = (1/n) I + ((n-1)/n) P^u``
+(``P^u``: worker ``i`` receives from ``i + u``), for offsets ``u`` drawn
+uniformly from ``{1, ..., n - 1}``:
+
+* **D-EquiStatic** averages ``M`` sampled bases, ``W = (1/M) sum_m E_{u_m}``: a
+  static circulant graph with ``M`` out-neighbours whose consensus rate
+  ``||W - 11^T/n||_2`` depends on ``M``, not on ``n`` (``M = O(ln n)`` for a
+  fixed rate with high probability). **U-EquiStatic** is its symmetrisation
+  ``(W + W^T) / 2``.
+* **OD-EquiDyn** uses one freshly sampled basis per step, mixed lazily:
+  ``W_t = (1 - eta) I + eta E_{u_t}`` — one peer per step, a mean-square
+  contraction that does not depend on ``n``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+from decjax._random import numpy_rng
+from decjax._validation import as_key, check_bool, check_in_range, check_int
+from decjax.topology.base import Topology, as_weights
+from decjax.topology.circulant import from_offsets
+from decjax.topology.kinds import Random
+
+
+def equi_static(n: int, degree: int | None = None, *, key=0, undirected: bool = False) -> Topology:
+    """D-EquiStatic (or U-EquiStatic) graph: the mean of ``degree`` random bases ``E_u``.
+
+    Args:
+      n: number of workers, ``>= 2``.
+      degree: the number ``M`` of sampled offsets (out-neighbours before
+        duplicates merge; ``2 M`` neighbours when undirected). Default
+        ``ceil(2 ln n)``, enough for a rate near 0.5 at every ``n``.
+      key: ``jax.random.key`` or int seed for the offsets.
+      undirected: return the symmetric ``(W + W^T) / 2`` (U-EquiStatic).
+
+    Examples:
+      >>> import decjax
+      >>> topo = decjax.topology.equi_static(64, 8, key=0)
+      >>> topo.max_degree() <= 8, round(float(topo.matrix()[0, 0]), 4)
+      (True, 0.0156)
+
+    References:
+      Song, Li, Jin, Shi, Yan, Yin, Yuan. *Communication-Efficient Topologies
+      for Decentralized Learning with O(1) Consensus Rate*, NeurIPS 2022
+      (arXiv:2210.07881).
+    """
+    n = check_int("n", n, minimum=2)
+    degree = max(1, math.ceil(2 * math.log(n))) if degree is None else degree
+    degree = check_int("degree", degree, minimum=1)
+    check_bool("undirected", undirected)
+    rng = numpy_rng(as_key("key", key))
+    offsets = rng.integers(1, n, size=degree)
+    if undirected:
+        offsets = np.concatenate([offsets, -offsets % n])
+    unique, counts = np.unique(offsets, return_counts=True)
+    weights = (n - 1) / n * counts / len(offsets)
+    name = ("u" if undirected else "d") + f"_equi_static(M={degree})"
+    return from_offsets(n, [[0, *unique.tolist()]], [[1.0 / n, *weights.tolist()]], name=name)
+
+
+def equi_dyn(n: int, *, key=0, eta: float = 0.5) -> Topology:
+    """OD-EquiDyn: one random basis per step, ``W_t = (1 - eta) I + eta E_{u_t}``.
+
+    Every worker receives from exactly one peer (``i + u_t``, the same random
+    offset for all) at each step; the offset is drawn inside ``jit`` from
+    ``key`` and the step. Doubly stochastic at every step. Its mean-square
+    contraction ``(n alpha - 1) / (n - 1)`` with ``alpha = (1 - b)^2 + b^2``,
+    ``b = eta (n - 1) / n`` is about ``(1 - eta)^2 + eta^2`` for every ``n``;
+    at ``eta = 1`` (each step nearly a permutation) it tends to 1, hence the
+    lazy default ``eta = 1/2``.
+
+    Examples:
+      >>> import decjax
+      >>> topo = decjax.topology.equi_dyn(16, key=0)
+      >>> topo.representation, int((topo.matrix(3) > 0).sum(axis=1).max())
+      ('random', 2)
+
+    References:
+      Song et al., NeurIPS 2022 (arXiv:2210.07881), OD-EquiDyn.
+    """
+    n = check_int("n", n, minimum=2)
+    check_in_range("eta", eta, 0.0, 1.0, closed="right")
+    return _random(n, "equi_dyn", 1, key, eta, f"equi_dyn(eta={eta:g})")
+
+
+def _random(n: int, law: str, fanout: int, key, eta: float, name: str) -> Topology:
+    key = as_key("key", key)
+    return Random(
+        n=n,
+        period=1,
+        name=name,
+        key=jax.random.key_data(key),
+        law=law,
+        fanout=fanout,
+        weights=as_weights(eta),
+        row_stochastic=law != "s_out",
+        column_stochastic=law != "epidemic",
+    )
