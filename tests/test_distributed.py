@@ -483,3 +483,38 @@ def test_worker_chunks_on_a_mesh_divide_each_devices_block(mesh):
     with pytest.raises(ValueError, match=r"worker_chunks \(4\) must divide .* = 2"):
         run(mesh=mesh, worker_chunks=4)
     np.testing.assert_allclose(run(mesh=mesh, worker_chunks=2).params, run().params, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [
+        ("sgp", lambda n: decjax.topology.random_out(n, 2, key=3)),
+        ("push_diging", lambda n: decjax.topology.from_digraph(_digraph(n))),
+        ("osgp", lambda n: decjax.topology.from_digraph(_digraph(n))),
+        ("dpsgd", lambda n: decjax.topology.epidemic(n, 2, key=3)),
+        ("gradient_tracking", lambda n: decjax.topology.equi_dyn(n, key=3)),
+        ("dpsgd", lambda n: decjax.topology.base_graph(n, 2)),
+    ],
+)
+def test_directed_and_random_topologies_sharded_agree_with_one_device(name, build, mesh):
+    """Push-sum gossip (scatter of shares, column sums) and per-step random graphs under
+    shard_map, 2 workers per device."""
+    n = 16
+    q = decjax.problems.quadratics(n, 3, key=jax.random.key(n))
+    kwargs = {"steps": 20, "eval_every": 10, "key": jax.random.key(1), "progress": False}
+    single = decjax.simulate(
+        q.loss, q.init_params(), ALGORITHMS[name](0.05, build(n)), q.data, **kwargs
+    )
+    multi = decjax.simulate(
+        q.loss, q.init_params(), ALGORITHMS[name](0.05, build(n)), q.data, mesh=mesh, **kwargs
+    )
+    np.testing.assert_allclose(multi.params, single.params, rtol=1e-5, atol=1e-6)
+    assert multi.traces == 1
+
+
+def _digraph(n: int):
+    import networkx as nx
+
+    graph = nx.gnp_random_graph(n, 0.2, seed=0, directed=True)
+    graph.add_edges_from((i, (i + 1) % n) for i in range(n))
+    return graph

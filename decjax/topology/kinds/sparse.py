@@ -76,7 +76,11 @@ class Sparse(Topology):
         nbr_all, w_all = self.realized_lists(step)
         off_all = jnp.where(nbr_all == jnp.arange(self.n)[:, None], 0.0, w_all).astype(x.dtype)
         sent = jnp.zeros((self.n,), x.dtype).at[nbr_all].add(off_all)  # in x's precision
-        nbr, off, sent = _axis.local_rows(nbr_all), _axis.local_rows(off_all), _axis.local_rows(sent)
+        nbr, off, sent = (
+            _axis.local_rows(nbr_all),
+            _axis.local_rows(off_all),
+            _axis.local_rows(sent),
+        )
         expand = (slice(None),) + (None,) * (x.ndim - 1)
         pulled = sum(
             off[:, k][expand] * jnp.take(everyone, nbr[:, k], axis=0) for k in range(nbr.shape[1])
