@@ -4,7 +4,6 @@ import numpy as np
 
 import decjax
 
-
 RANDOM_NAMES = ("equi_dyn", "epidemic", "random_out")  # a fresh matrix at every step
 
 

@@ -28,8 +28,8 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
-from decjax.algorithms.dpsgd import local_sgd_optimizer
 from decjax.algorithms.delays import Delays, deliveries, fixed_delay, incoming
+from decjax.algorithms.dpsgd import local_sgd_optimizer
 from decjax.gossip import worker_bytes
 from decjax.gossip.push_sum import debias
 from decjax.topology import Topology

@@ -21,8 +21,8 @@ from decjax.topology.directed import (
 )
 from decjax.topology.epidemic import epidemic, random_out
 from decjax.topology.equitopo import equi_dyn, equi_static
-from decjax.topology.finite_time import base_graph
 from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
+from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import (
     erdos_renyi,
     from_edges,
@@ -46,8 +46,8 @@ __all__ = [
     "REPRESENTATIONS",
     "FaultModel",
     "Topology",
-    "by_name",
     "base_graph",
+    "by_name",
     "complete",
     "directed_exponential",
     "directed_ring",

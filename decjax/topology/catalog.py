@@ -6,9 +6,9 @@ import math
 
 import jax
 
+from decjax._bits import ceil_log2
 from decjax._validation import check_choice, check_int
 from decjax.topology.base import Topology
-from decjax._bits import ceil_log2
 from decjax.topology.circulant import complete, exponential, one_peer_exponential, ring, solo
 from decjax.topology.directed import (
     directed_exponential,

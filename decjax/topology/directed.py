@@ -127,9 +127,10 @@ def directed_exponential(n: int) -> Topology:
 
 
 def one_peer_directed_exponential(n: int) -> Topology:
-    """One-peer directed exponential graph of SGP: at step ``t``, ``i`` sends to ``i + 2^(t mod tau)``.
+    """One-peer directed exponential graph of SGP: at step ``t``, ``i`` sends to ``i + 2^t``.
 
-    ``W_t = (I + P^{-2^{t mod tau}}) / 2`` with ``tau = ceil(log2 n)``; for
+    ``W_t = (I + P^{-2^{t mod tau}}) / 2`` (exponents taken ``mod tau``) with
+    ``tau = ceil(log2 n)``; for
     ``n = 2^tau`` one period averages exactly.
 
     Examples:

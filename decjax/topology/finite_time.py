@@ -119,7 +119,7 @@ def _simple_base(nodes: list[int], k: int) -> list[Step]:
                 j = block[s * sub + r]  # a fresh worker of sub-block s
                 step[i, j] = step[j, i] = len(block) / (total * a)
         subs = [block[s * sub : (s + 1) * sub] for s in range(a)]
-        repairs.append([step] + _in_parallel(*(_group_averaging(b, k) for b in subs)))
+        repairs.append([step, *_in_parallel(*(_group_averaging(b, k) for b in subs))])
     # merge round l starts at offset l; its repair follows on block l's own workers
     merged = []
     for t in range(max(l + len(r) for l, r in enumerate(repairs))):
@@ -144,7 +144,7 @@ def _composite(n: int, k: int) -> list[Step] | None:
 
 
 def base_graph(n: int, k: int = 1) -> Topology:
-    """The Base-(k+1) graph: at most ``k`` peers per step, exact averaging after one period, any ``n``.
+    """Base-(k+1) graph: at most ``k`` peers per step, exact averaging in one period, any ``n``.
 
     A time-varying topology of symmetric doubly stochastic steps whose product
     over one period is exactly ``11^T / n`` (to float64 rounding, tested for
@@ -183,7 +183,7 @@ def base_graph(n: int, k: int = 1) -> Topology:
 
 def _sparse_schedule(n: int, steps: list[Step], name: str) -> Topology:
     """Neighbour lists ``(T, n, k + 1)`` of symmetric steps (slot 0: the implicit self weight)."""
-    width = 1 + max((sum(1 for (i, _) in step if i == row) for step in steps for row in range(n)))
+    width = 1 + max(sum(1 for (i, _) in step if i == row) for step in steps for row in range(n))
     nbr = np.tile(np.arange(n)[None, :, None], (len(steps), 1, width))
     w = np.zeros(nbr.shape)
     for t, step in enumerate(steps):
