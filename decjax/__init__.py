@@ -5,7 +5,7 @@ leaves of shape ``(n, ...)``. Gossip is a jitted linear map on that axis,
 algorithms are optax transformations, and sweeps are ``jax.vmap``-s.
 """
 
-from decjax import algorithms, data, gossip, metrics, problems, topology
+from decjax import algorithms, data, gossip, learn, metrics, problems, topology
 from decjax.algorithms import (
     CombineState,
     choco_sgd,
@@ -92,6 +92,7 @@ __all__ = [
     "gradient_tracking",
     "grid",
     "hypercube",
+    "learn",
     "local_sgd",
     "make_run",
     "metrics",

@@ -17,6 +17,7 @@ LAYERS = [
     ("decjax.data", "decjax.problems"),
     ("decjax.distributed",),
     ("decjax.simulate",),
+    ("decjax.learn",),  # differentiates through simulate
     (
         "decjax.cli",
         "decjax.workloads",

@@ -37,6 +37,7 @@ from decjax.topology.graphs import (
     torus,
 )
 from decjax.topology.kinds import BACKENDS_FOR, REPRESENTATIONS
+from decjax.topology.optimal import fastest_mixing
 from decjax.topology.stacking import stack
 from decjax.topology.transform import lazy
 
@@ -57,6 +58,7 @@ __all__ = [
     "equi_static",
     "erdos_renyi",
     "exponential",
+    "fastest_mixing",
     "fault_statistics",
     "from_digraph",
     "from_edges",

@@ -34,14 +34,9 @@ across them) and keeps the shorter period.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-import numpy as np
-
 from decjax._validation import check_int
-from decjax.topology.base import Topology, as_weights
-from decjax.topology.kinds import Sparse
-
-Step = dict[tuple[int, int], float]  # off-diagonal weights W[i, j] of one step (symmetric)
+from decjax.topology.base import Topology
+from decjax.topology.graphs import Step, from_neighbor_lists, lists_from_steps
 
 
 def _factors(m: int, k: int) -> list[int] | None:
@@ -178,24 +173,5 @@ def base_graph(n: int, k: int = 1) -> Topology:
     composite = _composite(n, k)
     if composite is not None and len(composite) < len(steps):
         steps = composite
-    return _sparse_schedule(n, steps or [{}], f"base_graph(k={k})")
-
-
-def _sparse_schedule(n: int, steps: list[Step], name: str) -> Topology:
-    """Neighbour lists ``(T, n, k + 1)`` of symmetric steps (slot 0: the implicit self weight)."""
-    width = 1 + max(sum(1 for (i, _) in step if i == row) for step in steps for row in range(n))
-    nbr = np.tile(np.arange(n)[None, :, None], (len(steps), 1, width))
-    w = np.zeros(nbr.shape)
-    for t, step in enumerate(steps):
-        used = np.ones(n, int)
-        for (i, j), weight in sorted(step.items()):
-            nbr[t, i, used[i]], w[t, i, used[i]] = j, weight
-            used[i] += 1
-        w[t, :, 0] = 1.0 - w[t, :, 1:].sum(axis=1)
-    return Sparse(
-        n=n,
-        period=len(steps),
-        name=name,
-        neighbors=jnp.asarray(nbr, jnp.int32),
-        weights=as_weights(w),
-    )
+    neighbors, weights = lists_from_steps(n, steps or [{}])
+    return from_neighbor_lists(neighbors, weights, name=f"base_graph(k={k})")

@@ -12,6 +12,7 @@ Weight rules for an undirected graph with degrees ``d_i``:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import jax.numpy as jnp
@@ -47,6 +48,28 @@ def _neighbor_lists(n: int, edges: Iterable[tuple[int, int]], rule: str):
             else:
                 w[i, slot] = 1.0 / (degree[i] + 1)
         w[i, 0] = 1.0 - w[i, 1:].sum()
+    return nbr, w
+
+
+Step = dict[tuple[int, int], float]  # the off-diagonal weights W[i, j] of one step
+
+
+def lists_from_steps(n: int, steps: list[Step]) -> tuple[np.ndarray, np.ndarray]:
+    """Padded ``(T, n, k)`` neighbour lists of steps given as ``{(i, j): W[i, j]}`` dicts.
+
+    Slot 0 holds each worker's self weight (``1 -`` its row's off-diagonal sum),
+    padding points at the worker itself with weight 0.
+    """
+    degrees = [Counter(i for i, _ in step) for step in steps]
+    width = 1 + max((max(d.values(), default=0) for d in degrees), default=0)
+    nbr = np.tile(np.arange(n)[None, :, None], (len(steps), 1, width))
+    w = np.zeros(nbr.shape)
+    for t, step in enumerate(steps):
+        used = np.ones(n, int)
+        for (i, j), weight in sorted(step.items()):
+            nbr[t, i, used[i]], w[t, i, used[i]] = j, weight
+            used[i] += 1
+        w[t, :, 0] = 1.0 - w[t, :, 1:].sum(axis=1)
     return nbr, w
 
 

@@ -1,0 +1,269 @@
+"""Learned topologies: edge weights as parameters, ``jax.grad`` through the simulation.
+
+A graph's edge weights become a parameter vector ``theta`` (one logit per
+edge and per self-loop) mapped to a **symmetric doubly stochastic** ``W`` by
+a symmetric softmax:
+
+.. math::
+
+   W_{ij} = \\frac{e^{\\theta_{ij}}}{\\max(Z_i, Z_j)}, \\qquad
+   Z_i = e^{\\theta_{ii}} + \\sum_{j \\sim i} e^{\\theta_{ij}}, \\qquad
+   W_{ii} = 1 - \\sum_{j \\ne i} W_{ij} \\ge e^{\\theta_{ii}} / Z_i > 0,
+
+so every ``theta`` is feasible (no projection) and ``theta = log W`` gives
+back any symmetric doubly stochastic ``W`` on the graph (Metropolis–Hastings
+is the default start). Any differentiable function of ``W`` can then be
+minimised with optax: the consensus distance after some gossip rounds, the
+final loss of a short D-PSGD run (``jax.grad`` through
+:func:`decjax.make_run`'s scans), or a heterogeneity-aware objective in the
+spirit of STL-FW (Le Bars et al., AISTATS 2023).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from decjax._validation import check_int, check_nonnegative, check_positive
+from decjax.algorithms import dpsgd
+from decjax.data import WorkerData
+from decjax.simulate import make_run
+from decjax.topology import Topology, from_matrix, kinds
+from decjax.topology.optimal import graph_edges
+
+Objective = Callable[[jax.Array], jax.Array]  # W (n, n) -> scalar
+
+
+class EdgeWeights:
+    """The symmetric-softmax parametrisation of a graph's mixing weights.
+
+    Attributes:
+      n: number of workers.
+      edges: ``(m, 2)`` int array of the undirected edges ``i < j``.
+
+    Examples:
+      >>> import networkx as nx, decjax
+      >>> p = decjax.learn.EdgeWeights(nx.cycle_graph(5))
+      >>> w = p.matrix(p.metropolis())
+      >>> [round(v, 4) for v in w[0].tolist()]  # the ring's Metropolis-Hastings weights
+      [0.3333, 0.3333, 0.0, 0.0, 0.3333]
+    """
+
+    def __init__(self, graph):
+        n, edges = graph_edges(graph)
+        if not edges:
+            raise ValueError("graph must have at least one edge between distinct workers")
+        self.n = n
+        self.edges = np.asarray(edges, np.int32)
+
+    @property
+    def size(self) -> int:
+        """Length of ``theta``: one logit per edge, then one per self-loop."""
+        return len(self.edges) + self.n
+
+    def matrix(self, theta: jax.Array) -> jax.Array:
+        """The ``(n, n)`` symmetric doubly stochastic ``W`` of ``theta`` (jit- and grad-able)."""
+        theta = jnp.asarray(theta)
+        if theta.shape != (self.size,):
+            raise ValueError(f"theta must have shape ({self.size},), got {theta.shape}")
+        i, j = self.edges[:, 0], self.edges[:, 1]
+        edge = jnp.exp(theta[: len(self.edges)])
+        totals = jnp.exp(theta[len(self.edges) :])
+        totals = totals.at[i].add(edge).at[j].add(edge)
+        w_edge = edge / jnp.maximum(totals[i], totals[j])
+        off = jnp.zeros((self.n, self.n), theta.dtype).at[i, j].set(w_edge).at[j, i].set(w_edge)
+        return off + jnp.diag(1.0 - off.sum(axis=1))
+
+    def from_matrix(self, matrix) -> jax.Array:
+        """``theta = log W`` on the edges and diagonal (exact for a symmetric doubly
+        stochastic ``W`` with a positive diagonal supported on the graph)."""
+        w = np.asarray(matrix, np.float64)
+        values = np.concatenate([w[self.edges[:, 0], self.edges[:, 1]], np.diag(w)])
+        if np.any(values <= 0):
+            raise ValueError("matrix must be positive on every edge and on the diagonal")
+        return jnp.asarray(np.log(values))
+
+    def metropolis(self) -> jax.Array:
+        """``theta`` of the Metropolis–Hastings weights of the graph."""
+        degree = np.bincount(self.edges.ravel(), minlength=self.n)
+        w = np.zeros((self.n, self.n))
+        for i, j in self.edges:
+            w[i, j] = w[j, i] = 1.0 / (max(degree[i], degree[j]) + 1)
+        w[np.diag_indices(self.n)] = 1.0 - w.sum(axis=1)
+        return self.from_matrix(w)
+
+    def topology(self, theta, name: str = "learned") -> Topology:
+        """A validated (concrete) topology of ``theta``'s matrix."""
+        return from_matrix(np.asarray(self.matrix(theta), np.float64), name=name)
+
+
+def traced_topology(matrix: jax.Array, name: str = "learned") -> Topology:
+    """A dense topology holding a (possibly traced) ``(n, n)`` matrix, for use inside ``grad``.
+
+    No validation happens (the matrix may be a tracer); use :class:`EdgeWeights`
+    so that it is doubly stochastic by construction.
+    """
+    return kinds.Dense(n=matrix.shape[-1], period=1, name=name, weights=matrix[None])
+
+
+# -- objectives: W -> scalar ----------------------------------------------------------
+def consensus_objective(x0: jax.Array, rounds: int) -> Objective:
+    """``||W^k x_0 - mean||^2 / ||x_0 - mean||^2`` after ``rounds`` gossip rounds."""
+    rounds = check_int("rounds", rounds, minimum=1)
+    x0 = jnp.asarray(x0)
+    centred = x0 - x0.mean(axis=0, keepdims=True)
+
+    def objective(w):
+        x = centred
+        for _ in range(rounds):
+            x = jnp.matmul(w, x, precision=jax.lax.Precision.HIGHEST)
+        return jnp.sum(x**2) / jnp.sum(centred**2)
+
+    return objective
+
+
+def heterogeneity_objective(proportions, *, regularization: float = 0.1) -> Objective:
+    r"""STL-FW's objective (Le Bars et al., AISTATS 2023) for label proportions ``Pi``:
+
+    .. math:: \frac1n \lVert W \Pi - \mathbf{1}\bar\pi^\top \rVert_F^2
+              + \frac{\lambda}{n} \lVert W - \tfrac1n \mathbf{1}\mathbf{1}^\top \rVert_F^2,
+
+    the heterogeneity left after one gossip step (how far each worker's mixed
+    label distribution is from the global one) plus a pull towards averaging.
+    ``proportions`` is ``(n, classes)``: row ``i`` the class frequencies of
+    worker ``i``'s data (see :func:`label_proportions`).
+    """
+    check_nonnegative("regularization", regularization)
+    pi = jnp.asarray(proportions)
+    mean = pi.mean(axis=0, keepdims=True)
+
+    def objective(w):
+        n = w.shape[0]
+        mixed = jnp.matmul(w, pi, precision=jax.lax.Precision.HIGHEST)
+        spread = jnp.sum((mixed - mean) ** 2) / n
+        return spread + regularization * jnp.sum((w - 1.0 / n) ** 2) / n
+
+    return objective
+
+
+def label_proportions(labels, classes: int) -> np.ndarray:
+    """``(n, classes)`` class frequencies of stacked per-worker labels ``(n, m)``."""
+    labels = np.asarray(labels)
+    counts = np.stack([np.bincount(row, minlength=classes) for row in labels])
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def training_objective(
+    loss_fn: Callable,
+    params: Any,
+    data: Any,
+    *,
+    steps: int,
+    learning_rate: float,
+    key: jax.Array,
+    batch_size: int | None = None,
+    eval_data: Any = None,
+) -> Objective:
+    """The global loss after a short D-PSGD run on ``W``: differentiable in ``W``.
+
+    The run is :func:`decjax.make_run` with ``dpsgd(learning_rate, W)`` on
+    ``data`` (a :class:`decjax.data.WorkerData` with minibatches of
+    ``batch_size`` drawn from ``key``, or stacked full-batch arrays); the
+    returned value is the mean over workers of each final model's loss on
+    ``eval_data`` (one batch), by default on the whole training set (every
+    worker's shard), so a worker that fits only its own labels is penalised.
+    A different ``key`` gives a held-out run (other minibatches).
+    """
+    check_positive("learning_rate", learning_rate)
+    run = make_run(
+        loss_fn,
+        lambda w: dpsgd(learning_rate, traced_topology(w)),
+        steps=steps,
+        batch_size=batch_size,
+    )
+
+    def global_loss(x):
+        if eval_data is not None:
+            return loss_fn(x, eval_data)
+        if isinstance(data, WorkerData):  # the whole training set every shard comes from
+            return loss_fn(x, (data.x, data.y))
+        return jnp.mean(jax.vmap(lambda shard: loss_fn(x, shard))(data))  # every worker's data
+
+    def objective(w):
+        state, _ = run(params, key, data, None, {"w": w})
+        return jnp.mean(jax.vmap(global_loss)(state.params))
+
+    return objective
+
+
+class Learned(NamedTuple):
+    """What :func:`learn_weights` returns."""
+
+    topology: Topology  # the learned weights, validated
+    theta: jax.Array  # the final parameters
+    history: np.ndarray  # the objective at every optimisation step
+    initial: float  # the objective at the start (Metropolis–Hastings by default)
+
+
+def learn_weights(
+    graph,
+    objective: Objective,
+    *,
+    steps: int = 200,
+    learning_rate: float = 0.05,
+    theta: jax.Array | None = None,
+    name: str = "learned",
+) -> Learned:
+    """Minimise ``objective(W)`` over the doubly stochastic weights of ``graph`` with Adam.
+
+    The gradient is ``jax.grad`` through ``objective`` (a jitted simulation, a
+    gossip power, ...) and the parametrisation; one compile, ``steps`` Adam
+    steps; the best iterate is returned.
+
+    Args:
+      graph: an undirected networkx graph or a static topology (its support).
+      objective: a function of the ``(n, n)`` matrix to a scalar.
+      steps: optimisation steps.
+      learning_rate: Adam's step size on ``theta``.
+      theta: the start (default: Metropolis–Hastings weights).
+      name: the learned topology's name.
+
+    Examples:
+      >>> import jax, networkx as nx, decjax
+      >>> x0 = jax.random.normal(jax.random.key(0), (8, 4))
+      >>> learned = decjax.learn.learn_weights(
+      ...     nx.cycle_graph(8), decjax.learn.consensus_objective(x0, 5), steps=50)
+      >>> bool(learned.history.min() < learned.initial)
+      True
+    """
+    steps = check_int("steps", steps, minimum=1)
+    check_positive("learning_rate", learning_rate)
+    weights = EdgeWeights(graph)
+    theta = weights.metropolis() if theta is None else jnp.asarray(theta)
+    optimizer = optax.adam(learning_rate)
+    value_and_grad = jax.value_and_grad(lambda t: objective(weights.matrix(t)))
+
+    @jax.jit
+    def train(theta):
+        def body(carry, _):
+            theta, state, best, best_value = carry
+            value, grad = value_and_grad(theta)
+            better = value < best_value
+            best = jnp.where(better, theta, best)
+            best_value = jnp.where(better, value, best_value)
+            updates, state = optimizer.update(grad, state, theta)
+            return (optax.apply_updates(theta, updates), state, best, best_value), value
+
+        start = (theta, optimizer.init(theta), theta, jnp.asarray(jnp.inf, theta.dtype))
+        (last, _, best, best_value), history = jax.lax.scan(body, start, None, length=steps)
+        final = objective(weights.matrix(last))
+        return jnp.where(final < best_value, last, best), jnp.append(history, final)
+
+    best, history = train(theta)
+    history = np.asarray(history)
+    return Learned(weights.topology(best, name), best, history, float(history[0]))
