@@ -189,9 +189,15 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
         v = _circulant_variance(lam, gamma)
         v = v.mean() if mode == "mean" else v.max()
         return float(1.0 / ((1.0 - gamma) * v))
-    mats = list(topology.numpy_matrices())
-    period = topology.period
-    n = topology.n
+    variances = _matrix_variances(list(topology.numpy_matrices()), gamma)
+    variances = np.asarray(variances)
+    v = variances.mean() if mode == "mean" else variances.max()
+    return float(1.0 / ((1.0 - gamma) * v))
+
+
+def _matrix_variances(mats: list[np.ndarray], gamma: float) -> list:
+    """Per-phase, per-worker stationary variances of the walk over one period's matrices."""
+    period, n = len(mats), mats[0].shape[0]
     if period == 1 and np.allclose(mats[0], mats[0].T, atol=1e-12):
         # eigenpairs of W - J: the consensus direction (eigenvalue 1 of W) is
         # handled exactly by the 1 / (n (1 - gamma)) term, so float32 weights whose
@@ -217,6 +223,4 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
                 a = a @ mats[(s - r) % period]
                 cov += gamma**r * a @ series[(s - r - 1) % period] @ a.T
             variances.append(np.diag(cov) + 1.0 / (n * (1.0 - gamma)))
-    variances = np.asarray(variances)
-    v = variances.mean() if mode == "mean" else variances.max()
-    return float(1.0 / ((1.0 - gamma) * v))
+    return variances
