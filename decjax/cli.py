@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=["ring", "exponential", "complete", "solo"],
         help=f"comma-separated, from: {', '.join(decjax.topology.NAMES)}",
     )
+    add(
+        "--peers",
+        type=positive_int,
+        default=None,
+        help="peers per step of base_graph (k), epidemic and random_out (s); offsets of "
+        "equi_static (M); default: each topology's own",
+    )
     add("--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer")
     add("--partition", choices=SCHEMES, default="sorted", help="how data is split over workers")
     add("--alpha", type=positive_float, default=0.1, help="Dirichlet concentration")
@@ -166,8 +173,17 @@ def _make_factory(args, key):
 
 
 def _topologies(args, key) -> list:
+    if args.peers is not None:
+        unused = [t for t in args.topologies if t not in decjax.topology.catalog.WITH_PEERS]
+        if unused:
+            raise ValueError(
+                f"--peers applies to {', '.join(decjax.topology.catalog.WITH_PEERS)}; "
+                f"not to {', '.join(unused)}"
+            )
     topologies = [
-        decjax.topology.by_name(name, args.workers, key=jax.random.fold_in(key, i))
+        decjax.topology.by_name(
+            name, args.workers, key=jax.random.fold_in(key, i), peers=args.peers
+        )
         for i, name in enumerate(args.topologies)
     ]
     if args.algorithm in IGNORE_TOPOLOGY and len(topologies) > 1:
@@ -270,9 +286,9 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         "eval_data": (dataset.x_test, dataset.y_test),
         "progress": not args.no_progress,
     }
-    if any(t.faults is not None for t in topologies):
-        # Faulty topologies draw new matrices every step: they cannot be stacked into
-        # one vmapped sweep, so each runs on its own (one compile each).
+    if any(t.faults is not None or t.random for t in topologies):
+        # Faulty and random topologies draw new matrices every step: they cannot be
+        # stacked into one vmapped sweep, so each runs on its own (one compile each).
         runs = [
             decjax.simulate(
                 loss,
@@ -326,7 +342,9 @@ def _summarize(args, result, topologies, initial_loss):
     summary = result.to_dataframe().groupby("topology", sort=False).last().reset_index()
     summary.insert(1, "spectral_gap", [decjax.spectral_gap(t) for t in topologies])
     summary.insert(
-        2, "effective_neighbors", [decjax.effective_neighbors(t, 0.9) for t in topologies]
+        2,
+        "effective_neighbors",  # not defined for push-sum graphs (numerators over weights)
+        [decjax.effective_neighbors(t, 0.9) if t.row_stochastic else np.nan for t in topologies],
     )
     faulty = any(t.faults is not None for t in topologies)
     if faulty:

@@ -238,6 +238,9 @@ def test_cli_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
         (["--topologies", "torus", "--workers", "13"], "no such factorization"),
         (["--max-delay", "100000000", "--algorithm", "dasgd"], "GiB"),
         (["--node-failure", "nan"], "in [0, 1)"),
+        (["--peers", "2", "--topologies", "ring"], "--peers applies to base_graph"),
+        (["--peers", "9", "--workers", "8", "--topologies", "epidemic"], "needs n > s"),
+        (["--topologies", "random_out"], "column-stochastic but not row-stochastic"),
     ],
 )
 def test_cli_rejects_more_bad_flags_in_one_line(argv, message, tmp_path, capsys):
@@ -362,3 +365,15 @@ def test_cli_refuses_a_model_and_data_that_do_not_fit_in_one_line(flags, message
         main(["--no-progress", *flags])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
+    """SGP on a random s-out graph (push-sum, one run per random topology), a Base-2 graph and
+    an epidemic one with --peers; n_W is not defined for the push-sum graph (NaN)."""
+    argv = [*SMALL, "--algorithm", "sgp", "--lr", "0.05", "--peers", "2"]
+    argv += ["--topologies", "random_out,base_graph,epidemic", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.topology) == ["random_out(s=2)", "base_graph(k=2)", "epidemic(s=2)"]
+    assert summary.effective_neighbors.isna().tolist() == [True, False, False]
+    assert summary.spectral_gap.between(0, 1).all() and not summary.diverged.any()

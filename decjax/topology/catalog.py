@@ -37,6 +37,13 @@ def _factor(name: str, n: int) -> tuple[int, int]:
     return rows, n // rows
 
 
+def _peers(peers: int | None, default: int) -> int:
+    """The ``peers`` argument (validated), or the name's default."""
+    if peers is None:
+        return default
+    return check_int("peers", peers, minimum=1)
+
+
 BUILDERS = {
     "ring": lambda n, key: ring(n),
     "exponential": lambda n, key: exponential(n),
@@ -49,20 +56,26 @@ BUILDERS = {
     "grid": lambda n, key: grid(*_factor("grid", n)),
     "erdos_renyi": lambda n, key: erdos_renyi(n, min(1.0, 2 * math.log(max(n, 2)) / n), key=key),
     "random_matching": lambda n, key: random_matching(n, key=key),
-    "base_graph": lambda n, key: base_graph(n, 1),
-    "equi_static": lambda n, key: equi_static(n, key=key),
+    "base_graph": lambda n, key, peers=None: base_graph(n, _peers(peers, 1)),
+    "equi_static": lambda n, key, peers=None: equi_static(
+        n, None if peers is None else _peers(peers, 1), key=key
+    ),
     "directed_ring": lambda n, key: directed_ring(n),
     "directed_exponential": lambda n, key: directed_exponential(n),
     "one_peer_directed_exponential": lambda n, key: one_peer_directed_exponential(n),
     # fresh random graphs at every step (the "random" kind)
     "equi_dyn": lambda n, key: equi_dyn(n, key=key),
-    "epidemic": lambda n, key: epidemic(n, min(n - 1, max(1, ceil_log2(n))), key=key),
-    "random_out": lambda n, key: random_out(n, 1, key=key),
+    "epidemic": lambda n, key, peers=None: epidemic(
+        n, _peers(peers, min(n - 1, max(1, ceil_log2(n)))), key=key
+    ),
+    "random_out": lambda n, key, peers=None: random_out(n, _peers(peers, 1), key=key),
 }
+# names whose number of peers per step can be chosen (``by_name(..., peers=)``)
+WITH_PEERS = ("base_graph", "equi_static", "epidemic", "random_out")
 NAMES = tuple(BUILDERS)
 
 
-def by_name(name: str, n: int, *, key=None) -> Topology:
+def by_name(name: str, n: int, *, key=None, peers: int | None = None) -> Topology:
     """Build a topology from its name with sensible defaults.
 
     ``torus``/``grid`` use the most square factorization of ``n`` (a prime
@@ -72,7 +85,9 @@ def by_name(name: str, n: int, *, key=None) -> Topology:
     one-peer graphs); ``equi_static`` ``M = ceil(2 ln n)`` offsets; random
     graphs draw from ``key`` (default ``jax.random.key(0)``). ``equi_dyn``,
     ``epidemic`` and ``random_out`` draw a fresh graph at every step and
-    need ``n >= 2``.
+    need ``n >= 2``. ``peers`` overrides the number of peers per step of
+    ``base_graph`` (``k``), ``epidemic`` and ``random_out`` (``s``) and the
+    number of offsets of ``equi_static`` (``M``).
 
     Examples:
       >>> import decjax
@@ -81,4 +96,9 @@ def by_name(name: str, n: int, *, key=None) -> Topology:
     """
     check_choice("name", name, NAMES)
     n = check_int("n", n, minimum=1)
-    return BUILDERS[name](n, jax.random.key(0) if key is None else key)
+    key = jax.random.key(0) if key is None else key
+    if peers is None:
+        return BUILDERS[name](n, key)
+    if name not in WITH_PEERS:
+        raise ValueError(f"peers applies to {', '.join(WITH_PEERS)}; not to {name}")
+    return BUILDERS[name](n, key, peers)
