@@ -36,6 +36,8 @@ MOMENTUM = {
     "qg_dsgdm": lambda lr, t, m: decjax.qg_dsgdm(lr, t, momentum=m),
     "local_sgd": lambda lr, t, m: decjax.local_sgd(lr, t.n, every=8, momentum=m),
     "gossip_pga": lambda lr, t, m: decjax.gossip_pga(lr, t, every=8, momentum=m),
+    "sgp": lambda lr, t, m: decjax.sgp(lr, t, momentum=m, nesterov=True),
+    "osgp": lambda lr, t, m: decjax.osgp(lr, t, overlap=1, momentum=m, nesterov=True),
 }
 
 

@@ -10,7 +10,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "decjax"
 
 # Layers, bottom first: a module may import from its own layer or below, never above.
 LAYERS = [
-    ("decjax._validation", "decjax._arguments", "decjax._bits", "decjax._random", "decjax._axis"),
+    (
+        "decjax._validation",
+        "decjax._arguments",
+        "decjax._bits",
+        "decjax._random",
+        "decjax._axis",
+        "decjax._fusion",
+    ),
     ("decjax.topology", "decjax.metrics"),
     ("decjax.gossip",),
     ("decjax.algorithms",),
