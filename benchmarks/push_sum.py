@@ -1,13 +1,19 @@
 """Benchmark: what push-sum's weight vector costs, SGP against D-PSGD on the same graph.
 
 SGP gossips the numerators and one scalar weight per worker and divides by it;
-D-PSGD gossips the parameters. On the same topology (the SGP paper's one-peer
-directed exponential graph, stored as shifts, and a random directed graph
-stored as neighbour lists, where D-PSGD runs on the same lists made doubly
-stochastic) both steps run an MLP 784-256-256-10 with batch 32 per worker, in
-the loop ``simulate`` uses (a ``lax.scan``, compiled once), median of repeats.
-The ratio SGP / D-PSGD is the cost of de-biasing; Push-DIGing / gradient
-tracking likewise. Written to ``--out`` as JSON and Markdown.
+D-PSGD gossips the parameters. Two graphs: the SGP paper's one-peer directed
+exponential graph (regular, so doubly stochastic: the weights stay exactly 1
+and SGP skips the numerators and the division, so this line checks that
+nothing else costs), and a random directed graph (push-sum weights, neighbour
+lists), where the baseline gossips the very same neighbour lists in the
+averaging difference form: the ratio is the whole cost of push-sum (the weight
+vector, what each worker sends away, the division). Both steps run an MLP
+784-256-256-10 with batch 32 per worker, in
+the loop ``simulate`` uses (a ``lax.scan``, compiled once). The two sides of a
+ratio are timed alternately, seven rounds of three calls, and the median of
+the per-round ratios is reported (a shared 2-core machine drifts by 20% between
+minutes). The ratio SGP / D-PSGD is the cost of de-biasing; Push-DIGing /
+gradient tracking likewise. Written to ``--out`` as JSON and Markdown.
 
     python -m benchmarks.push_sum            # n = 16 and 64
     python -m benchmarks.push_sum --quick    # seconds, a smoke test
@@ -40,8 +46,9 @@ def _timed(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _step_time(tx, params, batch, grad_fn, steps: int, repeats: int) -> float:
-    """Seconds per step of ``tx`` in simulate's loop (gradients, then the algorithm's step)."""
+def _compiled(tx, params, batch, grad_fn, steps: int):
+    """``tx``'s run of ``steps`` steps in simulate's loop (gradients, then the algorithm's
+    step), compiled and run once."""
 
     @jax.jit
     def run(params):
@@ -53,17 +60,33 @@ def _step_time(tx, params, batch, grad_fn, steps: int, repeats: int) -> float:
         (p, _), _ = scan_steps(body, (params, tx.init(params)), steps, STEPS_PER_ITERATION)
         return p
 
-    return _timed(run, params, repeats=repeats) / steps
+    jax.block_until_ready(run(params))
+    return run
+
+
+def _paired(first, second, params, *, rounds: int, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of each and the median of their per-round ratios, the two measured
+    alternately (``rounds`` times, ``repeats`` calls each) so that load drifts cancel."""
+    times_a, times_b, ratios = [], [], []
+    for _ in range(rounds):
+        a = _timed(first, params, repeats=repeats)
+        b = _timed(second, params, repeats=repeats)
+        times_a.append(a)
+        times_b.append(b)
+        ratios.append(a / b)
+    return statistics.median(times_a), statistics.median(times_b), statistics.median(ratios)
 
 
 def _digraph(n: int) -> tuple:
-    """A random directed graph (push-sum weights) and its undirected support (MH weights)."""
+    """A random directed graph (push-sum weights) and the same neighbour lists mixed in the
+    averaging difference form (what D-PSGD would cost on exactly these messages)."""
     graph = nx.gnp_random_graph(n, 3.0 / n, seed=0, directed=True)
     graph.add_edges_from((i, (i + 1) % n) for i in range(n))
-    return decjax.topology.from_digraph(graph), decjax.from_networkx(graph.to_undirected())
+    directed = decjax.topology.from_digraph(graph)
+    return directed, directed.replace(row_stochastic=True, name="same lists, row form")
 
 
-def measure(n: int, *, steps: int, repeats: int, lr: float = 0.05) -> list[dict]:
+def measure(n: int, *, steps: int, rounds: int, repeats: int, lr: float = 0.05) -> list[dict]:
     model = decjax.problems.mlp(LAYERS)
     params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), n))
     x = jax.random.normal(jax.random.key(1), (n, 32, LAYERS[0]))
@@ -84,28 +107,54 @@ def measure(n: int, *, steps: int, repeats: int, lr: float = 0.05) -> list[dict]
     rows = []
     for graph, (push_topology, averaging_topology) in graphs.items():
         for pair, (push, baseline) in pairs.items():
-            t_push = _step_time(push(lr, push_topology), params, (x, y), grad_fn, steps, repeats)
-            t_base = _step_time(
-                baseline(lr, averaging_topology), params, (x, y), grad_fn, steps, repeats
-            )
+            first = _compiled(push(lr, push_topology), params, (x, y), grad_fn, steps)
+            second = _compiled(baseline(lr, averaging_topology), params, (x, y), grad_fn, steps)
+            t_push, t_base, ratio = _paired(first, second, params, rounds=rounds, repeats=repeats)
             rows.append(
                 {
                     "n": n,
                     "graph": graph,
                     "pair": pair,
-                    "push_ms": 1e3 * t_push,
-                    "baseline_ms": 1e3 * t_base,
-                    "ratio": t_push / t_base,
+                    "push_ms": 1e3 * t_push / steps,
+                    "baseline_ms": 1e3 * t_base / steps,
+                    "ratio": ratio,
                 }
             )
-            print(f"n={n:4d} {graph:32s} {pair:34s} ratio {t_push / t_base:.3f}")
+            print(f"n={n:4d} {graph:32s} {pair:34s} ratio {ratio:.3f}")
     return rows
+
+
+def fusion(n: int, *, steps: int) -> dict:
+    """Parallel gradient tracking on the random digraph's lists (row form), with and without
+    the separation that keeps XLA (CPU) from fusing one gossip into the next one's gathers
+    (``decjax._fusion.separated``, used from ``sparse.SEPARATE_FROM`` slots on)."""
+    from decjax.topology.kinds import sparse
+
+    model = decjax.problems.mlp(LAYERS)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), n))
+    x = jax.random.normal(jax.random.key(1), (n, 32, LAYERS[0]))
+    y = jax.random.randint(jax.random.key(2), (n, 32), 0, LAYERS[-1])
+    grad_fn = jax.vmap(jax.grad(model.loss))
+    _, lists = _digraph(n)
+    out = {"n": n, "slots": int(lists.neighbors.shape[-1])}
+    threshold = sparse.SEPARATE_FROM
+    for label, value in (("separated_ms", threshold), ("fused_ms", 10**9)):
+        sparse.SEPARATE_FROM = value
+        try:
+            tx = decjax.gradient_tracking(0.05, lists, order="parallel")
+            run = _compiled(tx, params, (x, y), grad_fn, steps)
+            out[label] = 1e3 * _timed(run, params, repeats=1) / steps
+        finally:
+            sparse.SEPARATE_FROM = threshold
+    print(f"fusion n={n}: separated {out['separated_ms']:.1f} ms, fused {out['fused_ms']:.1f} ms")
+    return out
 
 
 def main(argv=None) -> int:
     args = arguments(__doc__, argv)
-    sizes, steps, repeats = ([8], 8, 2) if args.quick else ([16, 64], 40, 5)
-    rows = [row for n in sizes for row in measure(n, steps=steps, repeats=repeats)]
+    sizes, steps, rounds, repeats = ([8], 8, 1, 2) if args.quick else ([16, 64], 20, 7, 3)
+    rows = [row for n in sizes for row in measure(n, steps=steps, rounds=rounds, repeats=repeats)]
+    fused = fusion(8 if args.quick else 64, steps=2 if args.quick else 4)
     device = jax.devices()[0]
     report = {
         "date": datetime.date.today().isoformat(),
@@ -114,11 +163,13 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "quick": args.quick,
         "rows": rows,
+        "fusion": fused,
     }
     lines = [
         f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
         + (" (quick mode: not a measurement)" if args.quick else "")
-        + ". MLP 784-256-256-10, batch 32 per worker; per-step time in simulate's loop.",
+        + ". MLP 784-256-256-10, batch 32 per worker; per-step time in simulate's loop; ratio:"
+        " median over 7 alternating rounds.",
         "",
         "| n | graph | push-sum / baseline | push-sum ms | baseline ms | ratio |",
         "|---|---|---|---|---|---|",
@@ -128,6 +179,12 @@ def main(argv=None) -> int:
             f"| {r['n']} | {r['graph']} | {r['pair']} | {r['push_ms']:.3f} | "
             f"{r['baseline_ms']:.3f} | {r['ratio']:.3f} |"
         )
+    lines += [
+        "",
+        f"Parallel gradient tracking on the digraph's {fused['slots']}-slot lists, "
+        f"n = {fused['n']}: {fused['separated_ms']:.1f} ms per step with the separation, "
+        f"{fused['fused_ms']:.1f} ms with XLA fusing each gossip into the next.",
+    ]
     stem = f"push_sum_{'quick' if args.quick else device.platform}"
     write(args.out, stem, report, "\n".join(lines) + "\n")
     return 0

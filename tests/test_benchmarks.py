@@ -9,6 +9,7 @@ from benchmarks import (
     convnets,
     dpsgd_step,
     memory,
+    push_sum,
     scale,
     sweep_speed,
     torch_compare,
@@ -48,6 +49,7 @@ TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignor
         conv_lowering,
         pytest.param(torch_convnets, marks=TORCH_WARNINGS),
         memory,
+        push_sum,
     ],
     ids=lambda m: m.__name__,
 )

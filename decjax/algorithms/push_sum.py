@@ -42,7 +42,7 @@ class PushSumState(NamedTuple):
     """State of :func:`sgp`: numerators ``x`` and push-sum weights ``w`` (``z = x / w``)."""
 
     count: jax.Array  # int32 scalar: steps taken (selects P_t)
-    numerators: Any  # x, stacked (n, ...)
+    numerators: Any  # x, stacked (n, ...); None on a doubly stochastic W (x is the params)
     weights: jax.Array  # w, (n,)
 
 
@@ -95,8 +95,10 @@ def sgp(
     with :math:`m_j` the (optionally momentum) stochastic gradient at
     :math:`z_j`. ``P`` needs only to be column-stochastic (a directed graph
     where each worker splits its mass over its out-neighbours); on a doubly
-    stochastic ``W`` the weights stay 1 and SGP is D-PSGD (tested). ``params``
-    are the de-biased :math:`z`; the state holds :math:`x` and :math:`w`. Like
+    stochastic ``W`` the weights stay exactly 1 (gossip's difference form) and
+    SGP is D-PSGD (tested), computed without the numerators and the division.
+    ``params`` are the de-biased :math:`z`; the state holds :math:`x` (``None``
+    on a doubly stochastic ``W``, where it is ``z``) and :math:`w`. Like
     D-PSGD it keeps an :math:`O(\eta)` bias on heterogeneous data (see
     :func:`push_diging` for the exact method).
 
@@ -130,16 +132,23 @@ def sgp(
 def push_step(topology: Topology, *, backend: str | None = None):
     """The push-sum combine of SGP: ``(x + u, w) <- P (x + u, w)``, params ``z = x / w``."""
     gossip = Gossip(topology, backend=backend, push=True)
+    # On a doubly stochastic W, gossip in the difference form keeps w = 1 exactly
+    # (w_i + sum_j W_ij (w_j - w_i) with every difference 0): then z = x, and neither
+    # the numerators nor the division are needed (SGP is D-PSGD, bit for bit).
+    constant_weights = not topology.push
 
     def init(params):
-        return PushSumState(zeros_count(), params, _ones(params))
+        return PushSumState(zeros_count(), None if constant_weights else params, _ones(params))
 
     def step(updates, state, params, **extra_args):
-        del params, extra_args
+        del extra_args
         t = state.count
+        info = gossip.traffic((updates, state.weights), t)  # SGP's messages carry w too
+        if constant_weights:
+            new = gossip(optax.tree.add(params, updates), t)
+            return new, PushSumState(t + 1, None, state.weights), info
         half = optax.tree.add(state.numerators, updates)
         numerators, weights = gossip((half, state.weights), t)
-        info = gossip.traffic((half, state.weights), t)
         return debias(numerators, weights), PushSumState(t + 1, numerators, weights), info
 
     return from_step(init, step)

@@ -49,7 +49,9 @@ def objective(seed, steps=50):
 
 
 learned = learn.learn_weights(graph, objective(0), steps=60, learning_rate=0.1)
-print(f"objective: Metropolis-Hastings {learned.initial:.3f} -> learned {learned.history.min():.3f}")
+print(
+    f"objective: Metropolis-Hastings {learned.initial:.3f} -> learned {learned.history.min():.3f}"
+)
 
 # %% [markdown]
 # The learned matrix is still symmetric and doubly stochastic (the
@@ -58,8 +60,12 @@ print(f"objective: Metropolis-Hastings {learned.initial:.3f} -> learned {learned
 # %%
 w = np.asarray(learned.topology.matrix(), np.float64)
 print("rows sum to 1:", np.allclose(w.sum(1), 1), " columns:", np.allclose(w.sum(0), 1))
-print("symmetric:", np.allclose(w, w.T), " on the graph:",
-      bool(np.all((w > 1e-9) <= (nx.to_numpy_array(graph) + np.eye(n) > 0))))
+print(
+    "symmetric:",
+    np.allclose(w, w.T),
+    " on the graph:",
+    bool(np.all((w > 1e-9) <= (nx.to_numpy_array(graph) + np.eye(n) > 0))),
+)
 
 topologies = {
     "ring": decjax.ring(n),
@@ -86,12 +92,19 @@ for name, topology in topologies.items():
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
 left.plot(learned.history)
 left.axhline(learned.initial, color="gray", ls="--", label="MH (start)")
-left.set(xlabel="Adam step on the edge weights", ylabel="objective (global loss, 50 steps)",
-         title="learning the weights (seed 0)")
+left.set(
+    xlabel="Adam step on the edge weights",
+    ylabel="objective (global loss, 50 steps)",
+    title="learning the weights (seed 0)",
+)
 left.legend()
 names = list(held_out)
-right.bar(names, [np.mean(held_out[k]) for k in names],
-          yerr=[np.std(held_out[k]) for k in names], color=["C7", "C0", "C1", "C2"])
+right.bar(
+    names,
+    [np.mean(held_out[k]) for k in names],
+    yerr=[np.std(held_out[k]) for k in names],
+    color=["C7", "C0", "C1", "C2"],
+)
 right.set(ylabel="global training loss", title="held-out seeds 1-3, 300 D-PSGD steps")
 fig.suptitle("Label-sorted digits, 16 workers, ring + 4 chords: ring / MH / FMMC / learned")
 fig.tight_layout()

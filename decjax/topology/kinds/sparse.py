@@ -13,9 +13,9 @@ from decjax._fusion import separated
 from decjax.topology.base import Topology, dense_from_lists, kind, numpy_from_lists
 from decjax.topology.kinds.shift import circulant_spectrum
 
-# From this many slots on, a leaf is materialized before its gathers: measured on a chain
-# of two gossips of 64 x 200,704 floats, fusing x's producer into every slot made it 16x
-# slower at 10 slots, 1.5x at 4; below 4 the copy costs more than it saves.
+# From this many slots on, a leaf is materialized before its gathers (decjax._fusion): with
+# 10 slots, parallel gradient tracking took 894 ms per step instead of 64 when XLA fused
+# each gossip into the next (benchmarks/push_sum.py); below 4 slots the copy costs more.
 SEPARATE_FROM = 4
 
 
