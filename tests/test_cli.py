@@ -367,6 +367,7 @@ def test_cli_refuses_a_model_and_data_that_do_not_fit_in_one_line(flags, message
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
     """SGP on a random s-out graph (push-sum, one run per random topology), a Base-2 graph and
     an epidemic one with --peers; n_W is not defined for the push-sum graph (NaN)."""

@@ -489,11 +489,16 @@ def test_worker_chunks_on_a_mesh_divide_each_devices_block(mesh):
     ("name", "build"),
     [
         ("sgp", lambda n: decjax.topology.random_out(n, 2, key=3)),
-        ("push_diging", lambda n: decjax.topology.from_digraph(_digraph(n))),
-        ("osgp", lambda n: decjax.topology.from_digraph(_digraph(n))),
-        ("dpsgd", lambda n: decjax.topology.epidemic(n, 2, key=3)),
-        ("gradient_tracking", lambda n: decjax.topology.equi_dyn(n, key=3)),
-        ("dpsgd", lambda n: decjax.topology.base_graph(n, 2)),
+        *(
+            pytest.param(*case, marks=pytest.mark.slow)
+            for case in [
+                ("push_diging", lambda n: decjax.topology.from_digraph(_digraph(n))),
+                ("osgp", lambda n: decjax.topology.from_digraph(_digraph(n))),
+                ("dpsgd", lambda n: decjax.topology.epidemic(n, 2, key=3)),
+                ("gradient_tracking", lambda n: decjax.topology.equi_dyn(n, key=3)),
+                ("dpsgd", lambda n: decjax.topology.base_graph(n, 2)),
+            ]
+        ),
     ],
 )
 def test_directed_and_random_topologies_sharded_agree_with_one_device(name, build, mesh):

@@ -75,6 +75,7 @@ def test_the_parametrisation_is_always_doubly_stochastic_on_the_graph():
         weights.matrix(jnp.zeros(3))
 
 
+@pytest.mark.slow
 def test_learned_weights_beat_metropolis_hastings_on_label_sorted_data():
     """Learned on one seed's minibatches, better on the objective and on another seed's run."""
     n = 16

@@ -110,13 +110,13 @@ def sgp(
       backend: force a gossip backend.
 
     Examples:
-      >>> import jax.numpy as jnp, networkx as nx, decjax
+      >>> import jax, jax.numpy as jnp, networkx as nx, decjax
       >>> topo = decjax.topology.from_digraph(nx.DiGraph([(0, 1), (1, 2), (2, 0), (0, 2)]))
       >>> tx = decjax.sgp(0.1, topo)
       >>> z = jnp.array([[3.0], [0.0], [0.0]])
-      >>> state = tx.init(z)
+      >>> state, step = tx.init(z), jax.jit(tx.step)
       >>> for _ in range(60):
-      ...     z, state, _ = tx.step(jnp.zeros_like(z), state, z)  # no gradient: push-sum
+      ...     z, state, _ = step(jnp.zeros_like(z), state, z)  # no gradient: push-sum
       >>> [round(v, 6) for v in z[:, 0].tolist()]  # the exact average, not a weighted one
       [1.0, 1.0, 1.0]
 

@@ -51,8 +51,8 @@ def push_sum_average(
       >>> import jax.numpy as jnp, networkx as nx, decjax
       >>> topo = decjax.topology.from_digraph(nx.DiGraph([(0, 1), (1, 2), (2, 0), (0, 2)]))
       >>> x = jnp.array([3.0, 0.0, 0.0])
-      >>> [round(v, 3) for v in decjax.mix(topo, x, rounds=60).tolist()]  # biased
-      [0.857, 0.857, 1.286]
+      >>> [round(v, 3) for v in decjax.mix(topo, x, rounds=60).tolist()]  # weighted: biased
+      [1.0, 0.667, 1.333]
       >>> [round(v, 6) for v in decjax.gossip.push_sum_average(topo, x, 60).tolist()]
       [1.0, 1.0, 1.0]
     """

@@ -18,6 +18,10 @@ N, D = 8, 6
 # The costlier checks run on four algorithms in the inner loop, on all in the slow tier.
 SAMPLE = ("dpsgd", "gradient_tracking", "detag", "dasgd")
 SAMPLED = [n if n in SAMPLE else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+# the cheap checks run on every algorithm in the inner loop, except variants whose
+# sibling runs there (osgp is sgp with delayed shares): those in the slow tier
+VARIANTS = ("osgp",)
+EVERY = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in NAMES]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +50,14 @@ def _steps(tx, params, count, grads_fn=_grads, **extra):
     return params, states
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_runs_under_jit_and_accepts_extra_args(name):
     tx = ALGORITHMS[name](0.05, decjax.ring(N))
     params, _ = _steps(tx, _params(), 4, unused_extra_arg=jnp.ones(()))
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_state_structure_shapes_and_dtypes_are_stable(name):
     tx = ALGORITHMS[name](0.05, decjax.random_matching(N, key=0, period=3))  # time-varying
     _, states = _steps(tx, _params(), 3)
@@ -61,7 +65,7 @@ def test_state_structure_shapes_and_dtypes_are_stable(name):
         chex.assert_trees_all_equal_shapes_and_dtypes(states[0], state)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_composes_inside_an_optax_chain(name):
     tx = optax.chain(
         decjax.per_worker(optax.clip_by_global_norm(0.5)), ALGORITHMS[name](0.05, decjax.ring(N))
@@ -116,7 +120,7 @@ def test_vmaps_over_learning_rates_in_one_compile(name, quad):
     assert not np.allclose(out[0], out[1])
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_zero_gradients_preserve_the_worker_average(name):
     params = {"w": jax.random.normal(jax.random.key(1), (N, D)), "b": jnp.ones((N, 2))}
     final, _ = _steps(
@@ -129,7 +133,7 @@ def test_zero_gradients_preserve_the_worker_average(name):
         np.testing.assert_allclose(a.mean(axis=0), b.mean(axis=0), atol=2e-6)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_counts_the_bytes_it_sends(name):
     tx = ALGORITHMS[name](0.05, decjax.ring(N))
     _, _, records = step_loop(tx, _params(), _grads, 8, history=True)
@@ -146,7 +150,7 @@ def test_counts_the_bytes_it_sends(name):
 RECORDED = {"bytes_sent", "gossip_rounds", "staleness_sum", "staleness_count", "staleness_max"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_steps_directly_and_reports_a_record_of_scalars(name):
     """Every algorithm follows the StepTransformation protocol: ``step`` returns the new
     params (what ``update`` + ``apply_updates`` give) and this step's record, and the
@@ -183,7 +187,7 @@ def test_every_algorithm_is_selectable_by_name():
         decjax.algorithms.by_name("not_an_algorithm")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", EVERY)
 def test_direct_apply_agrees_with_update_plus_apply_updates(name):
     """``apply_step`` (what simulate uses) equals the optax protocol's update + apply_updates."""
     tx = ALGORITHMS[name](0.05, decjax.ring(N))

@@ -19,10 +19,15 @@ def x64():
 
 
 # -- Base-(k+1) -------------------------------------------------------------------
-def test_base_graph_averages_exactly_for_every_n_and_k(x64):
+@pytest.mark.parametrize(
+    ("sizes", "peers"),
+    [(range(2, 33), range(1, 3)), pytest.param(range(2, 65), range(1, 5), marks=pytest.mark.slow)],
+    ids=["n<=32,k<=2", "n<=64,k<=4"],
+)
+def test_base_graph_averages_exactly_for_every_n_and_k(x64, sizes, peers):
     """One period's product is 11^T/n to 1e-12, with at most k peers per step, all n <= 64."""
-    for k in range(1, 5):
-        for n in range(2, 65):
+    for k in peers:
+        for n in sizes:
             topo = T.base_graph(n, k)
             assert topo.weights.dtype == jnp.float64
             error = np.max(np.abs(T.period_product(topo) - 1.0 / n))
@@ -85,6 +90,23 @@ def test_push_gossip_conserves_the_sum_on_every_backend_and_matches_the_matrix(x
         np.testing.assert_allclose(y, w @ np.asarray(x), atol=1e-14)
         np.testing.assert_allclose(y.sum(0), x.sum(0), atol=1e-13)
     assert topo.backends == ("sparse", "dense")
+
+
+@pytest.mark.slow
+def test_the_directed_catalogue_graphs_match_their_matrices_on_every_backend():
+    from helpers import DIRECTED_NAMES, all_topologies, dense_reference
+
+    x = jax.random.normal(jax.random.key(0), (8, 3))
+    for topo in all_topologies(8, directed=True):
+        if topo.name.startswith(("directed", "one_peer_directed")):
+            mats = topo.numpy_matrices()
+            np.testing.assert_allclose(mats.sum(axis=1), 1, atol=1e-6)
+            np.testing.assert_allclose(mats.sum(axis=2), 1, atol=1e-6)
+            for backend in topo.backends:
+                for step in range(topo.period + 1):
+                    y = decjax.mix(topo, x, step, backend=backend)
+                    np.testing.assert_allclose(y, dense_reference(topo, x, step), atol=2e-6)
+    assert len(DIRECTED_NAMES) == 3
 
 
 def test_the_sgp_papers_directed_graphs():
@@ -202,7 +224,13 @@ def test_push_sum_on_random_out_graphs_reaches_the_exact_average(x64):
     np.testing.assert_allclose(z, np.broadcast_to(x.mean(0), x.shape), atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("build", [lambda: T.epidemic(16, 2, key=1), lambda: T.equi_dyn(16, key=1)])
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: T.epidemic(16, 2, key=1), marks=pytest.mark.slow),
+        lambda: T.equi_dyn(16, key=1),
+    ],
+)
 def test_effective_neighbors_of_a_random_graph_matches_its_random_walk(build):
     """Closed form over the law vs 4,000 simulated walks x <- W_t (sqrt(g) x + noise)."""
     topo, gamma = build(), 0.9
