@@ -15,8 +15,9 @@ back any symmetric doubly stochastic ``W`` on the graph (Metropolis–Hastings
 is the default start). Any differentiable function of ``W`` can then be
 minimised with optax: the consensus distance after some gossip rounds, the
 final loss of a short D-PSGD run (``jax.grad`` through
-:func:`decjax.make_run`'s scans), or a heterogeneity-aware objective in the
-spirit of STL-FW (Le Bars et al., AISTATS 2023).
+:func:`decjax.make_run`'s scans), the effective number of neighbours
+``n_W(gamma)``, or a heterogeneity-aware objective in the spirit of STL-FW
+(Le Bars et al., AISTATS 2023).
 """
 
 from __future__ import annotations
@@ -147,6 +148,27 @@ def heterogeneity_objective(proportions, *, regularization: float = 0.1) -> Obje
         mixed = jnp.matmul(w, pi, precision=jax.lax.Precision.HIGHEST)
         spread = jnp.sum((mixed - mean) ** 2) / n
         return spread + regularization * jnp.sum((w - 1.0 / n) ** 2) / n
+
+    return objective
+
+
+def neighbors_objective(gamma: float) -> Objective:
+    r"""``-n_W(gamma)``, the effective number of neighbours (Vogels et al. 2022) to maximise.
+
+    For a symmetric ``W`` the series of :func:`decjax.effective_neighbors` sums to
+    :math:`v = \frac1n \operatorname{tr}\bigl(W^2 (I - \gamma W^2)^{-1}\bigr)`
+    (eigenvalue by eigenvalue, :math:`\lambda^2 / (1 - \gamma \lambda^2)`), a linear
+    solve with no eigendecomposition, so the gradient is defined even where
+    eigenvalues repeat (a ring's do); :math:`n_W = 1 / ((1 - \gamma) v)`.
+    """
+    if not 0 <= gamma < 1:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
+
+    def objective(w):
+        n = w.shape[0]
+        square = jnp.matmul(w, w, precision=jax.lax.Precision.HIGHEST)
+        variance = jnp.trace(jnp.linalg.solve(jnp.eye(n, dtype=w.dtype) - gamma * square, square))
+        return -1.0 / ((1.0 - gamma) * variance / n)
 
     return objective
 

@@ -49,6 +49,7 @@ def test_gradients_match_finite_differences(x64):
     finite_difference_check(
         learn.heterogeneity_objective(learn.label_proportions(labels, 4)), weights, 2
     )
+    finite_difference_check(learn.neighbors_objective(0.9), weights, 4)
     q = decjax.problems.quadratics(n, 3, key=jax.random.key(0))
     data = jax.tree.map(lambda v: v.astype(jnp.float64), q.data)
     params = q.init_params().astype(jnp.float64)
@@ -113,3 +114,17 @@ def test_a_heterogeneity_aware_objective_learns_across_the_label_split():
     learned = learn.learn_weights(sparse_graph(n), objective, steps=200, learning_rate=0.05)
     assert learned.history.min() < 0.95 * learned.initial
     assert float(objective(learned.topology.matrix())) < learned.initial
+
+
+def test_the_neighbors_objective_is_effective_neighbors_and_learning_raises_it(x64):
+    graph = sparse_graph(12)
+    metropolis = decjax.from_networkx(graph)
+    objective = learn.neighbors_objective(0.9)
+    w = jnp.asarray(metropolis.matrix(), jnp.float64)
+    assert -float(objective(w)) == pytest.approx(decjax.effective_neighbors(metropolis, 0.9))
+    ring = jnp.asarray(decjax.ring(12).matrix(), jnp.float64)  # repeated eigenvalues
+    assert np.all(np.isfinite(jax.grad(objective)(ring)))
+    learned = learn.learn_weights(graph, objective, steps=100, learning_rate=0.05)
+    assert decjax.effective_neighbors(learned.topology, 0.9) > 1.02 * decjax.effective_neighbors(
+        metropolis, 0.9
+    )

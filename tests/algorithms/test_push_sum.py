@@ -171,3 +171,23 @@ def test_averaging_algorithms_refuse_a_push_topology():
     for build in (decjax.dpsgd, decjax.gradient_tracking, decjax.detag):
         with pytest.raises(ValueError, match="column-stochastic but not row-stochastic"):
             build(0.1, topology)
+
+
+@pytest.mark.slow
+def test_a_sweep_over_push_topologies_and_rates_is_one_compile_and_matches_single_runs():
+    topologies = [from_digraph(random_digraph(N, seed=s)) for s in (1, 2)]
+    q = decjax.problems.quadratics(N, D, key=jax.random.key(0))
+    common = {"steps": 20, "key": jax.random.key(0), "progress": False}
+    swept = decjax.sweep(
+        q.loss,
+        q.init_params(),
+        lambda learning_rate, topology: decjax.sgp(learning_rate, topology),
+        q.data,
+        {"learning_rate": [0.05, 0.1], "topology": topologies},
+        **common,
+    )
+    assert swept.traces == 1
+    single = decjax.simulate(
+        q.loss, q.init_params(), decjax.sgp(0.1, topologies[1]), q.data, **common
+    )
+    np.testing.assert_allclose(np.asarray(swept.params)[-1], single.params, rtol=1e-6, atol=1e-7)
