@@ -24,26 +24,16 @@ from __future__ import annotations
 import datetime
 import platform
 import statistics
-import time
 
 import jax
 import networkx as nx
 
 import decjax
 from benchmarks._report import arguments, write
+from benchmarks.dpsgd_step import _timed
 from decjax.simulate._program import STEPS_PER_ITERATION, scan_steps
 
 LAYERS = [784, 256, 256, 10]
-
-
-def _timed(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _compiled(tx, params, batch, grad_fn, steps: int):
@@ -86,12 +76,17 @@ def _digraph(n: int) -> tuple:
     return directed, directed.replace(row_stochastic=True, name="same lists, row form")
 
 
-def measure(n: int, *, steps: int, rounds: int, repeats: int, lr: float = 0.05) -> list[dict]:
+def _workload(n: int):
+    """Stacked MLP params, one batch of 32 per worker, and the vmapped gradient."""
     model = decjax.problems.mlp(LAYERS)
     params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), n))
     x = jax.random.normal(jax.random.key(1), (n, 32, LAYERS[0]))
     y = jax.random.randint(jax.random.key(2), (n, 32), 0, LAYERS[-1])
-    grad_fn = jax.vmap(jax.grad(model.loss))
+    return params, (x, y), jax.vmap(jax.grad(model.loss))
+
+
+def measure(n: int, *, steps: int, rounds: int, repeats: int, lr: float = 0.05) -> list[dict]:
+    params, (x, y), grad_fn = _workload(n)
     directed, undirected = _digraph(n)
     graphs = {
         "one_peer_directed_exp (shift)": (
@@ -130,11 +125,7 @@ def fusion(n: int, *, steps: int) -> dict:
     (``decjax._fusion.separated``, used from ``sparse.SEPARATE_FROM`` slots on)."""
     from decjax.topology.kinds import sparse
 
-    model = decjax.problems.mlp(LAYERS)
-    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), n))
-    x = jax.random.normal(jax.random.key(1), (n, 32, LAYERS[0]))
-    y = jax.random.randint(jax.random.key(2), (n, 32), 0, LAYERS[-1])
-    grad_fn = jax.vmap(jax.grad(model.loss))
+    params, (x, y), grad_fn = _workload(n)
     _, lists = _digraph(n)
     out = {"n": n, "slots": int(lists.neighbors.shape[-1])}
     threshold = sparse.SEPARATE_FROM
