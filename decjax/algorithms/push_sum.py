@@ -181,7 +181,8 @@ def osgp(
         (``fixed_delay(overlap)``); ignored when ``delays`` is given.
       delays: a :class:`~decjax.algorithms.Delays` distribution per message
         (the DASGD machinery: ``uniform_delay``, ``geometric_delay``...).
-      momentum, nesterov: local momentum, as in :func:`sgp`.
+      momentum: local heavy-ball momentum, as in :func:`sgp`.
+      nesterov: Nesterov momentum.
       key: ``jax.random.key`` for random delays (default ``key(0)``).
 
     References:
