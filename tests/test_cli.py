@@ -202,6 +202,7 @@ def test_cli_marks_a_blown_up_run_diverged_and_writes_config(tmp_path, capsys):
     assert {"decjax", "jax", "optax"} <= set(config["versions"]) and config["device"]["platform"]
 
 
+@pytest.mark.slow
 def test_cli_runs_a_topology_blind_algorithm_once(tmp_path, capsys):
     argv = [*SMALL, "--algorithm", "local_sgd", "--topologies", "ring,torus,complete"]
     assert main([*argv, "--steps", "16", "--eval-every", "8", "--out", str(tmp_path)]) == 0

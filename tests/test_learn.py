@@ -106,6 +106,7 @@ def test_learned_weights_beat_metropolis_hastings_on_label_sorted_data():
     assert float(held_out(learned.topology.matrix())) < 0.9 * float(held_out(metropolis))
 
 
+@pytest.mark.slow
 def test_a_heterogeneity_aware_objective_learns_across_the_label_split():
     n = 16
     data = decjax.data.distribute(decjax.data.load_digits(), n, "sorted", key=0)
@@ -116,6 +117,7 @@ def test_a_heterogeneity_aware_objective_learns_across_the_label_split():
     assert float(objective(learned.topology.matrix())) < learned.initial
 
 
+@pytest.mark.slow
 def test_the_neighbors_objective_is_effective_neighbors_and_learning_raises_it(x64):
     graph = sparse_graph(12)
     metropolis = decjax.from_networkx(graph)

@@ -155,6 +155,7 @@ def test_osgp_without_overlap_is_sgp(x64):
     assert float(rec_osgp["bytes_sent"]) == pytest.approx(float(rec_sgp["bytes_sent"]))
 
 
+@pytest.mark.slow
 def test_osgp_with_overlap_conserves_mass_and_converges(x64):
     """Shares in flight are missing from numerators and weights alike: the sum over workers
     plus what is in flight stays n, and z still reaches the exact average."""

@@ -19,6 +19,7 @@ class TwoLayer(nnx.Module):
         return self.out(nnx.relu(self.hidden(x)))
 
 
+@pytest.mark.slow
 def test_nnx_params_are_a_plain_stackable_pytree_and_apply_matches_the_module():
     model = decjax.problems.from_nnx(TwoLayer)
     params = model.init(jax.random.key(3))

@@ -131,6 +131,7 @@ def test_sweep_equals_individual_runs_in_one_compile(quad):
         )
 
 
+@pytest.mark.slow
 def test_sweep_without_seeds_samples_the_minibatches_simulate_samples(digits_setup):
     _, data, model, params = digits_setup
     kwargs = {"steps": 40, "batch_size": 8, "key": jax.random.key(3), "progress": False}

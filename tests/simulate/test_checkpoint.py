@@ -292,6 +292,7 @@ def test_a_symlink_at_the_temporary_path_is_never_followed(problem, tmp_path):
     assert (directory / "checkpoint.npz").is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_the_step_and_keeps_the_checkpoint(problem, tmp_path):
     def interrupt(step, metrics):
         if step >= 10:

@@ -228,7 +228,7 @@ def test_push_sum_on_random_out_graphs_reaches_the_exact_average(x64):
     "build",
     [
         pytest.param(lambda: T.epidemic(16, 2, key=1), marks=pytest.mark.slow),
-        lambda: T.equi_dyn(16, key=1),
+        pytest.param(lambda: T.equi_dyn(16, key=1), marks=pytest.mark.slow),
     ],
 )
 def test_effective_neighbors_of_a_random_graph_matches_its_random_walk(build):
