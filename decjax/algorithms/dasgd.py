@@ -19,12 +19,10 @@ from decjax.algorithms._common import (
     check_learning_rate,
     learning_rate_at,
 )
-from decjax.algorithms.delays import Delays, deliveries, incoming
+from decjax.algorithms.delays import NEVER, Delays, deliveries, incoming
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
 from decjax.gossip import worker_bytes
 from decjax.topology import Topology
-
-NEVER = np.iinfo(np.int32).max // 2  # "no such message" in arrival times
 
 
 class DASGDState(NamedTuple):

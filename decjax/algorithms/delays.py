@@ -12,6 +12,8 @@ import numpy as np
 from decjax import _axis
 from decjax._validation import check_in_range, check_int
 
+NEVER = np.iinfo(np.int32).max // 2  # "no such message" in delay and arrival buffers
+
 
 class Delays(NamedTuple):
     """``sample(key, n) -> (n, n)`` int32 delays of messages ``j -> i``, each ``<= max_delay``."""

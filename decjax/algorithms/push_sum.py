@@ -29,13 +29,11 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
-from decjax.algorithms.delays import Delays, deliveries, fixed_delay, incoming
+from decjax.algorithms.delays import NEVER, Delays, deliveries, fixed_delay, incoming
 from decjax.algorithms.dpsgd import local_sgd_optimizer
 from decjax.gossip import worker_bytes
-from decjax.gossip.push_sum import debias
+from decjax.gossip.push_sum import debias, unit_weights
 from decjax.topology import Topology
-
-NEVER = jnp.iinfo(jnp.int32).max // 2  # "no such message" in the delay buffer
 
 
 class PushSumState(NamedTuple):
@@ -66,12 +64,6 @@ class PushDIGingState(NamedTuple):
     weights: jax.Array  # v, (n,)
     tracker: Any  # y_{t-1}
     prev_grads: Any  # g_{t-1}
-
-
-def _ones(params) -> jax.Array:
-    """Push-sum weights ``w_0 = 1`` for the workers of ``params``, in their float dtype."""
-    leaf = jax.tree.leaves(params)[0]
-    return jnp.ones((leaf.shape[0],), jnp.promote_types(leaf.dtype, jnp.float32))
 
 
 def sgp(
@@ -138,7 +130,9 @@ def push_step(topology: Topology, *, backend: str | None = None):
     constant_weights = not topology.push
 
     def init(params):
-        return PushSumState(zeros_count(), None if constant_weights else params, _ones(params))
+        return PushSumState(
+            zeros_count(), None if constant_weights else params, unit_weights(params)
+        )
 
     def step(updates, state, params, **extra_args):
         del extra_args
@@ -203,7 +197,7 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
 
     def init(params):
         rows = jax.tree.leaves(params)[0].shape[0]
-        w = _ones(params)
+        w = unit_weights(params)
         sent = jax.tree.map(
             lambda x: jnp.zeros((x.shape[0], buffer, *x.shape[1:]), x.dtype), (params, w)
         )
@@ -283,7 +277,7 @@ def push_diging(
 
     def init(params):
         zeros = optax.tree.zeros_like(params)
-        return PushDIGingState(zeros_count(), params, _ones(params), zeros, zeros)
+        return PushDIGingState(zeros_count(), params, unit_weights(params), zeros, zeros)
 
     def step(grads, state, params, **extra_args):
         del params, extra_args

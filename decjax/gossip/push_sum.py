@@ -22,6 +22,12 @@ def debias(numerators: Any, weights: jax.Array) -> Any:
     return jax.tree.map(ratio, numerators)
 
 
+def unit_weights(tree: Any) -> jax.Array:
+    """Push-sum weights ``w_0 = 1`` for the workers of ``tree``, in its float dtype."""
+    leaf = jax.tree.leaves(tree)[0]
+    return jnp.ones((jnp.shape(leaf)[0],), jnp.promote_types(jnp.result_type(leaf), jnp.float32))
+
+
 def push_sum_average(
     topology: Topology,
     tree: Any,
@@ -57,9 +63,7 @@ def push_sum_average(
       [1.0, 1.0, 1.0]
     """
     rounds = check_int("rounds", rounds, minimum=0)
-    leaf = jax.tree.leaves(tree)[0]
-    weights = jnp.ones((jnp.shape(leaf)[0],), jnp.promote_types(jnp.result_type(leaf), jnp.float32))
     if rounds == 0:
         return tree
-    x, w = mix(topology, (tree, weights), step, rounds=rounds, backend=backend)
+    x, w = mix(topology, (tree, unit_weights(tree)), step, rounds=rounds, backend=backend)
     return debias(x, w)

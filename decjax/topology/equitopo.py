@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 
 from decjax._random import numpy_rng
 from decjax._validation import as_key, check_bool, check_in_range, check_int
-from decjax.topology.base import Topology, as_weights
+from decjax.topology.base import Topology
 from decjax.topology.circulant import from_offsets
 from decjax.topology.kinds import Random
 
@@ -86,19 +85,4 @@ def equi_dyn(n: int, *, key=0, eta: float = 0.5) -> Topology:
     """
     n = check_int("n", n, minimum=2)
     check_in_range("eta", eta, 0.0, 1.0, closed="right")
-    return _random(n, "equi_dyn", 1, key, eta, f"equi_dyn(eta={eta:g})")
-
-
-def _random(n: int, law: str, fanout: int, key, eta: float, name: str) -> Topology:
-    key = as_key("key", key)
-    return Random(
-        n=n,
-        period=1,
-        name=name,
-        key=jax.random.key_data(key),
-        law=law,
-        fanout=fanout,
-        weights=as_weights(eta),
-        row_stochastic=law != "s_out",
-        column_stochastic=law != "epidemic",
-    )
+    return Random.sampled(n, "equi_dyn", 1, as_key("key", key), eta, f"equi_dyn(eta={eta:g})")

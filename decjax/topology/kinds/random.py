@@ -25,15 +25,15 @@ law (:meth:`Random.contraction`, :meth:`Random.second_moments`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from decjax import _axis
-from decjax.topology.base import Topology, kind, static
+from decjax.topology.base import Topology, as_weights, kind, static
 
 LAWS = ("epidemic", "s_out", "equi_dyn")
 
@@ -70,6 +70,22 @@ class Random(Topology):
     step_ndim: ClassVar[int] = 0
     convertible: ClassVar[bool] = False
     random: ClassVar[bool] = True
+
+    @classmethod
+    def sampled(cls, n: int, law: str, fanout: int, key, eta: float, name: str) -> Random:
+        """A topology drawing ``law`` with ``fanout`` peers from ``key`` (a typed key) at every
+        step, mixed with strength ``eta``; its stochasticity follows from the law."""
+        return cls(
+            n=n,
+            period=1,
+            name=name,
+            key=jax.random.key_data(key),
+            law=law,
+            fanout=fanout,
+            weights=as_weights(eta),
+            row_stochastic=law != "s_out",
+            column_stochastic=law != "epidemic",
+        )
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -153,13 +169,8 @@ class Random(Topology):
     # -- expectations over the law (host side, float64) ---------------------------
     def _in_degree_pmf(self) -> tuple[np.ndarray, np.ndarray]:
         """Support and probabilities of a worker's in-degree ``Bin(n - 1, s / (n - 1))``."""
-        n, s = self.n, self.fanout
-        p = s / (n - 1)
-        d = np.arange(n)
-        logs = [math.lgamma(n) - math.lgamma(k + 1) - math.lgamma(n - k) for k in d]
-        with np.errstate(divide="ignore"):
-            log_pmf = np.asarray(logs) + d * np.log(p) + (n - 1 - d) * np.log1p(-p)
-        return d, np.exp(log_pmf)
+        d = np.arange(self.n)
+        return d, scipy.stats.binom.pmf(d, self.n - 1, self.fanout / (self.n - 1))
 
     def _rows(self) -> tuple[float, float]:
         """``(alpha, rho)``: ``alpha = E sum_j W_ij^2`` (a row's squared norm; also
