@@ -5,7 +5,7 @@ leaves of shape ``(n, ...)``. Gossip is a jitted linear map on that axis,
 algorithms are optax transformations, and sweeps are ``jax.vmap``-s.
 """
 
-from decjax import algorithms, data, gossip, learn, metrics, problems, topology
+from decjax import algorithms, data, gossip, learn, metrics, problems, timing, topology
 from decjax.algorithms import (
     CombineState,
     choco_sgd,
@@ -15,8 +15,10 @@ from decjax.algorithms import (
     dasgd,
     decentralize,
     detag,
+    diloco,
     dpsgd,
     exact_diffusion,
+    gossip_diloco,
     gossip_pga,
     gradient_tracking,
     local_sgd,
@@ -25,6 +27,7 @@ from decjax.algorithms import (
     push_diging,
     qg_dsgdm,
     sgp,
+    streaming_diloco,
 )
 from decjax.gossip import mix
 from decjax.metrics import consensus_distance, worker_mean
@@ -80,6 +83,7 @@ __all__ = [
     "data",
     "decentralize",
     "detag",
+    "diloco",
     "dpsgd",
     "effective_neighbors",
     "erdos_renyi",
@@ -88,6 +92,7 @@ __all__ = [
     "from_matrix",
     "from_networkx",
     "gossip",
+    "gossip_diloco",
     "gossip_pga",
     "gradient_tracking",
     "grid",
@@ -111,7 +116,9 @@ __all__ = [
     "solo",
     "spectral_gap",
     "star",
+    "streaming_diloco",
     "sweep",
+    "timing",
     "to_networkx",
     "topology",
     "torus",

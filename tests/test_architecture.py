@@ -18,7 +18,7 @@ LAYERS = [
         "decjax._axis",
         "decjax._fusion",
     ),
-    ("decjax.topology", "decjax.metrics"),
+    ("decjax.topology", "decjax.metrics", "decjax.timing"),
     ("decjax.gossip",),
     ("decjax.algorithms",),
     ("decjax.data", "decjax.problems"),

@@ -21,11 +21,19 @@ from decjax.algorithms.delays import (
     Delays,
     fixed_delay,
     geometric_delay,
+    network_delays,
     per_link_delay,
     uniform_delay,
 )
 from decjax.algorithms.detag import DeTAGState, detag
 from decjax.algorithms.diffusion import DiffusionState, d2, exact_diffusion
+from decjax.algorithms.diloco import (
+    DiLoCoState,
+    diloco,
+    gossip_diloco,
+    nesterov_outer,
+    streaming_diloco,
+)
 from decjax.algorithms.dpsgd import dpsgd
 from decjax.algorithms.faults import ChurnState, StragglerState, node_churn, stragglers
 from decjax.algorithms.gradient_tracking import GradientTrackingState, gradient_tracking
@@ -51,6 +59,7 @@ __all__ = [
     "DeTAGState",
     "DecentralizedTransformation",
     "Delays",
+    "DiLoCoState",
     "DiffusionState",
     "GradientTrackingState",
     "Info",
@@ -69,15 +78,19 @@ __all__ = [
     "dasgd",
     "decentralize",
     "detag",
+    "diloco",
     "dpsgd",
     "exact_diffusion",
     "fixed_delay",
     "from_step",
     "geometric_delay",
+    "gossip_diloco",
     "gossip_pga",
     "gradient_tracking",
     "local_sgd",
     "local_then",
+    "nesterov_outer",
+    "network_delays",
     "node_churn",
     "osgp",
     "per_link_delay",
@@ -87,5 +100,6 @@ __all__ = [
     "reference_target",
     "sgp",
     "stragglers",
+    "streaming_diloco",
     "uniform_delay",
 ]

@@ -10,7 +10,8 @@ import numpy as np
 import optax
 
 from decjax._validation import check_int, check_positive, is_traced
-from decjax.gossip import bytes_per_round, mix, mix_delta, resolve_backend
+from decjax.gossip import bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
+from decjax.timing import LINK_BYTES
 from decjax.topology import Topology
 
 
@@ -65,9 +66,20 @@ class Gossip:
         )
         return jnp.asarray(total, jnp.float32)
 
+    def links(self, tree: Any, step: jax.Array, vectors: int = 1) -> jax.Array:
+        """``(rounds, n, n)`` bytes of each message ``j -> i`` in each of this step's rounds."""
+        t0 = step * self.rounds
+        return jnp.stack(
+            [link_bytes(self.topology, tree, t0 + r, vectors) for r in range(self.rounds)]
+        )
+
     def traffic(self, tree: Any, step: jax.Array, vectors: int = 1) -> Info:
-        """The step's record of what gossip sent: ``{"bytes_sent": ...}`` (see ``bytes``)."""
-        return {"bytes_sent": self.bytes(tree, step, vectors)}
+        """The step's record of what gossip sent: ``bytes_sent`` (see :meth:`bytes`) and
+        ``link_bytes`` (see :meth:`links`), which :class:`decjax.timing.TimeModel` reads."""
+        return {
+            "bytes_sent": self.bytes(tree, step, vectors),
+            LINK_BYTES: self.links(tree, step, vectors),
+        }
 
 
 def check_averaging(topology: Topology) -> None:

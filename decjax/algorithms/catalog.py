@@ -19,6 +19,7 @@ from decjax.algorithms.dasgd import dasgd
 from decjax.algorithms.delays import uniform_delay
 from decjax.algorithms.detag import detag
 from decjax.algorithms.diffusion import d2, exact_diffusion
+from decjax.algorithms.diloco import diloco, gossip_diloco, streaming_diloco
 from decjax.algorithms.dpsgd import dpsgd
 from decjax.algorithms.gradient_tracking import gradient_tracking
 from decjax.algorithms.local import gossip_pga, local_sgd
@@ -28,6 +29,11 @@ from decjax.gossip import sign, top_k
 from decjax.topology import Topology, lazy
 
 Factory = Callable[[float, Topology], optax.GradientTransformation]
+
+
+def _inner(learning_rate) -> optax.GradientTransformation:
+    return optax.sgd(learning_rate, momentum=0.9, nesterov=True)
+
 
 ALGORITHMS: dict[str, Factory] = {
     "dpsgd": lambda lr, topology: dpsgd(lr, topology),
@@ -59,6 +65,13 @@ ALGORITHMS: dict[str, Factory] = {
     "sgp": lambda lr, topology: sgp(lr, topology, momentum=0.9, nesterov=True),
     "osgp": lambda lr, topology: osgp(lr, topology, overlap=1, momentum=0.9, nesterov=True),
     "push_diging": lambda lr, topology: push_diging(lr, topology),
+    # the DiLoCo family: 8 local steps (Nesterov SGD, momentum 0.9) per outer step; one
+    # fragment, so that it runs on a model of any number of leaves
+    "diloco": lambda lr, topology: diloco(_inner(lr), every=8),
+    "gossip_diloco": lambda lr, topology: gossip_diloco(_inner(lr), topology, every=8),
+    "streaming_diloco": lambda lr, topology: streaming_diloco(
+        _inner(lr), every=8, overlap=1, alpha=0.5
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from decjax.algorithms._common import (
     zeros_count,
 )
 from decjax.gossip import Compressor, messages_per_worker
+from decjax.timing import LINK_BYTES, message_pattern
 from decjax.topology import Topology
 
 
@@ -110,8 +111,11 @@ def choco_sgd(
         public = optax.tree.add(state.public, unravel(q))
         mixed = gossip(public, t)
         new = jax.tree.map(lambda h, m, p: h + consensus_step * (m - p), half, mixed, public)
-        itemsize = jnp.dtype(diff.dtype).itemsize
-        sent = messages_per_worker(topology, t) * compressor.bytes(diff.shape[1], itemsize)
-        return new, ChocoState(t + 1, public, key), {"bytes_sent": sent.astype(jnp.float32)}
+        message = jnp.float32(compressor.bytes(diff.shape[1], jnp.dtype(diff.dtype).itemsize))
+        info = {
+            "bytes_sent": messages_per_worker(topology, t) * message,
+            LINK_BYTES: message_pattern(topology, t)[None] * message,
+        }
+        return new, ChocoState(t + 1, public, key), info
 
     return from_step(init, step)

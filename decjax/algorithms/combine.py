@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -18,6 +19,7 @@ from decjax.algorithms._common import (
     zeros_count,
 )
 from decjax.gossip import worker_bytes
+from decjax.timing import ALLREDUCE_BYTES, LINK_BYTES
 from decjax.topology import Topology
 
 ORDERS = ("atc", "parallel")
@@ -123,16 +125,16 @@ def combine(
         del extra_args
 
         def neighbours(tree):
-            return gossip(tree, state.count), gossip.bytes(tree, state.count)
-
-        def everyone(tree):
-            mean = jax.tree.map(lambda x: jnp.broadcast_to(_axis.mean_workers(x), x.shape), tree)
-            return mean, jnp.float32(2 * (n - 1) / n * worker_bytes(tree))
+            traffic = gossip.traffic(tree, state.count)
+            if average_every is not None:  # the same record as everyone's, for lax.cond
+                traffic[ALLREDUCE_BYTES] = jnp.float32(0.0)
+            return gossip(tree, state.count), traffic
 
         def mixed(tree):
             if average_every is None:
                 return neighbours(tree)
             is_average = (state.count + 1) % average_every == 0
+            everyone = functools.partial(_everyone, n=n, rounds=gossip.rounds)
             return jax.lax.cond(is_average, everyone, neighbours, tree)
 
         if order == "atc":
@@ -140,9 +142,21 @@ def combine(
         else:
             mixed_params, sent = mixed(params)
             new = optax.apply_updates(mixed_params, updates)
-        return new, CombineState(state.count + 1), {"bytes_sent": sent}
+        return new, CombineState(state.count + 1), sent
 
     return from_step(init, step)
+
+
+def _everyone(tree, n: int, rounds: int):
+    """The exact average over all workers, and its record (a ring all-reduce: ``2 (n - 1) / n``
+    copies sent per worker; the gossip phases stay empty)."""
+    mean = jax.tree.map(lambda x: jnp.broadcast_to(_axis.mean_workers(x), x.shape), tree)
+    size = jnp.float32(worker_bytes(tree))
+    return mean, {
+        "bytes_sent": 2 * (n - 1) / n * size,
+        LINK_BYTES: jnp.zeros((rounds, n, n), jnp.float32),
+        ALLREDUCE_BYTES: size,
+    }
 
 
 def decentralize(

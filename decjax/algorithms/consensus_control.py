@@ -13,8 +13,9 @@ import optax
 from decjax._validation import check_choice, check_in_range, check_int, check_positive, is_traced
 from decjax.algorithms._common import check_averaging, from_step, local_then
 from decjax.algorithms.combine import per_worker
-from decjax.gossip import bytes_per_round, mix, resolve_backend
+from decjax.gossip import bytes_per_round, link_bytes, mix, resolve_backend
 from decjax.metrics import consensus_distance, sum_of_squares
+from decjax.timing import LINK_BYTES
 from decjax.topology import Topology, spectral_gap
 
 
@@ -163,21 +164,24 @@ def _gossip_until_target(topology, target, max_rounds, estimate, backend):
         half = optax.apply_updates(params, updates)
 
         def one_round(carry):
-            r, x, _, sent = carry
+            r, x, _, sent, links = carry
             round_index = state.gossip_rounds + r
             new = mix(topology, x, round_index, backend=backend)
             sent = sent + bytes_per_round(topology, x, round_index)
-            return r + 1, new, estimate(new, x), sent
+            links = links.at[r].set(link_bytes(topology, x, round_index))
+            return r + 1, new, estimate(new, x), sent, links
 
         def keep_going(carry):
-            r, _, est, _ = carry
+            r, _, est, _, _ = carry
             return (r < max_rounds) & (est > goal)
 
-        carry = one_round((jnp.int32(0), half, jnp.float32(jnp.inf), jnp.float32(0.0)))
-        rounds, new, est, sent = jax.lax.while_loop(keep_going, one_round, carry)
+        # the rounds not taken stay empty phases (no message: no time)
+        links = jnp.zeros((max_rounds, topology.n, topology.n), jnp.float32)
+        carry = one_round((jnp.int32(0), half, jnp.float32(jnp.inf), jnp.float32(0.0), links))
+        rounds, new, est, sent, links = jax.lax.while_loop(keep_going, one_round, carry)
         new_state = ConsensusControlState(
             state.count + 1, state.gossip_rounds + rounds, rounds, jnp.asarray(est, jnp.float32)
         )
-        return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds}
+        return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds, LINK_BYTES: links}
 
     return from_step(init, step)

@@ -22,6 +22,7 @@ from decjax.algorithms._common import (
 from decjax.algorithms.delays import NEVER, Delays, deliveries, incoming
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
 from decjax.gossip import worker_bytes
+from decjax.timing import INFLIGHT_BYTES
 from decjax.topology import Topology
 
 
@@ -277,8 +278,10 @@ class _Ticks:
         # in the params' dtype (a bfloat16 model stays bfloat16)
         updates = jax.tree.map(lambda a, b, buf: (a + b).astype(buf.dtype), own, received, sent)
         total, count, worst = _staleness(state.arrivals, t, ages, deliver & ~eye[:, None, :], n)
+        inflight = link_all.astype(jnp.float32) * jnp.float32(worker_bytes(grads))
         info = {
-            "bytes_sent": jnp.mean(link_all.sum(axis=0).astype(jnp.float32)) * worker_bytes(grads),
+            "bytes_sent": jnp.sum(inflight) / n,
+            INFLIGHT_BYTES: inflight,  # nobody waits for them: the time model adds no time
             "staleness_sum": total,
             "staleness_count": count,
             "staleness_max": worst,

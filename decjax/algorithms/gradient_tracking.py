@@ -100,8 +100,9 @@ def gradient_tracking(
             new = gossip(optax.tree.add_scale(params, -eta, tracker), t)
         else:
             new = optax.tree.add_scale(gossip(params, t), -eta, tracker)
-        sent = gossip.bytes(params, t) + jax.numpy.where(t > 0, gossip.bytes(tracker, t - 1), 0.0)
-        info = {"bytes_sent": sent}
+        sent, tracked = gossip.traffic(params, t), gossip.traffic(tracker, t - 1)
+        # both are sent in the same rounds; no tracker at step 0
+        info = {key: sent[key] + jax.numpy.where(t > 0, tracked[key], 0.0) for key in sent}
         return new, GradientTrackingState(t + 1, tracker, grads), info
 
     return from_step(init, step)

@@ -33,6 +33,7 @@ from decjax.algorithms.delays import NEVER, Delays, deliveries, fixed_delay, inc
 from decjax.algorithms.dpsgd import local_sgd_optimizer
 from decjax.gossip import worker_bytes
 from decjax.gossip.push_sum import debias, unit_weights
+from decjax.timing import INFLIGHT_BYTES, LINK_BYTES
 from decjax.topology import Topology
 
 
@@ -195,6 +196,11 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
     Gossip(topology, push=True)  # validates the topology
     n, buffer = topology.n, delays.max_delay + 1
 
+    def traffic(off, message_bytes):
+        """Messages in flight (nobody waits) with delays, waited for without (= SGP)."""
+        links = (off != 0).astype(jnp.float32) * jnp.float32(message_bytes)
+        return {INFLIGHT_BYTES: links} if delays.max_delay > 0 else {LINK_BYTES: links[None]}
+
     def init(params):
         rows = jax.tree.leaves(params)[0].shape[0]
         w = unit_weights(params)
@@ -233,7 +239,7 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
             return (kept.reshape(kept.shape + (1,) * (v.ndim - 1)) * v + got).astype(v.dtype)
 
         numerators, w = jax.tree.map(keep_and_add, half, received)
-        info = {"bytes_sent": messages * worker_bytes(half)}
+        info = {"bytes_sent": messages * worker_bytes(half), **traffic(off, worker_bytes(half))}
         new_state = OverlapState(t + 1, numerators, w, key, sent, shares, delay_buf)
         return debias(numerators, w), new_state, info
 
@@ -291,9 +297,9 @@ def push_diging(
         eta = learning_rate_at(learning_rate, t)
         half = optax.tree.add_scale(state.numerators, -eta, tracker)
         numerators, weights = gossip((half, state.weights), t)
-        sent = gossip.bytes((half, state.weights), t)
-        sent = sent + jnp.where(t > 0, gossip.bytes(tracker, t - 1), 0.0)
+        pushed, tracked = gossip.traffic((half, state.weights), t), gossip.traffic(tracker, t - 1)
+        info = {key: pushed[key] + jnp.where(t > 0, tracked[key], 0.0) for key in pushed}
         new_state = PushDIGingState(t + 1, numerators, weights, tracker, grads)
-        return debias(numerators, weights), new_state, {"bytes_sent": sent}
+        return debias(numerators, weights), new_state, info
 
     return from_step(init, step)

@@ -1,7 +1,12 @@
 """Gossip operators: mixing stacked worker quantities along axis 0."""
 
 from decjax.gossip.accelerated import accelerated_mix, accelerated_step, optimal_momentum
-from decjax.gossip.communication import bytes_per_round, messages_per_worker, worker_bytes
+from decjax.gossip.communication import (
+    bytes_per_round,
+    link_bytes,
+    messages_per_worker,
+    worker_bytes,
+)
 from decjax.gossip.compression import Compressor, identity, qsgd, random_k, sign, top_k
 from decjax.gossip.mix import BACKENDS, mix, mix_delta, resolve_backend
 from decjax.gossip.push_sum import debias, push_sum_average
@@ -14,6 +19,7 @@ __all__ = [
     "bytes_per_round",
     "debias",
     "identity",
+    "link_bytes",
     "messages_per_worker",
     "mix",
     "mix_delta",

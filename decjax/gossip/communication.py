@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from decjax.timing import message_pattern
 from decjax.topology import Topology
 
 
@@ -37,3 +38,18 @@ def worker_bytes(tree: Any) -> int:
 def bytes_per_round(topology: Topology, tree: Any, step: Any = 0, vectors: int = 1) -> jax.Array:
     """Mean bytes each worker sends in one gossip round of ``vectors`` trees like ``tree``."""
     return messages_per_worker(topology, step) * float(worker_bytes(tree) * vectors)
+
+
+def link_bytes(topology: Topology, tree: Any, step: Any = 0, vectors: int = 1) -> jax.Array:
+    """``(n, n)`` bytes of the message ``j -> i`` (receiver first) of one gossip round at ``step``.
+
+    What :class:`decjax.timing.TimeModel` reads: one model copy of ``tree``
+    (times ``vectors``) on every link with ``W_t[i, j] != 0``, ``i != j``.
+    Its sum over the links, divided by ``n``, is :func:`bytes_per_round`.
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> decjax.gossip.link_bytes(decjax.ring(4), jnp.zeros((4, 10)))[0].tolist()  # 40 B
+      [0.0, 40.0, 0.0, 40.0]
+    """
+    return message_pattern(topology, step) * jnp.float32(worker_bytes(tree) * vectors)

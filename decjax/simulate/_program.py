@@ -22,6 +22,7 @@ from decjax.metrics import (
     zero_totals,
 )
 from decjax.simulate._lowering import AUTO, resolve_worker_chunks
+from decjax.timing import TRAFFIC, TimeModel
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
@@ -79,14 +80,26 @@ class Program:
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
+    timing: TimeModel | None = None  # simulated seconds per step, recorded as ``time``
 
     def init(self, params, key, hyper, model_state=None) -> RunState:
         tx = self.make_tx(**hyper)
         opt_state = tx.init(params)
         # the keys of the transformation's per-step record, from its shapes (nothing runs)
-        info = jax.eval_shape(lambda p, s: apply_step(tx, p, s, p)[2], params, opt_state)
+        info = jax.eval_shape(
+            lambda p, s: self.record(apply_step(tx, p, s, p)[2], 0, p), params, opt_state
+        )
         zero = jnp.zeros((), jnp.int32)
         return RunState(params, opt_state, key, zero, zero_totals(info), model_state)
+
+    def record(self, info: dict, step, params) -> dict:
+        """What a step adds to the running totals: its scalars, and with a time model the
+        simulated seconds ``time`` it took (from its traffic, which is not kept)."""
+        out = {name: value for name, value in info.items() if name not in TRAFFIC}
+        if self.timing is not None:
+            n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
+            out["time"] = self.timing.step_time(info, step, n)
+        return out
 
     def batch(self, data, key, step=0):
         if isinstance(data, WorkerData):
@@ -168,7 +181,7 @@ class Program:
             params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
             if self.state_topology is not None:
                 model_state = mix_floating(self.state_topology, model_state, state.step)
-            totals = accumulate(state.totals, info)
+            totals = accumulate(state.totals, self.record(info, state.step, state.params))
             new = RunState(params, opt_state, key, state.step + 1, totals, model_state)
             aux = {f"train_{k}": _axis.mean_workers(v) for k, v in aux.items()}
             return new, (_axis.mean_workers(losses), aux)

@@ -25,6 +25,7 @@ from decjax.simulate._program import STEPS_PER_ITERATION, Program
 from decjax.simulate.identity import run_identity
 from decjax.simulate.options import Checkpointing, Evaluation, Execution, flat_options, merge
 from decjax.simulate.result import SimulationResult
+from decjax.timing import TimeModel
 from decjax.topology import Topology, stack
 
 DIVERGENCE = ("raise", "stop", "ignore")
@@ -68,8 +69,22 @@ def _program(
         keep_finite,
         options.get("model_state") is not None or bool(options.get("stateful")),
         _check_state_topology(options.get("mix_model_state"), params),
+        _check_timing(options.get("timing"), params),
     )
     return steps, program
+
+
+def _check_timing(timing, params) -> TimeModel | None:
+    """``timing``: ``None`` or a :class:`~decjax.timing.TimeModel` sized for the params' ``n``."""
+    if timing is None:
+        return None
+    if not isinstance(timing, TimeModel):
+        raise TypeError(
+            f"timing must be a decjax.timing.TimeModel or None, got {type(timing).__name__}"
+        )
+    if params is not None:
+        timing.check(jax.tree.leaves(params)[0].shape[0])
+    return timing
 
 
 def _check_state_topology(topology, params) -> Topology | None:
@@ -264,6 +279,7 @@ def make_run(
     execution: Execution | None = None,
     stateful: bool = False,
     mix_model_state: Topology | None = None,
+    timing: TimeModel | None = None,
 ) -> Callable:
     """The pure core of :func:`simulate`: ``run(params, key, data, eval_data=None, hyper=None)``.
 
@@ -337,6 +353,7 @@ def simulate(
     execution: Execution | None = None,
     model_state: Any = None,
     mix_model_state: Topology | None = None,
+    timing: TimeModel | None = None,
 ) -> SimulationResult:
     """Run decentralized training: ``steps`` steps of ``tx`` on stacked ``params``.
 
@@ -372,9 +389,9 @@ def simulate(
       model_state: stacked state of a stateful model (BatchNorm; see ``docs/models.md``);
         then ``loss_fn(params, batch, state, key) -> (loss, (state, aux))``.
       mix_model_state: gossip the model state with this topology; ``None`` keeps it local.
+      timing: a :class:`decjax.timing.TimeModel`: records also carry ``time`` (simulated s).
 
-    Returns:
-      A :class:`SimulationResult`.
+    Returns: a :class:`SimulationResult`.
 
     Examples:
       >>> import jax, decjax
@@ -425,6 +442,7 @@ def sweep(
     batch_size: int | None = None,
     model_state: Any = None,
     mix_model_state: Topology | None = None,
+    timing: TimeModel | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     evaluation: Evaluation | None = None,
@@ -571,6 +589,7 @@ def _saving(a: SimpleNamespace, tx, hyper, state) -> Saving:
             loss_fn=a.loss_fn,
             eval_fn=a.eval_fn,
             run_id=a.run_id,
+            timing=a.timing,
         )
     return Saving(a.checkpoint_dir, a.checkpoint_every, identity, a.overwrite)
 

@@ -13,6 +13,7 @@ checkpoint also records, field by field:
 * ``key``, ``initial params``, ``initial optimizer state`` – hashes of the run's start;
 * ``data``, ``eval_data`` – hashes of the arrays;
 * ``loss_fn``, ``eval_fn`` – qualified names;
+* ``timing`` – the time model (:mod:`decjax.timing`), whose ``time`` records a resume continues;
 * ``run_id`` – the user's own label, for what no hash can see (a global
   variable read inside ``loss_fn``, say).
 
@@ -48,6 +49,7 @@ FIELDS = (
     "eval_data",
     "loss_fn",
     "eval_fn",
+    "timing",
     "run_id",
 )
 _READABLE = 160  # longer texts are stored as digests
@@ -160,6 +162,7 @@ def run_identity(
     loss_fn: Any,
     eval_fn: Any,
     run_id: str | None,
+    timing: Any = None,
 ) -> dict[str, str]:
     """The identity fields of a run (see the module docstring), in :data:`FIELDS` order.
 
@@ -182,5 +185,15 @@ def run_identity(
         "eval_data": tree_digest(eval_data),
         "loss_fn": function_name(loss_fn),
         "eval_fn": function_name(eval_fn),
+        "timing": _timing_text(timing),
         "run_id": "None" if run_id is None else str(run_id),
     }
+
+
+def _timing_text(timing: Any) -> str:
+    """The time model's fields (network and compute arrays hashed), or ``"None"``."""
+    if timing is None:
+        return "None"
+    walker = _Walker()
+    walker.walk(timing)
+    return _text([*walker.algorithm, *walker.numbers])

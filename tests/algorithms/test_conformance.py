@@ -148,6 +148,24 @@ def test_counts_the_bytes_it_sends(name):
 
 
 RECORDED = {"bytes_sent", "gossip_rounds", "staleness_sum", "staleness_count", "staleness_max"}
+LOCAL_FIRST = ("local_sgd", "diloco", "gossip_diloco", "streaming_diloco")
+
+
+@pytest.mark.parametrize("name", EVERY)
+def test_traffic_record_adds_up_to_bytes_sent(name):
+    """One channel: the bytes the time model reads (every message, in-flight message and
+    all-reduce) add up to ``bytes_sent``, step by step (8 steps: DiLoCo's outer step too)."""
+    tx = ALGORITHMS[name](0.05, decjax.ring(N))
+    params = _params()
+    state, step = tx.init(params), jax.jit(tx.step)
+    for t in range(8):
+        params, state, info = step(_grads(params, t), state, params)
+        links = info.get("link_bytes", jnp.zeros((1, N, N)))
+        assert links.ndim == 3 and links.shape[1:] == (N, N)
+        assert float(jnp.min(links)) >= 0 and float(jnp.max(jnp.diagonal(links, 0, 1, 2))) == 0
+        total = float(jnp.sum(links)) + float(jnp.sum(info.get("inflight_bytes", 0.0)))
+        total += 2 * (N - 1) * float(info.get("allreduce_bytes", 0.0))
+        np.testing.assert_allclose(total / N, float(info["bytes_sent"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", EVERY)
@@ -159,9 +177,10 @@ def test_steps_directly_and_reports_a_record_of_scalars(name):
     assert isinstance(tx, decjax.algorithms.StepTransformation)
     params = _params()
     _, _, info = jax.jit(tx.step)(_grads(params, 0), tx.init(params), params)
-    assert "bytes_sent" in info and set(info) <= RECORDED
-    assert all(jnp.shape(v) == () for v in info.values())
-    assert float(info["bytes_sent"]) > 0 or name == "local_sgd"  # whose first step is local
+    scalars = {k: v for k, v in info.items() if k not in decjax.timing.TRAFFIC}
+    assert "bytes_sent" in info and set(scalars) <= RECORDED
+    assert all(jnp.shape(v) == () for v in scalars.values())
+    assert float(info["bytes_sent"]) > 0 or name in LOCAL_FIRST  # whose first step is local
     alone = ALGORITHMS[name](0.05, decjax.solo(N))
     _, _, info = jax.jit(alone.step)(_grads(params, 0), alone.init(params), params)
     assert float(info["bytes_sent"]) == 0.0

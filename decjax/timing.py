@@ -1,0 +1,415 @@
+r"""Simulated wall-clock time: a network and compute model evaluated inside ``jit``.
+
+Every step of a decentralized run reports what it sent (the one channel of
+:class:`~decjax.algorithms.StepTransformation` records): ``link_bytes``, a
+``(phases, n, n)`` array of the bytes of each message :math:`j \to i`
+(receiver first, like :math:`W`) in each communication phase the workers wait
+for, and ``allreduce_bytes``, the size of a vector averaged over all workers.
+A :class:`TimeModel` turns that record into seconds:
+
+- **compute**: worker :math:`i` spends :math:`c_i(t)` seconds on its gradient
+  (:class:`Compute`: constant, per worker, a measured trace, or random draws);
+- **a message** :math:`j \to i` of :math:`B_{ij}` bytes takes
+  :math:`\ell_{ij} + \max(B_{ij} / b_{ij},\ O_j / p_j,\ I_i / p_i)`: the
+  link's latency, then the slowest of the link's bandwidth and the sender's
+  and receiver's ports (:class:`Network`), which every message of the phase
+  shares (:math:`O_j` and :math:`I_i` are all the bytes :math:`j` sends and
+  :math:`i` receives in the phase);
+- **a phase** ends for worker :math:`i` when its own previous phase has ended
+  and every message to it has arrived; a message leaves when its sender's
+  previous phase ended (compute, for the first phase);
+- **a synchronous step** ends when the last worker is done:
+
+  .. math::
+
+     t_{\text{step}} = \max_i r_i^{(P)}, \quad r^{(0)}_i = c_i, \quad
+     r^{(p+1)}_i = \max\Bigl(r^{(p)}_i,\ \max_{j:\,B^{(p)}_{ij} > 0}
+       r^{(p)}_j + \ell_{ij} + \tau^{(p)}_{ij}\Bigr),
+
+  which on a homogeneous network is
+  :math:`\max_i c_i + \sum_p \max_{ij} (\ell + \tau^{(p)}_{ij})`; an all-reduce is then
+  a ring all-reduce, :math:`2 (n - 1)` phases of :math:`B / n` bytes on the
+  ring :math:`0 \to 1 \to \dots \to n - 1 \to 0`;
+- with ``overlap=True`` communication runs while the gradient is computed
+  (an implementation that sends the previous step's model, as OSGP does): the
+  step takes :math:`\max(\max_i c_i, \text{communication})`;
+- messages nobody waits for (``inflight_bytes``: DASGD, OSGP with delays) add
+  no time; the step (a *tick*) lasts as long as the slowest computation, and
+  :func:`decjax.algorithms.network_delays` gives the tick delays the network
+  implies; :func:`event_schedule` orders the arrivals of free-running workers.
+
+What the model ignores: contention inside the switch fabric (only the ports
+and links are limits), jitter other than the compute draws, protocol overhead
+and packetisation. Bandwidths are in **bytes** per second; :func:`gbps`
+converts from gigabits per second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from decjax._validation import as_key, check_bool, check_choice
+
+LINK_BYTES = "link_bytes"  # (phases, n, n) bytes of each message j -> i the receivers wait for
+ALLREDUCE_BYTES = "allreduce_bytes"  # bytes per worker of a vector averaged over all workers
+INFLIGHT_BYTES = "inflight_bytes"  # (n, n) bytes of messages delivered in later ticks
+OVERLAP_STEPS = "overlap_steps"  # the step's communication runs behind this many computations
+TRAFFIC = (LINK_BYTES, ALLREDUCE_BYTES, INFLIGHT_BYTES, OVERLAP_STEPS)  # what the model reads
+LAWS = ("lognormal", "exponential", "uniform")
+BYTES_PER_GIGABIT = 1e9 / 8
+
+
+def gbps(gigabits_per_second: float) -> float:
+    """Bytes per second of a link of ``gigabits_per_second`` Gb/s.
+
+    Examples:
+      >>> import decjax
+      >>> decjax.timing.gbps(1.0)
+      125000000.0
+    """
+    return float(gigabits_per_second) * BYTES_PER_GIGABIT
+
+
+def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np.ndarray:
+    """A scalar, ``(n,)`` or ``(n, n)`` array of non-negative (or positive) finite floats."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+    if array.ndim > 2 or (array.ndim == 2 and array.shape[0] != array.shape[1]):
+        raise ValueError(
+            f"{name} must be a scalar, one value per worker (n,) or a matrix (n, n) "
+            f"[receiver, sender], got shape {array.shape}"
+        )
+    bad = np.isnan(array) | (array < 0) | (~allow_inf & np.isinf(array))
+    if not allow_zero:
+        bad |= array == 0
+    if bad.any():
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ValueError(
+            f"{name} must be {rule}{'' if allow_inf else ' and finite'}, "
+            f"got {array.ravel()[bad.ravel()][0]}"
+        )
+    return array
+
+
+def _per_link(array: np.ndarray, n: int, name: str) -> jax.Array:
+    """A scalar, per-sender ``(n,)`` or ``(n, n)`` value as an ``(n, n)`` [receiver, sender]."""
+    if array.ndim and array.shape[0] != n:
+        raise ValueError(
+            f"{name} has {array.shape[0]} entries per axis but there are n={n} workers"
+        )
+    if array.ndim == 1:  # a worker's uplink: the sender's value
+        array = np.broadcast_to(array[None, :], (n, n))
+    return jnp.asarray(np.broadcast_to(array, (n, n)), jnp.float32)
+
+
+@dataclass(frozen=True)
+class Network:
+    """Latency and bandwidth of every link, and optionally of every worker's port.
+
+    Each of ``latency`` (seconds) and ``bandwidth`` (bytes/second) is a
+    scalar (every link), an ``(n,)`` array (worker ``j``'s uplink: every
+    message it sends) or an ``(n, n)`` matrix ``[receiver, sender]``.
+    ``port_bandwidth`` (bytes/second, scalar or ``(n,)``) limits what a worker
+    sends and what it receives in one phase, shared by all its messages: the
+    star-shaped limit of workers behind one switch port each (``None``: no
+    port limit, only the links).
+
+    Examples:
+      >>> import decjax
+      >>> net = decjax.timing.Network(latency=1e-5, bandwidth=decjax.timing.gbps(10))
+      >>> round(float(net.transfer_times(decjax.ring(4), 1e6)[0, 1]), 6)  # 1 MB at 10 Gb/s
+      0.00081
+    """
+
+    latency: Any = 0.0
+    bandwidth: Any = math.inf
+    port_bandwidth: Any = None
+
+    def __post_init__(self):
+        object.__setattr__(
+            self, "latency", _as_rates("latency", self.latency, allow_inf=False, allow_zero=True)
+        )
+        object.__setattr__(
+            self,
+            "bandwidth",
+            _as_rates("bandwidth", self.bandwidth, allow_inf=True, allow_zero=False),
+        )
+        if self.port_bandwidth is not None:
+            port = _as_rates(
+                "port_bandwidth", self.port_bandwidth, allow_inf=True, allow_zero=False
+            )
+            if port.ndim == 2:
+                raise ValueError("port_bandwidth must be a scalar or one value per worker (n,)")
+            object.__setattr__(self, "port_bandwidth", port)
+
+    def check(self, n: int) -> None:
+        """Refuse arrays sized for another number of workers (before anything is compiled)."""
+        for name in ("latency", "bandwidth", "port_bandwidth"):
+            value = getattr(self, name)
+            if value is not None and value.ndim and value.shape[0] != n:
+                raise ValueError(
+                    f"Network.{name} has {value.shape[0]} entries per axis but the run has "
+                    f"n={n} workers"
+                )
+
+    def transfer(self, links: jax.Array) -> jax.Array:
+        r"""``(n, n)`` seconds from departure to arrival of each message of one phase.
+
+        ``links[i, j]`` is the bytes of the message :math:`j \to i` (0: none);
+        the result is :math:`\ell_{ij} + \max(B_{ij}/b_{ij}, O_j/p_j, I_i/p_i)`
+        where a message exists, 0 elsewhere.
+        """
+        n = links.shape[-1]
+        links = links.astype(jnp.float32)
+        seconds = links / _per_link(self.bandwidth, n, "bandwidth")
+        if self.port_bandwidth is not None:
+            port = jnp.broadcast_to(jnp.asarray(self.port_bandwidth, jnp.float32), (n,))
+            sent = jnp.sum(links, axis=0) / port  # each sender's bytes through its port
+            received = jnp.sum(links, axis=1) / port
+            seconds = jnp.maximum(seconds, jnp.maximum(sent[None, :], received[:, None]))
+        return jnp.where(links > 0, _per_link(self.latency, n, "latency") + seconds, 0.0)
+
+    def transfer_times(self, topology, message_bytes: float, step: Any = 0) -> jax.Array:
+        """:meth:`transfer` of one ``message_bytes`` message on every link of ``topology``."""
+        return self.transfer(message_pattern(topology, step) * jnp.float32(message_bytes))
+
+    def allreduce_time(self, nbytes: jax.Array, n: int) -> jax.Array:
+        r"""A ring all-reduce of ``nbytes`` per worker over ``0 -> 1 -> ... -> n-1 -> 0``.
+
+        :math:`2 (n - 1)` phases (reduce-scatter, then all-gather), each sending
+        :math:`B / n` bytes on every ring link; a phase lasts as long as its
+        slowest link: :math:`2 (n - 1) \max_j (\ell_{j+1, j} + B / (n\, b_{j+1, j}))`.
+        """
+        if n == 1:
+            return jnp.zeros((), jnp.float32)
+        ring = jnp.zeros((n, n), jnp.float32).at[(jnp.arange(n) + 1) % n, jnp.arange(n)].set(1.0)
+        phase = self.transfer(ring * (jnp.asarray(nbytes, jnp.float32) / n))
+        return jnp.where(nbytes > 0, 2 * (n - 1) * jnp.max(phase), 0.0)
+
+
+def message_pattern(topology, step: Any = 0) -> jax.Array:
+    """``(n, n)`` float32: 1 where ``j`` sends to ``i != j`` at ``step`` (``W_t[i, j] != 0``)."""
+    matrix = topology.matrix(step)
+    n = matrix.shape[-1]
+    return ((matrix != 0) & ~jnp.eye(n, dtype=bool)).astype(jnp.float32)
+
+
+def cluster(
+    nodes: int,
+    per_node: int = 8,
+    *,
+    intra_latency: float = 2e-6,
+    intra_bandwidth: float = 300e9,
+    inter_latency: float = 1e-5,
+    inter_bandwidth: float = gbps(100),
+) -> Network:
+    """``nodes`` machines of ``per_node`` accelerators: fast links inside a node, slower between.
+
+    Worker ``i`` sits on node ``i // per_node``. Messages between workers of one
+    node use ``intra_*`` (an NVLink-class interconnect by default: 300 GB/s,
+    2 µs), messages between nodes ``inter_*`` (a 100 Gb/s network, 10 µs),
+    the link's own limits. Contention between the workers of a node for a
+    shared network card is not modelled (give the :class:`Network` a
+    ``port_bandwidth`` to bound what each worker sends and receives).
+
+    Examples:
+      >>> import decjax
+      >>> net = decjax.timing.cluster(2, per_node=2, inter_bandwidth=decjax.timing.gbps(1))
+      >>> bool(net.bandwidth[0, 1] > net.bandwidth[0, 2])
+      True
+    """
+    if int(nodes) != nodes or nodes < 1 or int(per_node) != per_node or per_node < 1:
+        raise ValueError(f"nodes and per_node must be integers >= 1, got {nodes}, {per_node}")
+    node = np.arange(int(nodes) * int(per_node)) // int(per_node)
+    same = node[:, None] == node[None, :]
+    return Network(
+        latency=np.where(same, intra_latency, inter_latency),
+        bandwidth=np.where(same, intra_bandwidth, inter_bandwidth),
+    )
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Seconds each worker spends computing its step.
+
+    ``seconds`` is a scalar (every worker), an ``(n,)`` array (heterogeneous
+    workers) or a ``(T, n)`` trace (step ``t`` uses row ``t mod T``: plug a
+    measured trace here). With ``law``, each step multiplies it by an
+    independent random factor of mean 1 per worker (``"lognormal"`` with
+    log-standard deviation ``spread``, ``"exponential"``, or ``"uniform"`` on
+    ``[1 - spread, 1 + spread]``), drawn from ``key`` folded with the step.
+
+    Examples:
+      >>> import decjax
+      >>> decjax.timing.Compute([0.1, 0.3]).at(0, 2).tolist()
+      [0.10000000149011612, 0.30000001192092896]
+    """
+
+    seconds: Any = 0.0
+    law: str | None = None
+    spread: float = 0.0
+    key: Any = None
+
+    def __post_init__(self):
+        seconds = np.asarray(self.seconds, dtype=np.float64)
+        if seconds.ndim > 2 or not np.isfinite(seconds).all() or (seconds < 0).any():
+            raise ValueError(
+                "Compute.seconds must be finite and >= 0: a scalar, one per worker (n,) or a "
+                f"trace (T, n); got shape {seconds.shape}"
+            )
+        object.__setattr__(self, "seconds", seconds)
+        if self.law is not None:
+            check_choice("Compute.law", self.law, LAWS)
+            if not 0 <= float(self.spread) < (1 if self.law == "uniform" else math.inf):
+                raise ValueError(
+                    f"Compute.spread must be >= 0 (< 1 for uniform), got {self.spread}"
+                )
+            key = jax.random.key(0) if self.key is None else as_key("Compute.key", self.key)
+            object.__setattr__(self, "key", key)
+
+    def check(self, n: int) -> None:
+        if self.seconds.ndim and self.seconds.shape[-1] != n:
+            raise ValueError(
+                f"Compute.seconds has {self.seconds.shape[-1]} workers but the run has n={n}"
+            )
+
+    def at(self, step: Any, n: int) -> jax.Array:
+        """``(n,)`` seconds of each worker's computation at ``step`` (jit-able)."""
+        seconds = jnp.asarray(self.seconds, jnp.float32)
+        if seconds.ndim == 2:
+            seconds = seconds[jnp.asarray(step) % seconds.shape[0]]
+        seconds = jnp.broadcast_to(seconds, (n,))
+        if self.law is None:
+            return seconds
+        key = jax.random.fold_in(self.key, step)
+        if self.law == "lognormal":
+            sigma = jnp.float32(self.spread)
+            factor = jnp.exp(sigma * jax.random.normal(key, (n,)) - sigma**2 / 2)
+        elif self.law == "exponential":
+            factor = jax.random.exponential(key, (n,))
+        else:
+            factor = jax.random.uniform(key, (n,), minval=1 - self.spread, maxval=1 + self.spread)
+        return seconds * factor
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """How long each step of a run takes, from what it sent (see the module docstring).
+
+    Attributes:
+      network: a :class:`Network` (default: instantaneous).
+      compute: a :class:`Compute`, or seconds (scalar or ``(n,)``).
+      overlap: communication runs while the gradient is computed.
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> model = decjax.timing.TimeModel(decjax.timing.Network(1e-3, 1e6), compute=0.01)
+      >>> ring = decjax.timing.message_pattern(decjax.ring(4))  # 4 workers
+      >>> info = {"link_bytes": 1000.0 * ring[None]}  # one phase, 1 kB to each neighbour
+      >>> round(float(model.step_time(info, 0, 4)), 6)  # 0.01 + 1e-3 + 1000 / 1e6
+      0.012
+    """
+
+    network: Network = field(default_factory=Network)
+    compute: Any = 0.0
+    overlap: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.network, Network):
+            raise TypeError(
+                f"network must be a decjax.timing.Network, got {type(self.network).__name__}"
+            )
+        if not isinstance(self.compute, Compute):
+            object.__setattr__(self, "compute", Compute(self.compute))
+        check_bool("overlap", self.overlap)
+
+    def check(self, n: int) -> None:
+        """Refuse arrays sized for another number of workers, before anything is compiled."""
+        self.network.check(n)
+        self.compute.check(n)
+
+    def step_time(self, info: dict, step: Any, n: int) -> jax.Array:
+        """Seconds of one step, from its record ``info`` (only its :data:`TRAFFIC` keys)."""
+        compute = self.compute.at(step, n)
+        start = jnp.zeros((n,), jnp.float32) if self.overlap else compute
+        ready = start
+        links = info.get(LINK_BYTES)
+        if links is not None:
+            links = jnp.asarray(links, jnp.float32)
+            for phase in range(links.shape[0]):
+                ready = self._phase(ready, links[phase])
+        communicated = jnp.max(ready)
+        if ALLREDUCE_BYTES in info:
+            communicated = communicated + self.network.allreduce_time(info[ALLREDUCE_BYTES], n)
+        if OVERLAP_STEPS in info:  # sent now, needed that many computations later
+            hidden = jnp.asarray(info[OVERLAP_STEPS], jnp.float32) * jnp.max(compute)
+            return jnp.max(compute) + jnp.maximum(communicated - jnp.max(start) - hidden, 0.0)
+        if self.overlap:
+            return jnp.maximum(jnp.max(compute), communicated)
+        return communicated
+
+    def _phase(self, ready: jax.Array, links: jax.Array) -> jax.Array:
+        arrival = jnp.where(links > 0, ready[None, :] + self.network.transfer(links), 0.0)
+        return jnp.maximum(ready, jnp.max(arrival, axis=1))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The event-driven timeline of free-running workers (see :func:`event_schedule`).
+
+    Attributes:
+      finish: ``(K, n)`` time at which each worker finishes its ``k``-th update.
+      arrival: ``(K, n, n)`` time at which the message of ``j``'s ``k``-th
+        update reaches ``i`` (``inf``: no such message).
+      applied: ``(K, n, n)`` updates ``i`` has finished when that message
+        arrives (its staleness in ``i``'s updates is ``applied - k``).
+      order: ``(M, 3)`` the ``M`` messages ``(k, receiver, sender)`` in order
+        of arrival (ties by ``k``, then receiver, then sender).
+    """
+
+    finish: np.ndarray
+    arrival: np.ndarray
+    applied: np.ndarray
+    order: np.ndarray
+
+
+def event_schedule(model: TimeModel, pattern, message_bytes: float, updates: int) -> Schedule:
+    r"""When every message of ``updates`` updates per worker arrives, with nobody waiting.
+
+    Asynchronous workers (DASGD's setting) never wait: worker :math:`j`
+    finishes its :math:`k`-th update at :math:`F_j(k) = \sum_{m \le k} c_j(m)`
+    and sends it at once to every :math:`i` with ``pattern[i, j]``; it arrives
+    at :math:`F_j(k) + \ell_{ij} + \tau_{ij}` (:meth:`Network.transfer` of one
+    message per link). Vectorised over all messages (float64, on the host);
+    the tests check it against a ``heapq`` event loop.
+
+    Args:
+      model: the :class:`TimeModel` (its compute draws and network).
+      pattern: ``(n, n)`` who sends to whom (receiver first), e.g.
+        :func:`message_pattern` of a topology.
+      message_bytes: bytes of one message.
+      updates: updates per worker ``K``.
+    """
+    pattern = np.asarray(pattern) != 0
+    n = pattern.shape[0]
+    np.fill_diagonal(pattern, False)
+    model.check(n)
+    compute = np.stack([np.asarray(model.compute.at(k, n), np.float64) for k in range(updates)])
+    finish = np.cumsum(compute, axis=0)
+    links = jnp.asarray(pattern, jnp.float32) * jnp.float32(message_bytes)
+    transfer = np.asarray(model.network.transfer(links), np.float64)
+    arrival = np.where(pattern[None], finish[:, None, :] + transfer[None], np.inf)
+    applied = np.stack(
+        [np.searchsorted(finish[:, i], arrival[:, i, :], side="right") for i in range(n)], axis=1
+    )
+    k, i, j = np.nonzero(np.broadcast_to(pattern, arrival.shape))
+    ranked = np.lexsort((j, i, k, arrival[k, i, j]))
+    return Schedule(finish, arrival, applied, np.stack([k, i, j], axis=1)[ranked])
