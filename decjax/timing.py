@@ -87,14 +87,16 @@ def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np
             f"{name} must be a scalar, one value per worker (n,) or a matrix (n, n) "
             f"[receiver, sender], got shape {array.shape}"
         )
-    bad = np.isnan(array) | (array < 0) | (~allow_inf & np.isinf(array))
+    bad = np.isnan(array) | (array < 0)
+    if not allow_inf:
+        bad |= np.isinf(array)
     if not allow_zero:
         bad |= array == 0
     if bad.any():
         rule = ">= 0" if allow_zero else "> 0"
         raise ValueError(
             f"{name} must be {rule}{'' if allow_inf else ' and finite'}, "
-            f"got {array.ravel()[bad.ravel()][0]}"
+            f"got {np.atleast_1d(array)[np.atleast_1d(bad)][0]}"
         )
     return array
 

@@ -78,6 +78,45 @@ class SimulationResult:
         """The last recorded value of metric ``name`` (an array over configs for sweeps)."""
         return self.metrics[name][..., -1]
 
+    def reaches(self, name: str, target: float, *, x: str = "time", above: bool = True) -> Any:
+        """The first ``x`` (``"time"``: simulated seconds, or ``"step"``) at which metric
+        ``name`` reached ``target`` (``>=``; ``<=`` with ``above=False``); NaN where never.
+
+        A float for a single run, an array over configurations for a sweep.
+
+        Examples:
+          >>> import numpy as np, decjax
+          >>> res = decjax.SimulationResult(steps=np.array([10, 20, 30]), state=None, metrics={
+          ...     "test_accuracy": np.array([0.5, 0.8, 0.9]), "time": np.array([1.0, 2.0, 3.0])})
+          >>> res.reaches("test_accuracy", 0.75), res.reaches("test_accuracy", 0.75, x="step")
+          (2.0, 20.0)
+        """
+        values = np.atleast_2d(self._metric(name))
+        axis = np.atleast_2d(self._axis(x))
+        hit = values >= target if above else values <= target
+        first = np.argmax(hit, axis=-1)
+        found = hit.any(axis=-1)
+        rows = np.arange(values.shape[0])
+        out = np.where(found, np.broadcast_to(axis, values.shape)[rows, first], np.nan)
+        return out if self.configs is not None else float(out[0])
+
+    def _metric(self, name: str) -> np.ndarray:
+        if name not in self.metrics:
+            raise ValueError(f"metric {name!r} was not recorded; have {list(self.metrics)}")
+        return self.metrics[name]
+
+    def _axis(self, x: str) -> np.ndarray:
+        """The x values: the steps, or each configuration's simulated seconds."""
+        if x == "step":
+            return self.steps.astype(np.float64)
+        if x == "time":
+            if "time" not in self.metrics:
+                raise ValueError(
+                    "x='time' needs simulated time: run with timing=decjax.timing.TimeModel(...)"
+                )
+            return self.metrics["time"]
+        raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+
     def to_dataframe(self):
         """A long-format ``pandas.DataFrame``: one row per (configuration, evaluation step).
 
@@ -95,13 +134,23 @@ class SimulationResult:
             frames.append(pd.DataFrame(cols))
         return pd.concat(frames, ignore_index=True)
 
-    def plot(self, metrics: Sequence[str] | None = None, *, label_by: Sequence[str] | None = None):
-        """One panel per metric against step; one line per configuration. Returns the Figure.
+    def plot(
+        self,
+        metrics: Sequence[str] | None = None,
+        *,
+        label_by: Sequence[str] | None = None,
+        x: str = "step",
+    ):
+        """One panel per metric against step (or simulated time); one line per configuration.
 
         Args:
           metrics: names to plot (default: ``train_loss``, ``consensus_distance``
             and ``test_accuracy`` where recorded).
           label_by: hyperparameters shown in the legend (default: all that vary).
+          x: ``"step"``, or ``"time"``: the simulated seconds of a run with a
+            :class:`decjax.timing.TimeModel` (each configuration its own clock).
+
+        Returns: the matplotlib Figure.
         """
         import matplotlib.pyplot as plt
 
@@ -111,6 +160,8 @@ class SimulationResult:
         unknown = [m for m in metrics if m not in self.metrics]
         if unknown:
             raise ValueError(f"metrics {unknown} were not recorded; have {list(self.metrics)}")
+        xs = self._axis(x)
+        xs = xs if self.configs is not None and xs.ndim == 2 else np.broadcast_to(xs, (1, len(xs)))
         configs = self.configs if self.configs is not None else [{}]
         if label_by is None:
             label_by = [k for k in configs[0] if len({str(c[k]) for c in configs}) > 1]
@@ -118,10 +169,10 @@ class SimulationResult:
         for ax, name in zip(axes[0], metrics, strict=True):
             values = self.metrics[name]
             rows = values if self.configs is not None else values[None]
-            for config, row in zip(configs, rows, strict=True):
+            for c, (config, row) in enumerate(zip(configs, rows, strict=True)):
                 label = ", ".join(f"{k}={_fmt(config[k])}" for k in label_by) or None
-                ax.plot(self.steps, row, label=label)
-            ax.set_xlabel("step")
+                ax.plot(xs[c % len(xs)], row, label=label)
+            ax.set_xlabel("simulated seconds" if x == "time" else "step")
             ax.set_title(name)
             if name in LOG_SCALE_METRICS:
                 ax.set_yscale("log")

@@ -1,0 +1,241 @@
+"""Simulated wall-clock time: the model's closed forms, its records, an event-loop oracle."""
+
+import heapq
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import decjax
+from decjax import timing
+
+N, D = 8, 250  # a model of 250 float32 values: 1,000-byte messages
+MODEL_BYTES = 4 * D
+LATENCY, BANDWIDTH, COMPUTE = 1e-3, 1e6, 0.02
+
+
+def _params():
+    return jax.random.normal(jax.random.key(0), (N, D))
+
+
+def _step_times(tx, model, steps=3):
+    """Seconds of each of ``steps`` steps of ``tx`` (jitted ``step`` on random gradients)."""
+    params = _params()
+    state = tx.init(params)
+
+    @jax.jit
+    def one(params, state, t):
+        grads = jax.random.normal(jax.random.fold_in(jax.random.key(1), t), params.shape)
+        params, state, info = tx.step(grads, state, params)
+        return params, state, model.step_time(info, t, N)
+
+    out = []
+    for t in range(steps):
+        params, state, seconds = one(params, state, t)
+        out.append(float(seconds))
+    return np.array(out)
+
+
+def _model(**network):
+    net = timing.Network(**{"latency": LATENCY, "bandwidth": BANDWIDTH, **network})
+    return timing.TimeModel(net, compute=COMPUTE)
+
+
+def test_a_ring_step_takes_compute_plus_latency_plus_message_over_bandwidth():
+    seconds = _step_times(decjax.dpsgd(0.1, decjax.ring(N)), _model())
+    np.testing.assert_allclose(seconds, COMPUTE + LATENCY + MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+def test_the_complete_graph_behind_star_ports_sends_n_minus_1_messages_through_each_port():
+    """Links without limit, each worker's port at ``b``: ``c + l + (n - 1) B / b``."""
+    model = _model(bandwidth=np.inf, port_bandwidth=BANDWIDTH)
+    seconds = _step_times(decjax.dpsgd(0.1, decjax.complete(N)), model)
+    expected = COMPUTE + LATENCY + (N - 1) * MODEL_BYTES / BANDWIDTH
+    np.testing.assert_allclose(seconds, expected, rtol=1e-6)
+    ring = _step_times(decjax.dpsgd(0.1, decjax.ring(N)), model)  # two messages per port
+    np.testing.assert_allclose(ring, COMPUTE + LATENCY + 2 * MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+def test_heterogeneous_compute_gives_the_slowest_worker():
+    compute = np.linspace(0.01, 0.05, N)
+    model = timing.TimeModel(timing.Network(LATENCY, BANDWIDTH), compute=compute)
+    seconds = _step_times(decjax.dpsgd(0.1, decjax.ring(N)), model)
+    np.testing.assert_allclose(seconds, 0.05 + LATENCY + MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+def test_a_slow_link_delays_only_the_workers_that_wait_for_it_and_so_the_step():
+    bandwidth = np.full((N, N), BANDWIDTH)
+    bandwidth[3, 2] = BANDWIDTH / 10  # the message 2 -> 3
+    model = _model(bandwidth=bandwidth)
+    seconds = _step_times(decjax.dpsgd(0.1, decjax.ring(N)), model)
+    np.testing.assert_allclose(seconds, COMPUTE + LATENCY + 10 * MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+def test_compressed_messages_take_the_compressed_bytes():
+    compressor = decjax.gossip.top_k(25)  # 25 values and 25 int32 indices: 200 bytes
+    tx = decjax.choco_sgd(0.1, decjax.ring(N), compressor=compressor, consensus_step=0.5)
+    seconds = _step_times(tx, _model())
+    assert compressor.bytes(D, 4) == 200
+    np.testing.assert_allclose(seconds, COMPUTE + LATENCY + 200 / BANDWIDTH, rtol=1e-6)
+
+
+def test_gossip_rounds_are_sequential_phases():
+    tx = decjax.decentralize(optax.sgd(0.1), decjax.ring(N), rounds=3)
+    seconds = _step_times(tx, _model())
+    np.testing.assert_allclose(
+        seconds, COMPUTE + 3 * (LATENCY + MODEL_BYTES / BANDWIDTH), rtol=1e-6
+    )
+
+
+def test_an_exact_average_is_a_ring_all_reduce():
+    """Local SGD every 2 steps: a local step, then ``2 (n - 1)`` phases of ``B / n`` bytes."""
+    seconds = _step_times(decjax.local_sgd(0.1, N, every=2), _model(), steps=4)
+    allreduce = 2 * (N - 1) * (LATENCY + MODEL_BYTES / N / BANDWIDTH)
+    np.testing.assert_allclose(seconds, [COMPUTE, COMPUTE + allreduce] * 2, rtol=1e-6)
+
+
+def test_overlap_takes_the_longer_of_compute_and_communication():
+    fast = timing.TimeModel(timing.Network(LATENCY, BANDWIDTH), compute=COMPUTE, overlap=True)
+    slow = timing.TimeModel(timing.Network(LATENCY, BANDWIDTH), compute=1e-4, overlap=True)
+    tx = decjax.dpsgd(0.1, decjax.ring(N))
+    np.testing.assert_allclose(_step_times(tx, fast), COMPUTE, rtol=1e-6)
+    np.testing.assert_allclose(_step_times(tx, slow), LATENCY + MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+def test_streaming_diloco_hides_its_all_reduce_behind_the_overlapped_steps():
+    allreduce = 2 * (N - 1) * (LATENCY + MODEL_BYTES / N / BANDWIDTH)  # 0.0161 s
+    inner = optax.sgd(0.1)
+    plain = _step_times(decjax.diloco(inner, every=4), _model(), steps=4)
+    hidden = _step_times(decjax.streaming_diloco(inner, 4, overlap=1), _model(), steps=4)
+    np.testing.assert_allclose(plain, [COMPUTE] * 3 + [COMPUTE + allreduce], rtol=1e-6)
+    np.testing.assert_allclose(hidden, COMPUTE, rtol=1e-6)  # 0.0161 s < one 0.02 s step
+
+
+def test_messages_in_flight_add_no_time_to_a_tick():
+    tx = decjax.dasgd(0.1, decjax.ring(N), delays=decjax.algorithms.fixed_delay(2))
+    np.testing.assert_allclose(_step_times(tx, _model()), COMPUTE, rtol=1e-6)
+
+
+def test_compute_traces_and_random_draws():
+    trace = np.array([[0.01] * N, [0.03] * N])
+    model = timing.TimeModel(compute=timing.Compute(trace))
+    np.testing.assert_allclose(
+        _step_times(decjax.dpsgd(0.1, decjax.ring(N)), model, 4), [0.01, 0.03] * 2
+    )
+    draws = timing.Compute(0.02, law="lognormal", spread=0.5, key=jax.random.key(3))
+    samples = np.stack([np.asarray(draws.at(t, N)) for t in range(400)])
+    assert samples.std() > 0.005 and abs(samples.mean() - 0.02) < 4 * 0.02 * 0.55 / np.sqrt(
+        samples.size
+    )
+    np.testing.assert_array_equal(draws.at(7, N), draws.at(7, N))  # a draw per step, reproducible
+
+
+def test_simulate_records_cumulative_time_and_a_sweep_has_one_clock_per_configuration():
+    q = decjax.problems.quadratics(N, D, key=jax.random.key(0))
+    model = _model()
+    common = {"steps": 20, "eval_every": 5, "key": jax.random.key(1), "progress": False}
+    res = decjax.simulate(
+        q.loss, q.init_params(), decjax.dpsgd(0.05, decjax.ring(N)), q.data, timing=model, **common
+    )
+    one = COMPUTE + LATENCY + MODEL_BYTES / BANDWIDTH
+    np.testing.assert_allclose(res.metrics["time"], one * np.array([5, 10, 15, 20]), rtol=1e-5)
+    assert "time" in res.to_dataframe().columns
+    sweep = decjax.sweep(
+        q.loss,
+        q.init_params(),
+        lambda topology: decjax.dpsgd(0.05, topology),
+        q.data,
+        {"topology": [decjax.ring(N), decjax.complete(N)]},
+        timing=timing.TimeModel(timing.Network(LATENCY, np.inf, BANDWIDTH), compute=COMPUTE),
+        **common,
+    )
+    per_step = [COMPUTE + LATENCY + k * MODEL_BYTES / BANDWIDTH for k in (2, N - 1)]
+    np.testing.assert_allclose(sweep.metrics["time"][:, -1], 20 * np.array(per_step), rtol=1e-5)
+    reached = sweep.reaches("time", 0.2)  # the time axis itself: its first record >= 0.2 s
+    assert reached[0] == pytest.approx(sweep.metrics["time"][0, 1])
+    fig = sweep.plot(["train_loss"], x="time")
+    assert fig.axes[0].get_xlabel() == "simulated seconds"
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_xdata(), sweep.metrics["time"][1])
+
+
+def test_event_driven_arrivals_match_a_heapq_event_loop_for_100_updates():
+    """Free-running workers (heterogeneous random compute, a heterogeneous network): the
+    vectorised schedule orders every arrival as a Python event loop does."""
+    n, updates, message = 6, 100, 4000.0
+    rng = np.random.default_rng(0)
+    net = timing.Network(
+        latency=rng.uniform(1e-4, 5e-3, (n, n)), bandwidth=rng.uniform(1e5, 1e6, n)
+    )
+    compute = timing.Compute(rng.uniform(0.005, 0.02, n), law="exponential", key=jax.random.key(5))
+    model = timing.TimeModel(net, compute=compute)
+    topology = decjax.exponential(n)
+    pattern = np.asarray(timing.message_pattern(topology))
+    schedule = timing.event_schedule(model, pattern, message, updates)
+
+    transfer = np.asarray(net.transfer(jnp.asarray(pattern * message, jnp.float32)), np.float64)
+    draws = [np.asarray(compute.at(k, n), np.float64) for k in range(updates)]
+    # events: (time, 0, k, worker, -1) a finished update; (time, 1, k, receiver, sender) an arrival
+    events = [(draws[0][j], 0, 0, j, -1) for j in range(n)]
+    heapq.heapify(events)
+    order, finished = [], np.zeros((updates, n))
+    while events:
+        now, kind, k, i, j = heapq.heappop(events)
+        if kind == 1:
+            order.append((k, i, j))
+            continue
+        finished[k, i] = now
+        for receiver in np.nonzero(pattern[:, i])[0]:
+            heapq.heappush(events, (now + transfer[receiver, i], 1, k, receiver, i))
+        if k + 1 < updates:
+            heapq.heappush(events, (now + draws[k + 1][i], 0, k + 1, i, -1))
+    np.testing.assert_array_equal(schedule.finish, finished)
+    np.testing.assert_array_equal(schedule.order, np.array(order))
+    assert len(order) == updates * int(pattern.sum())
+    # staleness: the receiver had finished `applied` updates when the message arrived
+    k, i, j = schedule.order[-1]
+    assert schedule.applied[k, i, j] == np.searchsorted(
+        finished[:, i], schedule.arrival[k, i, j], "right"
+    )
+
+
+def test_network_delays_follow_the_transfer_times():
+    model = timing.TimeModel(timing.Network(0.005, 1e6), compute=0.01)
+    delays = decjax.algorithms.network_delays(model, 20_000, decjax.ring(N))  # 25 ms: 3 ticks
+    d = np.asarray(delays.sample(jax.random.key(0), N))
+    ring = np.asarray(timing.message_pattern(decjax.ring(N))) > 0
+    assert set(np.unique(d[ring])) == {3} and set(np.unique(d[~ring])) == {0}
+    exact = decjax.algorithms.network_delays(model, 15_000, decjax.ring(N))  # 20 ms: 2 ticks
+    assert exact.max_delay == 2
+
+
+def test_bad_time_models_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+        timing.Network(bandwidth=0.0)
+    with pytest.raises(ValueError, match="latency must be >= 0 and finite"):
+        timing.Network(latency=-1.0)
+    with pytest.raises(ValueError, match=r"latency must be a scalar, one value per worker"):
+        timing.Network(latency=np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"network must be a decjax\.timing\.Network"):
+        timing.TimeModel(network=1e9)
+    with pytest.raises(ValueError, match=r"Compute\.law must be one of"):
+        timing.Compute(0.1, law="normal")
+    q = decjax.problems.quadratics(N, 4, key=jax.random.key(0))
+    tx = decjax.dpsgd(0.1, decjax.ring(N))
+    wrong = timing.TimeModel(timing.Network(latency=np.zeros(N + 1)))
+    with pytest.raises(
+        ValueError, match=r"Network.latency has 9 entries per axis but the run has n=8"
+    ):
+        decjax.simulate(
+            q.loss, q.init_params(), tx, q.data, steps=2, key=jax.random.key(0), timing=wrong
+        )
+    with pytest.raises(TypeError, match=r"timing must be a decjax\.timing\.TimeModel"):
+        decjax.simulate(
+            q.loss, q.init_params(), tx, q.data, steps=2, key=jax.random.key(0), timing=1
+        )
+    res = decjax.simulate(
+        q.loss, q.init_params(), tx, q.data, steps=2, key=jax.random.key(0), progress=False
+    )
+    with pytest.raises(ValueError, match="x='time' needs simulated time"):
+        res.plot(x="time")
