@@ -32,6 +32,8 @@ positive_int = checked(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = checked(int, lambda v: v >= 0, "a non-negative integer")
 positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 probability = checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+nonnegative_float = checked(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+fraction = checked(float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def _address(text: str) -> str:

@@ -28,6 +28,8 @@ import decjax
 from decjax import workloads
 from decjax._arguments import (
     HelpFormatter,
+    fraction,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -38,7 +40,17 @@ from decjax.data import SCHEMES
 # A run whose training loss exceeds its loss at initialization by this factor has diverged.
 BLOW_UP = 1e3
 # Algorithms that average over all workers whatever the topology: run once.
-IGNORE_TOPOLOGY = {"local_sgd": "averages over all workers every 8 steps"}
+IGNORE_TOPOLOGY = {
+    name: "averages over all workers every 8 steps"
+    for name in ("local_sgd", "diloco", "streaming_diloco")
+}
+# --cluster presets (illustrative orders of magnitude, not measurements of a machine)
+CLUSTERS = {
+    "ethernet-1g": "every worker's port 1 Gb/s, 50 us",
+    "ethernet-10g": "every worker's port 10 Gb/s, 20 us",
+    "infiniband-100g": "every worker's port 100 Gb/s, 2 us",
+    "nvlink-nodes": "8 workers per node on 300 GB/s, 2 us links; 100 Gb/s, 10 us between nodes",
+}
 
 
 def _topology_list(text: str) -> list[str]:
@@ -115,6 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of workers that run at half speed (they reuse their last gradient)",
     )
+    clock = parser.add_argument_group(
+        "simulated time (any of these adds a 'time' record and time to --target-accuracy)"
+    ).add_argument
+    clock(
+        "--bandwidth",
+        type=positive_float,
+        default=None,
+        help="Gb/s of every worker's switch port, shared by the messages it sends",
+    )
+    clock("--latency", type=nonnegative_float, default=None, help="every link, in seconds")
+    clock(
+        "--compute-time",
+        type=nonnegative_float,
+        default=None,
+        help="seconds each worker computes per step (default 0)",
+    )
+    clock(
+        "--cluster",
+        choices=tuple(CLUSTERS),
+        default=None,
+        help="; ".join(f"{k}: {v}" for k, v in CLUSTERS.items()),
+    )
+    clock(
+        "--target-accuracy",
+        type=fraction,
+        default=0.8,
+        help="the summary's time (and step) to this test accuracy",
+    )
     add(
         "--checkpoint-dir",
         type=Path,
@@ -170,6 +210,35 @@ def _make_factory(args, key):
         return tx
 
     return factory
+
+
+def time_model(args) -> decjax.timing.TimeModel | None:
+    """The run's time model from the --bandwidth, --latency, --compute-time and --cluster
+    flags; ``None`` when none is given."""
+    timing = decjax.timing
+    if args.bandwidth is None and args.latency is None and args.compute_time is None:
+        if args.cluster is None:
+            return None
+    if args.cluster is not None and (args.bandwidth is not None or args.latency is not None):
+        raise ValueError(f"--cluster {args.cluster} sets the links; drop --bandwidth and --latency")
+    presets = {
+        "ethernet-1g": (50e-6, 1.0),
+        "ethernet-10g": (20e-6, 10.0),
+        "infiniband-100g": (2e-6, 100.0),
+    }
+    if args.cluster == "nvlink-nodes":
+        if args.workers % 8:
+            raise ValueError(
+                f"--cluster nvlink-nodes needs a multiple of 8 workers, got {args.workers}"
+            )
+        network = timing.cluster(args.workers // 8, 8)
+    elif args.cluster is not None:
+        latency, gigabits = presets[args.cluster]
+        network = timing.Network(latency, timing.gbps(gigabits), timing.gbps(gigabits))
+    else:  # every worker behind a switch port of this bandwidth, shared by its messages
+        bandwidth = float("inf") if args.bandwidth is None else timing.gbps(args.bandwidth)
+        network = timing.Network(args.latency or 0.0, bandwidth, bandwidth)
+    return timing.TimeModel(network, compute=args.compute_time or 0.0)
 
 
 def _topologies(args, key) -> list:
@@ -248,6 +317,7 @@ def _prepare(parser, args):
         model = workloads.model(args.model, dataset, dataset_name=args.dataset)
         if args.augment and dataset.x_train.ndim != 4:
             raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
+        time_model(args)  # validated here; built again for the run
         factory = _make_factory(args, jax.random.fold_in(key, 4000))
         topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
@@ -285,6 +355,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         "eval_fn": model.eval_fn,
         "eval_data": (dataset.x_test, dataset.y_test),
         "progress": not args.no_progress,
+        "timing": time_model(args),
     }
     if any(t.faults is not None or t.random for t in topologies):
         # Faulty and random topologies draw new matrices every step: they cannot be
@@ -354,6 +425,12 @@ def _summarize(args, result, topologies, initial_loss):
         summary.insert(2, "effective_gap_with_faults", [s["effective_spectral_gap"] for s in stats])
         summary.insert(3, "links_lost", [s["fraction_links_lost"] for s in stats])
     summary["diverged"] = diverged(result, initial_loss)
+    timed = []
+    if "time" in result.metrics:
+        target = f"{args.target_accuracy:.0%}"
+        timed = ["time", f"time_to_{target}", f"steps_to_{target}"]
+        summary[timed[1]] = result.reaches("test_accuracy", args.target_accuracy)
+        summary[timed[2]] = result.reaches("test_accuracy", args.target_accuracy, x="step")
     columns = [
         "topology",
         "spectral_gap",
@@ -364,6 +441,7 @@ def _summarize(args, result, topologies, initial_loss):
         "consensus_distance",
         *(["staleness_avg"] if "staleness_avg" in summary else []),
         "train_loss",
+        *timed,
         *(["diverged"] if summary["diverged"].any() else []),
     ]
     return summary, columns

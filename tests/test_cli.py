@@ -47,6 +47,10 @@ def test_cli_runs_a_small_comparison_and_writes_outputs(tmp_path, capsys):
         (["--algorithm", "sgd2"], "invalid choice"),
         (["--steps", "100", "--eval-every", "30"], "multiple of --eval-every"),
         (["--topologies", "hypercube", "--workers", "12"], "power of two"),
+        (["--cluster", "ethernet-1g", "--bandwidth", "10"], "--cluster ethernet-1g sets the"),
+        (["--cluster", "nvlink-nodes", "--workers", "12"], "multiple of 8 workers, got 12"),
+        (["--bandwidth", "0"], "argument --bandwidth: must be a finite number > 0"),
+        (["--target-accuracy", "80"], "argument --target-accuracy: must be in (0, 1]"),
     ],
 )
 def test_cli_rejects_bad_flags(argv, message, capsys):
@@ -54,6 +58,22 @@ def test_cli_rejects_bad_flags(argv, message, capsys):
         main([*argv, "--no-progress"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_simulates_time_from_the_network_flags(tmp_path, capsys):
+    """Logistic regression on digits: 2,600-byte messages through 125 kB/s ports."""
+    argv = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--model", "logistic"]
+    argv += ["--topologies", "ring,complete", "--bandwidth", "0.001", "--latency", "0.001"]
+    argv += ["--compute-time", "0.01", "--target-accuracy", "0.1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "time_to_10%" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("topology")
+    port = 0.001e9 / 8
+    for name, messages in (("ring", 2), ("complete", 7)):
+        step = 0.01 + 0.001 + messages * 2600 / port
+        assert summary.loc[name, "time"] == pytest.approx(20 * step, rel=1e-5)
+        assert summary.loc[name, "time_to_10%"] == pytest.approx(10 * step, rel=1e-5)
+        assert summary.loc[name, "steps_to_10%"] == 10
 
 
 @pytest.mark.slow
