@@ -142,6 +142,14 @@ def test_simulate_records_cumulative_time_and_a_sweep_has_one_clock_per_configur
     one = COMPUTE + LATENCY + MODEL_BYTES / BANDWIDTH
     np.testing.assert_allclose(res.metrics["time"], one * np.array([5, 10, 15, 20]), rtol=1e-5)
     assert "time" in res.to_dataframe().columns
+    clocks = {"big": timing.TimeModel(model.network, compute=COMPUTE, message_scale=10.0)}
+    clocks["fast"] = timing.TimeModel(timing.Network(LATENCY), compute=COMPUTE)
+    tx = decjax.dpsgd(0.05, decjax.ring(N))
+    two = decjax.simulate(q.loss, q.init_params(), tx, q.data, timing=clocks, **common)
+    big = COMPUTE + LATENCY + 10 * MODEL_BYTES / BANDWIDTH
+    np.testing.assert_allclose(two.metrics["time_big"][-1], 20 * big, rtol=1e-5)
+    np.testing.assert_allclose(two.metrics["time_fast"][-1], 20 * (COMPUTE + LATENCY), rtol=1e-5)
+    assert two.reaches("time_fast", 0.0, x="time_big") == pytest.approx(5 * big, rel=1e-5)
     sweep = decjax.sweep(
         q.loss,
         q.init_params(),
@@ -156,7 +164,7 @@ def test_simulate_records_cumulative_time_and_a_sweep_has_one_clock_per_configur
     reached = sweep.reaches("time", 0.2)  # the time axis itself: its first record >= 0.2 s
     assert reached[0] == pytest.approx(sweep.metrics["time"][0, 1])
     fig = sweep.plot(["train_loss"], x="time")
-    assert fig.axes[0].get_xlabel() == "simulated seconds"
+    assert fig.axes[0].get_xlabel() == "simulated seconds (time)"
     np.testing.assert_allclose(fig.axes[0].lines[1].get_xdata(), sweep.metrics["time"][1])
 
 

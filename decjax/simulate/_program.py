@@ -80,7 +80,7 @@ class Program:
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
-    timing: TimeModel | None = None  # simulated seconds per step, recorded as ``time``
+    timing: dict[str, TimeModel] | None = None  # record name ("time", "time_<label>") -> model
 
     def init(self, params, key, hyper, model_state=None) -> RunState:
         tx = self.make_tx(**hyper)
@@ -96,9 +96,9 @@ class Program:
         """What a step adds to the running totals: its scalars, and with a time model the
         simulated seconds ``time`` it took (from its traffic, which is not kept)."""
         out = {name: value for name, value in info.items() if name not in TRAFFIC}
-        if self.timing is not None:
-            n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
-            out["time"] = self.timing.step_time(info, step, n)
+        n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
+        for name, model in (self.timing or {}).items():
+            out[name] = model.step_time(info, step, n)
         return out
 
     def batch(self, data, key, step=0):

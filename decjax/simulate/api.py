@@ -74,17 +74,34 @@ def _program(
     return steps, program
 
 
-def _check_timing(timing, params) -> TimeModel | None:
-    """``timing``: ``None`` or a :class:`~decjax.timing.TimeModel` sized for the params' ``n``."""
+def _check_timing(timing, params) -> dict[str, TimeModel] | None:
+    """``timing``: ``None``, a :class:`~decjax.timing.TimeModel` (recorded as ``time``) or a
+    dict ``{label: TimeModel}`` (recorded as ``time_<label>``), sized for the params' ``n``."""
     if timing is None:
         return None
-    if not isinstance(timing, TimeModel):
+    models = {"time": timing} if isinstance(timing, TimeModel) else timing
+    if not isinstance(models, Mapping) or not models:
         raise TypeError(
-            f"timing must be a decjax.timing.TimeModel or None, got {type(timing).__name__}"
+            "timing must be a decjax.timing.TimeModel, a non-empty dict {label: TimeModel} or "
+            f"None, got {type(timing).__name__}"
         )
+    if models is not timing:
+        return _sized(models, params)
+    for label, model in models.items():
+        if not isinstance(label, str) or not label.isidentifier():
+            raise ValueError(f"timing labels must be identifiers (time_<label>), got {label!r}")
+        if not isinstance(model, TimeModel):
+            raise TypeError(
+                f"timing[{label!r}] must be a decjax.timing.TimeModel, got {type(model).__name__}"
+            )
+    return _sized({f"time_{label}": model for label, model in models.items()}, params)
+
+
+def _sized(models: dict, params) -> dict:
     if params is not None:
-        timing.check(jax.tree.leaves(params)[0].shape[0])
-    return timing
+        for model in models.values():
+            model.check(jax.tree.leaves(params)[0].shape[0])
+    return models
 
 
 def _check_state_topology(topology, params) -> Topology | None:
@@ -389,7 +406,8 @@ def simulate(
       model_state: stacked state of a stateful model (BatchNorm; see ``docs/models.md``);
         then ``loss_fn(params, batch, state, key) -> (loss, (state, aux))``.
       mix_model_state: gossip the model state with this topology; ``None`` keeps it local.
-      timing: a :class:`decjax.timing.TimeModel`: records also carry ``time`` (simulated s).
+      timing: a :class:`decjax.timing.TimeModel` (records carry ``time``, simulated seconds),
+        or ``{label: TimeModel}`` (``time_<label>``: several clocks, one run).
 
     Returns: a :class:`SimulationResult`.
 

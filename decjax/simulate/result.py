@@ -109,13 +109,14 @@ class SimulationResult:
         """The x values: the steps, or each configuration's simulated seconds."""
         if x == "step":
             return self.steps.astype(np.float64)
-        if x == "time":
-            if "time" not in self.metrics:
+        if x == "time" or x.startswith("time_"):
+            if x not in self.metrics:
                 raise ValueError(
-                    "x='time' needs simulated time: run with timing=decjax.timing.TimeModel(...)"
+                    f"x={x!r} needs simulated time: run with timing=decjax.timing.TimeModel(...)"
+                    + (f" (recorded: {[m for m in self.metrics if m.startswith('time')]})")
                 )
-            return self.metrics["time"]
-        raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+            return self.metrics[x]
+        raise ValueError(f"x must be 'step', 'time' or 'time_<label>', got {x!r}")
 
     def to_dataframe(self):
         """A long-format ``pandas.DataFrame``: one row per (configuration, evaluation step).
@@ -172,7 +173,7 @@ class SimulationResult:
             for c, (config, row) in enumerate(zip(configs, rows, strict=True)):
                 label = ", ".join(f"{k}={_fmt(config[k])}" for k in label_by) or None
                 ax.plot(xs[c % len(xs)], row, label=label)
-            ax.set_xlabel("simulated seconds" if x == "time" else "step")
+            ax.set_xlabel("step" if x == "step" else f"simulated seconds ({x})")
             ax.set_title(name)
             if name in LOG_SCALE_METRICS:
                 ax.set_yscale("log")
