@@ -49,9 +49,11 @@ def averaged_sweep(
     eval_data,
     batch_size: int = 16,
     evaluations: int = 20,
+    timing=None,
 ) -> pd.DataFrame:
     """One vmapped :func:`decjax.sweep` over ``grid`` (e.g. learning rates x seeds): one
-    compile; the averaged model is evaluated ``evaluations`` times; a tidy DataFrame."""
+    compile; the averaged model is evaluated ``evaluations`` times; a tidy DataFrame
+    (with ``timing``, the simulated clocks ``time``/``time_<label>`` too)."""
     result = decjax.sweep(
         model.loss,
         params,
@@ -66,6 +68,7 @@ def averaged_sweep(
         eval_data=eval_data,
         eval_workers=False,
         progress=False,
+        timing=timing,
     )
     return result.to_dataframe()
 
@@ -83,6 +86,7 @@ def topology_sweep(
     momentum: float = 0.9,
     evaluations: int = 10,
     make=None,
+    timing=None,
 ) -> pd.DataFrame:
     """Learning rates x topologies x seeds of local-momentum D-PSGD, one vmapped sweep.
 
@@ -109,6 +113,7 @@ def topology_sweep(
         steps=steps,
         batch_size=batch_size,
         evaluations=evaluations,
+        timing=timing,
         eval_fn=evaluate,
         eval_data=(ds.x_train[:TRAIN_EVAL], ds.y_train[:TRAIN_EVAL]),
     ).drop(columns=["train_loss"], errors="ignore")

@@ -88,8 +88,10 @@ def _check_timing(timing, params) -> dict[str, TimeModel] | None:
     if models is not timing:
         return _sized(models, params)
     for label, model in models.items():
-        if not isinstance(label, str) or not label.isidentifier():
-            raise ValueError(f"timing labels must be identifiers (time_<label>), got {label!r}")
+        if not isinstance(label, str) or not label.replace("_", "").isalnum():
+            raise ValueError(
+                f"timing labels must be letters, digits and _ (time_<label>), got {label!r}"
+            )
         if not isinstance(model, TimeModel):
             raise TypeError(
                 f"timing[{label!r}] must be a decjax.timing.TimeModel, got {type(model).__name__}"
