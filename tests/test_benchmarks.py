@@ -12,6 +12,7 @@ from benchmarks import (
     push_sum,
     scale,
     sweep_speed,
+    timing,
     torch_compare,
     torch_convnets,
 )
@@ -70,3 +71,10 @@ def test_convnet_benchmark_quick_mode_writes_results(tmp_path):
     row = json.loads((tmp_path / "convnets_quick.json").read_text())[0]
     assert row["model"] == "lenet5" and row["ratio"] > 0
     assert row["max_abs_diff"] < 1e-4  # LeNet-5 has no randomness: the same numbers
+
+
+def test_timing_benchmark_quick_mode_writes_results(tmp_path):
+    assert timing.main(["--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "timing_quick.json").read_text())["rows"]
+    assert {r["algorithm"] for r in rows} >= {"dpsgd ring", "diloco (H = 8)"}
+    assert all(r["ratio"] > 0 and r["timed_ms"] > 0 for r in rows)

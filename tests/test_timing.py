@@ -247,3 +247,11 @@ def test_bad_time_models_are_refused_in_one_line():
     )
     with pytest.raises(ValueError, match="x='time' needs simulated time"):
         res.plot(x="time")
+
+
+def test_float32_clock_stays_within_1e_4_over_10000_steps():
+    """The running total is a float32 sum (as ``metrics.accumulate`` adds each step)."""
+    seconds = np.random.default_rng(0).uniform(0.01, 0.1, 10_000).astype(np.float32)
+    total, _ = jax.lax.scan(lambda t, s: (t + s, None), jnp.float32(0.0), jnp.asarray(seconds))
+    exact = np.sum(seconds.astype(np.float64))
+    assert abs(float(total) - exact) / exact < 1e-4
