@@ -255,3 +255,23 @@ def test_float32_clock_stays_within_1e_4_over_10000_steps():
     total, _ = jax.lax.scan(lambda t, s: (t + s, None), jnp.float32(0.0), jnp.asarray(seconds))
     exact = np.sum(seconds.astype(np.float64))
     assert abs(float(total) - exact) / exact < 1e-4
+
+
+def test_the_network_decides_dasgd_staleness_and_its_ticks_set_the_clock():
+    """Delays from the network (1 kB messages): a 10x slower network gives staler updates,
+    and the clock counts ticks of the computation (nobody waits for a message)."""
+    q = decjax.problems.quadratics(N, D, key=jax.random.key(0))
+    common = {"steps": 40, "eval_every": 40, "key": jax.random.key(1), "progress": False}
+    staleness = {}
+    for name, bandwidth in (("fast", 1e6), ("slow", 1e5)):
+        model = timing.TimeModel(timing.Network(0.002, bandwidth), compute=0.005)
+        delays = decjax.algorithms.network_delays(model, MODEL_BYTES, decjax.ring(N))
+        assert delays.max_delay == {"fast": 1, "slow": 3}[name]  # 3 ms and 12 ms per 5 ms tick
+        tx = decjax.dasgd(0.01, decjax.ring(N), delays=delays)
+        res = decjax.simulate(q.loss, q.init_params(), tx, q.data, timing=model, **common)
+        np.testing.assert_allclose(res.metrics["time"][-1], 40 * 0.005, rtol=1e-5)
+        staleness[name] = float(res.metrics["staleness_avg"][-1])
+    assert 0 < staleness["fast"] < staleness["slow"]
+    osgp = decjax.osgp(0.01, decjax.ring(N), delays=delays)  # the same delays drive OSGP
+    res = decjax.simulate(q.loss, q.init_params(), osgp, q.data, timing=model, **common)
+    np.testing.assert_allclose(res.metrics["time"][-1], 40 * 0.005, rtol=1e-5)
