@@ -43,13 +43,17 @@ FAST = ("dpsgd", "gradient_tracking", "d2", "choco_sign", "consensus_control", "
     "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 )
 def test_every_algorithm_sharded_agrees_with_one_device(name, n, mesh):
+    """... and so does the simulated clock (ports, random compute draws)."""
     q = decjax.problems.quadratics(n, 3, key=jax.random.key(n))
+    network = decjax.timing.Network(1e-3, 1e4, port_bandwidth=2e4)
+    compute = decjax.timing.Compute(0.01, law="exponential", key=jax.random.key(2))
     kwargs = {
         "steps": 20,
         "eval_every": 10,
         "key": jax.random.key(1),
         "eval_fn": q.eval_fn,
         "progress": False,
+        "timing": decjax.timing.TimeModel(network, compute=compute),
     }
     single = decjax.simulate(
         q.loss, q.init_params(), ALGORITHMS[name](0.05, GRAPHS[n]()), q.data, **kwargs

@@ -275,3 +275,14 @@ def test_the_network_decides_dasgd_staleness_and_its_ticks_set_the_clock():
     osgp = decjax.osgp(0.01, decjax.ring(N), delays=delays)  # the same delays drive OSGP
     res = decjax.simulate(q.loss, q.init_params(), osgp, q.data, timing=model, **common)
     np.testing.assert_allclose(res.metrics["time"][-1], 40 * 0.005, rtol=1e-5)
+
+
+def test_a_checkpoint_knows_the_time_model_of_the_run_that_wrote_it():
+    from decjax.simulate.identity import FIELDS, _timing_text
+
+    assert "timing" in FIELDS
+    a = timing.TimeModel(timing.Network(1e-3, 1e6), compute=0.01)
+    same = timing.TimeModel(timing.Network(1e-3, 1e6), compute=0.01)
+    other = timing.TimeModel(timing.Network(1e-3, 2e6), compute=0.01)
+    assert _timing_text(a) == _timing_text(same) != _timing_text(other)
+    assert _timing_text(None) == "None" != _timing_text({"x": a})
