@@ -605,6 +605,84 @@ CASES.update(
     }
 )
 
+# -- simulated time and the DiLoCo family -------------------------------------------------
+_T = decjax.timing
+CASES.update(
+    {
+        "network-bandwidth-zero": (lambda: _T.Network(bandwidth=0.0), "bandwidth must be > 0"),
+        "network-bandwidth-text": (lambda: _T.Network(bandwidth="fast"), "bandwidth must be a"),
+        "network-latency-nan": (lambda: _T.Network(latency=math.nan), "latency must be >= 0"),
+        "network-latency-inf": (lambda: _T.Network(latency=math.inf), "and finite"),
+        "network-latency-shape": (lambda: _T.Network(latency=np.zeros((2, 3))), "(n, n)"),
+        "network-port-matrix": (
+            lambda: _T.Network(port_bandwidth=np.ones((2, 2))),
+            "port_bandwidth must be a scalar",
+        ),
+        "compute-negative": (lambda: _T.Compute(-1.0), "Compute.seconds"),
+        "compute-law": (lambda: _T.Compute(0.1, law="gauss"), "Compute.law"),
+        "compute-spread": (lambda: _T.Compute(0.1, law="uniform", spread=1.5), "spread"),
+        "compute-key": (lambda: _T.Compute(0.1, law="exponential", key="k"), "key"),
+        "time-model-network": (lambda: _T.TimeModel(network=1e9), "network must be"),
+        "time-model-overlap": (lambda: _T.TimeModel(overlap="yes"), "overlap"),
+        "time-model-scale": (lambda: _T.TimeModel(message_scale=0), "message_scale"),
+        "cluster-zero": (lambda: _T.cluster(0), "nodes and per_node"),
+        "simulate-timing-type": (lambda: _sim(timing="fast"), "timing must be"),
+        "simulate-timing-size": (
+            lambda: _sim(timing=_T.TimeModel(_T.Network(latency=np.zeros(3)))),
+            "has 3 entries",
+        ),
+        "simulate-timing-compute-size": (
+            lambda: _sim(timing=_T.TimeModel(compute=np.ones(5))),
+            "Compute.seconds has 5 workers",
+        ),
+        "simulate-timing-label": (lambda: _sim(timing={"a b": _T.TimeModel()}), "timing labels"),
+        "simulate-timing-value": (lambda: _sim(timing={"a": 1.0}), "timing['a'] must be"),
+        "network-delays-model": (
+            lambda: decjax.algorithms.network_delays("x", 1000, decjax.ring(N)),
+            "model must be",
+        ),
+        "network-delays-tick": (
+            lambda: decjax.algorithms.network_delays(_T.TimeModel(), 1000, decjax.ring(N)),
+            "tick must be > 0",
+        ),
+        "diloco-every-zero": (lambda: decjax.diloco(optax.sgd(0.1), every=0), "every"),
+        "diloco-inner": (lambda: decjax.diloco("sgd", every=4), "inner must be"),
+        "diloco-outer": (lambda: decjax.diloco(optax.sgd(0.1), 4, outer=0.7), "outer must be"),
+        "diloco-compressor": (
+            lambda: decjax.diloco(optax.sgd(0.1), 4, compressor="qsgd"),
+            "compressor must be",
+        ),
+        "gossip-diloco-topology": (
+            lambda: decjax.gossip_diloco(optax.sgd(0.1), "ring", every=4),
+            "topology must be",
+        ),
+        "streaming-overlap": (
+            lambda: decjax.streaming_diloco(optax.sgd(0.1), 4, overlap=4),
+            "overlap (4) must be less than every (4)",
+        ),
+        "streaming-fragments": (
+            lambda: decjax.streaming_diloco(optax.sgd(0.1), 4, fragments=8),
+            "fragments (8) must be at most every (4)",
+        ),
+        "streaming-alpha": (
+            lambda: decjax.streaming_diloco(optax.sgd(0.1), 4, alpha=-0.5),
+            "alpha",
+        ),
+        "result-reaches-x": (
+            lambda: decjax.SimulationResult(
+                steps=np.arange(1, 3), metrics={"a": np.zeros(2)}, state=None
+            ).reaches("a", 1.0, x="epoch"),
+            "x must be",
+        ),
+        "result-plot-time": (
+            lambda: decjax.SimulationResult(
+                steps=np.arange(1, 3), metrics={"a": np.zeros(2)}, state=None
+            ).reaches("a", 1.0),
+            "needs simulated time",
+        ),
+    }
+)
+
 
 def _sweep_key():
     q = _quad()
@@ -657,6 +735,13 @@ CLI_CASES = {
     "cli-d2-only-directed": (["--algorithm", "d2", "--topologies", "exponential"], "none of"),
     "cli-checkpoint-file": (["--checkpoint-dir", "__FILE__"], "checkpoint_dir"),
     "cli-unknown-flag": (["--learning-rate", "0.1"], "unrecognized arguments"),
+    "cli-bandwidth-zero": (["--bandwidth", "0"], "finite number > 0"),
+    "cli-latency-negative": (["--latency", "-1"], "finite number >= 0"),
+    "cli-compute-nan": (["--compute-time", "nan"], "finite number >= 0"),
+    "cli-cluster-unknown": (["--cluster", "wifi"], "invalid choice"),
+    "cli-cluster-and-bandwidth": (["--cluster", "ethernet-10g", "--latency", "1e-5"], "--cluster"),
+    "cli-cluster-workers": (["--cluster", "nvlink-nodes", "--workers", "12"], "multiple of 8"),
+    "cli-target-zero": (["--target-accuracy", "0"], "in (0, 1]"),
     "mh-workers-zero": (["--workers", "0"], "positive integer"),
     "mh-lr-nan": (["--lr", "nan"], "finite number > 0"),
     "mh-coordinator": (["--coordinator", "nohost"], "HOST:PORT"),

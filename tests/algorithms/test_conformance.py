@@ -19,8 +19,9 @@ N, D = 8, 6
 SAMPLE = ("dpsgd", "gradient_tracking", "detag", "dasgd")
 SAMPLED = [n if n in SAMPLE else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 # the cheap checks run on every algorithm in the inner loop, except variants whose
-# sibling runs there (osgp is sgp with delayed shares): those in the slow tier
-VARIANTS = ("osgp",)
+# sibling runs there (osgp is sgp with delayed shares; the DiLoCo variants are diloco
+# with gossip or fragments, tested against references in test_diloco.py): slow tier
+VARIANTS = ("osgp", "gossip_diloco", "streaming_diloco")
 EVERY = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in NAMES]
 
 
@@ -151,7 +152,7 @@ RECORDED = {"bytes_sent", "gossip_rounds", "staleness_sum", "staleness_count", "
 LOCAL_FIRST = ("local_sgd", "diloco", "gossip_diloco", "streaming_diloco")
 
 
-@pytest.mark.parametrize("name", EVERY)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_traffic_record_adds_up_to_bytes_sent(name):
     """One channel: the bytes the time model reads (every message, in-flight message and
     all-reduce) add up to ``bytes_sent``, step by step (8 steps: DiLoCo's outer step too)."""
