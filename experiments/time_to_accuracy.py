@@ -212,6 +212,22 @@ def main(argv=None) -> int:
             ),
             f"every method's simulated seconds per step at {label} equal the closed form",
         )
+    ranks = table.set_index("method")
+    _common.require(
+        bool(ranks["seeds_reaching"].eq(plan["seeds"]).all()),
+        f"every method reaches {target:.0%} test accuracy on every seed",
+    )
+    _common.require(
+        bool(
+            ranks.loc["complete", "rank_by_steps"] <= 2
+            and ranks.loc["complete", "rank_by_seconds_1g"] == len(ranks)
+        ),
+        "the complete graph is among the two fastest by steps and the slowest in seconds at 1 Gb/s",
+    )
+    _common.require(
+        bool(ranks.loc["diloco", "rank_by_seconds_1g"] == 1),
+        "DiLoCo, which talks once every 8 steps, is the fastest in seconds at 1 Gb/s",
+    )
     return 0
 
 

@@ -74,7 +74,7 @@ gossip = decjax.sweep(
 diloco = decjax.simulate(
     model.loss,
     params,
-    decjax.diloco(optax.sgd(0.0625, momentum=0.9, nesterov=True), every=8),
+    decjax.diloco(optax.sgd(0.03125, momentum=0.9, nesterov=True), every=8),
     data,
     **common,
 )
