@@ -7,7 +7,7 @@ worker: D-PSGD on the ring, the one-peer exponential graph and the complete
 graph, and DiLoCo (8 inner steps). The clock builds each step's ``(n, n)``
 message matrix and propagates the phases, ``O(n^2)`` per step whatever the
 model size, so a last line runs a tiny model (logistic regression, 7,850
-values) at n = 256, where that is no longer small next to the step. The two
+values) at n = 256, where that matrix is largest next to the step. The two
 sides are timed alternately, seven rounds of three calls, and the median of
 the per-round ratios is reported. Written to ``--out`` as JSON and Markdown.
 
