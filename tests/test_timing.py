@@ -286,3 +286,17 @@ def test_a_checkpoint_knows_the_time_model_of_the_run_that_wrote_it():
     other = timing.TimeModel(timing.Network(1e-3, 2e6), compute=0.01)
     assert _timing_text(a) == _timing_text(same) != _timing_text(other)
     assert _timing_text(None) == "None" != _timing_text({"x": a})
+
+
+def test_without_a_time_model_the_compiled_run_holds_no_message_matrix():
+    """The traffic records cost nothing unless a clock reads them (XLA removes them)."""
+    q = decjax.problems.quadratics(N, 5, key=jax.random.key(0))
+    texts = []
+    for clock in (None, _model()):
+        tx = decjax.dpsgd(0.1, decjax.ring(N))
+        run = decjax.make_run(q.loss, tx, steps=4, eval_every=4, timing=clock)
+        lowered = jax.jit(lambda p, run=run: run(p, jax.random.key(0), q.data)).lower(
+            q.init_params()
+        )
+        texts.append(lowered.compile().as_text())
+    assert f"f32[{N},{N}]" not in texts[0] and f"f32[{N},{N}]" in texts[1]
