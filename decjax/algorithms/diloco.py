@@ -144,8 +144,12 @@ def gossip_diloco(
     the drift compressed when a ``compressor`` is given).
 
     Args:
-      inner, every, outer, compressor, key: as in :func:`diloco`.
+      inner: the per-worker optax optimizer, as in :func:`diloco`.
       topology: any doubly stochastic topology (time-varying ones advance per outer step).
+      every: inner steps ``H >= 1`` between outer steps.
+      outer: the outer optax optimizer, one state per worker (default :func:`nesterov_outer`).
+      compressor: compress each worker's drift before it is gossiped.
+      key: randomness of a random compressor.
       backend: force a gossip backend.
 
     References:
@@ -203,7 +207,11 @@ def streaming_diloco(
     ``overlap`` inner steps (``overlap_steps``).
 
     Args:
-      inner, every, outer, compressor, key: as in :func:`diloco`.
+      inner: the per-worker optax optimizer, as in :func:`diloco`.
+      every: inner steps ``H >= 1`` between a fragment's synchronisations.
+      outer: the outer optax optimizer (default :func:`nesterov_outer`), one state per fragment.
+      compressor: compress each worker's pseudo-gradient before it is sent.
+      key: randomness of a random compressor.
       fragments: ``1 <= P <= every`` and at most the number of parameter leaves.
       overlap: ``0 <= tau < every`` inner steps between sending and applying.
       alpha: the blending weight in ``[0, 1]`` (the paper's default 0.5).

@@ -10,7 +10,7 @@
 # port of 1 Gb/s or of 100 Gb/s.
 #
 # This notebook is executed when the documentation is built, at a small size
-# (one seed, 160 steps, the learning rates the full experiment tuned); the
+# (one seed, 240 steps, the learning rates the full experiment tuned); the
 # tuned, 5-seed version is `experiments/time_to_accuracy.py`
 # ([results](../experiments/time_to_accuracy.md)).
 
@@ -23,7 +23,7 @@ import optax
 import decjax
 from decjax import timing
 
-n, steps = 16, 160
+n, steps = 16, 240
 ds = decjax.data.load_mnist1d(4000)
 model = decjax.problems.cnn1d()
 params = decjax.replicate(model.init(jax.random.key(0)), n)
@@ -82,11 +82,11 @@ runs = {t.name: {k: v[i] for k, v in gossip.metrics.items()} for i, t in enumera
 runs["diloco"] = diloco.metrics
 
 # %% [markdown]
-# Seconds per step on each clock, and the steps and seconds to 70 % test
+# Seconds per step on each clock, and the steps and seconds to 65 % test
 # accuracy of the averaged model, with each clock's ranking.
 
 # %%
-target = 0.7
+target = 0.65
 header = ("s/step 1g", "s/step 100g", "steps", "s @1g", "s @100g")
 print(f"{'method':22s}", *(f"{h:>11s}" for h in header))
 reached = {}
@@ -103,7 +103,7 @@ for name, m in runs.items():
         f"{reached[name][1]:11.1f} {reached[name][2]:11.2f}"
     )
 for column, label in enumerate(["steps", "seconds at 1 Gb/s", "seconds at 100 Gb/s"]):
-    order = sorted(reached, key=lambda k: reached[k][column])
+    order = sorted(reached, key=lambda k: (np.isnan(reached[k][column]), reached[k][column]))
     print(f"fastest by {label}: {' < '.join(order)}")
 
 # %%
@@ -129,10 +129,12 @@ fig.suptitle("MNIST-1D, 16 workers, timed as ResNet-18 messages with 50 ms steps
 fig.tight_layout()
 
 # %% [markdown]
-# By steps the complete graph is among the fastest (it averages exactly); by
-# seconds at 1 Gb/s it is the slowest, since each worker pushes 15 model
-# copies through its port every step, while DiLoCo, which talks once every 8
-# steps, and the one-peer exponential graph, one message per step, lead. At
-# 100 Gb/s the 50 ms of compute dominates and the orders move back towards the
-# ranking by steps. One seed at this size: the tuned 5-seed comparison is in
-# the experiment's results.
+# The seconds per step follow from what each method sends: the complete graph
+# pushes 15 model copies through every port each step (the slowest per step on
+# both clocks), the one-peer exponential graph one, the ring two, the static
+# exponential graph four, and DiLoCo one all-reduce every 8 steps (the fastest
+# per step on both clocks). Whether a method is first to the target depends on
+# both its steps and its seconds per step, so the three orders printed above
+# need not agree. This is one seed at a small size; the tuned 5-seed comparison,
+# where the complete graph is the fastest by steps and the slowest in seconds
+# at 1 Gb/s and DiLoCo the fastest at 1 Gb/s, is in the experiment's results.
