@@ -127,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of workers that run at half speed (they reuse their last gradient)",
     )
+    _add_clock_flags(parser)
+    add(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="save the run state there after every chunk and resume from it if present",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="with --checkpoint-dir: start afresh over a checkpoint of another run",
+    )
+    return parser
+
+
+def _add_clock_flags(parser: argparse.ArgumentParser) -> None:
+    """The simulated-time flags (:func:`time_model` reads them)."""
     clock = parser.add_argument_group(
         "simulated time (any of these adds a 'time' record and time to --target-accuracy)"
     ).add_argument
@@ -155,18 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.8,
         help="the summary's time (and step) to this test accuracy",
     )
-    add(
-        "--checkpoint-dir",
-        type=Path,
-        default=None,
-        help="save the run state there after every chunk and resume from it if present",
-    )
-    add(
-        "--overwrite",
-        action="store_true",
-        help="with --checkpoint-dir: start afresh over a checkpoint of another run",
-    )
-    return parser
 
 
 def _check_out(out: Path) -> None:

@@ -28,6 +28,7 @@ rate 1 and no momentum, DiLoCo is all-reduce SGD bit for bit (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -201,10 +202,9 @@ def streaming_diloco(
        \theta^{o,p} \leftarrow \theta^{o,p} + \text{outer}^p(\Delta^p), \qquad
        \theta^p_i \leftarrow \alpha\, \theta^p_i + (1 - \alpha)\, \theta^{o,p}.
 
-    With ``fragments=1, overlap=0, alpha=0`` this is :func:`diloco` (tested).
-    With ``topology`` the average is gossip, as in :func:`gossip_diloco`. The
-    time model (:mod:`decjax.timing`) hides the communication behind the
-    ``overlap`` inner steps (``overlap_steps``).
+    With ``fragments=1, overlap=0, alpha=0`` this is :func:`diloco` (tested); with
+    ``topology``, gossip as in :func:`gossip_diloco`. The time model hides the
+    communication behind the ``overlap`` inner steps.
 
     Args:
       inner: the per-worker optax optimizer, as in :func:`diloco`.
@@ -249,9 +249,7 @@ def streaming_diloco(
     rounds = _Rounds(
         per_worker(inner), per_worker(outer), every, fragments, overlap, alpha, gossip, compressor
     )
-    return DecentralizedTransformation(
-        lambda params: rounds.init(params, key), rounds.update, rounds.step
-    )
+    return DecentralizedTransformation(partial(rounds.init, key=key), rounds.update, rounds.step)
 
 
 @dataclass(frozen=True)

@@ -408,8 +408,7 @@ def simulate(
       model_state: stacked state of a stateful model (BatchNorm; see ``docs/models.md``);
         then ``loss_fn(params, batch, state, key) -> (loss, (state, aux))``.
       mix_model_state: gossip the model state with this topology; ``None`` keeps it local.
-      timing: a :class:`decjax.timing.TimeModel` (records carry ``time``, simulated seconds),
-        or ``{label: TimeModel}`` (``time_<label>``: several clocks, one run).
+      timing: a :class:`decjax.timing.TimeModel` (records carry ``time``) or ``{label: it}``.
 
     Returns: a :class:`SimulationResult`.
 
