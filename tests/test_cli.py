@@ -60,6 +60,7 @@ def test_cli_rejects_bad_flags(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the time model's closed forms are in tests/test_timing.py
 def test_cli_simulates_time_from_the_network_flags(tmp_path, capsys):
     """Logistic regression on digits: 2,600-byte messages through 125 kB/s ports."""
     argv = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--model", "logistic"]

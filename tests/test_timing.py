@@ -257,6 +257,7 @@ def test_float32_clock_stays_within_1e_4_over_10000_steps():
     assert abs(float(total) - exact) / exact < 1e-4
 
 
+@pytest.mark.slow  # in-flight messages add no time: tested in the inner loop above
 def test_the_network_decides_dasgd_staleness_and_its_ticks_set_the_clock():
     """Delays from the network (1 kB messages): a 10x slower network gives staler updates,
     and the clock counts ticks of the computation (nobody waits for a message)."""

@@ -206,7 +206,9 @@ def _wrapped(wrapper, inner, flaky):
 WRAPPERS = ["stragglers", "node_churn", "local_then"]
 
 
-@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize(
+    "wrapper", [pytest.param("stragglers", marks=pytest.mark.slow), "node_churn", "local_then"]
+)
 def test_wrappers_keep_the_direct_step_fast_path(wrapper):
     """stragglers and node_churn used to drop the wrapped algorithm's direct step (new params
     directly, one pass over the params fewer): simulate's apply_step now reaches it, the

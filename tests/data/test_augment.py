@@ -39,6 +39,7 @@ def test_the_same_key_gives_the_same_augmentation_and_another_key_another():
         random_crop_flip(x[0], jax.random.key(0))
 
 
+@pytest.mark.slow  # the augmentation's own properties stay in the inner loop
 def test_an_augmented_loss_trains_per_worker_with_its_own_key():
     ds = decjax.data.synthetic_images(200, 50, shape=(8, 8, 1), noise=0.5)
     model = decjax.problems.logistic_regression(64, 10)

@@ -41,7 +41,7 @@ def test_every_backend_matches_dense_reference(n, key):
                     )
 
 
-@pytest.mark.parametrize("n", [5, 16])
+@pytest.mark.parametrize("n", [5, pytest.param(16, marks=pytest.mark.slow)])
 def test_mixing_preserves_the_worker_average(n, key):
     x = 10.0 * jax.random.normal(key, (n, 7))
     for topo in all_topologies(n):

@@ -30,6 +30,7 @@ def test_nnx_params_are_a_plain_stackable_pytree_and_apply_matches_the_module():
     assert stacked["hidden"]["kernel"].shape == (4, 64, 32)
 
 
+@pytest.mark.slow  # the one-step hand-written reference stays in the inner loop
 def test_nnx_model_trains_with_decentralized_sgd_on_digits():
     ds = decjax.data.load_digits()
     n = 8

@@ -14,7 +14,9 @@ pytest.importorskip("flax.nnx")
 @pytest.mark.parametrize(
     ("build", "count", "shape"),
     [
-        (lambda: lenet5(), 61_706, (2, 28, 28, 1)),  # LeCun et al. 1998 on 28x28 (padded)
+        pytest.param(  # LeCun et al. 1998 on 28x28 (padded); cnn1d stays in the inner loop
+            lambda: lenet5(), 61_706, (2, 28, 28, 1), marks=pytest.mark.slow
+        ),
         pytest.param(
             lambda: lenet5(channels=3, size=32), 62_006, (2, 32, 32, 3), marks=pytest.mark.slow
         ),

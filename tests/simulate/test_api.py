@@ -314,7 +314,7 @@ def test_sweep_validates_every_concrete_configuration_before_compiling(quad):
         )
 
 
-@pytest.mark.parametrize("full_batch", [True, False])
+@pytest.mark.parametrize("full_batch", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_worker_chunks_give_the_same_run(full_batch, quad, digits_setup):
     if full_batch:
         loss, params, data, kw = quad.loss, quad.init_params(), quad.data, {}

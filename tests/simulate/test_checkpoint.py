@@ -208,7 +208,9 @@ SLOW = pytest.mark.slow
     [
         ({"tx": decjax.dpsgd(0.2, decjax.ring(N))}, "hyperparameters"),
         pytest.param({"tx": decjax.dpsgd(0.1, decjax.exponential(N))}, "topology", marks=SLOW),
-        ({"tx": decjax.dpsgd(0.1, decjax.ring(N), order="parallel")}, "algorithm"),
+        pytest.param(
+            {"tx": decjax.dpsgd(0.1, decjax.ring(N), order="parallel")}, "algorithm", marks=SLOW
+        ),
         pytest.param({"key": jax.random.key(4)}, "key", marks=SLOW),
         pytest.param({"run_id": "second"}, "run_id", marks=SLOW),
         pytest.param({"loss_fn": "other"}, "loss_fn", marks=SLOW),
