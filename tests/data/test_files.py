@@ -103,6 +103,7 @@ def test_missing_files_are_named_in_one_line(tmp_path):
         load_cifar(tmp_path, classes=20)
 
 
+@pytest.mark.slow  # a training run; the loaders' shapes and values stay in the inner loop
 def test_synthetic_images_are_learnable_by_a_linear_model():
     ds = synthetic_images(400, 100, shape=(8, 8, 1), noise=0.5)
     model = decjax.problems.logistic_regression(64, 10)

@@ -147,6 +147,7 @@ def test_a_finished_checkpoint_is_returned_without_training(problem, tmp_path):
     np.testing.assert_array_equal(again.metrics["train_loss"], first.metrics["train_loss"])
 
 
+@pytest.mark.slow  # the field-by-field refusals stay in the inner loop
 def test_resuming_a_different_configuration_is_an_error(problem, tmp_path):
     _run(problem, TXS["adam"](), directory=tmp_path)
     with pytest.raises(ValueError, match="another run: steps is"):

@@ -45,6 +45,7 @@ def test_objects_give_the_same_run_as_the_flat_keywords(quad, tmp_path):
     np.testing.assert_array_equal(again.metrics["train_loss"], flat.metrics["train_loss"])
 
 
+@pytest.mark.slow  # simulate's objects stay in the inner loop
 def test_sweep_and_make_run_take_the_objects_too(quad):
     grid = {"lr": [0.05, 0.1]}
 

@@ -85,7 +85,7 @@ def test_replace_keeps_the_kind_and_the_class_is_frozen():
         ring.name = "other"
 
 
-@pytest.mark.parametrize("reweight", ["metropolis", "self"])
+@pytest.mark.parametrize("reweight", ["metropolis", pytest.param("self", marks=pytest.mark.slow)])
 def test_faults_realized_on_a_matrix_match_faults_realized_on_lists(reweight):
     flaky = decjax.topology.with_faults(
         decjax.topology.erdos_renyi(12, 0.4, key=jax.random.key(1)),
