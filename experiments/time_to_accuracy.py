@@ -17,7 +17,7 @@ same compiled sweep:
 Reported: steps and simulated seconds to the target test accuracy of the
 averaged model (mean +- std over the seeds that reach it), each method's rank
 by steps and by time at each bandwidth, and each method's seconds per step
-checked against the closed form. Quick mode: 2 seeds, 4 rates, 150 steps.
+checked against the closed form. Quick mode: 2 seeds, 4 rates, 160 steps, 20 records.
 
     python experiments/time_to_accuracy.py [--quick] [--out DIR]
 """
@@ -73,12 +73,14 @@ def _plan(quick: bool) -> dict:
             "steps": 160,
             "seeds": 2,
             "grid": [2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2],
+            "evaluations": 20,
         }
     return {
         "samples": 8_000,
         "steps": 400,
         "seeds": 5,
         "grid": [2.0**-6, 2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2, 2.0**-1],
+        "evaluations": 40,
     }
 
 
@@ -88,7 +90,7 @@ def training(plan: dict) -> pd.DataFrame:
     common = {
         "steps": plan["steps"],
         "seeds": plan["seeds"],
-        "evaluations": 40,
+        "evaluations": plan["evaluations"],
         "timing": clocks(model_bytes),
     }
     graphs = [
