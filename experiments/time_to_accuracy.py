@@ -17,7 +17,7 @@ same compiled sweep:
 Reported: steps and simulated seconds to the target test accuracy of the
 averaged model (mean +- std over the seeds that reach it), each method's rank
 by steps and by time at each bandwidth, and each method's seconds per step
-checked against the closed form. Quick mode: 2 seeds, 4 rates, 160 steps, 20 records.
+checked against the closed form. Quick mode: 8 workers, 2 seeds, 3 rates, 160 steps.
 
     python experiments/time_to_accuracy.py [--quick] [--out DIR]
 """
@@ -35,7 +35,6 @@ import pandas as pd
 import decjax
 from decjax import timing
 
-N = 16
 RESNET18_BYTES = 11_689_512 * 4
 COMPUTE = 0.05  # seconds per step: an assumption
 NETWORKS = {"1g": (50e-6, 1.0), "100g": (2e-6, 100.0)}  # latency (s), port (Gb/s)
@@ -55,38 +54,44 @@ def clocks(model_bytes: int) -> dict:
     }
 
 
-def closed_form(method: str, label: str) -> float:
-    """Mean seconds per step of ``method`` on clock ``label`` (what the model should give)."""
+def closed_form(method: str, label: str, n: int) -> float:
+    """Mean seconds per step of ``method`` on clock ``label`` (what the model should give):
+    ``k`` messages per worker through its port, or a ring all-reduce every ``EVERY`` steps."""
     latency, gb = NETWORKS[label]
     port = timing.gbps(gb)
-    messages = {"ring": 2, "exponential": 4, "one_peer_exponential": 1, "complete": N - 1}
-    if method in messages:
-        return COMPUTE + latency + messages[method] * RESNET18_BYTES / port
-    allreduce = 2 * (N - 1) * (latency + RESNET18_BYTES / N / port)
-    return COMPUTE + allreduce / EVERY
+    if method == "diloco":
+        allreduce = 2 * (n - 1) * (latency + RESNET18_BYTES / n / port)
+        return COMPUTE + allreduce / EVERY
+    messages = float(decjax.gossip.messages_per_worker(decjax.topology.by_name(method, n)))
+    return COMPUTE + latency + messages * RESNET18_BYTES / port
 
 
 def _plan(quick: bool) -> dict:
     if quick:
         return {
+            "n": 8,
             "samples": 4_000,
             "steps": 160,
             "seeds": 2,
-            "grid": [2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2],
+            "grid": [2.0**-4, 2.0**-3, 2.0**-2],  # D-PSGD
+            "diloco_grid": [2.0**-6, 2.0**-5, 2.0**-4],
             "evaluations": 20,
         }
     return {
+        "n": 16,
         "samples": 8_000,
         "steps": 400,
         "seeds": 5,
         "grid": [2.0**-6, 2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2, 2.0**-1],
+        "diloco_grid": [2.0**-6, 2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2, 2.0**-1],
         "evaluations": 40,
     }
 
 
 def training(plan: dict) -> pd.DataFrame:
+    n = plan["n"]
     ds, model = _training.mnist1d(plan["samples"])
-    model_bytes = decjax.gossip.worker_bytes(decjax.replicate(model.init(jax.random.key(0)), N))
+    model_bytes = decjax.gossip.worker_bytes(decjax.replicate(model.init(jax.random.key(0)), n))
     common = {
         "steps": plan["steps"],
         "seeds": plan["seeds"],
@@ -94,21 +99,21 @@ def training(plan: dict) -> pd.DataFrame:
         "timing": clocks(model_bytes),
     }
     graphs = [
-        decjax.ring(N),
-        decjax.exponential(N),
-        decjax.one_peer_exponential(N),
-        decjax.complete(N),
+        decjax.ring(n),
+        decjax.exponential(n),
+        decjax.one_peer_exponential(n),
+        decjax.complete(n),
     ]
     print(f"D-PSGD: {len(plan['grid'])} rates x 4 graphs x {plan['seeds']} seeds", flush=True)
-    dpsgd = _training.topology_sweep(ds, model, N, graphs, plan["grid"], **common)
-    print(f"DiLoCo: {len(plan['grid'])} rates x {plan['seeds']} seeds", flush=True)
+    dpsgd = _training.topology_sweep(ds, model, n, graphs, plan["grid"], **common)
+    print(f"DiLoCo: {len(plan['diloco_grid'])} rates x {plan['seeds']} seeds", flush=True)
 
     def make_diloco(lr, topology):
         del topology  # an all-reduce
         return decjax.diloco(optax.sgd(lr, momentum=0.9, nesterov=True), every=EVERY)
 
     diloco = _training.topology_sweep(
-        ds, model, N, [decjax.complete(N)], plan["grid"], make=make_diloco, **common
+        ds, model, n, [decjax.complete(n)], plan["diloco_grid"], make=make_diloco, **common
     ).assign(topology="diloco")
     return pd.concat([dpsgd, diloco], ignore_index=True).rename(columns={"topology": "method"})
 
@@ -127,7 +132,7 @@ def reach(tuned: pd.DataFrame, target: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(tuned: pd.DataFrame, reached: pd.DataFrame, seeds: int) -> pd.DataFrame:
+def summary(tuned: pd.DataFrame, reached: pd.DataFrame, seeds: int, n: int) -> pd.DataFrame:
     last = tuned[tuned["step"] == tuned["step"].max()]
     out = last.groupby("method", sort=False).agg(
         lr=("lr", "first"),
@@ -143,7 +148,7 @@ def summary(tuned: pd.DataFrame, reached: pd.DataFrame, seeds: int) -> pd.DataFr
         out[f"seconds_{label}_std"] = stats[f"seconds_{label}"].std()
         per_step = last.groupby("method", sort=False)[f"time_{label}"].mean() / last["step"].max()
         out[f"seconds_per_step_{label}"] = per_step
-        out[f"closed_form_per_step_{label}"] = [closed_form(m, label) for m in out.index]
+        out[f"closed_form_per_step_{label}"] = [closed_form(m, label, n) for m in out.index]
     everyone = out["seeds_reaching"] == seeds
     out["rank_by_steps"] = out["steps_to_target_mean"].where(everyone).rank(method="min")
     for label in NETWORKS:
@@ -176,7 +181,7 @@ def figure(tuned: pd.DataFrame, target: float, plan: dict):
     axes[0].set_ylabel("test accuracy of the averaged model")
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"Time to accuracy: 1-D CNN on MNIST-1D, n = {N}, timed as ResNet-18 messages and "
+        f"Time to accuracy: 1-D CNN on MNIST-1D, n = {plan['n']}, timed as ResNet-18 messages and "
         f"{COMPUTE * 1e3:g} ms steps ({plan['seeds']} seeds, +-1 std)"
     )
     fig.tight_layout()
@@ -188,9 +193,18 @@ def main(argv=None) -> int:
     plan = _plan(args.quick)
     target = 0.5 if args.quick else 0.75
     curves = training(plan)
-    tuned = _training.tune(curves, plan["grid"], by=("method",), what="time to accuracy")
+    tuned = pd.concat(
+        [
+            _training.tune(part, plan[grid], by=("method",), what="time to accuracy")
+            for grid, part in (
+                ("grid", curves[curves["method"] != "diloco"]),
+                ("diloco_grid", curves[curves["method"] == "diloco"]),
+            )
+        ],
+        ignore_index=True,
+    )
     reached = reach(tuned, target)
-    table = summary(tuned, reached, plan["seeds"])
+    table = summary(tuned, reached, plan["seeds"], plan["n"])
     table.insert(1, "target_accuracy", target)
     grid = curves[curves["step"] == curves["step"].max()].groupby(["method", "lr"], sort=False)
     _common.write(
