@@ -19,9 +19,9 @@ N, D = 8, 6
 SAMPLE = ("dpsgd", "gradient_tracking", "detag", "dasgd")
 SAMPLED = [n if n in SAMPLE else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 # the cheap checks run on every algorithm in the inner loop, except variants whose
-# sibling runs there (osgp is sgp with delayed shares; the DiLoCo variants are diloco
-# with gossip or fragments, tested against references in test_diloco.py): slow tier
-VARIANTS = ("osgp", "gossip_diloco", "streaming_diloco")
+# sibling runs there (osgp is sgp with delayed shares; the DiLoCo family is tested against
+# references and reductions in test_diloco.py, in the inner loop): slow tier
+VARIANTS = ("osgp", "diloco", "gossip_diloco", "streaming_diloco")
 EVERY = [pytest.param(n, marks=pytest.mark.slow) if n in VARIANTS else n for n in NAMES]
 
 
