@@ -44,11 +44,18 @@ IGNORE_TOPOLOGY = {
     name: "averages over all workers every 8 steps"
     for name in ("local_sgd", "diloco", "streaming_diloco")
 }
-# --cluster presets (illustrative orders of magnitude, not measurements of a machine)
+# --cluster presets (illustrative orders of magnitude, not measurements of a machine):
+# every worker behind a switch port of (latency in seconds, Gb/s), or nodes of 8 workers
+PORTS = {
+    "ethernet-1g": (50e-6, 1.0),
+    "ethernet-10g": (20e-6, 10.0),
+    "infiniband-100g": (2e-6, 100.0),
+}
 CLUSTERS = {
-    "ethernet-1g": "every worker's port 1 Gb/s, 50 us",
-    "ethernet-10g": "every worker's port 10 Gb/s, 20 us",
-    "infiniband-100g": "every worker's port 100 Gb/s, 2 us",
+    **{
+        name: f"every worker's port {gb:g} Gb/s, {latency * 1e6:g} us"
+        for name, (latency, gb) in PORTS.items()
+    },
     "nvlink-nodes": "8 workers per node on 300 GB/s, 2 us links; 100 Gb/s, 10 us between nodes",
 }
 
@@ -226,11 +233,6 @@ def time_model(args) -> decjax.timing.TimeModel | None:
             return None
     if args.cluster is not None and (args.bandwidth is not None or args.latency is not None):
         raise ValueError(f"--cluster {args.cluster} sets the links; drop --bandwidth and --latency")
-    presets = {
-        "ethernet-1g": (50e-6, 1.0),
-        "ethernet-10g": (20e-6, 10.0),
-        "infiniband-100g": (2e-6, 100.0),
-    }
     if args.cluster == "nvlink-nodes":
         if args.workers % 8:
             raise ValueError(
@@ -238,7 +240,7 @@ def time_model(args) -> decjax.timing.TimeModel | None:
             )
         network = timing.cluster(args.workers // 8, 8)
     elif args.cluster is not None:
-        latency, gigabits = presets[args.cluster]
+        latency, gigabits = PORTS[args.cluster]
         network = timing.Network(latency, timing.gbps(gigabits), timing.gbps(gigabits))
     else:  # every worker behind a switch port of this bandwidth, shared by its messages
         bandwidth = float("inf") if args.bandwidth is None else timing.gbps(args.bandwidth)
@@ -322,7 +324,7 @@ def _prepare(parser, args):
         model = workloads.model(args.model, dataset, dataset_name=args.dataset)
         if args.augment and dataset.x_train.ndim != 4:
             raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
-        time_model(args)  # validated here; built again for the run
+        timing = time_model(args)
         factory = _make_factory(args, jax.random.fold_in(key, 4000))
         topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
@@ -335,7 +337,7 @@ def _prepare(parser, args):
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
     params = decjax.replicate(model.init(jax.random.fold_in(key, 1000)), args.workers)
-    return key, dataset, factory, topologies, data, model, params
+    return key, dataset, factory, topologies, data, model, params, timing
 
 
 def _loss_and_state(args, model, params):
@@ -349,7 +351,7 @@ def _loss_and_state(args, model, params):
     return model.loss, params, None
 
 
-def _train(args, key, dataset, factory, topologies, data, model, params):
+def _train(args, key, dataset, factory, topologies, data, model, params, timing):
     loss, params, model_state = _loss_and_state(args, model, params)
     common = {
         "model_state": model_state,
@@ -360,7 +362,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params):
         "eval_fn": model.eval_fn,
         "eval_data": (dataset.x_test, dataset.y_test),
         "progress": not args.no_progress,
-        "timing": time_model(args),
+        "timing": timing,
     }
     if any(t.faults is not None or t.random for t in topologies):
         # Faulty and random topologies draw new matrices every step: they cannot be
@@ -526,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print(f"decjax: {stop or 'interrupted'}", file=sys.stderr)
         return 130
-    _, dataset, _, topologies, _, model, params = prepared
+    _, dataset, _, topologies, _, model, params, _ = prepared
     initial_loss = _initial_loss(model, params, dataset)
     summary, columns = _summarize(args, result, topologies, initial_loss)
     print()

@@ -101,12 +101,9 @@ def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np
     return array
 
 
-def _per_link(array: np.ndarray, n: int, name: str) -> jax.Array:
-    """A scalar, per-sender ``(n,)`` or ``(n, n)`` value as an ``(n, n)`` [receiver, sender]."""
-    if array.ndim and array.shape[0] != n:
-        raise ValueError(
-            f"{name} has {array.shape[0]} entries per axis but there are n={n} workers"
-        )
+def _per_link(array: np.ndarray, n: int) -> jax.Array:
+    """A scalar, per-sender ``(n,)`` or ``(n, n)`` value (sized by :meth:`Network.check`) as an
+    ``(n, n)`` [receiver, sender] matrix."""
     if array.ndim == 1:  # a worker's uplink: the sender's value
         array = np.broadcast_to(array[None, :], (n, n))
     return jnp.asarray(np.broadcast_to(array, (n, n)), jnp.float32)
@@ -170,14 +167,15 @@ class Network:
         where a message exists, 0 elsewhere.
         """
         n = links.shape[-1]
+        self.check(n)
         links = links.astype(jnp.float32)
-        seconds = links / _per_link(self.bandwidth, n, "bandwidth")
+        seconds = links / _per_link(self.bandwidth, n)
         if self.port_bandwidth is not None:
             port = jnp.broadcast_to(jnp.asarray(self.port_bandwidth, jnp.float32), (n,))
             sent = jnp.sum(links, axis=0) / port  # each sender's bytes through its port
             received = jnp.sum(links, axis=1) / port
             seconds = jnp.maximum(seconds, jnp.maximum(sent[None, :], received[:, None]))
-        return jnp.where(links > 0, _per_link(self.latency, n, "latency") + seconds, 0.0)
+        return jnp.where(links > 0, _per_link(self.latency, n) + seconds, 0.0)
 
     def transfer_times(self, topology, message_bytes: float, step: Any = 0) -> jax.Array:
         """:meth:`transfer` of one ``message_bytes`` message on every link of ``topology``."""

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from decjax._validation import check_int, check_positive, is_traced
 from decjax.gossip import bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
@@ -80,6 +81,19 @@ class Gossip:
             "bytes_sent": self.bytes(tree, step, vectors),
             LINK_BYTES: self.links(tree, step, vectors),
         }
+
+
+def also_sent(first: Info, second: Info, when: jax.Array) -> Info:
+    """Two records of messages sent in the same rounds, the second counted only ``when``."""
+    return {key: first[key] + jnp.where(when, second[key], 0.0) for key in first}
+
+
+def flatten_rows(tree: Any) -> tuple[jax.Array, Any]:
+    """``(n, d)`` matrix of each worker's flattened tree, and the inverse map."""
+    one = jax.tree.map(lambda x: x[0], tree)
+    _, unravel = ravel_pytree(one)
+    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
+    return flat, jax.vmap(unravel)
 
 
 def check_averaging(topology: Topology) -> None:

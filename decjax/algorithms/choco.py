@@ -7,18 +7,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
-from decjax import _axis
 from decjax._validation import as_key, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
+    flatten_rows,
     from_step,
     learning_rate_at,
     zeros_count,
 )
 from decjax.gossip import Compressor, messages_per_worker
+from decjax.gossip.compression import compress_rows
 from decjax.timing import LINK_BYTES, message_pattern
 from decjax.topology import Topology
 
@@ -29,14 +29,6 @@ class ChocoState(NamedTuple):
     count: jax.Array
     public: Any  # X-hat: the copies every neighbour holds of each worker's model
     key: jax.Array  # for random compressors
-
-
-def _flatten_rows(tree):
-    """``(n, d)`` matrix of each worker's flattened params, and the inverse map."""
-    one = jax.tree.map(lambda x: x[0], tree)
-    _, unravel = ravel_pytree(one)
-    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
-    return flat, jax.vmap(unravel)
 
 
 def choco_sgd(
@@ -96,7 +88,7 @@ def choco_sgd(
     key = jax.random.key(0) if key is None else as_key("key", key)
 
     def init(params):
-        flat, _ = _flatten_rows(params)
+        flat, _ = flatten_rows(params)
         compressor.check(flat.shape[1])
         return ChocoState(zeros_count(), optax.tree.zeros_like(params), key)
 
@@ -104,10 +96,9 @@ def choco_sgd(
         del extra_args
         t = state.count
         half = optax.tree.add_scale(params, -learning_rate_at(learning_rate, t), grads)
-        diff, unravel = _flatten_rows(optax.tree.sub(half, state.public))
+        diff, unravel = flatten_rows(optax.tree.sub(half, state.public))
         key, sub = jax.random.split(state.key)
-        keys = _axis.local_rows(jax.random.split(sub, _axis.total_workers(diff.shape[0])))
-        q = jax.vmap(compressor.compress)(keys, diff)
+        q = compress_rows(compressor, sub, diff)
         public = optax.tree.add(state.public, unravel(q))
         mixed = gossip(public, t)
         new = jax.tree.map(lambda h, m, p: h + consensus_step * (m - p), half, mixed, public)

@@ -37,9 +37,16 @@ import optax
 
 from decjax import _axis
 from decjax._validation import as_key, check_in_range, check_int
-from decjax.algorithms._common import DecentralizedTransformation, Gossip, zeros_count
+from decjax.algorithms._common import (
+    DecentralizedTransformation,
+    Gossip,
+    flatten_rows,
+    from_step,
+    zeros_count,
+)
 from decjax.algorithms.combine import per_worker
 from decjax.gossip import Compressor, worker_bytes
+from decjax.gossip.compression import compress_rows
 from decjax.timing import ALLREDUCE_BYTES, LINK_BYTES, OVERLAP_STEPS
 from decjax.topology import Topology
 
@@ -249,7 +256,7 @@ def streaming_diloco(
     rounds = _Rounds(
         per_worker(inner), per_worker(outer), every, fragments, overlap, alpha, gossip, compressor
     )
-    return DecentralizedTransformation(partial(rounds.init, key=key), rounds.update, rounds.step)
+    return from_step(partial(rounds.init, key=key), rounds.step)
 
 
 @dataclass(frozen=True)
@@ -307,12 +314,6 @@ class _Rounds:
             pending=zeros if self.overlap else None,
             key=key,
         )
-
-    def update(self, grads, state, params=None, **extra_args):
-        if params is None:
-            raise ValueError("this transformation needs params: tx.update(grads, state, params)")
-        new, state, _ = self.step(grads, state, params, **extra_args)
-        return jax.tree.map(lambda a, b: (a - b).astype(b.dtype), new, params), state
 
     def step(self, grads, state: DiLoCoState, params, **extra_args):
         t, like = state.count, params
@@ -396,16 +397,9 @@ class _Rounds:
         return theta_o, outer_state, u, optax.tree.add(theta_o, u)
 
     def _compress(self, u, key):
-        flat = jnp.concatenate([x.reshape(x.shape[0], -1) for x in u], axis=1)
-        rows = flat.shape[0]
-        keys = _axis.local_rows(jax.random.split(key, _axis.total_workers(rows)))
-        q = jax.vmap(self.compressor.compress)(keys, flat)
-        out, start = [], 0
-        for x in u:
-            size = x[0].size
-            out.append(q[:, start : start + size].reshape(x.shape).astype(x.dtype))
-            start += size
-        return out
+        """Each worker's drift of one fragment (a list of leaves), compressed as one vector."""
+        flat, unravel = flatten_rows(u)
+        return unravel(compress_rows(self.compressor, key, flat))
 
     def _message_bytes(self, u) -> int:
         if self.compressor is None:

@@ -11,6 +11,7 @@ import optax
 from decjax._validation import check_choice
 from decjax.algorithms._common import (
     Gossip,
+    also_sent,
     check_learning_rate,
     from_step,
     learning_rate_at,
@@ -100,9 +101,8 @@ def gradient_tracking(
             new = gossip(optax.tree.add_scale(params, -eta, tracker), t)
         else:
             new = optax.tree.add_scale(gossip(params, t), -eta, tracker)
-        sent, tracked = gossip.traffic(params, t), gossip.traffic(tracker, t - 1)
-        # both are sent in the same rounds; no tracker at step 0
-        info = {key: sent[key] + jax.numpy.where(t > 0, tracked[key], 0.0) for key in sent}
+        # the tracker goes in the same rounds as the params, from step 1 on
+        info = also_sent(gossip.traffic(params, t), gossip.traffic(tracker, t - 1), t > 0)
         return new, GradientTrackingState(t + 1, tracker, grads), info
 
     return from_step(init, step)

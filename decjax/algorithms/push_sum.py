@@ -23,6 +23,7 @@ from decjax._fusion import separated
 from decjax._validation import as_key
 from decjax.algorithms._common import (
     Gossip,
+    also_sent,
     check_learning_rate,
     from_step,
     learning_rate_at,
@@ -297,8 +298,8 @@ def push_diging(
         eta = learning_rate_at(learning_rate, t)
         half = optax.tree.add_scale(state.numerators, -eta, tracker)
         numerators, weights = gossip((half, state.weights), t)
-        pushed, tracked = gossip.traffic((half, state.weights), t), gossip.traffic(tracker, t - 1)
-        info = {key: pushed[key] + jnp.where(t > 0, tracked[key], 0.0) for key in pushed}
+        pushed = gossip.traffic((half, state.weights), t)
+        info = also_sent(pushed, gossip.traffic(tracker, t - 1), t > 0)
         new_state = PushDIGingState(t + 1, numerators, weights, tracker, grads)
         return debias(numerators, weights), new_state, info
 

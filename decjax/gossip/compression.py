@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from decjax import _axis
 from decjax._validation import check_in_range, check_int
 
 
@@ -25,6 +26,16 @@ class Compressor(NamedTuple):
     compress: Callable[[jax.Array, jax.Array], jax.Array]
     bytes: Callable[[int, int], int]
     check: Callable[[int], None]
+
+
+def compress_rows(compressor: Compressor, key: jax.Array, rows: jax.Array) -> jax.Array:
+    """Every worker's row of an ``(n, d)`` matrix compressed with a key of its own.
+
+    The keys are split for all ``n`` workers, so under a worker axis (a block of
+    rows per device) each worker gets the key it gets on one device.
+    """
+    keys = _axis.local_rows(jax.random.split(key, _axis.total_workers(rows.shape[0])))
+    return jax.vmap(compressor.compress)(keys, rows)
 
 
 def ordered_sum(x: jax.Array) -> jax.Array:

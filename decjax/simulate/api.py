@@ -79,27 +79,25 @@ def _check_timing(timing, params) -> dict[str, TimeModel] | None:
     dict ``{label: TimeModel}`` (recorded as ``time_<label>``), sized for the params' ``n``."""
     if timing is None:
         return None
-    models = {"time": timing} if isinstance(timing, TimeModel) else timing
-    if not isinstance(models, Mapping) or not models:
+    if isinstance(timing, TimeModel):
+        models = {"time": timing}
+    elif isinstance(timing, Mapping) and timing:
+        for label, model in timing.items():
+            if not isinstance(label, str) or not label.replace("_", "").isalnum():
+                raise ValueError(
+                    f"timing labels must be letters, digits and _ (time_<label>), got {label!r}"
+                )
+            if not isinstance(model, TimeModel):
+                raise TypeError(
+                    f"timing[{label!r}] must be a decjax.timing.TimeModel, got "
+                    f"{type(model).__name__}"
+                )
+        models = {f"time_{label}": model for label, model in timing.items()}
+    else:
         raise TypeError(
             "timing must be a decjax.timing.TimeModel, a non-empty dict {label: TimeModel} or "
             f"None, got {type(timing).__name__}"
         )
-    if models is not timing:
-        return _sized(models, params)
-    for label, model in models.items():
-        if not isinstance(label, str) or not label.replace("_", "").isalnum():
-            raise ValueError(
-                f"timing labels must be letters, digits and _ (time_<label>), got {label!r}"
-            )
-        if not isinstance(model, TimeModel):
-            raise TypeError(
-                f"timing[{label!r}] must be a decjax.timing.TimeModel, got {type(model).__name__}"
-            )
-    return _sized({f"time_{label}": model for label, model in models.items()}, params)
-
-
-def _sized(models: dict, params) -> dict:
     if params is not None:
         for model in models.values():
             model.check(jax.tree.leaves(params)[0].shape[0])
