@@ -413,6 +413,8 @@ def event_schedule(model: TimeModel, pattern, message_bytes: float, updates: int
     n = pattern.shape[0]
     np.fill_diagonal(pattern, False)
     model.check(n)
+    # one draw per update, exactly as a run draws them step by step (a vmapped lognormal
+    # draw can differ in the last bit)
     compute = np.stack([np.asarray(model.compute.at(k, n), np.float64) for k in range(updates)])
     finish = np.cumsum(compute, axis=0)
     links = jnp.asarray(pattern, jnp.float32) * jnp.float32(message_bytes * model.message_scale)
