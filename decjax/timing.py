@@ -54,7 +54,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decjax._validation import as_key, check_bool, check_choice
+from decjax._validation import (
+    as_key,
+    check_bool,
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
+from decjax.topology import Topology
 
 LINK_BYTES = "link_bytes"  # (phases, n, n) bytes of each message j -> i the receivers wait for
 ALLREDUCE_BYTES = "allreduce_bytes"  # bytes per worker of a vector averaged over all workers
@@ -73,6 +81,7 @@ def gbps(gigabits_per_second: float) -> float:
       >>> decjax.timing.gbps(1.0)
       125000000.0
     """
+    check_positive("gigabits_per_second", gigabits_per_second)
     return float(gigabits_per_second) * BYTES_PER_GIGABIT
 
 
@@ -197,6 +206,8 @@ class Network:
 
 def message_pattern(topology, step: Any = 0) -> jax.Array:
     """``(n, n)`` float32: 1 where ``j`` sends to ``i != j`` at ``step`` (``W_t[i, j] != 0``)."""
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
     matrix = topology.matrix(step)
     n = matrix.shape[-1]
     return ((matrix != 0) & ~jnp.eye(n, dtype=bool)).astype(jnp.float32)
@@ -409,7 +420,13 @@ def event_schedule(model: TimeModel, pattern, message_bytes: float, updates: int
       message_bytes: bytes of one message.
       updates: updates per worker ``K``.
     """
+    if not isinstance(model, TimeModel):
+        raise TypeError(f"model must be a decjax.timing.TimeModel, got {type(model).__name__}")
+    check_nonnegative("message_bytes", message_bytes)
+    updates = check_int("updates", updates, minimum=1)
     pattern = np.asarray(pattern) != 0
+    if pattern.ndim != 2 or pattern.shape[0] != pattern.shape[1]:
+        raise ValueError(f"pattern must be an (n, n) matrix, got shape {pattern.shape}")
     n = pattern.shape[0]
     np.fill_diagonal(pattern, False)
     model.check(n)

@@ -626,6 +626,25 @@ CASES.update(
         "time-model-overlap": (lambda: _T.TimeModel(overlap="yes"), "overlap"),
         "time-model-scale": (lambda: _T.TimeModel(message_scale=0), "message_scale"),
         "cluster-zero": (lambda: _T.cluster(0), "nodes and per_node"),
+        "gbps-negative": (lambda: _T.gbps(-1.0), "gigabits_per_second must be > 0"),
+        "gbps-text": (lambda: _T.gbps("fast"), "gigabits_per_second"),
+        "message-pattern-topology": (lambda: _T.message_pattern("ring"), "topology must be"),
+        "event-schedule-model": (
+            lambda: _T.event_schedule("x", np.ones((4, 4)), 100.0, 10),
+            "model must be",
+        ),
+        "event-schedule-updates": (
+            lambda: _T.event_schedule(_T.TimeModel(), np.ones((4, 4)), 100.0, 0),
+            "updates",
+        ),
+        "event-schedule-bytes": (
+            lambda: _T.event_schedule(_T.TimeModel(), np.ones((4, 4)), -1.0, 10),
+            "message_bytes",
+        ),
+        "event-schedule-pattern": (
+            lambda: _T.event_schedule(_T.TimeModel(), np.ones((4, 3)), 100.0, 10),
+            "pattern must be an (n, n) matrix",
+        ),
         "simulate-timing-type": (lambda: _sim(timing="fast"), "timing must be"),
         "simulate-timing-size": (
             lambda: _sim(timing=_T.TimeModel(_T.Network(latency=np.zeros(3)))),
