@@ -427,7 +427,7 @@ COMPRESSORS = {
 FAST_COMPRESSORS = ("sign",)  # the regression case; the others run in the slow tier
 
 
-def _choco_digits(compressor, n, mesh=None, params_shift=0):
+def _choco_digits(compressor, n, mesh=None, params_shift=0, worker_chunks="auto"):
     ds = decjax.data.load_digits()
     data = decjax.data.distribute(ds, n, "sorted", key=0)
     model = decjax.problems.mlp([64, 32, 10])
@@ -446,6 +446,7 @@ def _choco_digits(compressor, n, mesh=None, params_shift=0):
         key=jax.random.key(1),
         progress=False,
         mesh=mesh,
+        worker_chunks=worker_chunks,
     )
     return jax.tree.leaves(result.params)
 
@@ -457,8 +458,11 @@ def _choco_digits(compressor, n, mesh=None, params_shift=0):
 def test_choco_with_every_compressor_agrees_sharded_and_on_one_device(name, mesh):
     """One worker per device: the inputs to compression are bitwise the same, so the
     messages are too (sign and QSGD norms use a fixed-order sum; a vmapped jnp.sum over
-    8 rows and over 1 differed in the last bit, and sign() made that a 1.6e-2 difference)."""
-    single = _choco_digits(COMPRESSORS[name](), 8)
+    8 rows and over 1 differed in the last bit, and sign() made that a 1.6e-2 difference).
+    The single-device run computes one worker's gradient at a time (``worker_chunks=8``),
+    as each device does: on some CPUs (an AMD EPYC, 2026-12-03) XLA's matmul over a
+    batch of 8 workers and over 1 differ in the last bit, and sign() amplifies it."""
+    single = _choco_digits(COMPRESSORS[name](), 8, worker_chunks=8)
     multi = _choco_digits(COMPRESSORS[name](), 8, mesh)
     for a, b in zip(single, multi, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
