@@ -2,10 +2,11 @@ r"""Simulated wall-clock time: a network and compute model evaluated inside ``ji
 
 Every step of a decentralized run reports what it sent (the one channel of
 :class:`~decjax.algorithms.StepTransformation` records): ``link_bytes``, a
-``(phases, n, n)`` array of the bytes of each message :math:`j \to i`
-(receiver first, like :math:`W`) in each communication phase the workers wait
-for, and ``allreduce_bytes``, the size of a vector averaged over all workers.
-A :class:`TimeModel` turns that record into seconds:
+:class:`decjax.gossip.Links` record of the messages :math:`j \to i` in each
+communication phase the workers wait for (its edges come from the topology
+kind, ``O(edges)``: no ``(n, n)`` matrix), and ``allreduce_bytes``, the size of
+a vector averaged over all workers. A :class:`TimeModel` turns that record
+into seconds:
 
 - **compute**: worker :math:`i` spends :math:`c_i(t)` seconds on its gradient
   (:class:`Compute`: constant, per worker, a measured trace, or random draws);
@@ -64,7 +65,7 @@ from decjax._validation import (
 )
 from decjax.topology import Topology
 
-LINK_BYTES = "link_bytes"  # (phases, n, n) bytes of each message j -> i the receivers wait for
+LINK_BYTES = "link_bytes"  # a decjax.gossip.Links: the messages j -> i the receivers wait for
 ALLREDUCE_BYTES = "allreduce_bytes"  # bytes per worker of a vector averaged over all workers
 INFLIGHT_BYTES = "inflight_bytes"  # (n, n) bytes of messages delivered in later ticks
 OVERLAP_STEPS = "overlap_steps"  # the step's communication runs behind this many computations
@@ -110,12 +111,14 @@ def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np
     return array
 
 
-def _per_link(array: np.ndarray, n: int) -> jax.Array:
-    """A scalar, per-sender ``(n,)`` or ``(n, n)`` value (sized by :meth:`Network.check`) as an
-    ``(n, n)`` [receiver, sender] matrix."""
+def _on_edges(array: np.ndarray, receivers: jax.Array, senders: jax.Array) -> jax.Array:
+    """A scalar, per-sender ``(n,)`` or ``(n, n)`` [receiver, sender] value on each edge."""
+    if array.ndim == 0:
+        return jnp.float32(array)
+    values = jnp.asarray(array, jnp.float32)
     if array.ndim == 1:  # a worker's uplink: the sender's value
-        array = np.broadcast_to(array[None, :], (n, n))
-    return jnp.asarray(np.broadcast_to(array, (n, n)), jnp.float32)
+        return values[senders]
+    return values[receivers, senders]
 
 
 @dataclass(frozen=True)
@@ -173,18 +176,30 @@ class Network:
 
         ``links[i, j]`` is the bytes of the message :math:`j \to i` (0: none);
         the result is :math:`\ell_{ij} + \max(B_{ij}/b_{ij}, O_j/p_j, I_i/p_i)`
-        where a message exists, 0 elsewhere.
+        where a message exists, 0 elsewhere (:meth:`edge_transfer` on every pair).
         """
         n = links.shape[-1]
+        rows = jnp.arange(n, dtype=jnp.int32)
+        receivers, senders = jnp.repeat(rows, n), jnp.tile(rows, n)
+        seconds = self.edge_transfer(receivers, senders, jnp.reshape(links, (-1,)), n)
+        return seconds.reshape(n, n)
+
+    def edge_transfer(
+        self, receivers: jax.Array, senders: jax.Array, nbytes: jax.Array, n: int
+    ) -> jax.Array:
+        """:meth:`transfer` of a phase given as an edge list (each link at most once), ``O(E)``:
+        seconds from departure to arrival of each message, 0 where ``nbytes`` is 0."""
         self.check(n)
-        links = links.astype(jnp.float32)
-        seconds = links / _per_link(self.bandwidth, n)
+        nbytes = jnp.asarray(nbytes, jnp.float32)
+        seconds = nbytes / _on_edges(self.bandwidth, receivers, senders)
         if self.port_bandwidth is not None:
             port = jnp.broadcast_to(jnp.asarray(self.port_bandwidth, jnp.float32), (n,))
-            sent = jnp.sum(links, axis=0) / port  # each sender's bytes through its port
-            received = jnp.sum(links, axis=1) / port
-            seconds = jnp.maximum(seconds, jnp.maximum(sent[None, :], received[:, None]))
-        return jnp.where(links > 0, _per_link(self.latency, n) + seconds, 0.0)
+            # each sender's bytes through its port, and each receiver's
+            sent = jax.ops.segment_sum(nbytes, senders, num_segments=n) / port
+            received = jax.ops.segment_sum(nbytes, receivers, num_segments=n) / port
+            seconds = jnp.maximum(seconds, jnp.maximum(sent[senders], received[receivers]))
+        latency = _on_edges(self.latency, receivers, senders)
+        return jnp.where(nbytes > 0, latency + seconds, 0.0)
 
     def transfer_times(self, topology, message_bytes: float, step: Any = 0) -> jax.Array:
         """:meth:`transfer` of one ``message_bytes`` message on every link of ``topology``."""
@@ -199,8 +214,9 @@ class Network:
         """
         if n == 1:
             return jnp.zeros((), jnp.float32)
-        ring = jnp.zeros((n, n), jnp.float32).at[(jnp.arange(n) + 1) % n, jnp.arange(n)].set(1.0)
-        phase = self.transfer(ring * (jnp.asarray(nbytes, jnp.float32) / n))
+        senders = jnp.arange(n, dtype=jnp.int32)
+        chunk = jnp.full((n,), jnp.asarray(nbytes, jnp.float32) / n)
+        phase = self.edge_transfer((senders + 1) % n, senders, chunk, n)
         return jnp.where(nbytes > 0, 2 * (n - 1) * jnp.max(phase), 0.0)
 
 
@@ -327,8 +343,8 @@ class TimeModel:
     Examples:
       >>> import jax.numpy as jnp, decjax
       >>> model = decjax.timing.TimeModel(decjax.timing.Network(1e-3, 1e6), compute=0.01)
-      >>> ring = decjax.timing.message_pattern(decjax.ring(4))  # 4 workers
-      >>> info = {"link_bytes": 1000.0 * ring[None]}  # one phase, 1 kB to each neighbour
+      >>> links = decjax.gossip.link_bytes(decjax.ring(4), jnp.zeros((4, 250)))  # 4 workers
+      >>> info = {"link_bytes": links}  # one phase, 1 kB (250 float32) to each neighbour
       >>> round(float(model.step_time(info, 0, 4)), 6)  # 0.01 + 1e-3 + 1000 / 1e6
       0.012
     """
@@ -362,11 +378,10 @@ class TimeModel:
         start = jnp.zeros((n,), jnp.float32) if self.overlap else compute
         ready = start
         scale = jnp.float32(self.message_scale)
-        links = info.get(LINK_BYTES)
+        links = info.get(LINK_BYTES)  # a decjax.gossip.Links record
         if links is not None:
-            links = jnp.asarray(links, jnp.float32) * scale
-            for phase in range(links.shape[0]):
-                ready = self._phase(ready, links[phase])
+            for phase in range(links.phases):
+                ready = self._phase(ready, links.edges(phase, scale), n)
         communicated = jnp.max(ready)
         if ALLREDUCE_BYTES in info:
             allreduce = self.network.allreduce_time(info[ALLREDUCE_BYTES] * scale, n)
@@ -378,9 +393,12 @@ class TimeModel:
             return jnp.maximum(jnp.max(compute), communicated)
         return communicated
 
-    def _phase(self, ready: jax.Array, links: jax.Array) -> jax.Array:
-        arrival = jnp.where(links > 0, ready[None, :] + self.network.transfer(links), 0.0)
-        return jnp.maximum(ready, jnp.max(arrival, axis=1))
+    def _phase(self, ready: jax.Array, edges, n: int) -> jax.Array:
+        """When each worker has every message of one phase: ``O(E)`` for ``E`` edges."""
+        receivers, senders, nbytes = edges
+        seconds = self.network.edge_transfer(receivers, senders, nbytes, n)
+        arrival = jnp.where(nbytes > 0, ready[senders] + seconds, 0.0)
+        return jnp.maximum(ready, jax.ops.segment_max(arrival, receivers, num_segments=n))
 
 
 @dataclass(frozen=True)

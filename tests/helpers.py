@@ -50,13 +50,18 @@ def step_loop(tx, params, grads_fn, count: int, *, history: bool = False, **extr
     from decjax.algorithms import apply_step
     from decjax.metrics import accumulate, traffic_metrics, zero_totals
 
+    from decjax.timing import TRAFFIC
+
+    def scalars(info):  # what simulate accumulates: the record less its traffic
+        return {k: v for k, v in info.items() if k not in TRAFFIC}
+
     state = tx.init(params)
-    info = jax.eval_shape(lambda p, s: apply_step(tx, p, s, p, **extra)[2], params, state)
+    info = jax.eval_shape(lambda p, s: scalars(apply_step(tx, p, s, p, **extra)[2]), params, state)
 
     def body(carry, t):
         params, state, totals = carry
         params, state, info = apply_step(tx, grads_fn(params, t), state, params, **extra)
-        totals = accumulate(totals, info)
+        totals = accumulate(totals, scalars(info))
         return (params, state, totals), traffic_metrics(totals)
 
     run = jax.jit(lambda carry: jax.lax.scan(body, carry, jnp.arange(count)))

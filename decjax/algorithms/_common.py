@@ -11,7 +11,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from decjax._validation import check_int, check_positive, is_traced
-from decjax.gossip import bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
+from decjax.gossip import Links, bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
 from decjax.timing import LINK_BYTES
 from decjax.topology import Topology
 
@@ -67,12 +67,9 @@ class Gossip:
         )
         return jnp.asarray(total, jnp.float32)
 
-    def links(self, tree: Any, step: jax.Array, vectors: int = 1) -> jax.Array:
-        """``(rounds, n, n)`` bytes of each message ``j -> i`` in each of this step's rounds."""
-        t0 = step * self.rounds
-        return jnp.stack(
-            [link_bytes(self.topology, tree, t0 + r, vectors) for r in range(self.rounds)]
-        )
+    def links(self, tree: Any, step: jax.Array, vectors: int = 1) -> Links:
+        """The messages of this step's rounds, one phase each (see ``gossip.link_bytes``)."""
+        return link_bytes(self.topology, tree, step * self.rounds, vectors, self.rounds)
 
     def traffic(self, tree: Any, step: jax.Array, vectors: int = 1) -> Info:
         """The step's record of what gossip sent: ``bytes_sent`` (see :meth:`bytes`) and
@@ -83,9 +80,14 @@ class Gossip:
         }
 
 
-def also_sent(first: Info, second: Info, when: jax.Array) -> Info:
+def also_sent(first: Info, second: Info, when: jax.Array = True) -> Info:
     """Two records of messages sent in the same rounds, the second counted only ``when``."""
-    return {key: first[key] + jnp.where(when, second[key], 0.0) for key in first}
+    return {
+        key: first[key].plus(second[key], when)
+        if isinstance(first[key], Links)
+        else first[key] + jnp.where(when, second[key], 0.0)
+        for key in first
+    }
 
 
 def flatten_rows(tree: Any) -> tuple[jax.Array, Any]:

@@ -17,9 +17,9 @@ from decjax.algorithms._common import (
     learning_rate_at,
     zeros_count,
 )
-from decjax.gossip import Compressor, messages_per_worker
+from decjax.gossip import Compressor, Links, messages_per_worker
 from decjax.gossip.compression import compress_rows
-from decjax.timing import LINK_BYTES, message_pattern
+from decjax.timing import LINK_BYTES
 from decjax.topology import Topology
 
 
@@ -105,7 +105,7 @@ def choco_sgd(
         message = jnp.float32(compressor.bytes(diff.shape[1], jnp.dtype(diff.dtype).itemsize))
         info = {
             "bytes_sent": messages_per_worker(topology, t) * message,
-            LINK_BYTES: message_pattern(topology, t)[None] * message,
+            LINK_BYTES: Links.of(topology, t, message),
         }
         return new, ChocoState(t + 1, public, key), info
 

@@ -18,7 +18,7 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
-from decjax.gossip import worker_bytes
+from decjax.gossip import Links, worker_bytes
 from decjax.timing import ALLREDUCE_BYTES, LINK_BYTES
 from decjax.topology import Topology
 
@@ -115,7 +115,6 @@ def combine(
     check_choice("order", order, ORDERS)
     if average_every is not None:
         average_every = check_int("average_every", average_every, minimum=1)
-    n = topology.n
 
     def init(params):
         del params
@@ -134,7 +133,7 @@ def combine(
             if average_every is None:
                 return neighbours(tree)
             is_average = (state.count + 1) % average_every == 0
-            everyone = functools.partial(_everyone, n=n, rounds=gossip.rounds)
+            everyone = functools.partial(_everyone, topology=topology, rounds=gossip.rounds)
             return jax.lax.cond(is_average, everyone, neighbours, tree)
 
         if order == "atc":
@@ -147,14 +146,15 @@ def combine(
     return from_step(init, step)
 
 
-def _everyone(tree, n: int, rounds: int):
+def _everyone(tree, topology: Topology, rounds: int):
     """The exact average over all workers, and its record (a ring all-reduce: ``2 (n - 1) / n``
     copies sent per worker; the gossip phases stay empty)."""
     mean = jax.tree.map(lambda x: jnp.broadcast_to(_axis.mean_workers(x), x.shape), tree)
     size = jnp.float32(worker_bytes(tree))
+    n = topology.n
     return mean, {
         "bytes_sent": 2 * (n - 1) / n * size,
-        LINK_BYTES: jnp.zeros((rounds, n, n), jnp.float32),
+        LINK_BYTES: Links.silent(topology, rounds),
         ALLREDUCE_BYTES: size,
     }
 

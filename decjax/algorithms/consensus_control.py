@@ -164,24 +164,24 @@ def _gossip_until_target(topology, target, max_rounds, estimate, backend):
         half = optax.apply_updates(params, updates)
 
         def one_round(carry):
-            r, x, _, sent, links = carry
+            r, x, _, sent = carry
             round_index = state.gossip_rounds + r
             new = mix(topology, x, round_index, backend=backend)
             sent = sent + bytes_per_round(topology, x, round_index)
-            links = links.at[r].set(link_bytes(topology, x, round_index))
-            return r + 1, new, estimate(new, x), sent, links
+            return r + 1, new, estimate(new, x), sent
 
         def keep_going(carry):
-            r, _, est, _, _ = carry
+            r, _, est, _ = carry
             return (r < max_rounds) & (est > goal)
 
-        # the rounds not taken stay empty phases (no message: no time)
-        links = jnp.zeros((max_rounds, topology.n, topology.n), jnp.float32)
-        carry = one_round((jnp.int32(0), half, jnp.float32(jnp.inf), jnp.float32(0.0), links))
-        rounds, new, est, sent, links = jax.lax.while_loop(keep_going, one_round, carry)
+        carry = one_round((jnp.int32(0), half, jnp.float32(jnp.inf), jnp.float32(0.0)))
+        rounds, new, est, sent = jax.lax.while_loop(keep_going, one_round, carry)
         new_state = ConsensusControlState(
             state.count + 1, state.gossip_rounds + rounds, rounds, jnp.asarray(est, jnp.float32)
         )
+        # one phase per possible round; the rounds not taken send nothing (and take no time)
+        links = link_bytes(topology, half, state.gossip_rounds, rounds=max_rounds)
+        links = links.scaled((jnp.arange(max_rounds) < rounds)[:, None])
         return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds, LINK_BYTES: links}
 
     return from_step(init, step)

@@ -40,12 +40,13 @@ from decjax._validation import as_key, check_in_range, check_int
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
+    also_sent,
     flatten_rows,
     from_step,
     zeros_count,
 )
 from decjax.algorithms.combine import per_worker
-from decjax.gossip import Compressor, worker_bytes
+from decjax.gossip import Compressor, Links, worker_bytes
 from decjax.gossip.compression import compress_rows
 from decjax.timing import ALLREDUCE_BYTES, LINK_BYTES, OVERLAP_STEPS
 from decjax.topology import Topology
@@ -320,10 +321,9 @@ class _Rounds:
         updates, inner = self.inner.update(grads, state.inner, params, **extra_args)
         params = list(self.split(optax.apply_updates(params, updates)))
         drift = list(map(optax.tree.add, state.drift, self.split(updates)))
-        n = _axis.total_workers(jax.tree.leaves(like)[0].shape[0])
         keys = jax.random.split(state.key, self.fragments + 1)
         outer_params, outer, pending = list(state.outer_params), list(state.outer), []
-        traffic = self._silent(n)
+        traffic = self._silent()
         for p in range(self.fragments):
             offset = p * self.every // self.fragments
             sent_at = t - self.overlap  # the step whose pseudo-gradient is applied now
@@ -333,13 +333,13 @@ class _Rounds:
             theta_o, u, delta, sent = jax.lax.cond(
                 launch,
                 lambda theta_o, u, waiting, key: self._send(theta_o, u, key, t // self.every),
-                lambda theta_o, u, waiting, key: (theta_o, u, waiting, self._silent(n)),
+                lambda theta_o, u, waiting, key: (theta_o, u, waiting, self._silent()),
                 outer_params[p],
                 drift[p],
                 waiting,
                 keys[p],
             )
-            traffic = jax.tree.map(jnp.add, traffic, sent)
+            traffic = also_sent(traffic, sent)
             if self.overlap:  # send now, apply what was sent overlap steps ago
                 pending.append(delta)
                 delta = state.pending[p]
@@ -366,11 +366,14 @@ class _Rounds:
         )
         return self.join(tuple(params), like), new_state, traffic
 
-    def _silent(self, n: int) -> dict:
+    def _silent(self) -> dict:
         """The record of a step that sends nothing (the same keys as one that sends)."""
         if self.gossip is None:
             return {"bytes_sent": jnp.float32(0.0), ALLREDUCE_BYTES: jnp.float32(0.0)}
-        return {"bytes_sent": jnp.float32(0.0), LINK_BYTES: jnp.zeros((1, n, n), jnp.float32)}
+        return {
+            "bytes_sent": jnp.float32(0.0),
+            LINK_BYTES: Links.silent(self.gossip.topology, self.gossip.rounds),
+        }
 
     def _send(self, theta_o, u, key, outer_step):
         """Send one fragment's pseudo-gradient: ``(theta_o, u, delta, traffic)`` after it."""
@@ -385,9 +388,10 @@ class _Rounds:
         theta_o = optax.tree.add(theta_o, moved_o)  # the mixed outer model
         delta = [-(q + m) for q, m in zip(message, moved_q, strict=True)]
         u = optax.tree.sub(u, moved_o)  # so that theta_i = theta_o + u is unchanged
-        outer_bytes = worker_bytes(theta_o)  # each message: the outer model and the drift
-        links = self.gossip.links(theta_o, outer_step) * ((outer_bytes + size) / outer_bytes)
-        return theta_o, u, delta, {"bytes_sent": jnp.sum(links) / n, LINK_BYTES: links}
+        grown = (worker_bytes(theta_o) + size) / worker_bytes(theta_o)  # outer model and drift
+        links = self.gossip.links(theta_o, outer_step).scaled(grown)
+        sent = self.gossip.bytes(theta_o, outer_step) * grown
+        return theta_o, u, delta, {"bytes_sent": sent, LINK_BYTES: links}
 
     def _apply(self, theta_o, outer_state, u, x, delta):
         """The outer step of one fragment, merged into the workers' models."""

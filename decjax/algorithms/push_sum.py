@@ -32,7 +32,7 @@ from decjax.algorithms._common import (
 )
 from decjax.algorithms.delays import NEVER, Delays, deliveries, fixed_delay, incoming
 from decjax.algorithms.dpsgd import local_sgd_optimizer
-from decjax.gossip import worker_bytes
+from decjax.gossip import Links, worker_bytes
 from decjax.gossip.push_sum import debias, unit_weights
 from decjax.timing import INFLIGHT_BYTES, LINK_BYTES
 from decjax.topology import Topology
@@ -197,10 +197,11 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
     Gossip(topology, push=True)  # validates the topology
     n, buffer = topology.n, delays.max_delay + 1
 
-    def traffic(off, message_bytes):
+    def traffic(off, t, message_bytes):
         """Messages in flight (nobody waits) with delays, waited for without (= SGP)."""
-        links = (off != 0).astype(jnp.float32) * jnp.float32(message_bytes)
-        return {INFLIGHT_BYTES: links} if delays.max_delay > 0 else {LINK_BYTES: links[None]}
+        if delays.max_delay == 0:
+            return {LINK_BYTES: Links.of(topology, t, message_bytes)}
+        return {INFLIGHT_BYTES: (off != 0).astype(jnp.float32) * jnp.float32(message_bytes)}
 
     def init(params):
         rows = jax.tree.leaves(params)[0].shape[0]
@@ -240,7 +241,7 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
             return (kept.reshape(kept.shape + (1,) * (v.ndim - 1)) * v + got).astype(v.dtype)
 
         numerators, w = jax.tree.map(keep_and_add, half, received)
-        info = {"bytes_sent": messages * worker_bytes(half), **traffic(off, worker_bytes(half))}
+        info = {"bytes_sent": messages * worker_bytes(half), **traffic(off, t, worker_bytes(half))}
         new_state = OverlapState(t + 1, numerators, w, key, sent, shares, delay_buf)
         return debias(numerators, w), new_state, info
 

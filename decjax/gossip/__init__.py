@@ -10,10 +10,12 @@ from decjax.gossip.communication import (
 from decjax.gossip.compression import Compressor, identity, qsgd, random_k, sign, top_k
 from decjax.gossip.mix import BACKENDS, mix, mix_delta, resolve_backend
 from decjax.gossip.push_sum import debias, push_sum_average
+from decjax.gossip.traffic import Links
 
 __all__ = [
     "BACKENDS",
     "Compressor",
+    "Links",
     "accelerated_mix",
     "accelerated_step",
     "bytes_per_round",

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decjax.timing import message_pattern
+from decjax.gossip.traffic import Links
 from decjax.topology import Topology
 
 
@@ -40,16 +40,21 @@ def bytes_per_round(topology: Topology, tree: Any, step: Any = 0, vectors: int =
     return messages_per_worker(topology, step) * float(worker_bytes(tree) * vectors)
 
 
-def link_bytes(topology: Topology, tree: Any, step: Any = 0, vectors: int = 1) -> jax.Array:
-    """``(n, n)`` bytes of the message ``j -> i`` (receiver first) of one gossip round at ``step``.
+def link_bytes(
+    topology: Topology, tree: Any, step: Any = 0, vectors: int = 1, rounds: int = 1
+) -> Links:
+    """The messages of ``rounds`` gossip rounds from ``step``: one copy of ``tree`` (times
+    ``vectors``) on every link with ``W_t[i, j] != 0``, ``i != j``, one phase per round.
 
-    What :class:`decjax.timing.TimeModel` reads: one model copy of ``tree``
-    (times ``vectors``) on every link with ``W_t[i, j] != 0``, ``i != j``.
-    Its sum over the links, divided by ``n``, is :func:`bytes_per_round`.
+    A :class:`~decjax.gossip.traffic.Links` record (what
+    :class:`decjax.timing.TimeModel` reads), ``O(1)`` to build: its edges come
+    from the topology kind when asked. Its total over the links, divided by
+    ``n``, is :func:`bytes_per_round` (per round).
 
     Examples:
       >>> import jax.numpy as jnp, decjax
-      >>> decjax.gossip.link_bytes(decjax.ring(4), jnp.zeros((4, 10)))[0].tolist()  # 40 B
+      >>> links = decjax.gossip.link_bytes(decjax.ring(4), jnp.zeros((4, 10)))  # 40 B each
+      >>> links.dense()[0, 0].tolist()  # worker 0 receives from 3 and 1
       [0.0, 40.0, 0.0, 40.0]
     """
-    return message_pattern(topology, step) * jnp.float32(worker_bytes(tree) * vectors)
+    return Links.of(topology, step, jnp.float32(worker_bytes(tree) * vectors), rounds)

@@ -33,7 +33,7 @@ from decjax.distributed import to_host
 from decjax.simulate.identity import FIELDS
 
 FILENAME = "checkpoint.npz"
-FORMAT = 3  # 3: the run state carries the running totals of the steps' records
+FORMAT = 4  # 3: running totals of the steps' records; 4: compensated (sum, error) totals
 STRUCTURE = (
     "format",
     "treedef",

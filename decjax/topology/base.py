@@ -19,7 +19,7 @@ uses entry ``t mod T``, selected inside ``jit`` without recompiling.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -145,6 +145,25 @@ class Topology:
         """Largest number of *other* workers any worker receives from at a step."""
         raise NotImplementedError
 
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """The messages of one communication phase as an edge list (jit-able).
+
+        The phase sends ``nbytes[m]`` bytes on every link ``j -> i`` (``i != j``,
+        ``W_{steps[m]}[i, j] != 0``) for each term ``m``; a link used by several
+        terms carries the sum of their bytes. Returns ``(receivers, senders,
+        bytes)``, each of a static length ``E``; every link appears once with
+        ``bytes > 0`` (other entries are padding with 0 bytes). This default
+        reads the dense matrices, ``E = n^2``; a kind with a cheaper storage
+        (offsets, neighbour lists, targets) overrides it with ``E = O(edges)``.
+        """
+        n = self.n
+        others = ~jnp.eye(n, dtype=bool)
+        loads = jax.vmap(lambda s, b: jnp.where((self.step_matrix(s) != 0) & others, b, 0.0))(
+            jnp.asarray(steps), jnp.asarray(nbytes, jnp.float32)
+        )
+        rows = jnp.arange(n, dtype=jnp.int32)
+        return Edges(jnp.repeat(rows, n), jnp.tile(rows, n), jnp.sum(loads, axis=0).reshape(-1))
+
     def slackened(self, kappa: float) -> Topology:
         """``kappa W + (1 - kappa) I`` in the same kind (see :func:`decjax.topology.lazy`)."""
         raise NotImplementedError
@@ -268,6 +287,47 @@ class Topology:
     def step_matrix(self, step: Any) -> jax.Array:
         """``matrix(step)`` of a single topology (a kind with faults overrides it)."""
         return self.matrices()[jnp.asarray(step) % self.period]
+
+
+class Edges(NamedTuple):
+    """Messages of one phase as an edge list (see :meth:`Topology.link_loads`)."""
+
+    receivers: jax.Array  # (E,) int32
+    senders: jax.Array  # (E,) int32
+    bytes: jax.Array  # (E,) float32; 0: no message (padding)
+
+
+def row_edges(peers: jax.Array, loads: jax.Array, *, receivers_first: bool = True) -> Edges:
+    """An edge list from ``(n, K)`` lists of each worker's peers and the bytes on each slot.
+
+    ``receivers_first``: row ``i`` lists whom ``i`` receives from (else whom it
+    sends to). Several slots of one row naming the same peer are merged into one
+    message carrying their summed bytes (``O(n K log K)``: a sort per row), so
+    every link appears once.
+    """
+    n, k = peers.shape
+    loads = jnp.asarray(loads, jnp.float32)
+    if k > 1:
+        peers, loads = _merge_duplicates(peers, loads)
+    rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, k)).reshape(-1)
+    peers = peers.astype(jnp.int32).reshape(-1)
+    if receivers_first:
+        return Edges(rows, peers, loads.reshape(-1))
+    return Edges(peers, rows, loads.reshape(-1))
+
+
+def _merge_duplicates(peers: jax.Array, loads: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per row, each distinct peer once: the first slot of a run of equal peers (after a
+    sort) carries the run's summed load, the others 0."""
+    n, k = peers.shape
+    order = jnp.argsort(peers, axis=1, stable=True)
+    peers = jnp.take_along_axis(peers, order, axis=1)
+    loads = jnp.take_along_axis(loads, order, axis=1)
+    first = jnp.concatenate([jnp.ones((n, 1), bool), peers[:, 1:] != peers[:, :-1]], axis=1)
+    run = jnp.cumsum(first, axis=1) - 1
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
+    sums = jnp.zeros((n, k), loads.dtype).at[rows, run].add(loads)
+    return peers, jnp.where(first, jnp.take_along_axis(sums, run, axis=1), 0.0)
 
 
 def dense_from_lists(n: int, nbr: jax.Array, w: jax.Array, push: bool = False) -> jax.Array:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax import _axis
-from decjax.topology.base import Topology, kind
+from decjax.topology.base import Edges, Topology, kind
 
 
 @kind
@@ -49,6 +49,19 @@ class Average(Topology):
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         t = jnp.asarray(step) % self.period
         return jnp.where(self.weights[t] != 0, self.n - 1, 0).astype(jnp.float32)
+
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """Every worker to every other, ``E = n (n - 1)``, when any term averages."""
+        n = self.n
+        averaging = self.weights[jnp.asarray(steps) % self.period] != 0
+        load = jnp.sum(jnp.where(averaging, jnp.asarray(nbytes, jnp.float32), 0.0))
+        rows = jnp.arange(n, dtype=jnp.int32)[:, None]
+        senders = (rows + 1 + jnp.arange(n - 1, dtype=jnp.int32)[None, :]) % n
+        return Edges(
+            jnp.broadcast_to(rows, senders.shape).reshape(-1),
+            senders.reshape(-1),
+            jnp.full((senders.size,), load, jnp.float32),
+        )
 
     def max_degree(self) -> int:
         return 0 if not np.any(np.asarray(self.weights)) else self.n - 1

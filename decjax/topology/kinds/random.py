@@ -33,7 +33,7 @@ import numpy as np
 import scipy.stats
 
 from decjax import _axis
-from decjax.topology.base import Topology, as_weights, kind, static
+from decjax.topology.base import Edges, Topology, as_weights, kind, row_edges, static
 
 LAWS = ("epidemic", "s_out", "equi_dyn")
 
@@ -158,6 +158,15 @@ class Random(Topology):
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         sends = 1.0 if self.law == "equi_dyn" else float(self.fanout)
         return jnp.where(self.weights > 0, sends, 0.0).astype(jnp.float32)
+
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """``O(n s m)`` edges from each sender's targets (``s`` per worker and term)."""
+        targets = jax.vmap(self.targets)(jnp.asarray(steps))  # (m, n, s)
+        loads = jnp.where(self.weights > 0, jnp.asarray(nbytes, jnp.float32), 0.0)
+        loads = jnp.broadcast_to(loads[:, None, None], targets.shape)
+        peers = jnp.moveaxis(targets, 0, 1).reshape(self.n, -1)
+        loads = jnp.moveaxis(loads, 0, 1).reshape(self.n, -1)
+        return row_edges(peers, loads, receivers_first=False)
 
     def max_degree(self) -> int:
         """The number of peers each worker *sends* to per step (in-degrees are random)."""

@@ -9,7 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax import _axis
-from decjax.topology.base import Topology, dense_from_lists, kind, numpy_from_lists, static
+from decjax.topology.base import (
+    Edges,
+    Topology,
+    dense_from_lists,
+    kind,
+    numpy_from_lists,
+    static,
+)
 
 
 @kind
@@ -63,11 +70,41 @@ class Shift(Topology):
         ]
         return jax.lax.switch(step % self.period, branches, x)
 
-    def messages_per_worker(self, step: Any = 0) -> jax.Array:
+    def _senders_once(self) -> np.ndarray:
+        """``(T, k)`` bool: slot ``k`` names another worker, not named by an earlier slot
+        of the same step (offsets equal mod ``n`` are one link)."""
         n = self.n
-        moving = jnp.asarray([[o % n != 0 for o in offs] for offs in self.offsets])
+        return np.asarray(
+            [
+                [o % n != 0 and all((o - p) % n for p in offs[:k]) for k, o in enumerate(offs)]
+                for offs in self.offsets
+            ]
+        )
+
+    def messages_per_worker(self, step: Any = 0) -> jax.Array:
         t = jnp.asarray(step) % self.period
-        return jnp.sum((self.weights[t] != 0) & moving[t]).astype(jnp.float32)
+        once = jnp.asarray(self._senders_once())[t]
+        return jnp.sum((self.weights[t] != 0) & once).astype(jnp.float32)
+
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """``O(n k m)`` edges from the offsets: terms sending on the same offset merge."""
+        n = self.n
+        t = jnp.asarray(steps) % self.period
+        offsets = jnp.asarray(np.asarray(self.offsets) % n, jnp.int32)[t].reshape(-1)
+        sending = (self.weights[t] != 0) & jnp.asarray(self._senders_once())[t]
+        loads = jnp.where(sending, jnp.asarray(nbytes, jnp.float32)[:, None], 0.0).reshape(-1)
+        # each offset's bytes on its first slot that sends (the others, and silent slots, 0)
+        same = (offsets[:, None] == offsets[None, :]) & (loads[None, :] > 0)
+        slot = jnp.arange(offsets.shape[0])
+        repeated = jnp.any(same & (slot[None, :] < slot[:, None]), axis=1) | (loads == 0)
+        loads = jnp.where(repeated, 0.0, jnp.sum(jnp.where(same, loads[None, :], 0.0), axis=1))
+        rows = jnp.arange(n, dtype=jnp.int32)[:, None]
+        senders = (rows + offsets[None, :]) % n
+        return Edges(
+            jnp.broadcast_to(rows, senders.shape).reshape(-1),
+            senders.reshape(-1),
+            jnp.broadcast_to(loads[None, :], senders.shape).reshape(-1),
+        )
 
     def max_degree(self) -> int:
         return max(sum(1 for o in offs if o % self.n) for offs in self.offsets)

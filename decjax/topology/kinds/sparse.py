@@ -10,7 +10,14 @@ import numpy as np
 
 from decjax import _axis
 from decjax._fusion import separated
-from decjax.topology.base import Topology, dense_from_lists, kind, numpy_from_lists
+from decjax.topology.base import (
+    Edges,
+    Topology,
+    dense_from_lists,
+    kind,
+    numpy_from_lists,
+    row_edges,
+)
 from decjax.topology.kinds.shift import circulant_spectrum
 
 # From this many slots on, a leaf is materialized before its gathers (decjax._fusion): with
@@ -99,6 +106,14 @@ class Sparse(Topology):
         nbr, w = self.realized_lists(step)  # with faults: surviving links only
         others = nbr != jnp.arange(self.n)[:, None]
         return jnp.sum((w != 0) & others).astype(jnp.float32) / self.n
+
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """``O(n k m)`` edges from the (realized) neighbour lists of each term."""
+        nbr, w = jax.vmap(self.realized_lists)(jnp.asarray(steps))  # (m, n, k)
+        sending = (w != 0) & (nbr != jnp.arange(self.n)[None, :, None])
+        loads = jnp.where(sending, jnp.asarray(nbytes, jnp.float32)[:, None, None], 0.0)
+        peers = jnp.moveaxis(nbr, 0, 1).reshape(self.n, -1)
+        return row_edges(peers, jnp.moveaxis(loads, 0, 1).reshape(self.n, -1))
 
     def max_degree(self) -> int:
         nbr = np.asarray(self.neighbors)
