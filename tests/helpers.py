@@ -49,7 +49,6 @@ def step_loop(tx, params, grads_fn, count: int, *, history: bool = False, **extr
 
     from decjax.algorithms import apply_step
     from decjax.metrics import accumulate, traffic_metrics, zero_totals
-
     from decjax.timing import TRAFFIC
 
     def scalars(info):  # what simulate accumulates: the record less its traffic
