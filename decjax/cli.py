@@ -382,8 +382,10 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
             )
             for t in topologies
         ]
+        for t, run in zip(topologies, runs, strict=True):
+            _say_resumed(run, args.checkpoint_dir and args.checkpoint_dir / t.name)
         return decjax.SimulationResult.concat(runs, [{"topology": t.name} for t in topologies])
-    return decjax.sweep(
+    result = decjax.sweep(
         loss,
         params,
         factory,
@@ -393,6 +395,13 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         overwrite=args.overwrite,
         **common,
     )
+    _say_resumed(result, args.checkpoint_dir)
+    return result
+
+
+def _say_resumed(result, directory) -> None:
+    if result.resumed_from is not None:
+        print(f"resumed from step {result.resumed_from} (the checkpoint in {directory})")
 
 
 def _initial_loss(model, params, dataset) -> float:

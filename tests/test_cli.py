@@ -311,12 +311,15 @@ def test_cli_checkpoint_of_another_run_is_refused_and_overwrite_starts_afresh(tm
     argv = [*SMALL, "--topologies", "ring", "--out", str(tmp_path / "o")]
     argv += ["--checkpoint-dir", str(tmp_path / "ck")]
     assert main(argv) == 0
+    capsys.readouterr()
     assert main([a for a in argv if a != "--no-progress"]) == 0  # display flags: same run
+    assert f"resumed from step 4 (the checkpoint in {tmp_path / 'ck'})" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--lr", "0.2"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "another run: hyperparameters" in err and "--overwrite" in err
+    assert "another run: hyperparameters: lr is 0.3 there and 0.2 here" in err
+    assert "--overwrite" in err
     assert main([*argv, "--lr", "0.2", "--overwrite"]) == 0
     assert main([*argv, "--lr", "0.2"]) == 0  # now it is that run's checkpoint
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -165,6 +167,28 @@ class DecentralizedTransformation(optax.GradientTransformationExtraArgs):
         """``(new_params, state)``: :meth:`step` without its record."""
         new, state, _ = self.step(grads, state, params, **extra_args)
         return new, state
+
+
+def constructor(factory):
+    """A public algorithm factory whose transformations record how they were built.
+
+    ``tx.arguments`` is ``{"factory": name, argument: value, ...}`` (the call's
+    arguments by name, defaults included): what a checkpoint compares, so a
+    resume with another learning rate is refused naming ``learning_rate``. The
+    outermost factory's record wins (``dpsgd`` builds with ``decentralize``).
+    """
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(*args, **kwargs):
+        tx = factory(*args, **kwargs)
+        if isinstance(tx, DecentralizedTransformation):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            tx.arguments = {"factory": factory.__name__, **bound.arguments}
+        return tx
+
+    return build
 
 
 def from_step(init, step) -> DecentralizedTransformation:

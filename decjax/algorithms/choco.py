@@ -12,6 +12,7 @@ from decjax._validation import as_key, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
+    constructor,
     flatten_rows,
     from_step,
     learning_rate_at,
@@ -31,6 +32,7 @@ class ChocoState(NamedTuple):
     key: jax.Array  # for random compressors
 
 
+@constructor
 def choco_sgd(
     learning_rate: Any,
     topology: Topology,

@@ -14,6 +14,7 @@ from decjax._validation import check_choice, check_int
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
+    constructor,
     from_step,
     local_then,
     zeros_count,
@@ -69,6 +70,7 @@ class CombineState(NamedTuple):
     count: jax.Array  # int32 scalar: steps so far (round t = count * rounds selects W_t)
 
 
+@constructor
 def combine(
     topology: Topology,
     *,
@@ -159,6 +161,7 @@ def _everyone(tree, topology: Topology, rounds: int):
     }
 
 
+@constructor
 def decentralize(
     tx: optax.GradientTransformation,
     topology: Topology,

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from decjax._validation import check_choice, check_in_range, check_int, check_positive, is_traced
-from decjax.algorithms._common import check_averaging, from_step, local_then
+from decjax.algorithms._common import check_averaging, constructor, from_step, local_then
 from decjax.algorithms.combine import per_worker
 from decjax.gossip import bytes_per_round, link_bytes, mix, resolve_backend
 from decjax.metrics import consensus_distance, sum_of_squares
@@ -61,6 +61,7 @@ def reference_target(
     return target
 
 
+@constructor
 def consensus_control(
     tx: optax.GradientTransformation,
     topology: Topology,

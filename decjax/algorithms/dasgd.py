@@ -17,6 +17,7 @@ from decjax.algorithms._common import (
     DecentralizedTransformation,
     Info,
     check_learning_rate,
+    constructor,
     learning_rate_at,
 )
 from decjax.algorithms.delays import NEVER, Delays, deliveries, incoming
@@ -79,6 +80,7 @@ def _check_fits(needed: int, n: int, max_delay: int, what: str) -> None:
         )
 
 
+@constructor
 def dasgd(
     learning_rate: Any,
     topology: Topology | None = None,

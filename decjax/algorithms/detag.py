@@ -12,6 +12,7 @@ from decjax._validation import check_in_range, check_int, is_traced
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
+    constructor,
     from_step,
     learning_rate_at,
     zeros_count,
@@ -32,6 +33,7 @@ class DeTAGState(NamedTuple):
     prev_grad: Any  # G-bar_{k-1}
 
 
+@constructor
 def detag(
     learning_rate: Any,
     topology: Topology,

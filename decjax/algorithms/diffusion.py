@@ -33,6 +33,7 @@ from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
     concrete_matrices,
+    constructor,
     from_step,
     learning_rate_at,
     zeros_count,
@@ -89,6 +90,7 @@ def check_d2_topology(topology: Topology) -> None:
             )
 
 
+@constructor
 def d2(
     learning_rate: Any,
     topology: Topology,
@@ -128,6 +130,7 @@ def d2(
     return _corrected_diffusion(learning_rate, gossip)
 
 
+@constructor
 def exact_diffusion(
     learning_rate: Any,
     topology: Topology,

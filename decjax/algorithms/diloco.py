@@ -41,6 +41,7 @@ from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
     also_sent,
+    constructor,
     flatten_rows,
     from_step,
     zeros_count,
@@ -70,6 +71,7 @@ def nesterov_outer(learning_rate: float = 0.7, momentum: float = 0.9):
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 
+@constructor
 def diloco(
     inner: optax.GradientTransformation,
     every: int,
@@ -124,6 +126,7 @@ def diloco(
     )
 
 
+@constructor
 def gossip_diloco(
     inner: optax.GradientTransformation,
     topology: Topology,
@@ -179,6 +182,7 @@ def gossip_diloco(
     )
 
 
+@constructor
 def streaming_diloco(
     inner: optax.GradientTransformation,
     every: int,

@@ -7,10 +7,12 @@ from typing import Any
 import optax
 
 from decjax._validation import check_bool, check_in_range, check_positive
+from decjax.algorithms._common import constructor
 from decjax.algorithms.combine import decentralize
 from decjax.topology import Topology
 
 
+@constructor
 def dpsgd(
     learning_rate: Any,
     topology: Topology,

@@ -11,7 +11,7 @@ import optax
 
 from decjax import _axis
 from decjax._validation import as_key, check_choice
-from decjax.algorithms._common import DecentralizedTransformation, apply_step
+from decjax.algorithms._common import DecentralizedTransformation, apply_step, constructor
 from decjax.topology import Topology
 from decjax.topology.faults import node_alive
 
@@ -58,6 +58,7 @@ class StragglerState(NamedTuple):
     inner: Any
 
 
+@constructor
 def stragglers(
     tx: optax.GradientTransformation,
     speeds,
@@ -130,6 +131,7 @@ class ChurnState(NamedTuple):
     inner: Any
 
 
+@constructor
 def node_churn(
     tx: optax.GradientTransformation,
     topology: Topology,

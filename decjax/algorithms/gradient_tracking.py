@@ -13,6 +13,7 @@ from decjax.algorithms._common import (
     Gossip,
     also_sent,
     check_learning_rate,
+    constructor,
     from_step,
     learning_rate_at,
     zeros_count,
@@ -28,6 +29,7 @@ class GradientTrackingState(NamedTuple):
     prev_grads: Any  # G_{t-1}, stacked (n, ...)
 
 
+@constructor
 def gradient_tracking(
     learning_rate: Any,
     topology: Topology,

@@ -7,11 +7,13 @@ from typing import Any
 import optax
 
 from decjax._validation import check_int
+from decjax.algorithms._common import constructor
 from decjax.algorithms.combine import decentralize
 from decjax.algorithms.dpsgd import local_sgd_optimizer
 from decjax.topology import Topology, solo
 
 
+@constructor
 def gossip_pga(
     learning_rate: Any,
     topology: Topology,
@@ -52,6 +54,7 @@ def gossip_pga(
     return decentralize(local, topology, average_every=every)
 
 
+@constructor
 def local_sgd(
     learning_rate: Any,
     n: int,

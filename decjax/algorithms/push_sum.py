@@ -25,6 +25,7 @@ from decjax.algorithms._common import (
     Gossip,
     also_sent,
     check_learning_rate,
+    constructor,
     from_step,
     learning_rate_at,
     local_then,
@@ -68,6 +69,7 @@ class PushDIGingState(NamedTuple):
     prev_grads: Any  # g_{t-1}
 
 
+@constructor
 def sgp(
     learning_rate: Any,
     topology: Topology,
@@ -150,6 +152,7 @@ def push_step(topology: Topology, *, backend: str | None = None):
     return from_step(init, step)
 
 
+@constructor
 def osgp(
     learning_rate: Any,
     topology: Topology,
@@ -248,6 +251,7 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
     return from_step(init, step)
 
 
+@constructor
 def push_diging(
     learning_rate: Any,
     topology: Topology,

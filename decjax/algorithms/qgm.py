@@ -11,6 +11,7 @@ from decjax._validation import check_bool, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
+    constructor,
     from_step,
     learning_rate_at,
     zeros_count,
@@ -25,6 +26,7 @@ class QuasiGlobalMomentumState(NamedTuple):
     momentum: Any  # M-hat: the quasi-global momentum buffer
 
 
+@constructor
 def qg_dsgdm(
     learning_rate: Any,
     topology: Topology,

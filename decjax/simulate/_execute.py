@@ -9,6 +9,7 @@ progress, the result — is shared.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,9 +209,13 @@ def execute(
     meta, state, history, start = _resume(program, state, layout, schedule, steps, configs, saving)
     compiled, traces = _compile(program, layout, schedule)
     done: list[dict] = []
+    saved = [start * schedule.steps_per_chunk if start else None]  # the step on disk
     after_chunk = _monitor(
-        program, layout, schedule, saving, meta, history, done, on_divergence, callback
+        program, layout, schedule, saving, meta, history, done, saved, on_divergence, callback
     )
+    desc = layout.desc
+    if start:
+        desc += f" (resumed at step {start * schedule.steps_per_chunk})"
     try:
         state, history, wall = run_chunks(
             compiled,
@@ -219,7 +224,7 @@ def execute(
             num_chunks=schedule.num_chunks,
             steps_per_chunk=schedule.steps_per_chunk,
             progress=progress,
-            desc=layout.desc,
+            desc=desc,
             start_chunk=start,
             history=history,
             after_chunk=after_chunk,
@@ -227,13 +232,23 @@ def execute(
         )
     except KeyboardInterrupt:
         at = (start + len(done)) * schedule.steps_per_chunk
-        hint = (
-            f"; the checkpoint in {saving.directory} is intact: rerun the same command to resume"
-            if saving.directory is not None
-            else ""
-        )
-        raise KeyboardInterrupt(f"interrupted at step {at}{hint}") from None
-    return _collect(program, layout, state, history, configs, on_divergence, traces[0], wall)
+        raise KeyboardInterrupt(
+            f"interrupted after step {at}{_saved_where(saving, saved[0])}"
+        ) from None
+    result = _collect(program, layout, state, history, configs, on_divergence, traces[0], wall)
+    return dataclasses.replace(result, resumed_from=start * schedule.steps_per_chunk or None)
+
+
+def _saved_where(saving: Saving, step: int | None) -> str:
+    """What an interrupted run left on disk, and how to go on from it."""
+    if saving.directory is None:
+        return " (no checkpoint_dir: nothing was saved)"
+    if step is None:
+        return f"; no checkpoint was written to {saving.directory} yet"
+    return (
+        f"; the checkpoint in {saving.directory} holds step {step}: rerun the same command "
+        f"to resume from step {step}"
+    )
 
 
 def _resume(program, state, layout, schedule, steps, configs, saving: Saving):
@@ -249,6 +264,7 @@ def _resume(program, state, layout, schedule, steps, configs, saving: Saving):
         steps_per_chunk=schedule.steps_per_chunk,
         configs=configs,
     )
+    checkpoint.remove_stale(saving.directory)
     loaded = None if saving.overwrite else checkpoint.load(saving.directory, state, meta)
     if loaded is None:
         return meta, state, [], 0
@@ -272,28 +288,44 @@ def _compile(program: Program, layout: Layout, schedule: Schedule):
     return jax.jit(chunk, donate_argnums=0), traces
 
 
-def _monitor(program, layout, schedule, saving, meta, history, done, on_divergence, callback):
-    """``after_chunk``: save (never a diverged run), call back, and handle divergence."""
+def _monitor(
+    program, layout, schedule, saving, meta, history, done, saved, on_divergence, callback
+):
+    """``after_chunk``: save (never a non-finite state), call back, and handle divergence.
+
+    A record is bad when its training loss or its consensus distance (computed from the
+    params at the record) is non-finite: a step whose loss was finite can still leave
+    non-finite params, which the next chunk would only report.
+    """
 
     def after_chunk(next_chunk, current, host):
         done.append(host)
-        bad = ~np.isfinite(host["train_loss"])
+        bad = ~np.isfinite(host["train_loss"]) | ~np.isfinite(host["consensus_distance"])
         due = next_chunk % saving.every == 0 or next_chunk == schedule.num_chunks
         if saving.directory is not None and due and (layout.batched or not bad.any()):
             checkpoint.save(saving.directory, current, history + done, next_chunk, meta)
+            saved[0] = next_chunk * schedule.steps_per_chunk
         if callback is not None:
             callback(next_chunk * schedule.steps_per_chunk, public(host))
         if on_divergence == "raise" and bad.any():
-            nonfinite = host[NONFINITE_STEP]
-            raise FloatingPointError(
-                f"training diverged at step {int(nonfinite[nonfinite > 0].min())}: the training "
-                "loss became non-finite. The params, the data and the topology weights were "
-                "finite at the start, so the updates blew up: lower the learning rate, or pass "
-                "on_divergence='stop' (returns the last finite state) or 'ignore'"
-            )
+            raise FloatingPointError(_diverged(host, next_chunk * schedule.steps_per_chunk))
         return on_divergence == "stop" and layout.stop(bad)
 
     return after_chunk
+
+
+def _diverged(host: dict, chunk_end: int) -> str:
+    """The divergence message: where, and the likely causes (not only the learning rate)."""
+    nonfinite = host[NONFINITE_STEP]
+    if (nonfinite > 0).any():
+        where = f"at step {int(nonfinite[nonfinite > 0].min())}: the training loss became"
+    else:
+        where = f"by step {chunk_end}: the params became too large for float32 or"
+    return (
+        f"training diverged {where} non-finite. The params, the data and the topology weights "
+        "were finite and checked at the start, so the updates blew up: lower the learning "
+        "rate, or pass on_divergence='stop' (returns the last finite state) or 'ignore'"
+    )
 
 
 def _collect(program, layout, state, history, configs, on_divergence, traces, wall):

@@ -199,9 +199,10 @@ def _check_batches(data, n: int, batch_size: int | None) -> int | None:
 
 def _check_functions(
     loss_fn, eval_fn, params, data, eval_data, batch_size, model_state=None
-) -> None:
+) -> tuple[tuple, tuple]:
     """Trace ``loss_fn`` and ``eval_fn`` once on one worker (``jax.eval_shape``: nothing is
-    compiled) so a wrong signature or output is reported naming the function."""
+    compiled) so a wrong signature or output is reported naming the function. Returns the
+    one-worker arguments of each (what a checkpoint's identity hashes them on)."""
     one = jax.tree.map(lambda x: x[0], params)
     if isinstance(data, WorkerData):
         batch = (data.x[:batch_size], data.y[:batch_size])
@@ -210,16 +211,18 @@ def _check_functions(
     if model_state is None:
         loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
         extra = ()
+        loss_args = (one, batch)
     else:
         extra = (jax.tree.map(lambda x: x[0], model_state),)
         loss = _stateful_loss(loss_fn, one, batch, extra[0])
+        loss_args = (one, batch, extra[0], jax.random.key(0))
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
         raise ValueError(
             f"loss_fn must return a scalar for one worker's params and batch, got "
             f"{getattr(loss, 'shape', type(loss).__name__)}"
         )
     if eval_fn is None:
-        return
+        return loss_args, ()
     hint = " (eval_data is None: pass eval_data=...)" if eval_data is None else ""
     call = "eval_fn(params, eval_data" + (", model_state)" if extra else ")")
     metrics = _traced(call, eval_fn, one, eval_data, hint, *extra)
@@ -229,6 +232,7 @@ def _check_functions(
         raise ValueError(
             f"eval_fn must return a dict {{name: scalar}}, got {type(metrics).__name__}"
         )
+    return loss_args, (one, eval_data, *extra)
 
 
 def _stateful_loss(loss_fn, params, batch, state):
@@ -583,7 +587,7 @@ def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
     _check_run_inputs(a.params, a.data, a.checkpoint_dir)
     if a.model_state is not None:
         _check_model_state(a.model_state, jax.tree.leaves(a.params)[0].shape[0])
-    _check_functions(
+    a.loss_args, a.eval_args = _check_functions(
         a.loss_fn, a.eval_fn, a.params, a.data, a.eval_data, program.batch_size, a.model_state
     )
     schedule = Schedule.of(steps, program.eval_every, a.chunks)
@@ -600,11 +604,16 @@ def _saving(a: SimpleNamespace, tx, hyper, state) -> Saving:
         identity = run_identity(
             tx=tx,
             hyper=hyper,
+            grid=getattr(a, "grid", None),
             state=state,
             data=a.data,
             eval_data=a.eval_data,
             loss_fn=a.loss_fn,
+            loss_args=a.loss_args,
             eval_fn=a.eval_fn,
+            eval_args=a.eval_args,
+            eval_workers=a.eval_workers,
+            mix_model_state=a.mix_model_state,
             run_id=a.run_id,
             timing=a.timing,
         )

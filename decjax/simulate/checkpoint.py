@@ -70,6 +70,19 @@ def check_directory(directory) -> Path:
     return path
 
 
+def remove_stale(directory) -> None:
+    """Remove the temporary files of saves that were killed (``checkpoint.npz.*.tmp``).
+
+    Only regular files of that pattern, never a symlink or a directory.
+    """
+    path = Path(directory)
+    if jax.process_index() != 0 or not path.is_dir():
+        return
+    for stale in path.glob(FILENAME + ".*.tmp"):
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
+
+
 def save(directory: Path, state: Any, history: list[dict], next_chunk: int, meta: dict) -> Path:
     """Atomically write ``directory/checkpoint.npz``."""
     directory = Path(directory)
@@ -130,8 +143,27 @@ def _first_difference(record: dict, meta: dict) -> str | None:
             return f"{key} is {record.get(key)!r} there and {meta.get(key)!r} here"
     theirs, ours = record.get("identity", {}), meta["identity"]
     for key in FIELDS:
-        if theirs.get(key) != ours.get(key):
-            return f"{key} is {theirs.get(key)!r} there and {ours.get(key)!r} here"
+        there, here = theirs.get(key), ours.get(key)
+        if there == here:
+            continue
+        if isinstance(there, dict) and isinstance(here, dict):  # name the first that differs
+            for name in [*there, *(k for k in here if k not in there)]:
+                if there.get(name) != here.get(name):
+                    return (
+                        f"{key}: {name} is {there.get(name, 'absent')} there and "
+                        f"{here.get(name, 'absent')} here"
+                    )
+        same_name = (
+            key in ("loss_fn", "eval_fn")
+            and str(there).split(" computing ")[0] == str(here).split(" computing ")[0]
+        )
+        hint = (
+            f" (the same {key} computes something else now: another activation, weight, "
+            "dropout rate or augmentation)"
+            if same_name
+            else ""
+        )
+        return f"{key} is {there!r} there and {here!r} here{hint}"
     return None
 
 

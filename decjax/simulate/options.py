@@ -59,12 +59,14 @@ class Checkpointing:
     ``every`` chunks, atomically; if ``dir`` already holds a checkpoint of the
     same run, the run resumes from it, bitwise identical to an uninterrupted
     one (on the same device). The checkpoint records the run's identity
-    (algorithm and its options, hyperparameters, topology weights, key,
-    initial params and state, data, ``loss_fn``/``eval_fn`` names, ``run_id``;
-    see :mod:`decjax.simulate.identity`): a checkpoint of another run raises
-    ``ValueError`` naming the first field that differs. A state whose loss is
-    non-finite is never written. Ctrl-C leaves the last checkpoint valid and
-    raises ``KeyboardInterrupt`` saying where to resume.
+    (algorithm and its options, hyperparameters by name, topology weights,
+    key, initial params and state, data, what ``loss_fn``/``eval_fn`` compute,
+    ``eval_workers``, ``mix_model_state``, the time model, ``run_id``; see
+    :mod:`decjax.simulate.identity`): a checkpoint of another run raises
+    ``ValueError`` naming the first field that differs (``learning_rate is 0.3
+    there and 0.1 here``). A state whose loss or params are non-finite is never
+    written. Ctrl-C leaves the last checkpoint valid and raises
+    ``KeyboardInterrupt`` naming the step it holds.
 
     Attributes:
       dir: the checkpoint directory (``None``: no checkpoints).

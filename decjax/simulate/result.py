@@ -27,6 +27,7 @@ class SimulationResult:
         if none; for sweeps an int array per config, 0 where none).
       traces: how many times the training program was traced (1 = one compile).
       wall_time: seconds, compilation included.
+      resumed_from: the step a checkpoint resumed the run from (``None``: from the start).
     """
 
     steps: np.ndarray
@@ -37,6 +38,7 @@ class SimulationResult:
     diverged_at: Any = None
     traces: int = 0
     wall_time: float = 0.0
+    resumed_from: int | None = None
 
     @classmethod
     def concat(cls, results: Sequence[SimulationResult], configs: Sequence[dict]):
