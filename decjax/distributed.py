@@ -157,6 +157,7 @@ def state_specs(state: Any, n: int, mesh: Mesh) -> Any:
         step=PartitionSpec(),
         totals=replicated_specs(state.totals),
         model_state=None if state.model_state is None else worker_specs(state.model_state, n, mesh),
+        run_key=PartitionSpec(),
     )
 
 

@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from decjax._random import varied
 from decjax._validation import (
     as_key,
     check_bool,
@@ -316,7 +317,7 @@ class Compute:
         seconds = jnp.broadcast_to(seconds, (n,))
         if self.law is None:
             return seconds
-        key = jax.random.fold_in(self.key, step)
+        key = jax.random.fold_in(varied(self.key), step)
         if self.law == "lognormal":
             sigma = jnp.float32(self.spread)
             factor = jnp.exp(sigma * jax.random.normal(key, (n,)) - sigma**2 / 2)

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from decjax import _axis
+from decjax._random import varied
 from decjax._validation import as_key, check_choice
 from decjax.algorithms._common import DecentralizedTransformation, apply_step, constructor
 from decjax.topology import Topology
@@ -35,8 +36,8 @@ def active_workers(speeds: jax.Array, key: jax.Array, step, profile: str) -> jax
     independently per step. ``"fixed"``: deterministic rate, active when
     ``floor((t + 1) s_i) > floor(t s_i)`` (a worker of speed 1/3 every third step).
     """
-    if profile == "random":
-        return jax.random.uniform(jax.random.fold_in(key, step), speeds.shape) < speeds
+    if profile == "random":  # varied by the run's key inside a run (decjax._random)
+        return jax.random.uniform(jax.random.fold_in(varied(key), step), speeds.shape) < speeds
     t = jnp.asarray(step, jnp.float32)
     return jnp.floor((t + 1) * speeds) > jnp.floor(t * speeds)
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from decjax import _axis
-from decjax._random import numpy_rng
+from decjax._random import numpy_rng, varied
 from decjax._validation import check_choice, check_int
 from decjax.data.datasets import Dataset
 from decjax.data.partition import Partition, partition
@@ -108,8 +108,8 @@ def gather_batch(
 
     if epoch_keys is None:
         rows = jax.vmap(one)(keys, indices, counts)
-    else:
-        rows = jax.vmap(lambda k, idx, c: _epoch_rows(k, idx, c, step, batch_size))(
+    else:  # the worker's epochs, varied by the run's key (another seed: another order)
+        rows = jax.vmap(lambda k, idx, c: _epoch_rows(varied(k), idx, c, step, batch_size))(
             epoch_keys, indices, counts
         )
     return jnp.take(data.x, rows, axis=0), jnp.take(data.y, rows, axis=0)

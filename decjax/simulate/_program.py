@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from decjax import _axis
+from decjax import _axis, _random
+from decjax._validation import is_prng_key
 from decjax.algorithms import apply_step
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
 from decjax.gossip import mix
@@ -57,6 +58,7 @@ class RunState(NamedTuple):
     step: jax.Array  # int32 scalar
     totals: dict  # running totals of the steps' records (bytes sent, rounds, staleness...)
     model_state: Any = None  # stacked (n, ...) non-parameter state (BatchNorm statistics...)
+    run_key: Any = None  # the run's key: every keyed draw of the run folds it in (_random)
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,19 @@ class Program:
     timing: dict[str, TimeModel] | None = None  # record name ("time", "time_<label>") -> model
 
     def init(self, params, key, hyper, model_state=None) -> RunState:
+        """The state at step 0. Every key of the transformation's state (compression,
+        delays, stragglers) is folded with the run's ``key``, like every draw of the run."""
         tx = self.make_tx(**hyper)
-        opt_state = tx.init(params)
+        with _random.run_key(key):
+            opt_state = jax.tree.map(
+                lambda x: _random.varied(x) if is_prng_key(x) else x, tx.init(params)
+            )
         # the keys of the transformation's per-step record, from its shapes (nothing runs)
         info = jax.eval_shape(
             lambda p, s: self.record(apply_step(tx, p, s, p)[2], 0, p), params, opt_state
         )
         zero = jnp.zeros((), jnp.int32)
-        return RunState(params, opt_state, key, zero, zero_totals(info), model_state)
+        return RunState(params, opt_state, key, zero, zero_totals(info), model_state, key)
 
     def record(self, info: dict, step, params) -> dict:
         """What a step adds to the running totals: its scalars, and with a time model the
@@ -175,14 +182,22 @@ class Program:
 
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
-            losses, grads, model_state, aux = self.gradients(
-                state.params, data, sub, state.model_state, state.step
+            with _random.run_key(state.run_key):
+                losses, grads, model_state, aux = self.gradients(
+                    state.params, data, sub, state.model_state, state.step
+                )
+                params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
+                if self.state_topology is not None:
+                    model_state = mix_floating(self.state_topology, model_state, state.step)
+                totals = accumulate(state.totals, self.record(info, state.step, state.params))
+            new = state._replace(
+                params=params,
+                opt_state=opt_state,
+                key=key,
+                step=state.step + 1,
+                totals=totals,
+                model_state=model_state,
             )
-            params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
-            if self.state_topology is not None:
-                model_state = mix_floating(self.state_topology, model_state, state.step)
-            totals = accumulate(state.totals, self.record(info, state.step, state.params))
-            new = RunState(params, opt_state, key, state.step + 1, totals, model_state)
             aux = {f"train_{k}": _axis.mean_workers(v) for k, v in aux.items()}
             return new, (_axis.mean_workers(losses), aux)
 

@@ -112,6 +112,13 @@ def _check_state_topology(topology, params) -> Topology | None:
         raise TypeError(
             f"mix_model_state must be a Topology or None, got {type(topology).__name__}"
         )
+    if not topology.row_stochastic:
+        raise ValueError(
+            f"mix_model_state must average the model state: {topology.name} is not "
+            "row-stochastic (a push-sum digraph's column-stochastic weights would scale "
+            "BatchNorm statistics without de-biasing); use a doubly stochastic topology such "
+            "as decjax.ring(n)"
+        )
     if params is not None and topology.n != jax.tree.leaves(params)[0].shape[0]:
         raise ValueError(
             f"mix_model_state has n={topology.n} workers but params have "
@@ -396,7 +403,8 @@ def simulate(
       data: a :class:`decjax.data.WorkerData` (minibatches of ``batch_size`` per
         worker and step) or a pytree stacked over workers (a full batch every step).
       steps: number of training steps (a multiple of ``eval_every``).
-      key: ``jax.random.key``; same key, same result.
+      key: ``jax.random.key``; same key, same result. Every random draw of the run
+        (minibatches, dropout, the algorithm's keys, faults, the clock) varies with it.
       batch_size: per-worker minibatch size (with ``WorkerData``).
       eval_fn: ``eval_fn(single_params, eval_data) -> {name: scalar}``.
       eval_data: e.g. ``(x_test, y_test)``.
@@ -479,7 +487,10 @@ def sweep(
     traced values, so learning rates, momenta and same-size topologies (stacked
     as dense matrices, see :func:`decjax.topology.stack`) share one compiled
     program. The key ``"seed"``, if present, is not passed to ``make_tx``: it
-    selects the run's key (``jax.random.fold_in(key, seed)``), for error bars.
+    selects the run's key (``jax.random.fold_in(key, seed)``), for error bars;
+    the run's key varies every random draw of the run (minibatches, epoch
+    orders, dropout, the algorithm's keys, faults, random graphs, the clock's
+    draws; see ``docs/simulate.md``).
     Without it every configuration runs with ``key`` itself, so each agrees
     with ``simulate(..., key=key)`` of the same configuration (same
     minibatches) to float32 rounding.

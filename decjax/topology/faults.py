@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from decjax._random import run_key as run_key_context
+from decjax._random import varied
 from decjax._validation import as_key, check_choice, check_int
 from decjax.topology.base import Topology, as_weights, weight_dtype
 from decjax.topology.kinds import Sparse
@@ -64,7 +66,7 @@ class FaultModel:
     def node_alive(self, step, n: int) -> jax.Array:
         """``(n,)`` bool: which workers are up at ``step``."""
         block = jnp.asarray(step) // self.down_steps
-        k = jax.random.fold_in(jax.random.fold_in(self.key, 1), block)
+        k = jax.random.fold_in(jax.random.fold_in(varied(self.key), 1), block)
         u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(k, i)))(jnp.arange(n))
         return u >= self.node_prob
 
@@ -73,7 +75,7 @@ class FaultModel:
         n = nbr.shape[0]
         rows = jnp.broadcast_to(jnp.arange(n)[:, None], nbr.shape)
         exists = (w != 0) & (nbr != rows)
-        k = jax.random.fold_in(jax.random.fold_in(self.key, 0), step)
+        k = jax.random.fold_in(jax.random.fold_in(varied(self.key), 0), step)
         lo, hi = jnp.minimum(rows, nbr), jnp.maximum(rows, nbr)
 
         def uniform(a, b):  # the same number for (i, j) and (j, i)
@@ -200,8 +202,13 @@ def with_faults(
     )
 
 
-def realized_matrices(topology: Topology, steps) -> np.ndarray:
+def realized_matrices(topology: Topology, steps, *, run_key=None) -> np.ndarray:
     """The dense matrices realized at ``steps`` (host-side replay), shape ``(len(steps), n, n)``.
+
+    Inside ``simulate`` and ``sweep`` the realizations also fold in the run's key
+    (so seeds vary them); pass it as ``run_key`` (``simulate``'s ``key``, or
+    ``jax.random.fold_in(key, seed)`` for a sweep's seed) to replay that run's
+    matrices, or leave it ``None`` for the topology's own stream.
 
     Examples:
       >>> import jax, decjax
@@ -210,8 +217,16 @@ def realized_matrices(topology: Topology, steps) -> np.ndarray:
       >>> decjax.topology.realized_matrices(flaky, range(3)).shape
       (3, 6, 6)
     """
-    matrix = jax.jit(lambda topo, t: topo.matrix(t))
-    return np.stack([np.asarray(matrix(topology, t), np.float64) for t in steps])
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+    run_key = None if run_key is None else as_key("run_key", run_key)
+
+    @jax.jit
+    def matrix(topo, t, key):
+        with run_key_context(key):
+            return topo.matrix(t)
+
+    return np.stack([np.asarray(matrix(topology, t, run_key), np.float64) for t in steps])
 
 
 def fault_statistics(topology: Topology, steps) -> dict[str, float]:

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.stats
 
 from decjax import _axis
+from decjax._random import varied
 from decjax.topology.base import Edges, Topology, as_weights, kind, row_edges, static
 
 LAWS = ("epidemic", "s_out", "equi_dyn")
@@ -94,7 +95,7 @@ class Random(Topology):
     # -- one step ---------------------------------------------------------------
     def targets(self, step: Any) -> jax.Array:
         """``(n, s)`` int32: whom each worker sends to at ``step``."""
-        key = jax.random.fold_in(jax.random.wrap_key_data(self.key), jnp.asarray(step))
+        key = jax.random.fold_in(varied(jax.random.wrap_key_data(self.key)), jnp.asarray(step))
         n = self.n
         if self.law == "equi_dyn":
             shift = jax.random.randint(key, (), 1, n, dtype=jnp.int32)
