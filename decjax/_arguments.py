@@ -30,6 +30,7 @@ def checked(convert, ok, rule: str):
 
 positive_int = checked(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = checked(int, lambda v: v >= 0, "a non-negative integer")
+seed = checked(int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")
 positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 probability = checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
 nonnegative_float = checked(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")

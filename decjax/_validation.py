@@ -111,8 +111,8 @@ def as_key(name: str, key: Any) -> jax.Array:
     """
     fix = f"pass {name}=jax.random.key(0) or an int seed"
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-        if key < 0:
-            raise ValueError(f"{name} as an int seed must be >= 0, got {key}")
+        if not 0 <= key < 2**63:
+            raise ValueError(f"{name} as an int seed must be in [0, 2**63), got {key}")
         return jax.random.key(int(key))
     dtype = getattr(key, "dtype", None)
     if dtype is None or (isinstance(key, np.ndarray | np.generic) and key.dtype == object):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -34,6 +35,9 @@ from decjax._arguments import (
     positive_float,
     positive_int,
     probability,
+)
+from decjax._arguments import (
+    seed as seed_type,
 )
 from decjax.data import SCHEMES
 
@@ -94,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer")
     add("--partition", choices=SCHEMES, default="sorted", help="how data is split over workers")
-    add("--alpha", type=positive_float, default=0.1, help="Dirichlet concentration")
+    add(
+        "--alpha",
+        type=positive_float,
+        default=None,
+        help="with --partition dirichlet: the Dirichlet concentration (default 0.1)",
+    )
     add("--model", choices=workloads.MODELS, default="mlp", help="model (sized for the data)")
     add("--dataset", choices=workloads.DATASETS, default="digits", help="training data")
     add("--data-dir", type=Path, default=None, help="folder of cifar*/mnist files")
@@ -105,9 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=positive_int, default=16, help="minibatch size per worker")
     add("--lr", type=positive_float, default=0.3, help="learning rate")
     add("--eval-every", type=positive_int, default=50, help="steps between records")
-    add("--seed", type=nonnegative_int, default=0, help="seed of data, init and sampling")
+    add("--seed", type=seed_type, default=0, help="seed of data, init and sampling")
     add("--out", type=Path, default=Path("decjax-out"), help="output folder")
     add("--no-progress", action="store_true", help="hide the progress bar")
+    _add_fault_flags(parser)
+    _add_clock_flags(parser)
+    add(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="save the run state there after every chunk and resume from it if present",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="with --checkpoint-dir: start afresh over a checkpoint of another run",
+    )
+    return parser
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    """Asynchrony (DASGD's delays) and faults (links, nodes, stragglers)."""
     faults = parser.add_argument_group("asynchrony and faults").add_argument
     faults(
         "--max-delay",
@@ -134,19 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of workers that run at half speed (they reuse their last gradient)",
     )
-    _add_clock_flags(parser)
-    add(
-        "--checkpoint-dir",
-        type=Path,
-        default=None,
-        help="save the run state there after every chunk and resume from it if present",
-    )
-    add(
-        "--overwrite",
-        action="store_true",
-        help="with --checkpoint-dir: start afresh over a checkpoint of another run",
-    )
-    return parser
 
 
 def _add_clock_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,8 +190,8 @@ def _add_clock_flags(parser: argparse.ArgumentParser) -> None:
     clock(
         "--target-accuracy",
         type=fraction,
-        default=0.8,
-        help="the summary's time (and step) to this test accuracy",
+        default=None,
+        help="with a time flag: the summary's time (and step) to this test accuracy (default 0.8)",
     )
 
 
@@ -307,12 +321,72 @@ def _supported(topologies: list, factory, algorithm: str) -> list:
     return kept
 
 
+def _check_combinations(args) -> None:
+    """Flags that would be ignored in this combination: refused, never silently dropped."""
+    if args.alpha is not None and args.partition != "dirichlet":
+        raise ValueError(
+            f"--alpha applies to --partition dirichlet; --partition {args.partition} would "
+            "ignore it"
+        )
+    if args.overwrite and args.checkpoint_dir is None:
+        raise ValueError("--overwrite applies with --checkpoint-dir: there is nothing to overwrite")
+    timed = any(
+        getattr(args, flag) is not None
+        for flag in ("bandwidth", "latency", "compute_time", "cluster")
+    )
+    if args.target_accuracy is not None and not timed:
+        raise ValueError(
+            "--target-accuracy reports time to accuracy: give a time flag too (--bandwidth, "
+            "--latency, --compute-time or --cluster)"
+        )
+    if (args.drop_prob > 0 or args.node_failure > 0) and args.algorithm in IGNORE_TOPOLOGY:
+        raise ValueError(
+            f"--drop-prob and --node-failure fail links of the topology, which --algorithm "
+            f"{args.algorithm} ignores ({IGNORE_TOPOLOGY[args.algorithm]})"
+        )
+
+
+def check_memory(args, model, dataset) -> None:
+    """Refuse, before allocating, a run whose workers' params and minibatches alone exceed
+    the device's memory (the params, their gradients, the optimizer state and the new params:
+    four copies; the minibatch of every worker)."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    per_worker = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    example = int(np.prod(dataset.x_train.shape[1:])) * 4
+    need = args.workers * (4 * per_worker + args.batch_size * example)
+    have = memory_available()
+    if need > have:
+        raise ValueError(
+            f"{args.workers} workers need at least {need / 2**30:.1f} GiB (four copies of "
+            f"{per_worker / 2**20:.3g} MiB of params each, and minibatches of {args.batch_size} "
+            f"examples) but the device has {have / 2**30:.1f} GiB: lower --workers or "
+            "--batch-size, or use a smaller model"
+        )
+
+
+def memory_available() -> int:
+    """Bytes of the first device's memory (its limit on an accelerator, the host's RAM on
+    the CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _prepare(parser, args):
     """Everything a run needs, validated; every bad combination exits 2 with one line."""
     if args.steps % args.eval_every:
         parser.error(
             f"--steps ({args.steps}) must be a multiple of --eval-every ({args.eval_every})"
         )
+    try:
+        _check_combinations(args)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.partition == "dirichlet" and args.alpha is None:
+        args.alpha = 0.1
+    if args.target_accuracy is None:
+        args.target_accuracy = 0.8
     key = jax.random.key(args.seed)
     try:
         _check_out(args.out)
@@ -322,6 +396,7 @@ def _prepare(parser, args):
             args.dataset, seed=args.seed, data_dir=args.data_dir, data_file=args.data_file
         )
         model = workloads.model(args.model, dataset, dataset_name=args.dataset)
+        check_memory(args, model, dataset)
         if args.augment and dataset.x_train.ndim != 4:
             raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
         timing = time_model(args)

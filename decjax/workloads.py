@@ -25,6 +25,8 @@ DATASETS = (
     "text",
     "synthetic",
 )
+FROM_DIRECTORY = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+FROM_FILE = ("npz", "text")
 MODELS = ("mlp", "logistic", "logreg", "lenet5", "cnn1d", "resnet20", "transformer")
 IMAGES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic", "npz")
 
@@ -53,11 +55,21 @@ def dataset(
     ``cifar100``, ``mnist`` and ``fashion_mnist`` read ``data_dir``; ``npz`` and
     ``text`` read ``data_file``."""
     check_choice("dataset", name, DATASETS)
-    needs_dir = name in ("cifar10", "cifar100", "mnist", "fashion_mnist")
+    needs_dir = name in FROM_DIRECTORY
     if needs_dir and data_dir is None:
         raise ValueError(f"--dataset {name} reads local files: give --data-dir DIR")
-    if name in ("npz", "text") and data_file is None:
+    if name in FROM_FILE and data_file is None:
         raise ValueError(f"--dataset {name} reads a local file: give --data-file FILE")
+    if data_dir is not None and not needs_dir:
+        raise ValueError(
+            f"--data-dir applies to --dataset {', '.join(FROM_DIRECTORY)}; --dataset {name} "
+            "would ignore it"
+        )
+    if data_file is not None and name not in FROM_FILE:
+        raise ValueError(
+            f"--data-file applies to --dataset {', '.join(FROM_FILE)}; --dataset {name} would "
+            "ignore it"
+        )
     if name == "digits":
         return decjax.data.load_digits(seed=seed)
     if name == "mnist1d":

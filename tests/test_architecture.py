@@ -17,6 +17,7 @@ LAYERS = [
         "decjax._random",
         "decjax._axis",
         "decjax._fusion",
+        "decjax._closures",
     ),
     ("decjax.topology", "decjax.metrics", "decjax.timing"),
     ("decjax.gossip",),

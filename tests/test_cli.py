@@ -256,7 +256,7 @@ def test_cli_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
         (["--lr", "nan"], "finite number > 0"),
         (["--lr", "abc"], "finite number > 0"),
         (["--workers", "2.5"], "positive integer"),
-        (["--seed", "-1"], "non-negative integer"),
+        (["--seed", "-1"], "integer in [0, 2**63)"),
         (["--topologies", "torus", "--workers", "13"], "no such factorization"),
         (["--max-delay", "100000000", "--algorithm", "dasgd"], "GiB"),
         (["--node-failure", "nan"], "in [0, 1)"),

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from decjax._closures import nonfinite_number
 from decjax._validation import check_int, check_positive, is_traced
 from decjax.gossip import Links, bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
 from decjax.timing import LINK_BYTES
@@ -25,6 +26,17 @@ def learning_rate_at(learning_rate: Any, count: jax.Array) -> jax.Array:
 
 def check_learning_rate(learning_rate: Any) -> None:
     check_positive("learning_rate", learning_rate)
+
+
+def check_finite_numbers(name: str, tx: Any) -> None:
+    """Refuse an optax transformation holding a NaN or infinite number (``optax.sgd(nan)``):
+    every update would be non-finite, and the run would blame the learning rate late."""
+    found = nonfinite_number(tx)
+    if found is not None:
+        raise ValueError(
+            f"{name} holds {found[0] or 'a number'}={found[1]}: a NaN or infinite "
+            "hyperparameter (a learning rate?) makes every update non-finite"
+        )
 
 
 class Gossip:
@@ -218,6 +230,7 @@ def local_then(local: optax.GradientTransformation, last: DecentralizedTransform
     ``local`` must act on each worker separately (a per-worker optimizer): its
     updates are fed to ``last``, whose step returns the new parameters.
     """
+    check_finite_numbers("the local optimizer", local)
     local = optax.with_extra_args_support(local)
     chained = optax.chain(local, last)
 

@@ -14,6 +14,7 @@ from decjax._validation import check_choice, check_int
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
+    check_finite_numbers,
     constructor,
     from_step,
     local_then,
@@ -50,6 +51,7 @@ def per_worker(tx: optax.GradientTransformation) -> optax.GradientTransformation
     """
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+    check_finite_numbers("the optimizer", tx)
     tx = optax.with_extra_args_support(tx)
 
     def init(params):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from decjax._validation import check_in_range, check_int
-from decjax.data.datasets import Dataset, from_arrays
+from decjax._validation import check_in_range, check_int, check_nonnegative
+from decjax.data.datasets import Dataset, check_features, check_labels, from_arrays
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 MNIST_FILES = {
@@ -49,10 +50,14 @@ def _read(path: Path) -> bytes:
         return f.read()
 
 
-def load_npz(path) -> Dataset:
+def load_npz(path, *, num_classes: int | None = None) -> Dataset:
     """A dataset from a ``.npz`` holding ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
-    Read with ``allow_pickle=False``. Inputs keep their shape (images stay images).
+    Read with ``allow_pickle=False``. Inputs keep their shape (images stay images)
+    and must be real and finite; labels must be integers in ``[0, num_classes)``.
+    ``num_classes`` is the argument, else the file's ``num_classes`` entry if it
+    has one, else the largest label plus one (refused when fewer than half of
+    those classes occur: a stray label, named with its index).
 
     Examples:
       >>> import numpy as np, tempfile, os, decjax
@@ -65,16 +70,24 @@ def load_npz(path) -> Dataset:
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no .npz file at {path}")
-    with np.load(path, allow_pickle=False) as f:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
-        arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    labels = np.concatenate([arrays[1].ravel(), arrays[3].ravel()])
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ValueError(f"{path}: y_train and y_test must be non-negative integer labels")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
+            arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+            if num_classes is None and "num_classes" in f.files:
+                num_classes = int(f["num_classes"])
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable .npz file ({err})") from None
     x_train, y_train, x_test, y_test = arrays
-    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test)
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{path}: {name} must hold integer class labels, got {y.dtype}")
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
+        check_features(name, x, source=str(path))
+    num_classes = check_labels({"y_train": y_train, "y_test": y_test}, num_classes, str(path))
+    return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, num_classes=num_classes)
 
 
 def load_cifar(directory, *, classes: int = 10) -> Dataset:
@@ -94,10 +107,22 @@ def load_cifar(directory, *, classes: int = 10) -> Dataset:
         train, test, label_bytes = ["train.bin"], ["test.bin"], 2
     path = _directory(directory, f"CIFAR-{classes} binary ({CIFAR_URL})", train + test)
 
+    def records(name):
+        """One file's records, its label bytes checked (the file and record named)."""
+        file = _find(path, name)
+        data = np.frombuffer(_read(file), np.uint8)
+        size = label_bytes + 3072
+        if data.size == 0 or data.size % size:
+            raise ValueError(
+                f"{file} holds {data.size} bytes, not a whole number of {size}-byte records "
+                "(an empty or truncated file): extract it again"
+            )
+        raw = data.reshape(-1, size)
+        check_labels({"record label": raw[:, label_bytes - 1]}, classes, str(file))
+        return raw
+
     def read(names):
-        raw = np.concatenate(
-            [np.frombuffer(_read(_find(path, n)), np.uint8) for n in names]
-        ).reshape(-1, label_bytes + 3072)
+        raw = np.concatenate([records(n) for n in names])
         images = raw[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         return images / 255.0, raw[:, label_bytes - 1]
 
@@ -131,7 +156,16 @@ def load_mnist(directory) -> Dataset:
     ``.gz``). Images come out as ``(N, 28, 28, 1)`` float32 in ``[0, 1]``.
     """
     path = _directory(directory, "MNIST IDX", list(MNIST_FILES.values()))
-    arrays = {k: _idx(_find(path, name)) for k, name in MNIST_FILES.items()}
+    files = {k: _find(path, name) for k, name in MNIST_FILES.items()}
+    arrays = {k: _idx(file) for k, file in files.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_x"], arrays[f"{part}_y"]
+        if labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{files[part + '_y']}: {labels.shape} labels for the {images.shape} images of "
+                f"{files[part + '_x']}"
+            )
+        check_labels({"label": labels}, 10, str(files[f"{part}_y"]))
     x_train, x_test = (arrays[k][..., None] / 255.0 for k in ("train_x", "test_x"))
     y_train, y_test = arrays["train_y"], arrays["test_y"]
     return from_arrays(x_train, y_train, x_test=x_test, y_test=y_test, num_classes=10)
@@ -160,8 +194,19 @@ def load_text(path, *, context: int = 64, test_fraction: float = 0.1) -> tuple[D
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no text file at {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not text
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at position "
+            f"{err.start}): load_text reads text files"
+        ) from None
     vocabulary = "".join(sorted(set(text)))
+    if len(vocabulary) < 2:
+        raise ValueError(
+            f"{path} uses {len(vocabulary)} distinct character(s): a language model needs at "
+            "least 2 to predict anything"
+        )
     windows = len(text) // (context + 1)
     if windows < 2:
         raise ValueError(f"{path} has {len(text)} characters: too few for context={context}")
@@ -203,6 +248,11 @@ def synthetic_images(
     num_train = check_int("num_train", num_train, minimum=1)
     num_test = check_int("num_test", num_test, minimum=1)
     num_classes = check_int("num_classes", num_classes, minimum=2)
+    if not isinstance(shape, tuple | list) or not shape:
+        raise TypeError(f"shape must be a tuple of positive ints, e.g. (32, 32, 3), got {shape!r}")
+    shape = tuple(check_int("shape", d, minimum=1) for d in shape)
+    check_nonnegative("noise", noise)
+    seed = check_int("seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     templates = rng.normal(size=(num_classes, *shape))
 

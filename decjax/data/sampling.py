@@ -6,11 +6,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from decjax import _axis
 from decjax._random import numpy_rng, varied
 from decjax._validation import check_choice, check_int
-from decjax.data.datasets import Dataset
+from decjax.data.datasets import Dataset, check_labels
 from decjax.data.partition import Partition, partition
 
 SAMPLING = ("replacement", "epochs")
@@ -62,6 +63,9 @@ def distribute(
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a decjax.data.Dataset, got {type(dataset).__name__}")
     check_choice("sampling", sampling, SAMPLING)
+    check_labels(
+        {"dataset.y_train": np.asarray(dataset.y_train)}, dataset.num_classes, "distribute"
+    )
     part: Partition = partition(
         dataset.y_train, n, scheme, key=key, alpha=alpha, shuffled_fraction=shuffled_fraction
     )

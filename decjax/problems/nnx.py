@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from decjax._validation import check_callable
+from decjax._validation import check_callable, check_nonnegative
 from decjax.problems.classifiers import Classifier, StatefulClassifier
 
 
@@ -38,12 +38,18 @@ def from_nnx(
       (4, 64, 10)
     """
     check_callable("make_model", make_model)
+    check_nonnegative("l2", l2)
     try:
         from flax import nnx
     except ImportError as err:  # pragma: no cover - exercised only without flax
         raise ImportError("from_nnx needs flax: pip install 'decjax[flax]'") from err
 
-    graphdef, _, rngs, other = nnx.split(make_model(nnx.Rngs(0)), nnx.Param, nnx.RngState, ...)
+    module = make_model(nnx.Rngs(0))
+    if not isinstance(module, nnx.Module):
+        raise TypeError(
+            f"make_model(rngs) must return a flax nnx.Module, got {type(module).__name__}"
+        )
+    graphdef, _, rngs, other = nnx.split(module, nnx.Param, nnx.RngState, ...)
     if not jax.tree.leaves(other) and not jax.tree.leaves(rngs):
         return _stateless(nnx, graphdef, make_model, float(l2))
 

@@ -78,8 +78,11 @@ def quadratics(
     """
     n = check_int("n", n, minimum=1)
     dim = check_int("dim", dim, minimum=1)
+    if not isinstance(curvature, tuple | list) or len(curvature) != 2:
+        raise TypeError(f"curvature must be a pair (low, high), got {curvature!r}")
     low, high = curvature
     check_positive("curvature[0]", low)
+    check_positive("curvature[1]", high)  # finite: a_i ~ U(low, high) in float32
     if not high >= low:
         raise ValueError(f"curvature must be (low, high) with high >= low, got {curvature}")
     check_positive("spread", spread)

@@ -314,6 +314,11 @@ def transformer_lm(
 
         def __call__(self, tokens: Any):
             length = tokens.shape[-1]
+            if length > context:
+                raise ValueError(
+                    f"sequences of {length} tokens are longer than the transformer's context "
+                    f"({context}): build it with context={length} or cut the sequences"
+                )
             x = self.tokens(tokens) + self.positions(jnp.arange(length))[None]
             mask = nnx.make_causal_mask(tokens)
             for block in self.blocks:
@@ -331,4 +336,9 @@ def parameter_count(params: Any) -> int:
       >>> decjax.problems.parameter_count(decjax.problems.lenet5().init(jax.random.key(0)))
       61706
     """
-    return sum(int(jnp.size(x)) for x in jax.tree.leaves(params))
+    leaves = jax.tree.leaves(params)
+    if not leaves or not all(hasattr(x, "shape") for x in leaves):
+        raise TypeError(
+            f"params must be a non-empty pytree of arrays (model.init(key)), got {params!r}"
+        )
+    return sum(int(jnp.size(x)) for x in leaves)

@@ -15,8 +15,10 @@ import numpy as np
 import optax
 
 from decjax import distributed
+from decjax._closures import schedules
 from decjax._validation import as_key, check_callable, check_choice, check_int
 from decjax.data import WorkerData
+from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
 from decjax.simulate._execute import Layout, Saving, Schedule, SweepLayout, execute
 from decjax.simulate._loop import divisor_near
@@ -139,8 +141,38 @@ def _check_model_state(model_state, n: int) -> None:
             )
 
 
-def _check_run_inputs(params, data, checkpoint_dir) -> None:
-    """Finite floating params, finite data, a usable checkpoint_dir: refused before compiling."""
+def _check_against_steps(tx, steps: int) -> None:
+    """What a transformation can only be checked against once the run's length is known:
+    its learning-rate schedules over ``0 .. steps - 1`` (finite and ``>= 0``) and a
+    synchronisation period longer than the run (it would never synchronise)."""
+    arguments = getattr(tx, "arguments", {})
+    for name in ("every", "average_every"):
+        every = arguments.get(name)
+        if isinstance(every, int) and every > steps:
+            raise ValueError(
+                f"{arguments['factory']}({name}={every}) never synchronises in a run of {steps} "
+                f"steps: make {name} at most steps"
+            )
+    counts = jnp.arange(steps)
+    for schedule in schedules(tx):
+        try:
+            values = np.asarray(jax.vmap(schedule)(counts), np.float64)
+        except Exception:  # a schedule with Python control flow on the count: sample it
+            picks = sorted({0, steps // 2, steps - 1})
+            values = np.asarray([float(schedule(c)) for c in picks], np.float64)
+            counts = np.asarray(picks)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise ValueError(
+                f"the learning-rate schedule returns {values[at]} at count {int(counts[at])}: a "
+                "step size must be finite and >= 0 over the whole run"
+            )
+
+
+def _check_run_inputs(params, data, checkpoint_dir, eval_data=None) -> None:
+    """Finite floating params, finite data and evaluation data, a usable checkpoint_dir:
+    refused before compiling."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
@@ -149,7 +181,7 @@ def _check_run_inputs(params, data, checkpoint_dir) -> None:
                 f"has dtype {dtype} (cast with params = jax.tree.map(lambda x: x.astype("
                 "jnp.float32), params))"
             )
-    for name, tree in (("params", params), ("data", data)):
+    for name, tree in (("params", params), ("data", data), ("eval_data", eval_data)):
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
             if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not bool(
                 jnp.all(jnp.isfinite(leaf))
@@ -228,6 +260,7 @@ def _check_functions(
             f"loss_fn must return a scalar for one worker's params and batch, got "
             f"{getattr(loss, 'shape', type(loss).__name__)}"
         )
+    _check_model_fits(loss_fn, one, batch, data, extra)
     if eval_fn is None:
         return loss_args, ()
     hint = " (eval_data is None: pass eval_data=...)" if eval_data is None else ""
@@ -240,6 +273,40 @@ def _check_functions(
             f"eval_fn must return a dict {{name: scalar}}, got {type(metrics).__name__}"
         )
     return loss_args, (one, eval_data, *extra)
+
+
+def _check_model_fits(loss_fn, params, batch, data, state: tuple) -> None:
+    """A decjax classifier's outputs against the data, before anything is compiled: every
+    label below its number of outputs, and token ids (integer inputs) below its vocabulary.
+    Out of range, the loss is NaN from the first step and the run would look diverged."""
+    owner = getattr(loss_fn, "__self__", None)
+    if not isinstance(owner, Classifier | StatefulClassifier):
+        return
+    x = batch[0]
+    if state:
+        logits = jax.eval_shape(
+            lambda p, s, x: owner.apply(p, s, jax.random.key(0), x, False)[0], params, state[0], x
+        )
+    else:
+        logits = jax.eval_shape(owner.apply, params, x)
+    classes = logits.shape[-1]
+    if isinstance(data, WorkerData):
+        inputs, labels = data.x, data.y
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        inputs, labels = data
+    else:
+        return
+    top = int(jnp.max(labels))
+    if int(jnp.min(labels)) < 0 or top >= classes:
+        raise ValueError(
+            f"the labels go up to {top} but the model has {classes} outputs: build it for "
+            f"{top + 1} classes, or fix the labels (they must be in [0, {classes}))"
+        )
+    if jnp.issubdtype(jnp.result_type(inputs), jnp.integer) and int(jnp.max(inputs)) >= classes:
+        raise ValueError(
+            f"the token ids go up to {int(jnp.max(inputs))} but the model's vocabulary has "
+            f"{classes} entries: build it with vocab_size={int(jnp.max(inputs)) + 1}"
+        )
 
 
 def _stateful_loss(loss_fn, params, batch, state):
@@ -403,8 +470,7 @@ def simulate(
       data: a :class:`decjax.data.WorkerData` (minibatches of ``batch_size`` per
         worker and step) or a pytree stacked over workers (a full batch every step).
       steps: number of training steps (a multiple of ``eval_every``).
-      key: ``jax.random.key``; same key, same result. Every random draw of the run
-        (minibatches, dropout, the algorithm's keys, faults, the clock) varies with it.
+      key: ``jax.random.key``; same key, same result; every random draw of the run varies with it.
       batch_size: per-worker minibatch size (with ``WorkerData``).
       eval_fn: ``eval_fn(single_params, eval_data) -> {name: scalar}``.
       eval_data: e.g. ``(x_test, y_test)``.
@@ -441,6 +507,7 @@ def _simulate(a: SimpleNamespace) -> SimulationResult:
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(a.tx).__name__}")
     check_choice("on_divergence", a.on_divergence, DIVERGENCE)
     steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
+    _check_against_steps(a.tx, steps)
     state = program.init(a.params, key, {}, a.model_state)
     return execute(
         program,
@@ -551,7 +618,7 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
     for combo in itertools.product(*(a.grid[k] for k in a.grid)):
         config = {k: v for k, v in zip(a.grid, combo, strict=True) if k != "seed"}
         try:
-            a.make_tx(**config)
+            _check_against_steps(a.make_tx(**config), steps)
         except TypeError as err:
             if "argument" not in str(err):  # a constructor's own TypeError: let it speak
                 raise
@@ -595,7 +662,7 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
 def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
     """Validate a run's arguments before anything is traced: ``(steps, program, schedule, key)``."""
     steps, program = _program(make_tx, a.params, a.data, vars(a), keep_finite)
-    _check_run_inputs(a.params, a.data, a.checkpoint_dir)
+    _check_run_inputs(a.params, a.data, a.checkpoint_dir, a.eval_data)
     if a.model_state is not None:
         _check_model_state(a.model_state, jax.tree.leaves(a.params)[0].shape[0])
     a.loss_args, a.eval_args = _check_functions(
