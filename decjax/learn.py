@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import networkx as nx
 import numpy as np
 import optax
 
@@ -35,6 +36,7 @@ from decjax.algorithms import dpsgd
 from decjax.data import WorkerData
 from decjax.simulate import make_run
 from decjax.topology import Topology, from_matrix, kinds
+from decjax.topology.base import STOCHASTIC_ATOL
 from decjax.topology.optimal import graph_edges
 
 Objective = Callable[[jax.Array], jax.Array]  # W (n, n) -> scalar
@@ -59,6 +61,14 @@ class EdgeWeights:
         n, edges = graph_edges(graph)
         if not edges:
             raise ValueError("graph must have at least one edge between distinct workers")
+        support = nx.Graph(edges)
+        support.add_nodes_from(range(n))
+        components = nx.number_connected_components(support)
+        if components > 1:
+            raise ValueError(
+                f"graph must be connected: its {n} workers form {components} components, and "
+                "no weights on it reach consensus"
+            )
         self.n = n
         self.edges = np.asarray(edges, np.int32)
 
@@ -84,6 +94,23 @@ class EdgeWeights:
         """``theta = log W`` on the edges and diagonal (exact for a symmetric doubly
         stochastic ``W`` with a positive diagonal supported on the graph)."""
         w = np.asarray(matrix, np.float64)
+        if w.shape != (self.n, self.n) or not np.isfinite(w).all():
+            raise ValueError(f"matrix must be a finite ({self.n}, {self.n}) array, got {w.shape}")
+        support = np.zeros((self.n, self.n), bool)
+        support[self.edges[:, 0], self.edges[:, 1]] = support[
+            self.edges[:, 1], self.edges[:, 0]
+        ] = 1
+        np.fill_diagonal(support, True)
+        rule = STOCHASTIC_ATOL
+        if (
+            np.abs(w - w.T).max() > rule
+            or np.abs(w.sum(axis=1) - 1).max() > rule
+            or np.abs(w[~support]).max(initial=0.0) > rule
+        ):
+            raise ValueError(
+                "matrix must be symmetric and doubly stochastic on the graph's edges (rows "
+                f"summing to 1 within {rule}, zero off the graph): only such a W has a theta"
+            )
         values = np.concatenate([w[self.edges[:, 0], self.edges[:, 1]], np.diag(w)])
         if np.any(values <= 0):
             raise ValueError("matrix must be positive on every edge and on the diagonal")
@@ -118,6 +145,11 @@ def consensus_objective(x0: jax.Array, rounds: int) -> Objective:
     rounds = check_int("rounds", rounds, minimum=1)
     x0 = jnp.asarray(x0)
     centred = x0 - x0.mean(axis=0, keepdims=True)
+    if x0.ndim < 1 or not bool(jnp.all(jnp.isfinite(x0))) or float(jnp.sum(centred**2)) == 0:
+        raise ValueError(
+            "x0 must be finite, stacked over workers, and not already at consensus (the "
+            "objective divides by its disagreement)"
+        )
 
     def objective(w):
         x = centred
@@ -175,7 +207,14 @@ def neighbors_objective(gamma: float) -> Objective:
 
 def label_proportions(labels, classes: int) -> np.ndarray:
     """``(n, classes)`` class frequencies of stacked per-worker labels ``(n, m)``."""
+    classes = check_int("classes", classes, minimum=1)
     labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integer labels stacked (n, m), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must be in [0, {classes}), got {labels.min()}..{labels.max()}")
+    if labels.shape[1] == 0:
+        raise ValueError("every worker needs at least one label, got m = 0")
     counts = np.stack([np.bincount(row, minlength=classes) for row in labels])
     return counts / counts.sum(axis=1, keepdims=True)
 
@@ -267,6 +306,12 @@ def learn_weights(
     check_positive("learning_rate", learning_rate)
     weights = EdgeWeights(graph)
     theta = weights.metropolis() if theta is None else jnp.asarray(theta)
+    start = float(objective(weights.matrix(theta)))
+    if not np.isfinite(start):
+        raise ValueError(
+            f"objective is {start} at the starting weights: nothing to minimise (is it defined "
+            "for this graph's W?)"
+        )
     optimizer = optax.adam(learning_rate)
     value_and_grad = jax.value_and_grad(lambda t: objective(weights.matrix(t)))
 

@@ -4,7 +4,7 @@ import numpy as np
 
 import decjax
 
-RANDOM_NAMES = ("equi_dyn", "epidemic", "random_out")  # a fresh matrix at every step
+RANDOM_NAMES = ("equi_dyn", "ou_equi_dyn", "epidemic", "random_out")  # a fresh matrix at every step
 # circulant like the exponential graphs, so the inner loop's catalogue sweeps skip them;
 # test_beyond's slow tier runs those checks on them
 DIRECTED_NAMES = ("directed_ring", "directed_exponential", "one_peer_directed_exponential")

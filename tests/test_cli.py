@@ -262,7 +262,7 @@ def test_cli_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
         (["--node-failure", "nan"], "in [0, 1)"),
         (["--peers", "2", "--topologies", "ring"], "--peers applies to base_graph"),
         (["--peers", "9", "--workers", "8", "--topologies", "epidemic"], "needs n > s"),
-        (["--topologies", "random_out"], "column-stochastic but not row-stochastic"),
+        (["--topologies", "random_out"], "column- but not row-stochastic"),
     ],
 )
 def test_cli_rejects_more_bad_flags_in_one_line(argv, message, tmp_path, capsys):

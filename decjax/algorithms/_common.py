@@ -52,12 +52,11 @@ class Gossip:
         *,
         rounds: int = 1,
         backend: str | None = None,
-        push: bool = False,
+        needs: str = "row",
     ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-        if topology.push and not push:
-            check_averaging(topology)
+        check_stochastic(topology, needs)
         self.topology = topology
         self.backend = resolve_backend(topology, backend)
         self.rounds = check_int("rounds", rounds, minimum=1)
@@ -112,14 +111,39 @@ def flatten_rows(tree: Any) -> tuple[jax.Array, Any]:
     return flat, jax.vmap(unravel)
 
 
-def check_averaging(topology: Topology) -> None:
-    """Refuse a column- but not row-stochastic (push-sum) topology where ``W`` must average."""
-    if topology.push:
-        raise ValueError(
-            f"topology {topology.name} is column-stochastic but not row-stochastic (a directed "
-            "push-sum graph), so gossip on it does not average; use decjax.sgp, decjax.osgp or "
-            "decjax.push_diging, or a doubly stochastic topology"
-        )
+FIXES = {
+    "row": "use a topology that averages (any doubly stochastic one, e.g. decjax.ring(n)), or "
+    "decjax.sgp / decjax.push_diging on a push-sum digraph",
+    "column": "use a column-stochastic topology (decjax.topology.from_digraph, random_out) or a "
+    "doubly stochastic one; on a row-stochastic graph use decjax.dpsgd",
+    "doubly": "use a doubly stochastic topology (a ring, torus, exponential graph, a symmetric "
+    "from_matrix); on a push-sum digraph use decjax.push_diging",
+}
+
+
+def check_stochastic(topology: Topology, needs: str) -> None:
+    """Refuse a topology without the stochasticity an algorithm needs, in one line.
+
+    ``needs``: ``"row"`` (``W`` averages: every row sums to one; D-PSGD and the
+    methods built on it), ``"column"`` (``W`` conserves mass: push-sum) or
+    ``"doubly"`` (both: gradient tracking, D², exact diffusion, DeTAG, whose
+    trackers and corrections rely on the average being preserved). The flags
+    are the topology's, set at construction with a tolerance
+    (:data:`decjax.topology.base.STOCHASTIC_ATOL`).
+    """
+    rows, columns = topology.row_stochastic, topology.column_stochastic
+    if {"row": rows, "column": columns, "doubly": rows and columns}[needs]:
+        return
+    if columns:
+        have = "column- but not row-stochastic (a push-sum digraph: gossip on it does not average)"
+    elif rows:
+        have = "row- but not column-stochastic (it does not conserve the workers' sum)"
+    else:
+        have = "neither row- nor column-stochastic"
+    raise ValueError(
+        f"topology {topology.name} is {have}; this algorithm needs a {needs}-stochastic W: "
+        f"{FIXES[needs]}"
+    )
 
 
 def concrete_matrices(topology: Topology) -> np.ndarray | None:

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from decjax._validation import check_choice, check_in_range, check_int, check_positive, is_traced
-from decjax.algorithms._common import check_averaging, constructor, from_step, local_then
+from decjax.algorithms._common import check_stochastic, constructor, from_step, local_then
 from decjax.algorithms.combine import per_worker
 from decjax.gossip import bytes_per_round, link_bytes, mix, resolve_backend
 from decjax.metrics import consensus_distance, sum_of_squares
@@ -120,7 +120,7 @@ def consensus_control(
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
     backend = resolve_backend(topology, backend)
-    check_averaging(topology)
+    check_stochastic(topology, "row")
     if not callable(target):
         check_positive("target", target)
     max_rounds = check_int("max_rounds", max_rounds, minimum=1)

@@ -17,6 +17,7 @@ from decjax.algorithms._common import (
     DecentralizedTransformation,
     Info,
     check_learning_rate,
+    check_stochastic,
     constructor,
     learning_rate_at,
 )
@@ -194,6 +195,7 @@ def _adjacency(topology: Topology | None, n: int | None) -> tuple[int, Any]:
         raise ValueError(
             "dasgd models unreliable links by their delays; pass a topology without faults"
         )
+    check_stochastic(topology, "doubly")  # its neighbours' updates are summed, unweighted
     if n is not None and n != topology.n:
         raise ValueError(f"n={n} does not match topology.n={topology.n}")
     n = topology.n

@@ -87,7 +87,7 @@ def detag(
     """
     check_learning_rate(learning_rate)
     phase = check_int("phase_length", phase_length, minimum=1)
-    gossip = Gossip(topology, backend=backend)
+    gossip = Gossip(topology, backend=backend, needs="doubly")
     eta_g = _gossip_momentum(gossip_momentum, topology)
 
     def init(params):

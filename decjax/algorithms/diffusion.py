@@ -125,7 +125,7 @@ def d2(
       Tang, Lian, Yan, Zhang, Liu. *D²: Decentralized Training over Decentralized
       Data*, ICML 2018 (arXiv:1803.07068).
     """
-    gossip = Gossip(topology, rounds=rounds, backend=backend)
+    gossip = Gossip(topology, rounds=rounds, backend=backend, needs="doubly")
     check_d2_topology(topology)
     return _corrected_diffusion(learning_rate, gossip)
 
@@ -166,5 +166,5 @@ def exact_diffusion(
       Learning — Part I: Algorithm Development*, IEEE Trans. Signal Process. 2019
       (arXiv:1702.05122).
     """
-    gossip = Gossip(lazy(topology, 0.5), rounds=rounds, backend=backend)
+    gossip = Gossip(lazy(topology, 0.5), rounds=rounds, backend=backend, needs="doubly")
     return _corrected_diffusion(learning_rate, gossip)

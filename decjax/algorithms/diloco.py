@@ -256,7 +256,7 @@ def streaming_diloco(
         raise TypeError(
             f"compressor must be a decjax.gossip compressor, got {type(compressor).__name__}"
         )
-    gossip = None if topology is None else Gossip(topology, backend=backend)
+    gossip = None if topology is None else Gossip(topology, backend=backend, needs="doubly")
     key = jax.random.key(0) if key is None else as_key("key", key)
     rounds = _Rounds(
         per_worker(inner), per_worker(outer), every, fragments, overlap, alpha, gossip, compressor

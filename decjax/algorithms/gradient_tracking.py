@@ -87,7 +87,7 @@ def gradient_tracking(
     """
     check_learning_rate(learning_rate)
     order = _order(order, form)
-    gossip = Gossip(topology, rounds=rounds, backend=backend)
+    gossip = Gossip(topology, rounds=rounds, backend=backend, needs="doubly")
 
     def init(params):
         zeros = optax.tree.zeros_like(params)

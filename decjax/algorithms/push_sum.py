@@ -127,7 +127,7 @@ def sgp(
 
 def push_step(topology: Topology, *, backend: str | None = None):
     """The push-sum combine of SGP: ``(x + u, w) <- P (x + u, w)``, params ``z = x / w``."""
-    gossip = Gossip(topology, backend=backend, push=True)
+    gossip = Gossip(topology, backend=backend, needs="column")
     # On a doubly stochastic W, gossip in the difference form keeps w = 1 exactly
     # (w_i + sum_j W_ij (w_j - w_i) with every difference 0): then z = x, and neither
     # the numerators nor the division are needed (SGP is D-PSGD, bit for bit).
@@ -197,7 +197,7 @@ def osgp(
 
 def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
     """Push-sum with each pushed share delivered after its delay (a ring buffer on device)."""
-    Gossip(topology, push=True)  # validates the topology
+    Gossip(topology, needs="column")  # validates the topology
     n, buffer = topology.n, delays.max_delay + 1
 
     def traffic(off, t, message_bytes):
@@ -285,7 +285,7 @@ def push_diging(
       optimization*, IEEE TAC 2018.
     """
     check_learning_rate(learning_rate)
-    gossip = Gossip(topology, backend=backend, push=True)
+    gossip = Gossip(topology, backend=backend, needs="column")
 
     def init(params):
         zeros = optax.tree.zeros_like(params)

@@ -96,7 +96,11 @@ def _k_check(k):
 def top_k(k: int | None = None, *, fraction: float | None = None) -> Compressor:
     """Keep the ``k`` largest-magnitude coordinates (or a ``fraction`` of them).
 
-    A message is ``k`` values and ``k`` int32 indices. Contractive with ``omega = k / d``.
+    With ``fraction``, ``k = ceil(fraction * d)``, at least one coordinate: a
+    fraction too small for one coordinate (``1e-9`` of a 40-dimensional model)
+    still sends one value and its index per message, never an empty message
+    (tested). A message is ``k`` values and ``k`` int32 indices. Contractive
+    with ``omega = k / d``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, decjax
@@ -119,6 +123,8 @@ def top_k(k: int | None = None, *, fraction: float | None = None) -> Compressor:
 
 def random_k(k: int | None = None, *, fraction: float | None = None) -> Compressor:
     """Keep ``k`` uniformly random coordinates (unscaled, so contractive, ``omega = k / d``).
+
+    With ``fraction``, ``k = ceil(fraction * d)``, at least one coordinate (as :func:`top_k`).
 
     Sender and receivers share the random seed, so a message is ``k`` values plus a 4-byte seed.
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from decjax import _axis
 from decjax._validation import check_int
@@ -113,7 +115,23 @@ def _check_call(topology, tree, step, rounds, backend):
     rounds = check_int("rounds", rounds, minimum=1)
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         _check_leaf(topology.n, jax.tree_util.keystr(path), leaf)
-    return topology.to(backend), rounds, jnp.asarray(step, jnp.int32)
+    return topology.to(backend), rounds, _check_step(step)
+
+
+def _check_step(step) -> jax.Array:
+    """The round index as int32: an integer (a Python or numpy int ``>= 0``, or an integer
+    JAX array, possibly traced); a float, a string or a negative Python int is refused."""
+    if isinstance(step, jax.Array | np.ndarray):
+        if not jnp.issubdtype(step.dtype, jnp.integer) or step.ndim:
+            raise TypeError(f"step must be an integer scalar, got {step.dtype}{list(step.shape)}")
+        return step.astype(jnp.int32)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(
+            f"step must be an int (the gossip round), got {type(step).__name__} {step!r}"
+        )
+    if not 0 <= step < 2**31:
+        raise ValueError(f"step must be in [0, 2**31), got {step}")
+    return jnp.int32(step)
 
 
 def _mix_leaf(kind: Topology, x: jax.Array, step: jax.Array) -> jax.Array:

@@ -20,7 +20,7 @@ from decjax.topology.directed import (
     one_peer_directed_exponential,
 )
 from decjax.topology.epidemic import epidemic, random_out
-from decjax.topology.equitopo import equi_dyn, equi_static
+from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
 from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
 from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import (
@@ -72,6 +72,7 @@ __all__ = [
     "lazy",
     "one_peer_directed_exponential",
     "one_peer_exponential",
+    "ou_equi_dyn",
     "period_product",
     "periodic_average",
     "random_matching",

@@ -48,7 +48,12 @@ def spectral_gap(topology: Topology) -> float:
     ``n = 2^tau``) has gap 1. **For a random topology** (a fresh ``W_t`` per
     step: epidemic, random s-out, EquiDyn) it is ``1 - sqrt(rho)`` with
     ``rho = sup_{e ⟂ 1} E||W_t e||^2 / ||e||^2`` the mean-square contraction of
-    one step, in closed form over the law (``topology.contraction()``).
+    one step, in closed form over the law (``topology.contraction()``). **For a
+    push-sum digraph** (column- but not row-stochastic, :attr:`Topology.push`)
+    it is the same ``1 - |lambda_2|`` of ``W``: the geometric rate at which
+    push-sum's numerators and weights approach ``W``'s stationary direction,
+    hence at which the de-biased ratios reach the average; ``W`` itself does
+    not average, so it is not a rate of plain gossip there.
 
     Examples:
       >>> import decjax

@@ -16,7 +16,7 @@ from decjax.topology.directed import (
     one_peer_directed_exponential,
 )
 from decjax.topology.epidemic import epidemic, random_out
-from decjax.topology.equitopo import equi_dyn, equi_static
+from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
 from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus
 
@@ -65,6 +65,7 @@ BUILDERS = {
     "one_peer_directed_exponential": lambda n, key: one_peer_directed_exponential(n),
     # fresh random graphs at every step (the "random" kind)
     "equi_dyn": lambda n, key: equi_dyn(n, key=key),
+    "ou_equi_dyn": lambda n, key: ou_equi_dyn(n, key=key),
     "epidemic": lambda n, key, peers=None: epidemic(
         n, _peers(peers, min(n - 1, max(1, ceil_log2(n)))), key=key
     ),
@@ -84,7 +85,7 @@ def by_name(name: str, n: int, *, key=None, peers: int | None = None) -> Topolog
     ``epidemic`` ``s = ceil(log2 n)`` peers; ``random_out`` one peer (SGP's
     one-peer graphs); ``equi_static`` ``M = ceil(2 ln n)`` offsets; random
     graphs draw from ``key`` (default ``jax.random.key(0)``). ``equi_dyn``,
-    ``epidemic`` and ``random_out`` draw a fresh graph at every step and
+    ``ou_equi_dyn``, ``epidemic`` and ``random_out`` draw a fresh graph at every step and
     need ``n >= 2``. ``peers`` overrides the number of peers per step of
     ``base_graph`` (``k``), ``epidemic`` and ``random_out`` (``s``) and the
     number of offsets of ``equi_static`` (``M``).

@@ -48,6 +48,13 @@ def stack(topologies: Sequence[Topology]) -> Topology:
         )
     if any(t.batch_shape for t in topologies):
         raise ValueError("topologies are already stacked; stack single topologies")
+    kinds_of = {(t.row_stochastic, t.column_stochastic) for t in topologies}
+    if len(kinds_of) > 1:
+        raise ValueError(
+            "topologies of different stochasticity cannot be stacked (a doubly stochastic graph "
+            "with a push-sum or row-stochastic one: an algorithm that fits one misreads the "
+            "other); sweep them separately"
+        )
     sizes = {t.n for t in topologies}
     if len(sizes) != 1:
         raise ValueError(f"topologies must all have the same n to be stacked, got {sorted(sizes)}")

@@ -41,3 +41,12 @@ def test_compressor_larger_than_the_model_is_rejected_at_init():
     tx = decjax.choco_sgd(0.1, decjax.ring(4), compressor=decjax.gossip.top_k(100))
     with pytest.raises(ValueError, match="k=100 is larger than the dimension d=12"):
         tx.init(jnp.zeros((4, 12)))
+
+
+def test_a_fraction_too_small_for_one_coordinate_still_sends_one():
+    """top_k(fraction=1e-9) of a 40-dimensional model: k = ceil(4e-8) = 1, one value and its
+    index per message (never an empty message), what bytes_sent counts."""
+    compressor = decjax.gossip.top_k(fraction=1e-9)
+    q = compressor.compress(None, jnp.arange(40.0) - 20.0)  # top-k needs no key
+    assert int((q != 0).sum()) == 1 and float(q[0]) == -20.0
+    assert compressor.bytes(40, 4) == 8

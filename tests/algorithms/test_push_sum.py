@@ -170,7 +170,7 @@ def test_osgp_with_overlap_conserves_mass_and_converges(x64):
 def test_averaging_algorithms_refuse_a_push_topology():
     topology = from_digraph(random_digraph(N, seed=1))
     for build in (decjax.dpsgd, decjax.gradient_tracking, decjax.detag):
-        with pytest.raises(ValueError, match="column-stochastic but not row-stochastic"):
+        with pytest.raises(ValueError, match="column- but not row-stochastic"):
             build(0.1, topology)
 
 

@@ -37,6 +37,7 @@ def _topologies():
         "epidemic": decjax.topology.epidemic(N, 2, key=KEY),
         "random_out": decjax.topology.random_out(N, 3, key=KEY),
         "equi_dyn": decjax.topology.equi_dyn(N, key=KEY),
+        "ou_equi_dyn": decjax.topology.ou_equi_dyn(N, key=KEY),
     }
 
 

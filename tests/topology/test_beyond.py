@@ -266,3 +266,91 @@ def test_random_topologies_explain_what_they_cannot_do():
         T.equi_dyn(8, eta=0.0)
     lazy = T.lazy(topo, 0.5)
     assert float(lazy.weights) == 0.5 and lazy.representation == "random"
+
+
+# -- OU-EquiDyn: the undirected one-peer EquiDyn --------------------------------------
+
+
+def _matching_reference(n, shift, start):
+    """Song et al.'s greedy matching, written from the paper's description."""
+    partner = list(range(n))
+    for t in range(n):
+        i = (start + t) % n
+        j = (i + shift) % n
+        if partner[i] == i and partner[j] == j:
+            partner[i], partner[j] = j, i
+    return partner
+
+
+def _ou_matrix(n, shift, start, eta):
+    matched = np.zeros((n, n))
+    for i, j in enumerate(_matching_reference(n, shift, start)):
+        matched[i, j] = 1.0
+    return (1 - eta) * np.eye(n) + eta * (np.eye(n) / n + (n - 1) / n * matched)
+
+
+@pytest.mark.parametrize("n", [2, 5, 8])
+def test_ou_equi_dyn_matches_every_offset_and_start_as_the_construction_says(n):
+    from decjax.topology.kinds.random import match_pairs
+
+    match = jax.jit(match_pairs, static_argnums=2)
+    for shift in range(1, n):
+        for start in range(n):
+            got = np.asarray(match(jnp.int32(shift), jnp.int32(start), n))
+            assert got.tolist() == _matching_reference(n, shift, start), (shift, start)
+
+
+@pytest.mark.parametrize(("n", "eta"), [(6, 1.0), (7, 0.5), (8, 1.0)])
+def test_ou_equi_dyn_contraction_is_the_exact_expectation_over_its_law(n, eta):
+    """E[W^2] over all n - 1 offsets and n starts (uniform), eigenvalues against the
+    closed form; the stationary variance (sampled) within 2 % of the exact series."""
+    law = [_ou_matrix(n, u, s, eta) for u in range(1, n) for s in range(n)]
+    second = sum(w @ w for w in law) / len(law)
+    topology = decjax.topology.ou_equi_dyn(n, key=0, eta=eta)
+    np.testing.assert_allclose(
+        np.sort(topology._matching_spectrum()), np.linalg.eigvalsh(second), atol=1e-12
+    )
+    assert topology.contraction() == pytest.approx(np.linalg.eigvalsh(second)[-2], abs=1e-12)
+    gamma, kron = 0.9, sum(np.kron(w, w) for w in law) / len(law)
+    vec, exact = np.eye(n).ravel(), 0.0
+    for t in range(600):
+        vec = kron @ vec
+        exact += gamma**t * np.trace(vec.reshape(n, n)) / n
+    assert topology.stationary_variance(gamma) == pytest.approx(exact, rel=0.02)
+
+
+def test_ou_equi_dyn_realizes_symmetric_doubly_stochastic_one_peer_matrices():
+    topology = decjax.topology.ou_equi_dyn(16, key=3)
+    for step in range(20):
+        w = np.asarray(topology.matrix(step), np.float64)
+        np.testing.assert_allclose(w, w.T, atol=1e-7)
+        np.testing.assert_allclose(w.sum(axis=0), 1.0, atol=1e-6)
+        assert ((w > 0).sum(axis=1) <= 2).all()
+    x = jnp.arange(16.0)
+    mixed = decjax.mix(topology, x, 5)
+    assert float(jnp.mean(mixed)) == pytest.approx(7.5, abs=1e-5)
+
+
+@pytest.mark.parametrize("n", [4, 8, 16])
+def test_equi_static_is_connected_for_every_key(n):
+    """Keys whose default offsets did not generate Z_n (5 of 200 at n = 8, 6 at n = 4) are
+    redrawn: every key 0..199 gives a connected graph (gap > 0), the same one twice."""
+    for key in range(200):
+        topology = T.equi_static(n, key=key)
+        offsets = [o for o in topology.offsets[0] if o]
+        assert math.gcd(n, *offsets) == 1, (n, key, offsets)
+        assert T.spectral_gap(topology) > 0
+    again = T.equi_static(8, key=7)
+    assert again.offsets == T.equi_static(8, key=7).offsets
+
+
+@pytest.mark.parametrize(
+    ("n", "low", "high"), [(16, 0.55, 0.6), (64, 0.6, 0.65), (256, 0.62, 0.66)]
+)
+def test_equi_static_rate_is_what_its_docstring_says(n, low, high):
+    """The docstring's medians of ||W - 11^T/n||_2 over keys 0..199 at the default M."""
+    rates = []
+    for key in range(200):
+        w = T.equi_static(n, key=key).numpy_matrices()[0]
+        rates.append(np.linalg.norm(w - 1.0 / n, 2))
+    assert low <= np.median(rates) <= high

@@ -10,9 +10,15 @@ with the messages is the *law*:
 ``"s_out"`` (random s-out graphs of push-sum)
     ``s`` distinct random others; each sender splits its mass uniformly:
     ``W[i, j] = 1 / (s + 1)``. Column-stochastic (``topology.push``).
-``"equi_dyn"`` (D-EquiDyn, Song et al. 2022)
+``"equi_dyn"`` (OD-EquiDyn, Song et al. 2022)
     one random offset ``u`` per step for everyone: ``i`` receives from
     ``i + u``, ``W = (1/n) I + ((n-1)/n) P^u``. Doubly stochastic.
+``"ou_equi_dyn"`` (OU-EquiDyn, Song et al. 2022)
+    one random offset ``u`` and start ``s`` per step: scanning ``s, s + 1,
+    ...`` the pairs ``(i, i + u)`` of two unmatched workers are matched (a
+    greedy matching, ``O(n)`` sequential work per step), each pair averages:
+    ``W = (1/n) I + ((n-1)/n) M`` with ``M`` the matching (1 on the diagonal
+    of the unmatched). Symmetric, doubly stochastic.
 
 ``weights`` holds the scalar mixing strength ``eta``: the matrix used is
 ``(1 - eta) I + eta W`` (``eta = 1`` is the law itself; ``lazy`` scales it).
@@ -25,6 +31,7 @@ law (:meth:`Random.contraction`, :meth:`Random.second_moments`).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import jax
@@ -36,7 +43,46 @@ from decjax import _axis
 from decjax._random import varied
 from decjax.topology.base import Edges, Topology, as_weights, kind, row_edges, static
 
-LAWS = ("epidemic", "s_out", "equi_dyn")
+LAWS = ("epidemic", "s_out", "equi_dyn", "ou_equi_dyn")
+ONE_PEER = ("equi_dyn", "ou_equi_dyn")
+
+
+def greedy_matching(key: jax.Array, n: int) -> jax.Array:
+    """``(n,)`` int32: each worker's partner (itself when unmatched) in OU-EquiDyn's matching.
+
+    A random offset ``u`` in ``{1, ..., n - 1}`` and start ``s``; for ``i = s, s + 1,
+    ...`` (mod ``n``) the pair ``(i, i + u)`` is matched when both are unmatched.
+    """
+    key_shift, key_start = jax.random.split(key)
+    shift = jax.random.randint(key_shift, (), 1, n, dtype=jnp.int32)
+    start = jax.random.randint(key_start, (), 0, n, dtype=jnp.int32)
+    return match_pairs(shift, start, n)
+
+
+def match_pairs(shift: jax.Array, start: jax.Array, n: int) -> jax.Array:
+    """The greedy matching of the pairs ``(i, i + shift)`` scanned from ``start`` (jit-able)."""
+
+    def scan(t, partner):
+        i = (start + t) % n
+        j = (i + shift) % n
+        free = (partner[i] == i) & (partner[j] == j)
+        return jnp.where(free, partner.at[i].set(j).at[j].set(i), partner)
+
+    return jax.lax.fori_loop(0, n, scan, jnp.arange(n, dtype=jnp.int32))
+
+
+def matched_pairs(n: int) -> np.ndarray:
+    """``(n - 1,)`` the pairs OU-EquiDyn matches for each offset ``u = 1 .. n - 1`` (the
+    same for every start: a rotation of start 0's), on the host."""
+    shifts = np.arange(1, n)
+    partner = np.tile(np.arange(n), (n - 1, 1))
+    rows = np.arange(n - 1)
+    for i in range(n):
+        j = (i + shifts) % n
+        free = (partner[:, i] == i) & (partner[rows, j] == j)
+        partner[rows[free], i] = j[free]
+        partner[rows[free], j[free]] = i
+    return (partner != np.arange(n)).sum(axis=1) // 2
 
 
 def distinct_others(key: jax.Array, n: int, s: int) -> jax.Array:
@@ -100,6 +146,8 @@ class Random(Topology):
         if self.law == "equi_dyn":
             shift = jax.random.randint(key, (), 1, n, dtype=jnp.int32)
             return ((jnp.arange(n, dtype=jnp.int32) - shift) % n)[:, None]
+        if self.law == "ou_equi_dyn":  # one's partner, or oneself when unmatched
+            return greedy_matching(key, n)[:, None]
         return distinct_others(key, n, self.fanout)
 
     def _receive(self, x: jax.Array, step: Any) -> tuple[jax.Array, jax.Array]:
@@ -157,21 +205,25 @@ class Random(Topology):
         )
 
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
-        sends = 1.0 if self.law == "equi_dyn" else float(self.fanout)
+        if self.law == "ou_equi_dyn":  # the matched workers send one message each
+            sends = jnp.mean((self.targets(step)[:, 0] != jnp.arange(self.n)).astype(jnp.float32))
+        else:
+            sends = 1.0 if self.law == "equi_dyn" else float(self.fanout)
         return jnp.where(self.weights > 0, sends, 0.0).astype(jnp.float32)
 
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
         """``O(n s m)`` edges from each sender's targets (``s`` per worker and term)."""
         targets = jax.vmap(self.targets)(jnp.asarray(steps))  # (m, n, s)
         loads = jnp.where(self.weights > 0, jnp.asarray(nbytes, jnp.float32), 0.0)
-        loads = jnp.broadcast_to(loads[:, None, None], targets.shape)
+        own = jnp.arange(self.n)[None, :, None]  # an unmatched worker sends nothing
+        loads = jnp.where(targets != own, loads[:, None, None], 0.0)
         peers = jnp.moveaxis(targets, 0, 1).reshape(self.n, -1)
         loads = jnp.moveaxis(loads, 0, 1).reshape(self.n, -1)
         return row_edges(peers, loads, receivers_first=False)
 
     def max_degree(self) -> int:
         """The number of peers each worker *sends* to per step (in-degrees are random)."""
-        return 1 if self.law == "equi_dyn" else self.fanout
+        return 1 if self.law in ONE_PEER else self.fanout
 
     def slackened(self, kappa: float) -> Random:
         return self.replace(weights=kappa * self.weights)
@@ -227,8 +279,29 @@ class Random(Topology):
         """
         if self.n == 1:
             return 0.0
+        if self.law == "ou_equi_dyn":
+            return max(0.0, float(self._matching_spectrum()[1:].max()))
         alpha, rho = self._rows()
         return max(0.0, (self.n * alpha - rho) / (self.n - 1))
+
+    def _matching_spectrum(self) -> np.ndarray:
+        """``(n,)`` eigenvalues of ``E[W^2]`` for OU-EquiDyn, exactly (mode 0 is 1).
+
+        ``W = I - b L`` with ``L`` the matching's Laplacian and ``b = eta (n-1)/n``;
+        ``L^2 = 2 L`` for a matching, so ``W^2 = I - 2 b (1 - b) L``. The law is
+        rotation-invariant (a uniform start), so ``E[L]`` is circulant: the pair
+        ``(0, k)`` is matched with probability ``m_u / n`` for ``k = u`` and
+        ``k = n - u``, each offset ``u`` with probability ``1/(n-1)`` and ``m_u`` pairs
+        (:func:`matched_pairs`); its eigenvalues are an FFT of that row.
+        """
+        n, eta = self.n, float(self.weights)
+        b = eta * (n - 1) / n
+        shifts, pairs = np.arange(1, n), matched_pairs(n)
+        row = np.zeros(n)
+        np.add.at(row, shifts, -pairs / (n * (n - 1)))
+        np.add.at(row, n - shifts, -pairs / (n * (n - 1)))
+        row[0] = -row[1:].sum()
+        return 1.0 - 2.0 * b * (1.0 - b) * np.real(np.fft.fft(row))
 
     def stationary_variance(self, gamma: float) -> float:
         """Vogels et al.'s ``v = sum_t gamma^(t-1) E||W_t ... W_1||_F^2 / n`` over the law.
@@ -239,6 +312,8 @@ class Random(Topology):
         ``a_t = r^t``, ``b_t = beta (1 - r^t) / (1 - r)`` with ``r = alpha - beta``,
         summed in closed form.
         """
+        if self.law == "ou_equi_dyn":
+            return self._sampled_variance(gamma)
         alpha, _ = self._rows()
         beta = (self.column_moment() - alpha) / (self.n - 1) if self.n > 1 else 0.0
         r = alpha - beta
@@ -246,3 +321,31 @@ class Random(Topology):
         if beta:
             series += beta / (1 - r) * (1 / (1 - gamma) - r / (1 - gamma * r))
         return series
+
+    def _sampled_variance(self, gamma: float, chains: int = 64, probes: int = 64) -> float:
+        """``stationary_variance`` estimated over realized matrices (OU-EquiDyn, whose
+        second moments have no closed form here): ``chains`` sequences of ``W_t`` (key 0),
+        each applied to ``probes`` Gaussian vectors (``E||P z||^2 = ||P||_F^2``), the terms
+        summed until the disagreement has contracted by ``1e-8``, the rest (each term
+        ``1/n``: the product is then ``11^T/n``) in closed form. About 1 % error (tested against the
+        exact expectation over the law at ``n = 6``)."""
+        n = self.n
+        rate = max(self.contraction(), 1e-12)
+        horizon = max(1, math.ceil(math.log(1e-8) / math.log(rate)) if rate < 1 else 2000)
+        law = self.replace(key=jax.random.key_data(jax.random.key(0)))
+
+        @jax.jit
+        def norms(z):
+            def chain(c, z):
+                def one(x, t):
+                    x = x + law.delta(x, c * horizon + t)
+                    return x, jnp.sum(x * x) / (n * probes)
+
+                return jax.lax.scan(one, z, jnp.arange(horizon))[1]
+
+            return jax.vmap(chain)(jnp.arange(chains), z)
+
+        z = jax.random.normal(jax.random.key(1), (chains, n, probes))
+        terms = np.asarray(norms(z), np.float64).mean(axis=0)
+        weights = gamma ** np.arange(horizon)
+        return float(weights @ terms + gamma**horizon / (1 - gamma) / n)
