@@ -9,6 +9,7 @@ example a learning rate being swept under ``jax.vmap``) or schedules
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -130,3 +131,27 @@ def as_key(name: str, key: Any) -> jax.Array:
     raise TypeError(
         f"{name} must be a PRNG key, got an array of dtype {dtype} and shape {shape}: {fix}"
     )
+
+
+def check_stacked(name: str, tree: Any) -> int:
+    """A non-empty pytree whose leaves all share a leading (worker) axis; returns its size."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError(f"{name} must have at least one leaf")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if None in sizes or len(sizes) != 1:
+        raise ValueError(
+            f"{name} must be stacked over workers: every leaf needs the same leading axis n, "
+            f"got shapes {[np.shape(x) for x in leaves][:4]}"
+        )
+    return sizes.pop()
+
+
+def available_memory(device: bool = True) -> int:
+    """Bytes of memory to size a run against: the first device's limit on an accelerator,
+    else (or with ``device=False``) the host's RAM."""
+    if device:
+        stats = jax.devices()[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from decjax._arguments import (
 from decjax._arguments import (
     seed as seed_type,
 )
+from decjax._validation import available_memory
 from decjax.data import SCHEMES
 
 # A run whose training loss exceeds its loss at initialization by this factor has diverged.
@@ -346,31 +346,29 @@ def _check_combinations(args) -> None:
         )
 
 
+COPIES = 6  # the caller's params, the run's copy, gradients, new params, a temporary, momentum
+
+
 def check_memory(args, model, dataset) -> None:
-    """Refuse, before allocating, a run whose workers' params and minibatches alone exceed
-    the device's memory (the params, their gradients, the optimizer state and the new params:
-    four copies; the minibatch of every worker)."""
+    """Refuse, before allocating, a run whose workers' params, minibatches and logits alone
+    exceed 90 % of the device's memory (:data:`COPIES` copies of the params; the minibatch
+    and its logits of every worker; the logits of the test set for every worker)."""
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     per_worker = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
     example = int(np.prod(dataset.x_train.shape[1:])) * 4
-    need = args.workers * (4 * per_worker + args.batch_size * example)
-    have = memory_available()
+    # the logits (and their gradient) of every example: classes per label position
+    logits = dataset.num_classes * int(np.prod(dataset.y_train.shape[1:])) * 4
+    train = args.workers * (COPIES * per_worker + args.batch_size * (example + 3 * logits))
+    evaluate = (args.workers + 1) * len(dataset.y_test) * logits  # every worker, the average
+    need, have = train + evaluate, 0.9 * available_memory()
     if need > have:
         raise ValueError(
-            f"{args.workers} workers need at least {need / 2**30:.1f} GiB (four copies of "
-            f"{per_worker / 2**20:.3g} MiB of params each, and minibatches of {args.batch_size} "
-            f"examples) but the device has {have / 2**30:.1f} GiB: lower --workers or "
+            f"{args.workers} workers need about {need / 2**30:.1f} GiB ({COPIES} copies of "
+            f"{per_worker / 2**20:.3g} MiB of params each, minibatches of {args.batch_size} "
+            f"examples, the logits of {dataset.num_classes} classes for them and the test set) "
+            f"but the device has {have / 2**30:.1f} GiB to spare: lower --workers or "
             "--batch-size, or use a smaller model"
         )
-
-
-def memory_available() -> int:
-    """Bytes of the first device's memory (its limit on an accelerator, the host's RAM on
-    the CPU)."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _prepare(parser, args):

@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from decjax import _axis
-from decjax._validation import check_int, is_prng_key
+from decjax._validation import check_callable, check_int, is_prng_key
 from decjax.data import WorkerData
 
 AXIS = "workers"
@@ -145,6 +145,11 @@ def state_specs(state: Any, n: int, mesh: Mesh) -> Any:
     of the steps' records are shared.
     """
     name = _axis_name(mesh)
+    if not all(hasattr(state, f) for f in ("params", "opt_state", "key", "step", "totals")):
+        raise TypeError(
+            f"state must be a decjax run state (RunState: params, opt_state, key, step, "
+            f"totals...), got {type(state).__name__}"
+        )
 
     def algorithm_leaf(x):
         shape = np.shape(x)
@@ -240,6 +245,7 @@ def sharded(
     Inside ``fn`` every decjax gossip, metric and algorithm sees its device's
     block of workers and communicates with collectives.
     """
+    check_callable("fn", fn)
     size = check_workers(n, mesh)
     name = _axis_name(mesh)
     in_specs = tuple(in_specs)

@@ -133,9 +133,11 @@ class EdgeWeights:
 def traced_topology(matrix: jax.Array, name: str = "learned") -> Topology:
     """A dense topology holding a (possibly traced) ``(n, n)`` matrix, for use inside ``grad``.
 
-    No validation happens (the matrix may be a tracer); use :class:`EdgeWeights`
+    Only its shape is checked (the matrix may be a tracer); use :class:`EdgeWeights`
     so that it is doubly stochastic by construction.
     """
+    if jnp.ndim(matrix) != 2 or jnp.shape(matrix)[0] != jnp.shape(matrix)[1]:
+        raise ValueError(f"matrix must be an (n, n) matrix, got shape {jnp.shape(matrix)}")
     return kinds.Dense(n=matrix.shape[-1], period=1, name=name, weights=matrix[None])
 
 
@@ -173,6 +175,11 @@ def heterogeneity_objective(proportions, *, regularization: float = 0.1) -> Obje
     """
     check_nonnegative("regularization", regularization)
     pi = jnp.asarray(proportions)
+    if pi.ndim != 2 or not bool(jnp.all(jnp.isfinite(pi))) or bool(jnp.any(pi < 0)):
+        raise ValueError(
+            f"proportions must be a finite, non-negative (n, classes) array of class "
+            f"frequencies (label_proportions), got shape {pi.shape}"
+        )
     mean = pi.mean(axis=0, keepdims=True)
 
     def objective(w):

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from decjax import _axis
+from decjax._validation import check_callable, check_stacked
 
 
 def worker_mean(tree: Any) -> Any:
@@ -19,6 +20,8 @@ def worker_mean(tree: Any) -> Any:
       >>> decjax.metrics.worker_mean(jnp.array([[1.0], [3.0]])).tolist()
       [2.0]
     """
+    if _axis.current() is None:
+        check_stacked("tree", tree)
     return jax.tree.map(_axis.mean_workers, tree)
 
 
@@ -55,6 +58,8 @@ def sum_of_squares(tree: Any) -> jax.Array:
       >>> float(decjax.metrics.sum_of_squares({"a": jnp.ones((2, 3)), "b": jnp.ones(2)}))
       8.0
     """
+    if not jax.tree.leaves(tree):
+        raise ValueError("tree must have at least one leaf")
     total = jnp.zeros((), jnp.float32)
     for x in jax.tree.leaves(tree):
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
@@ -97,6 +102,7 @@ def evaluate(
       >>> float(out["norm"]), float(out["worker_norm"])
       (0.0, 1.0)
     """
+    check_callable("eval_fn", eval_fn)
     states = () if model_state is None else (model_state,)  # eval_fn's optional third argument
     averaged = eval_fn(worker_mean(params), data, *map(_averaged_state, states))
     out = {prefix + k: v for k, v in averaged.items()}
@@ -136,6 +142,9 @@ def accumulate(totals: dict[str, jax.Array], info: dict[str, jax.Array]) -> dict
       >>> {k: float(decjax.metrics.total(v)) for k, v in totals.items()}
       {'bytes_sent': 80.0, 'staleness_max': 1.0}
     """
+    missing = sorted(set(totals) - set(info))
+    if missing:
+        raise ValueError(f"the step's record lacks {missing[0]!r}, which the totals keep")
     out = {}
     for name, running in totals.items():
         value = jnp.asarray(info[name], jnp.float32)
@@ -161,12 +170,19 @@ def _add_compensated(high: jax.Array, low: jax.Array, value: jax.Array):
 
 def total(running: jax.Array) -> jax.Array:
     """The value of a running total of :func:`accumulate`: the sum plus its compensation."""
+    if jnp.shape(running) not in ((), (2,)):
+        raise ValueError(
+            f"a running total is a scalar (a maximum) or a (sum, compensation) pair, got shape "
+            f"{jnp.shape(running)}"
+        )
     return running[0] + running[1] if jnp.ndim(running) else running
 
 
 def zero_totals(info: dict[str, Any]) -> dict[str, jax.Array]:
     """Zero running totals for the keys of a step's record (or of its ``jax.eval_shape``):
     a float32 ``(sum, compensation)`` pair, or a scalar for a ``*_max``."""
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be a dict (a step's record), got {type(info).__name__}")
     return {name: jnp.zeros(() if name.endswith("_max") else (2,), jnp.float32) for name in info}
 
 
@@ -180,6 +196,8 @@ def traffic_metrics(totals: dict[str, jax.Array]) -> dict[str, jax.Array]:
       >>> {k: float(v) for k, v in decjax.metrics.traffic_metrics(totals).items()}
       {'staleness_avg': 1.5}
     """
+    if not isinstance(totals, dict):
+        raise TypeError(f"totals must be a dict (of running totals), got {type(totals).__name__}")
     values = {name: total(running) for name, running in totals.items()}
     out = {}
     for name, value in values.items():

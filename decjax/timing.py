@@ -58,6 +58,7 @@ import numpy as np
 from decjax._random import varied
 from decjax._validation import (
     as_key,
+    available_memory,
     check_bool,
     check_choice,
     check_int,
@@ -87,12 +88,13 @@ def gbps(gigabits_per_second: float) -> float:
     return float(gigabits_per_second) * BYTES_PER_GIGABIT
 
 
+FLOAT32 = np.finfo(np.float32)
+
+
 def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np.ndarray:
-    """A scalar, ``(n,)`` or ``(n, n)`` array of non-negative (or positive) finite floats."""
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+    """A scalar, ``(n,)`` or ``(n, n)`` array of non-negative (or positive) numbers that
+    float32 represents: the clock runs in float32, where ``1e-300`` is 0 and ``1e300`` inf."""
+    array = _real_array(name, value)
     if array.ndim > 2 or (array.ndim == 2 and array.shape[0] != array.shape[1]):
         raise ValueError(
             f"{name} must be a scalar, one value per worker (n,) or a matrix (n, n) "
@@ -109,7 +111,29 @@ def _as_rates(name: str, value: Any, *, allow_inf: bool, allow_zero: bool) -> np
             f"{name} must be {rule}{'' if allow_inf else ' and finite'}, "
             f"got {np.atleast_1d(array)[np.atleast_1d(bad)][0]}"
         )
+    _check_float32(name, array)
     return array
+
+
+def _real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array of real numbers; text, booleans and complex refused."""
+    raw = np.asarray(value)
+    if raw.dtype == bool or not (
+        np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
+    return raw.astype(np.float64)
+
+
+def _check_float32(name: str, array: np.ndarray) -> None:
+    """Finite values stay finite and non-zero values non-zero in float32."""
+    finite = array[np.isfinite(array) & (array != 0)]
+    if finite.size and (finite.max() > FLOAT32.max or finite.min() < FLOAT32.tiny):
+        worst = finite.max() if finite.max() > FLOAT32.max else finite.min()
+        raise ValueError(
+            f"{name}={worst:g} is outside float32's range ({FLOAT32.tiny:g} to {FLOAT32.max:g}), "
+            "in which the clock runs: it would become 0 or inf; give it in other units"
+        )
 
 
 def _on_edges(array: np.ndarray, receivers: jax.Array, senders: jax.Array) -> jax.Array:
@@ -254,8 +278,8 @@ def cluster(
       >>> bool(net.bandwidth[0, 1] > net.bandwidth[0, 2])
       True
     """
-    if int(nodes) != nodes or nodes < 1 or int(per_node) != per_node or per_node < 1:
-        raise ValueError(f"nodes and per_node must be integers >= 1, got {nodes}, {per_node}")
+    for name, value in (("nodes", nodes), ("per_node", per_node)):
+        check_int(name, value, minimum=1)
     node = np.arange(int(nodes) * int(per_node)) // int(per_node)
     same = node[:, None] == node[None, :]
     return Network(
@@ -287,21 +311,36 @@ class Compute:
     key: Any = None
 
     def __post_init__(self):
-        seconds = np.asarray(self.seconds, dtype=np.float64)
+        seconds = _real_array("Compute.seconds", self.seconds)
         if seconds.ndim > 2 or not np.isfinite(seconds).all() or (seconds < 0).any():
             raise ValueError(
                 "Compute.seconds must be finite and >= 0: a scalar, one per worker (n,) or a "
                 f"trace (T, n); got shape {seconds.shape}"
             )
+        _check_float32("Compute.seconds", seconds)
         object.__setattr__(self, "seconds", seconds)
+        spread = float(_real_array("Compute.spread", self.spread))
+        if self.law is None or self.law == "exponential":
+            if spread:
+                raise ValueError(
+                    f"Compute.spread applies to law='lognormal' or 'uniform'; law={self.law!r} "
+                    "would ignore it"
+                )
         if self.law is not None:
             check_choice("Compute.law", self.law, LAWS)
-            if not 0 <= float(self.spread) < (1 if self.law == "uniform" else math.inf):
+            if not 0 <= spread < (1 if self.law == "uniform" else math.inf):
                 raise ValueError(
                     f"Compute.spread must be >= 0 (< 1 for uniform), got {self.spread}"
                 )
             key = jax.random.key(0) if self.key is None else as_key("Compute.key", self.key)
             object.__setattr__(self, "key", key)
+
+    def draws(self, updates: int, n: int) -> np.ndarray:
+        """``(updates, n)`` float64 seconds of each worker's first ``updates`` computations,
+        computed in one compiled loop (what :func:`event_schedule` uses)."""
+        steps = jnp.arange(updates)
+        draws = jax.jit(lambda k: jax.lax.map(lambda t: self.at(t, n), k))(steps)
+        return np.asarray(draws, np.float64)
 
     def check(self, n: int) -> None:
         if self.seconds.ndim and self.seconds.shape[-1] != n:
@@ -363,10 +402,13 @@ class TimeModel:
         if not isinstance(self.compute, Compute):
             object.__setattr__(self, "compute", Compute(self.compute))
         check_bool("overlap", self.overlap)
-        if not (isinstance(self.message_scale, int | float) and 0 < self.message_scale < math.inf):
+        scale = _real_array("message_scale", self.message_scale)
+        if scale.ndim or not 0 < float(scale) < math.inf:
             raise ValueError(
                 f"message_scale must be a finite number > 0, got {self.message_scale!r}"
             )
+        _check_float32("message_scale", scale)
+        object.__setattr__(self, "message_scale", float(scale))
 
     def check(self, n: int) -> None:
         """Refuse arrays sized for another number of workers, before anything is compiled."""
@@ -442,16 +484,24 @@ def event_schedule(model: TimeModel, pattern, message_bytes: float, updates: int
     if not isinstance(model, TimeModel):
         raise TypeError(f"model must be a decjax.timing.TimeModel, got {type(model).__name__}")
     check_nonnegative("message_bytes", message_bytes)
+    _check_float32("message_bytes", np.asarray(float(message_bytes) * model.message_scale))
     updates = check_int("updates", updates, minimum=1)
-    pattern = np.asarray(pattern) != 0
+    pattern = _real_array("pattern", pattern)
     if pattern.ndim != 2 or pattern.shape[0] != pattern.shape[1]:
         raise ValueError(f"pattern must be an (n, n) matrix, got shape {pattern.shape}")
+    if not np.isfinite(pattern).all():
+        raise ValueError("pattern must be finite: 1 (or any non-zero) where j sends to i")
+    pattern = pattern != 0
     n = pattern.shape[0]
     np.fill_diagonal(pattern, False)
     model.check(n)
-    # one draw per update, exactly as a run draws them step by step (a vmapped lognormal
-    # draw can differ in the last bit)
-    compute = np.stack([np.asarray(model.compute.at(k, n), np.float64) for k in range(updates)])
+    need = updates * n * n * 24  # arrival, applied and the ordered messages, 8 bytes each
+    if need > available_memory(device=False) // 2:
+        raise ValueError(
+            f"updates={updates} for {n} workers needs {need / 2**30:.1f} GiB of arrival times; "
+            "ask for fewer updates (a schedule is (updates, n, n))"
+        )
+    compute = model.compute.draws(updates, n)
     finish = np.cumsum(compute, axis=0)
     links = jnp.asarray(pattern, jnp.float32) * jnp.float32(message_bytes * model.message_scale)
     transfer = np.asarray(model.network.transfer(links), np.float64)

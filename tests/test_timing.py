@@ -183,7 +183,7 @@ def test_event_driven_arrivals_match_a_heapq_event_loop_for_100_updates():
     schedule = timing.event_schedule(model, pattern, message, updates)
 
     transfer = np.asarray(net.transfer(jnp.asarray(pattern * message, jnp.float32)), np.float64)
-    draws = [np.asarray(compute.at(k, n), np.float64) for k in range(updates)]
+    draws = compute.draws(updates, n)
     # events: (time, 0, k, worker, -1) a finished update; (time, 1, k, receiver, sender) an arrival
     events = [(draws[0][j], 0, 0, j, -1) for j in range(n)]
     heapq.heapify(events)

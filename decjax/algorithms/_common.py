@@ -13,7 +13,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from decjax._closures import nonfinite_number
-from decjax._validation import check_int, check_positive, is_traced
+from decjax._validation import check_callable, check_int, check_positive, is_traced
 from decjax.gossip import Links, bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
 from decjax.timing import LINK_BYTES
 from decjax.topology import Topology
@@ -229,6 +229,8 @@ def constructor(factory):
 
 def from_step(init, step) -> DecentralizedTransformation:
     """Build a transformation from ``step(grads, state, params) -> (new_params, state, info)``."""
+    check_callable("init", init)
+    check_callable("step", step)
 
     def update(grads, state, params=None, **extra_args):
         if params is None:
@@ -242,6 +244,8 @@ def from_step(init, step) -> DecentralizedTransformation:
 def apply_step(tx, grads, state, params, **extra_args) -> tuple[Any, Any, Info]:
     """``(new_params, state, info)``: ``tx.step`` if ``tx`` is a :class:`StepTransformation`,
     else ``update`` then ``optax.apply_updates`` (and an empty record)."""
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
     if isinstance(tx, StepTransformation):
         return tx.step(grads, state, params, **extra_args)
     updates, state = tx.update(grads, state, params, **extra_args)

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from decjax import _axis
-from decjax._validation import as_key, check_in_range, check_int
+from decjax._validation import as_key, check_in_range, check_int, check_positive
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Gossip,
@@ -68,6 +68,8 @@ class DiLoCoState(NamedTuple):
 
 def nesterov_outer(learning_rate: float = 0.7, momentum: float = 0.9):
     """DiLoCo's outer optimizer: ``optax.sgd(0.7, momentum=0.9, nesterov=True)`` (the paper's)."""
+    check_positive("learning_rate", learning_rate)
+    check_in_range("momentum", momentum, 0.0, 1.0, closed="left")
     return optax.sgd(learning_rate, momentum=momentum, nesterov=True)
 
 

@@ -61,6 +61,13 @@ def from_arrays(
         from sklearn.model_selection import train_test_split
 
         check_in_range("test_fraction", test_fraction, 0.0, 1.0, closed="neither")
+        check_labels({"y": y}, num_classes)
+        classes, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2:
+            raise ValueError(
+                f"class {classes[np.argmin(counts)]} has 1 example: a stratified test split "
+                "needs 2 of each class; give x_test and y_test"
+            )
         x, x_test, y, y_test = train_test_split(
             x, y, test_size=test_fraction, random_state=seed, stratify=y
         )

@@ -71,15 +71,18 @@ def load_npz(path, *, num_classes: int | None = None) -> Dataset:
     if not path.is_file():
         raise FileNotFoundError(f"no .npz file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
-            arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-            if num_classes is None and "num_classes" in f.files:
-                num_classes = int(f["num_classes"])
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        contents = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a readable .npz file ({err})") from None
+    if not isinstance(contents, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds one array, not an .npz archive of x_train, y_train, ...")
+    with contents as f:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {sorted(missing)}")
+        arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+        if num_classes is None and "num_classes" in f.files:
+            num_classes = int(f["num_classes"])
     x_train, y_train, x_test, y_test = arrays
     for name, y in (("y_train", y_train), ("y_test", y_test)):
         if not np.issubdtype(y.dtype, np.integer):

@@ -134,6 +134,11 @@ def _pad(shards) -> Partition:
 def label_histogram(labels, part: Partition, num_classes: int) -> np.ndarray:
     """``(n, num_classes)`` counts of each label on each worker (to inspect heterogeneity)."""
     labels = np.asarray(labels)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got {labels.min()}..{labels.max()}"
+        )
     idx, counts = np.asarray(part.indices), np.asarray(part.counts)
     hist = np.zeros((len(counts), num_classes), dtype=np.int64)
     for i, c in enumerate(counts):

@@ -90,6 +90,7 @@ def sample_batch(data: WorkerData, key: jax.Array, batch_size: int, step: Any = 
       >>> x.shape, y.shape
       ((4, 8, 64), (4, 8))
     """
+    _check_worker_data(data)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     keys = worker_keys(key, data.n)
     return gather_batch(data, keys, data.indices, data.counts, batch_size, data.epoch_keys, step)
@@ -97,6 +98,7 @@ def sample_batch(data: WorkerData, key: jax.Array, batch_size: int, step: Any = 
 
 def worker_keys(key: jax.Array, n: int) -> jax.Array:
     """One key per worker, the same whether or not the worker axis is sharded."""
+    n = check_int("n", n, minimum=1)
     return _axis.local_rows(jax.random.split(key, _axis.total_workers(n)))
 
 
@@ -105,6 +107,8 @@ def gather_batch(
 ):
     """Minibatches for the workers whose ``keys``, shard ``indices`` and ``counts`` are given
     (and, for sampling by epochs, ``epoch_keys`` and the ``step``)."""
+
+    _check_worker_data(data)
 
     def one(k, idx, count):
         pos = jax.random.randint(k, (batch_size,), 0, count)
@@ -117,6 +121,14 @@ def gather_batch(
             epoch_keys, indices, counts
         )
     return jnp.take(data.x, rows, axis=0), jnp.take(data.y, rows, axis=0)
+
+
+def _check_worker_data(data) -> None:
+    if not isinstance(data, WorkerData):
+        raise TypeError(
+            f"data must be a decjax.data.WorkerData (decjax.data.distribute), got "
+            f"{type(data).__name__}"
+        )
 
 
 def _epoch_rows(key, idx, count, step, batch_size: int):

@@ -7,8 +7,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from decjax._validation import check_int, check_stacked
 from decjax.gossip.traffic import Links
 from decjax.topology import Topology
+from decjax.topology.base import check_topology
 
 
 def messages_per_worker(topology: Topology, step: Any = 0) -> jax.Array:
@@ -24,11 +26,13 @@ def messages_per_worker(topology: Topology, step: Any = 0) -> jax.Array:
       >>> float(decjax.gossip.messages_per_worker(decjax.ring(8)))
       2.0
     """
+    check_topology("topology", topology)
     return topology.messages_per_worker(step)
 
 
 def worker_bytes(tree: Any) -> int:
     """Bytes of one worker's copy of a stacked ``(n, ...)`` tree (a static Python int)."""
+    check_stacked("tree", tree)
     return sum(
         int(jnp.size(x) // jnp.shape(x)[0]) * jnp.dtype(jnp.result_type(x)).itemsize
         for x in jax.tree.leaves(tree)
@@ -37,6 +41,7 @@ def worker_bytes(tree: Any) -> int:
 
 def bytes_per_round(topology: Topology, tree: Any, step: Any = 0, vectors: int = 1) -> jax.Array:
     """Mean bytes each worker sends in one gossip round of ``vectors`` trees like ``tree``."""
+    vectors = check_int("vectors", vectors, minimum=1)
     return messages_per_worker(topology, step) * float(worker_bytes(tree) * vectors)
 
 
@@ -57,4 +62,6 @@ def link_bytes(
       >>> links.dense()[0, 0].tolist()  # worker 0 receives from 3 and 1
       [0.0, 40.0, 0.0, 40.0]
     """
+    vectors = check_int("vectors", vectors, minimum=1)
+    rounds = check_int("rounds", rounds, minimum=1)
     return Links.of(topology, step, jnp.float32(worker_bytes(tree) * vectors), rounds)

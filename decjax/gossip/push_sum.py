@@ -7,13 +7,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decjax._validation import check_int
+from decjax._validation import check_int, check_stacked
 from decjax.gossip.mix import mix
 from decjax.topology import Topology
 
 
 def debias(numerators: Any, weights: jax.Array) -> Any:
     """``z = x / w`` leaf by leaf (``w`` of shape ``(n,)`` broadcast over trailing axes)."""
+
+    n = check_stacked("numerators", numerators)
+    if jnp.shape(weights) != (n,):
+        raise ValueError(
+            f"weights must hold one push-sum weight per worker, shape ({n},), got "
+            f"{jnp.shape(weights)}"
+        )
 
     def ratio(x):
         w = weights.reshape(weights.shape + (1,) * (x.ndim - 1))

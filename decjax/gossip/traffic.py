@@ -28,8 +28,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from decjax._validation import check_int
 from decjax.topology import Topology
-from decjax.topology.base import Edges
+from decjax.topology.base import Edges, check_topology
 
 
 @jax.tree_util.register_dataclass
@@ -52,6 +53,8 @@ class Links:
     @classmethod
     def of(cls, topology: Topology, first_round: Any, nbytes: Any, phases: int = 1) -> Links:
         """``phases`` consecutive rounds from ``first_round``, ``nbytes`` on every link."""
+        check_topology("topology", topology)
+        phases = check_int("phases", phases, minimum=1)
         rounds = jnp.asarray(first_round, jnp.int32) + jnp.arange(phases, dtype=jnp.int32)
         nbytes = jnp.broadcast_to(jnp.asarray(nbytes, jnp.float32), (phases,))
         return cls(topology, rounds[:, None], nbytes[:, None])

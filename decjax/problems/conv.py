@@ -54,6 +54,12 @@ def conv_general_dilated(
     out_sharding=None,
 ):
     """``lax.conv_general_dilated``, with a patch-matmul weight gradient on the CPU."""
+    spatial = len(lhs.shape) - 2
+    for name, values in (("window_strides", window_strides), ("rhs_dilation", rhs_dilation)):
+        if values is not None and (
+            len(tuple(values)) != spatial or not all(isinstance(v, int) and v >= 1 for v in values)
+        ):
+            raise ValueError(f"{name} must be {spatial} ints >= 1, got {values!r}")
     numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     fast = (
         jax.default_backend() == "cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import numbers
 import os
@@ -16,7 +17,7 @@ import optax
 
 from decjax import distributed
 from decjax._closures import schedules
-from decjax._validation import as_key, check_callable, check_choice, check_int
+from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
 from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
@@ -48,6 +49,7 @@ def _program(
     check_callable("loss_fn", loss_fn)
     check_callable("tx", make_tx)
     steps = check_int("steps", options["steps"], minimum=1)
+    check_bool("eval_workers", options["eval_workers"])
     worker_chunks = check_worker_chunks("worker_chunks", options["worker_chunks"])
     if params is not None:
         n = _check_params(params)
@@ -612,6 +614,11 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
     """:func:`sweep` on its arguments ``a`` (option objects already unpacked)."""
     check_callable("make_tx", a.make_tx)
     steps, program, schedule, key = _prepare(a, a.make_tx, False)
+    if isinstance(a.grid, Mapping):  # a numpy array of values stands for its elements
+        a.grid = {
+            k: v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v
+            for k, v in a.grid.items()
+        }
     hyper, configs, seeds = _grid(a.grid, jax.tree.leaves(a.params)[0].shape[0])
     # Build every configuration once with concrete values, so each constructor's
     # validation (e.g. D²'s spectral condition) runs before the traced, vmapped build.
@@ -670,7 +677,23 @@ def _prepare(a: SimpleNamespace, make_tx, keep_finite: bool):
     )
     schedule = Schedule.of(steps, program.eval_every, a.chunks)
     Saving(a.checkpoint_dir, a.checkpoint_every)  # validated before anything is hashed
+    check_bool("progress", a.progress)
+    check_bool("overwrite", a.overwrite)
+    if a.callback is not None:
+        _check_callback(a.callback)
     return steps, program, schedule, as_key("key", a.key)
+
+
+def _check_callback(callback) -> None:
+    """``callback(step, metrics)``: callable with two positional arguments, checked now (it
+    is first called after the first chunk has been compiled and run)."""
+    check_callable("callback", callback)
+    try:
+        inspect.signature(callback).bind(0, {})
+    except TypeError as err:
+        raise TypeError(f"callback must accept (step, metrics): {err}") from None
+    except ValueError:  # a builtin without a signature: it will tell at its call
+        return
 
 
 def _saving(a: SimpleNamespace, tx, hyper, state) -> Saving:
@@ -719,6 +742,13 @@ def _grid(grid: Mapping[str, Sequence[Any]], n: int):
             raise TypeError(
                 f"grid[{name!r}] must hold only numbers or only Topology objects, got {values!r}"
             )
+        if kinds != {True}:
+            outside = [v for v in values if not abs(v) <= float(np.finfo(np.float32).max)]
+            if outside:
+                raise ValueError(
+                    f"grid[{name!r}] holds {outside[0]!r}, outside float32's range (the grid "
+                    "is swept as float32 values)"
+                )
         if name == "seed" and not all(
             isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in values
         ):

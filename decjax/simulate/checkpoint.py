@@ -67,6 +67,15 @@ def check_directory(directory) -> Path:
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise ValueError(f"checkpoint_dir {str(path)!r} exists and is not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"checkpoint_dir {str(path)!r} cannot be created: {str(existing)!r} is a file"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"checkpoint_dir {str(path)!r} cannot be written: {str(existing)!r} is not writable"
+        )
     return path
 
 

@@ -289,6 +289,12 @@ class Topology:
         return self.matrices()[jnp.asarray(step) % self.period]
 
 
+def check_topology(name: str, value: Any) -> None:
+    """``value`` is a :class:`Topology`, refused in one line otherwise."""
+    if not isinstance(value, Topology):
+        raise TypeError(f"{name} must be a Topology, got {type(value).__name__}")
+
+
 class Edges(NamedTuple):
     """Messages of one phase as an edge list (see :meth:`Topology.link_loads`)."""
 

@@ -49,6 +49,11 @@ def from_digraph(graph: nx.Graph, *, weights: str = "uniform_out", name: str | N
     """
     if not isinstance(graph, nx.Graph):
         raise TypeError(f"graph must be a networkx DiGraph, got {type(graph).__name__}")
+    if graph.is_multigraph():
+        raise TypeError(
+            f"graph must be a simple graph, got a {type(graph).__name__} (parallel edges have "
+            "no single weight): collapse it first, e.g. nx.DiGraph(graph) or nx.Graph(graph)"
+        )
     check_choice("weights", weights, DIRECTED_WEIGHT_RULES)
     n = graph.number_of_nodes()
     if n == 0:

@@ -36,6 +36,8 @@ class FaultModel:
     def __init__(
         self, key, link_prob, node_prob, *, down_steps: int, reweight: str, scale: float = 1.0
     ):
+        check_choice("reweight", reweight, REWEIGHT)
+        check_int("down_steps", down_steps, minimum=1)
         self.key = key
         self.link_prob = link_prob  # (P,) per-step probability schedule, cycled
         self.node_prob = node_prob  # scalar

@@ -12,6 +12,7 @@ Weight rules for an undirected graph with degrees ``d_i``:
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Iterable
 
@@ -32,7 +33,10 @@ WEIGHT_RULES = ("metropolis", "uniform")
 def _neighbor_lists(n: int, edges: Iterable[tuple[int, int]], rule: str):
     """Padded ``(n, k)`` neighbour indices and weights of one undirected graph."""
     adjacency = [set() for _ in range(n)]
-    for i, j in edges:
+    for edge in edges:
+        if len(edge) != 2 or not all(isinstance(v, numbers.Integral) and 0 <= v < n for v in edge):
+            raise ValueError(f"edges must be pairs of workers in 0..{n - 1}, got {edge!r}")
+        i, j = (int(v) for v in edge)
         if i != j:
             adjacency[i].add(j)
             adjacency[j].add(i)
@@ -348,6 +352,11 @@ def from_networkx(graph: nx.Graph, *, weights: str = "metropolis", name: str | N
     """
     if not isinstance(graph, nx.Graph):
         raise TypeError(f"graph must be a networkx graph, got {type(graph).__name__}")
+    if graph.is_multigraph():
+        raise TypeError(
+            f"graph must be a simple graph, got a {type(graph).__name__} (parallel edges have "
+            "no single weight): collapse it first, e.g. nx.DiGraph(graph) or nx.Graph(graph)"
+        )
     if graph.number_of_nodes() == 0:
         raise ValueError("graph must have at least one node")
     if not isinstance(weights, str):

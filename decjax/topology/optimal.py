@@ -91,8 +91,8 @@ def fastest_mixing(graph, *, name: str | None = None) -> Topology:
       Boyd, Diaconis, Xiao. *Fastest mixing Markov chain on a graph*, SIAM
       Review 46(4), 2004.
     """
-    label = graph.name if isinstance(graph, Topology) else (graph.name or "graph")
     n, edges = graph_edges(graph)
+    label = graph.name if isinstance(graph, Topology) else (graph.name or "graph")
     if not edges:
         raise ValueError("graph must have at least one edge between distinct workers")
     w = optimal_edge_weights(n, edges)
