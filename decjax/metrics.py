@@ -107,10 +107,25 @@ def evaluate(
     averaged = eval_fn(worker_mean(params), data, *map(_averaged_state, states))
     out = {prefix + k: v for k, v in averaged.items()}
     if workers:
-        in_axes = (0, None, *(0 for _ in states))
-        per = jax.vmap(eval_fn, in_axes=in_axes)(params, data, *states)
+        per = _per_worker(eval_fn, params, data, states)
         out.update({f"worker_{prefix}{k}": _axis.mean_workers(v) for k, v in per.items()})
     return out
+
+
+EVALUATED_ROWS = 2**21  # examples evaluated at once over the workers (bounds the activations)
+
+
+def _per_worker(eval_fn, params, data, states: tuple) -> dict:
+    """``eval_fn`` of every worker: one ``vmap``, or, when the workers times the evaluation
+    examples exceed :data:`EVALUATED_ROWS`, a ``lax.map`` over groups of workers whose
+    activations fit (16,384 workers on 1,000 test examples asked 31 GiB at once)."""
+    workers = jax.tree.leaves(params)[0].shape[0]
+    rows = max((jnp.shape(x)[0] for x in jax.tree.leaves(data) if jnp.ndim(x)), default=1)
+    group = max(1, EVALUATED_ROWS // rows)
+    if workers <= group:
+        in_axes = (0, None, *(0 for _ in states))
+        return jax.vmap(eval_fn, in_axes=in_axes)(params, data, *states)
+    return jax.lax.map(lambda p: eval_fn(p[0], data, *p[1:]), (params, *states), batch_size=group)
 
 
 def _averaged_state(model_state: Any) -> Any:

@@ -145,6 +145,15 @@ class Topology:
         """Largest number of *other* workers any worker receives from at a step."""
         raise NotImplementedError
 
+    def stack_lists(self) -> tuple[Any, Any, Any] | None:
+        """``(T, n, k)`` neighbours and weights and ``(T,)`` averaging strengths, for
+        :func:`decjax.topology.stack`; ``None`` when the kind has no such form (dense
+        matrices, random draws). Kinds with neighbour lists give them and no averaging."""
+        if not self.has_lists:
+            return None
+        nbr, w = self.lists()
+        return nbr, w, jnp.zeros((self.period,), jnp.asarray(w).dtype)
+
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
         """The messages of one communication phase as an edge list (jit-able).
 

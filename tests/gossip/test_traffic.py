@@ -131,3 +131,21 @@ def test_a_ring_of_a_million_workers_traces_and_runs_in_linear_memory():
     _, metrics = compiled(q.init_params(), q.data)
     assert float(metrics["bytes_sent"][-1]) == 2 * 2 * 2 * 4  # 2 steps, 2 neighbours, 8 B
     np.testing.assert_allclose(metrics["time"][-1], 2 * (0.01 + 1e-5 + 8 / 1e9), rtol=1e-6)
+
+
+def test_a_stack_with_the_complete_graph_lists_each_members_messages():
+    """In a sweep, each member of a stack of lists and averaging reports its own messages:
+    the ring its 2 n, the complete graph n (n - 1), solo none, per step."""
+    members = [decjax.ring(N), decjax.complete(N), decjax.solo(N), decjax.exponential(N)]
+    stacked = decjax.topology.stack(members)
+
+    @jax.jit
+    def per_member(t):
+        return jax.vmap(lambda topology: Links.of(topology, t, 2.0).dense()[0])(stacked)
+
+    for t in range(3):
+        got = np.asarray(per_member(t))
+        for i, member in enumerate(members):
+            np.testing.assert_array_equal(got[i], 2.0 * np.asarray(message_pattern(member, t)))
+    counts = jax.vmap(lambda topology: topology.messages_per_worker(0))(stacked)
+    np.testing.assert_array_equal(np.asarray(counts), [2.0, N - 1.0, 0.0, 3.0])

@@ -14,10 +14,12 @@ def test_topology_passes_through_jit_and_stack_vmaps():
     mat = jax.jit(lambda t, s: t.matrix(s))(topo, 2)
     np.testing.assert_allclose(mat, topo.matrix(2))
     both = stack([decjax.ring(8), decjax.one_peer_exponential(8), decjax.complete(8)])
-    assert both.weights.shape == (3, 3, 8, 8)  # periods 1, 3, 1 tiled to lcm 3
+    assert both.weights.shape == (3, 3, 8, 3)  # periods 1, 3, 1 tiled to lcm 3; k = 3
+    assert both.averaging.shape == (3, 3)  # the complete graph's strength, 0 for the others
     mats = jax.vmap(lambda t: t.matrix(4))(both)
     np.testing.assert_allclose(mats[1], topo.matrix(4))
     np.testing.assert_allclose(mats[0], decjax.ring(8).matrix())
+    np.testing.assert_allclose(mats[2], decjax.complete(8).matrix(), atol=1e-7)
 
 
 def test_stacked_topologies_keep_their_matrices_and_the_documented_shapes():
@@ -28,5 +30,7 @@ def test_stacked_topologies_keep_their_matrices_and_the_documented_shapes():
     for i, t in enumerate(members):
         for step in range(4):
             np.testing.assert_allclose(both.matrix(step)[i], t.matrix(step), atol=1e-7)
-    dense = decjax.topology.stack([decjax.ring(8), decjax.complete(8)])
+    averaging = decjax.topology.stack([decjax.ring(8), decjax.complete(8), decjax.solo(8)])
+    assert averaging.representation == "sparse" and averaging.matrix(3).shape == (3, 8, 8)
+    dense = decjax.topology.stack([decjax.ring(8), decjax.ring(8).to("dense")])
     assert dense.representation == "dense" and dense.matrix(3).shape == (2, 8, 8)

@@ -63,6 +63,13 @@ class Average(Topology):
             jnp.full((senders.size,), load, jnp.float32),
         )
 
+    def stack_lists(self):
+        """No neighbour lists (each worker listing only itself) and its averaging."""
+        own = jnp.broadcast_to(
+            jnp.arange(self.n, dtype=jnp.int32)[None, :, None], (self.period, self.n, 1)
+        )
+        return own, jnp.zeros(own.shape, self.weights.dtype), self.weights
+
     def max_degree(self) -> int:
         return 0 if not np.any(np.asarray(self.weights)) else self.n - 1
 

@@ -18,6 +18,7 @@ from decjax.topology.base import (
     numpy_from_lists,
     row_edges,
 )
+from decjax.topology.kinds.average import Average
 from decjax.topology.kinds.shift import circulant_spectrum
 
 # From this many slots on, a leaf is materialized before its gathers (decjax._fusion): with
@@ -32,9 +33,15 @@ class Sparse(Topology):
 
     ``neighbors`` holds int32 indices ``(T, n, k)``, ``weights`` the matching
     ``(T, n, k)`` weights; padding slots point to the worker itself with weight 0.
+    ``averaging`` (``None``, or ``(T,)`` strengths ``a_t``) adds exact averaging,
+    ``W_t = L_t + a_t (11^T/n - I)``: what a sweep stacking rings with the complete
+    graph (or ``solo``) holds, so the complete graph costs an ``O(n d)`` mean, not an
+    ``(n, n)`` matrix (:func:`decjax.topology.stack`). A member is either: its lists
+    are empty where ``a_t != 0``.
     """
 
     neighbors: Any
+    averaging: Any = None
 
     representation: ClassVar[str] = "sparse"
     rank: ClassVar[int] = 2
@@ -47,7 +54,20 @@ class Sparse(Topology):
         return cls(weights=weights, neighbors=neighbors, **source.common_fields())
 
     def lists(self) -> tuple[jax.Array, jax.Array]:
+        if self.averaging is not None:
+            raise ValueError(
+                f"{self.name} averages over all workers at some steps: it has no neighbour "
+                "lists (use matrix(step) or to('dense'))"
+            )
         return self.neighbors, self.weights
+
+    def stack_lists(self):
+        nbr, w = self.neighbors, self.weights
+        a = jnp.zeros((self.period,), w.dtype) if self.averaging is None else self.averaging
+        return nbr, w, a
+
+    def _averaging_at(self, step: Any) -> jax.Array:
+        return self.averaging[jnp.asarray(step) % self.period]
 
     def realized_lists(self, step: Any) -> tuple[jax.Array, jax.Array]:
         """Neighbours ``(n, k)`` and weights ``(n, k)`` used at ``step`` (faults applied)."""
@@ -58,12 +78,20 @@ class Sparse(Topology):
         return self.faults.realize(nbr, w, step)
 
     def dense_weights(self) -> jax.Array:
-        return dense_from_lists(self.n, self.neighbors, self.weights, self.push)
+        dense = dense_from_lists(self.n, self.neighbors, self.weights, self.push)
+        if self.averaging is None:
+            return dense
+        a = self.averaging.astype(dense.dtype)[:, None, None]
+        return dense + a * (1.0 / self.n - jnp.eye(self.n, dtype=dense.dtype))[None]
 
     def numpy_matrices(self) -> np.ndarray:
         nbr = np.asarray(jax.device_get(self.neighbors))
         w = np.asarray(jax.device_get(self.weights), dtype=np.float64)
-        return numpy_from_lists(self.n, nbr, w)
+        dense = numpy_from_lists(self.n, nbr, w)
+        if self.averaging is None:
+            return dense
+        a = np.asarray(jax.device_get(self.averaging), np.float64)[:, None, None]
+        return dense + a * (1.0 / self.n - np.eye(self.n))[None]
 
     def step_matrix(self, step: Any) -> jax.Array:
         if self.faults is None:
@@ -79,11 +107,16 @@ class Sparse(Topology):
         everyone = _axis.gather_rows(x)  # identity on one device; all_gather when sharded
         expand = (slice(None),) + (None,) * (x.ndim - 1)
         if self.push:
-            return self._push_delta(x, everyone, step)
-        return sum(
-            w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
-            for k in range(nbr.shape[1])
-        )
+            delta = self._push_delta(x, everyone, step)
+        else:
+            delta = sum(
+                w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
+                for k in range(nbr.shape[1])
+            )
+        if self.averaging is None:
+            return delta
+        a = self._averaging_at(step).astype(x.dtype)
+        return delta + a * (_axis.mean_workers(x)[None] - x)
 
     def _push_delta(self, x: jax.Array, everyone: jax.Array, step: jax.Array) -> jax.Array:
         """``sum_{j != i} W_ij x_j - c_i x_i`` with ``c_i`` what ``i`` sends away (its column's
@@ -105,7 +138,10 @@ class Sparse(Topology):
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         nbr, w = self.realized_lists(step)  # with faults: surviving links only
         others = nbr != jnp.arange(self.n)[:, None]
-        return jnp.sum((w != 0) & others).astype(jnp.float32) / self.n
+        listed = jnp.sum((w != 0) & others).astype(jnp.float32) / self.n
+        if self.averaging is None:
+            return listed
+        return jnp.where(self._averaging_at(step) != 0, jnp.float32(self.n - 1), listed)
 
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
         """``O(n k m)`` edges from the (realized) neighbour lists of each term."""
@@ -113,12 +149,21 @@ class Sparse(Topology):
         sending = (w != 0) & (nbr != jnp.arange(self.n)[None, :, None])
         loads = jnp.where(sending, jnp.asarray(nbytes, jnp.float32)[:, None, None], 0.0)
         peers = jnp.moveaxis(nbr, 0, 1).reshape(self.n, -1)
-        return row_edges(peers, jnp.moveaxis(loads, 0, 1).reshape(self.n, -1))
+        edges = row_edges(peers, jnp.moveaxis(loads, 0, 1).reshape(self.n, -1))
+        if self.averaging is None:
+            return edges
+        averaging = self.replace(averaging=None)  # a member averages or has lists, not both
+        everyone = Average(weights=self.averaging, **averaging.common_fields()).link_loads(
+            steps, nbytes
+        )
+        return Edges(*(jnp.concatenate([a, b]) for a, b in zip(edges, everyone, strict=True)))
 
     def max_degree(self) -> int:
         nbr = np.asarray(self.neighbors)
         w = np.asarray(self.weights)
         own = nbr == np.arange(self.n)[None, :, None]
+        if self.averaging is not None and np.any(np.asarray(self.averaging)):
+            return self.n - 1
         return int(((w != 0) & ~own).sum(axis=-1).max())
 
     def slackened(self, kappa: float) -> Sparse:
@@ -129,10 +174,13 @@ class Sparse(Topology):
             weights=jnp.concatenate([kappa * w, self_slot], axis=-1),
             neighbors=jnp.concatenate([self.neighbors, own.astype(self.neighbors.dtype)], -1),
             faults=None if self.faults is None else self.faults.scaled(kappa),
+            averaging=None if self.averaging is None else kappa * self.averaging,
         )
 
     def circulant_eigenvalues(self) -> np.ndarray | None:
         """Closed form when every row has the same offsets and weights (a ring stored as lists)."""
+        if self.averaging is not None:
+            return None
         nbr = np.asarray(jax.device_get(self.neighbors))
         w = np.asarray(jax.device_get(self.weights), np.float64)
         offsets = (nbr - np.arange(self.n)[None, :, None]) % self.n
