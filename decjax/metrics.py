@@ -145,9 +145,9 @@ def accumulate(totals: dict[str, jax.Array], info: dict[str, jax.Array]) -> dict
 
     A sum is kept with its rounding error, ``(sum, compensation)`` (a double-float
     sum: TwoSum, then renormalisation), so its float32 error does not grow with the run:
-    a million steps of 0.1 s add to 100,000 s within a few float32 ulps, where
-    a plain float32 running sum is off by -1.3 % (tested). :func:`total`
-    reads it.
+    a million steps of 10 ms add to 10,000 s within float32 rounding, where a
+    plain float32 running sum is off by -1.35 % (+0.96 % for steps of 0.1 s;
+    tested). :func:`total` reads it.
 
     Examples:
       >>> import jax.numpy as jnp, decjax

@@ -403,3 +403,13 @@ def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
     assert list(summary.topology) == ["random_out(s=2)", "base_graph(k=2)", "epidemic(s=2)"]
     assert summary.effective_neighbors.isna().tolist() == [True, False, False]
     assert summary.spectral_gap.between(0, 1).all() and not summary.diverged.any()
+
+
+def test_cli_runs_equi_static_on_8_workers_with_the_default_seed(tmp_path, capsys):
+    """The default seed's offsets did not generate Z_8 (a disconnected graph was refused):
+    equi_static now redraws them, and OU-EquiDyn is selectable by name."""
+    argv = ["--workers", "8", "--topologies", "equi_static,ou_equi_dyn", "--steps", "4"]
+    argv += ["--eval-every", "2", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "d_equi_static" in printed and "ou_equi_dyn" in printed

@@ -131,3 +131,16 @@ def test_mnist1d_is_generated_locally_and_reproducibly():
     b = decjax.data.load_mnist1d(500, seed=3)
     assert a.x_train.shape == (400, 40) and a.x_test.shape == (100, 40) and a.num_classes == 10
     np.testing.assert_array_equal(a.x_train, b.x_train)
+
+
+def test_a_byte_order_mark_is_not_a_token(tmp_path):
+    """A UTF-8 file saved with a BOM (\\ufeff) gives the same vocabulary as without."""
+    plain, marked = tmp_path / "plain.txt", tmp_path / "marked.txt"
+    plain.write_text("abcab" * 40, encoding="utf-8")
+    marked.write_text("abcab" * 40, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    (ds_plain, vocab_plain), (ds_marked, vocab_marked) = (
+        load_text(p, context=4) for p in (plain, marked)
+    )
+    assert vocab_marked == vocab_plain == "abc"
+    np.testing.assert_array_equal(ds_marked.x_train, ds_plain.x_train)

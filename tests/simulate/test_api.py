@@ -424,3 +424,23 @@ def test_divergence_names_the_exact_step_and_stop_keeps_the_last_finite_state(qu
     finite = _sim(quad, tx, steps=last_good, eval_every=50) if last_good else None
     if finite is not None:
         np.testing.assert_array_equal(stopped.params, finite.params)
+
+
+def test_a_sweep_takes_numpy_arrays_as_its_grid_values(quad):
+    """np.array values stand for their elements (they were refused): the same runs as lists."""
+    common = {"steps": 4, "eval_every": 2, "key": jax.random.key(0), "progress": False}
+
+    def run(grid):
+        return decjax.sweep(
+            quad.loss,
+            quad.init_params(),
+            lambda learning_rate: decjax.dpsgd(learning_rate, decjax.ring(N)),
+            quad.data,
+            grid,
+            **common,
+        )
+
+    arrays = run({"learning_rate": np.array([0.05, 0.1]), "seed": np.arange(2)})
+    lists = run({"learning_rate": [0.05, 0.1], "seed": [0, 1]})
+    assert arrays.configs == lists.configs
+    np.testing.assert_array_equal(arrays.metrics["train_loss"], lists.metrics["train_loss"])
