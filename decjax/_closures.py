@@ -32,12 +32,7 @@ def held(obj: Any) -> Iterator[tuple[str, Any]]:
         seen.add(id(value))
         if isinstance(value, types.FunctionType):
             yield name, value
-            cells = zip(value.__code__.co_freevars, value.__closure__ or (), strict=True)
-            for var, cell in cells:
-                try:
-                    contents = cell.cell_contents
-                except ValueError:  # an empty cell
-                    continue
+            for var, contents in closure_cells(value):
                 yield from walk(contents, var, depth + 1)
         elif isinstance(value, types.MethodType):
             yield from walk(value.__func__, name, depth + 1)
@@ -57,6 +52,15 @@ def held(obj: Any) -> Iterator[tuple[str, Any]]:
                 yield from walk(item, str(key), depth + 1)
 
     yield from walk(obj, "", 0)
+
+
+def closure_cells(fn: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    """``(variable name, value)`` of each filled closure cell of ``fn``."""
+    for var, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
+        try:
+            yield var, cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
 
 
 def nonfinite_number(obj: Any) -> tuple[str, float] | None:

@@ -46,6 +46,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from decjax._closures import closure_cells
 from decjax._validation import is_prng_key
 from decjax.distributed import to_host
 from decjax.topology import Topology
@@ -169,12 +170,7 @@ class _Walker:
                 inner(part, name)
         elif isinstance(obj, types.FunctionType):
             self.algorithm.append(function_name(obj))
-            cells = zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=True)
-            for var, cell in cells:
-                try:
-                    contents = cell.cell_contents
-                except ValueError:  # an empty cell
-                    continue
+            for var, contents in closure_cells(obj):
                 inner(contents, var)
             for default in (obj.__defaults__ or ()) + tuple((obj.__kwdefaults__ or {}).values()):
                 inner(default, name)

@@ -328,29 +328,13 @@ def test_checkpoint_dir_that_is_a_file_is_refused_before_training(problem, tmp_p
 
 
 def _digits_run(directory, model=None, **kwargs):
+    """:func:`_quick` on digits with ``model`` (another activation, weight decay...)."""
     ds = decjax.data.load_digits()
     model = model or decjax.problems.mlp([64, 16, 10])
-    options = {
-        "steps": 20,
-        "batch_size": 8,
-        "key": jax.random.key(3),
-        "eval_every": 10,
-        "chunks": 2,
-        "progress": False,
-        "checkpoint_dir": directory,
-        "eval_fn": model.eval_fn,
-        "eval_data": (ds.x_test, ds.y_test),
-        **kwargs,
-    }
     params = decjax.replicate(model.init(jax.random.key(0)), N)
-    data = decjax.data.distribute(ds, N, "iid", key=0)
-    return decjax.simulate(
-        kwargs.pop("loss_fn", model.loss),
-        params,
-        decjax.dpsgd(0.1, decjax.ring(N)),
-        data,
-        **{k: v for k, v in options.items() if k != "loss_fn"},
-    )
+    problem = (ds, decjax.data.distribute(ds, N, "iid", key=0), model, params)
+    test = {"eval_fn": model.eval_fn, "eval_data": (ds.x_test, ds.y_test)}
+    return _quick(problem, decjax.dpsgd(0.1, decjax.ring(N)), directory, **test, **kwargs)
 
 
 @pytest.mark.parametrize(
