@@ -63,6 +63,13 @@ def _plan(quick: bool) -> dict:
     }
 
 
+def untimed(step_result):
+    """A step without its link record: the two branches' records are of different graphs
+    (they cannot meet in one ``lax.cond``), and this study keeps no simulated clock."""
+    new, state, info = step_result
+    return new, state, {k: v for k, v in info.items() if k not in decjax.timing.TRAFFIC}
+
+
 def phased(local, ring, complete, ring_phases, boundaries):
     """Ring gossip during ``ring_phases`` (0-based), exact averaging otherwise."""
     on_ring, everyone = combine(ring), combine(complete)
@@ -76,8 +83,8 @@ def phased(local, ring, complete, ring_phases, boundaries):
         use_ring = jnp.isin(phase(state[1].count), jnp.asarray(ring_phases))
         new, gossip_state, info = jax.lax.cond(
             use_ring,
-            lambda: on_ring.step(updates, state[1], params),
-            lambda: everyone.step(updates, state[1], params),
+            lambda: untimed(on_ring.step(updates, state[1], params)),
+            lambda: untimed(everyone.step(updates, state[1], params)),
         )
         return new, (local_state, gossip_state), info
 

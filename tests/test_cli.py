@@ -313,7 +313,7 @@ def test_cli_checkpoint_of_another_run_is_refused_and_overwrite_starts_afresh(tm
     assert main(argv) == 0
     capsys.readouterr()
     assert main([a for a in argv if a != "--no-progress"]) == 0  # display flags: same run
-    assert f"resumed from step 4 (the checkpoint in {tmp_path / 'ck'})" in capsys.readouterr().out
+    assert f"resumed from step 20 (the checkpoint in {tmp_path / 'ck'})" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--lr", "0.2"])
     assert exit_info.value.code == 2
@@ -394,14 +394,17 @@ def test_cli_refuses_a_model_and_data_that_do_not_fit_in_one_line(flags, message
 
 @pytest.mark.slow
 def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
-    """SGP on a random s-out graph (push-sum, one run per random topology), a Base-2 graph and
-    an epidemic one with --peers; n_W is not defined for the push-sum graph (NaN)."""
+    """SGP on a random s-out graph (push-sum, one run per random topology) and a Base-2 graph
+    with --peers; the epidemic graph (row-stochastic: each worker averages what it receives)
+    is skipped with its push-sum form named; n_W is not defined for the push-sum graph (NaN)."""
     argv = [*SMALL, "--algorithm", "sgp", "--lr", "0.05", "--peers", "2"]
     argv += ["--topologies", "random_out,base_graph,epidemic", "--out", str(tmp_path)]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipping epidemic(s=2)" in printed and "random_out" in printed
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary.topology) == ["random_out(s=2)", "base_graph(k=2)", "epidemic(s=2)"]
-    assert summary.effective_neighbors.isna().tolist() == [True, False, False]
+    assert list(summary.topology) == ["random_out(s=2)", "base_graph(k=2)"]
+    assert summary.effective_neighbors.isna().tolist() == [True, False]
     assert summary.spectral_gap.between(0, 1).all() and not summary.diverged.any()
 
 
