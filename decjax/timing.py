@@ -422,9 +422,12 @@ class TimeModel:
         ready = start
         scale = jnp.float32(self.message_scale)
         links = info.get(LINK_BYTES)  # a decjax.gossip.Links record
-        if links is not None:
-            for phase in range(links.phases):
-                ready = self._phase(ready, links.edges(phase, scale), n)
+        if links is not None and links.phases == 1:
+            ready = self._phase(ready, links.edges(0, scale), n)
+        elif links is not None:  # one compiled phase, looped (consensus control has up to 20)
+            ready = jax.lax.fori_loop(
+                0, links.phases, lambda p, r: self._phase(r, links.edges(p, scale), n), ready
+            )
         communicated = jnp.max(ready)
         if ALLREDUCE_BYTES in info:
             allreduce = self.network.allreduce_time(info[ALLREDUCE_BYTES] * scale, n)
