@@ -8,6 +8,7 @@ algorithms are optax transformations, and sweeps are ``jax.vmap``-s.
 from decjax import algorithms, data, gossip, learn, metrics, problems, timing, topology
 from decjax.algorithms import (
     CombineState,
+    chain,
     choco_sgd,
     combine,
     consensus_control,
@@ -73,6 +74,7 @@ __all__ = [
     "SimulationResult",
     "Topology",
     "algorithms",
+    "chain",
     "choco_sgd",
     "combine",
     "complete",

@@ -441,6 +441,32 @@ CASES.update(
         "dasgd-key": (lambda: decjax.dasgd(0.1, delays=uniform_delay(2), n=4, key="k"), "key"),
         "uniform-delay-negative": (lambda: uniform_delay(-1), "max_delay"),
         "per-worker-string": (lambda: decjax.per_worker("sgd"), "tx"),
+        "chain-empty": (lambda: decjax.chain(), "at least one transformation"),
+        "chain-string": (lambda: decjax.chain("sgd", decjax.dpsgd(0.1, decjax.ring(4))), "0"),
+        "chain-algorithm-first": (
+            lambda: decjax.chain(decjax.dpsgd(0.1, decjax.ring(4)), optax.sgd(0.1)),
+            "transformation 0 of the chain communicates",
+        ),
+        "chain-of-optax-chain-holding-one": (
+            lambda: decjax.chain(optax.chain(optax.sgd(0.1), decjax.dpsgd(0.1, decjax.ring(4)))),
+            "optax.chain holding one",
+        ),
+        "inject-hyperparams": (
+            lambda: optax.inject_hyperparams(decjax.dpsgd)(
+                learning_rate=0.1, topology=decjax.ring(4)
+            ).init(jnp.zeros((4, 3))),
+            "give the learning rate as a schedule",
+        ),
+        "simulate-raw-optax-chain": (
+            lambda: _sim(
+                tx=optax.chain(optax.clip_by_global_norm(1.0), decjax.dpsgd(0.1, decjax.ring(N)))
+            ),
+            "use decjax.chain",
+        ),
+        "simulate-timing-without-traffic": (
+            lambda: _sim(tx=decjax.per_worker(optax.sgd(0.1)), timing=_T.TimeModel()),
+            "tx reports none",
+        ),
         "decentralize-string": (lambda: decjax.decentralize("sgd", decjax.ring(4)), "tx"),
         "combine-order": (lambda: decjax.combine(decjax.ring(4), order="x"), "order"),
         # -- data and problems -----------------------------------------------------------
@@ -1347,7 +1373,7 @@ NO_INPUT = set(
     "RunState CombineState ChocoState ChurnState ConsensusControlState DASGDState DeTAGState "
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
     "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
-    "DecentralizedTransformation Delays Partition WorkerData Dataset Compressor Learned "
+    "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology "
     # no arguments at all
     "sign identity "

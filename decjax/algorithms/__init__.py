@@ -1,5 +1,6 @@
 """Decentralized algorithms as optax ``GradientTransformationExtraArgs`` over stacked params."""
 
+from decjax.algorithms._chain import chain
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Info,
@@ -10,7 +11,13 @@ from decjax.algorithms._common import (
 )
 from decjax.algorithms.catalog import ALGORITHMS, NAMES, by_name
 from decjax.algorithms.choco import ChocoState, choco_sgd
-from decjax.algorithms.combine import CombineState, combine, decentralize, per_worker
+from decjax.algorithms.combine import (
+    CombineState,
+    PerWorker,
+    combine,
+    decentralize,
+    per_worker,
+)
 from decjax.algorithms.consensus_control import (
     ConsensusControlState,
     consensus_control,
@@ -64,6 +71,7 @@ __all__ = [
     "GradientTrackingState",
     "Info",
     "OverlapState",
+    "PerWorker",
     "PushDIGingState",
     "PushSumState",
     "QuasiGlobalMomentumState",
@@ -71,6 +79,7 @@ __all__ = [
     "StragglerState",
     "apply_step",
     "by_name",
+    "chain",
     "choco_sgd",
     "combine",
     "consensus_control",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
+import types
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -197,6 +199,8 @@ class DecentralizedTransformation(optax.GradientTransformationExtraArgs):
     def __new__(cls, init, update, step):
         self = super().__new__(cls, init, update)
         self.step = step
+        if isinstance(update, types.FunctionType):  # what a bare optax.chain keeps of it
+            update.decjax_step = step  # (decjax.chain's refusal finds it there)
         return self
 
     def apply(self, grads, state, params, **extra_args):
@@ -217,6 +221,13 @@ def constructor(factory):
 
     @functools.wraps(factory)
     def build(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("optax.schedules._inject"):
+            raise ValueError(
+                f"optax.inject_hyperparams(decjax.{factory.__name__}) rebuilds the algorithm at "
+                "every step and drops its record (bytes sent, simulated time): give the "
+                f"learning rate as a schedule (decjax.{factory.__name__}(optax.cosine_decay_"
+                "schedule(...), topology)), or compare values with decjax.sweep"
+            )
         tx = factory(*args, **kwargs)
         if isinstance(tx, DecentralizedTransformation):
             bound = signature.bind(*args, **kwargs)

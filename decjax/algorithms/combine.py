@@ -27,7 +27,12 @@ from decjax.topology import Topology
 ORDERS = ("atc", "parallel")
 
 
-def per_worker(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+class PerWorker(optax.GradientTransformationExtraArgs):
+    """An optax transformation applied to every worker separately (what :func:`per_worker`
+    returns): :func:`decjax.chain` recognises it and does not map it over the workers again."""
+
+
+def per_worker(tx: optax.GradientTransformation) -> PerWorker:
     """Apply ``tx`` independently to every worker (``jax.vmap`` over axis 0).
 
     Each worker keeps its own optimizer state (its own step count, moments,
@@ -40,7 +45,8 @@ def per_worker(tx: optax.GradientTransformation) -> optax.GradientTransformation
         clipping, a schedule...).
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` over stacked trees.
+      A :class:`PerWorker` (an ``optax.GradientTransformationExtraArgs``) over
+      stacked trees; ``per_worker`` of one is itself.
 
     Examples:
       >>> import jax.numpy as jnp, optax, decjax
@@ -51,6 +57,8 @@ def per_worker(tx: optax.GradientTransformation) -> optax.GradientTransformation
     """
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+    if isinstance(tx, PerWorker):
+        return tx  # already per worker: mapping again would map over its second axis
     check_finite_numbers("the optimizer", tx)
     tx = optax.with_extra_args_support(tx)
 
@@ -63,7 +71,7 @@ def per_worker(tx: optax.GradientTransformation) -> optax.GradientTransformation
 
         return jax.vmap(one)(updates, state, params)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return PerWorker(init, update)
 
 
 class CombineState(NamedTuple):
@@ -113,7 +121,7 @@ def combine(
 
     Examples:
       >>> import optax, decjax
-      >>> dpsgd = optax.chain(decjax.per_worker(optax.sgd(0.1)), decjax.combine(decjax.ring(8)))
+      >>> dpsgd = decjax.chain(optax.sgd(0.1), decjax.combine(decjax.ring(8)))
     """
     gossip = Gossip(topology, rounds=rounds, backend=backend)
     check_choice("order", order, ORDERS)

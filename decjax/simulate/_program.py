@@ -94,10 +94,23 @@ class Program:
             )
         # the keys of the transformation's per-step record, from its shapes (nothing runs)
         info = jax.eval_shape(
-            lambda p, s: self.record(apply_step(tx, p, s, p)[2], 0, p), params, opt_state
+            lambda p, s: self.record(self._priced(apply_step(tx, p, s, p)[2]), 0, p),
+            params,
+            opt_state,
         )
         zero = jnp.zeros((), jnp.int32)
         return RunState(params, opt_state, key, zero, zero_totals(info), model_state, key)
+
+    def _priced(self, info: dict) -> dict:
+        """A step's record, refused when a time model is asked to price a step that
+        reports no traffic (its time would leave out every message)."""
+        if self.timing and not set(info) & set(TRAFFIC):
+            raise ValueError(
+                "timing= prices the traffic a step reports, and tx reports none (a plain optax "
+                "transformation, or a from_step record without link_bytes/allreduce_bytes): "
+                "build tx with decjax.chain(..., algorithm), or drop timing="
+            )
+        return info
 
     def record(self, info: dict, step, params) -> dict:
         """What a step adds to the running totals: its scalars, and with a time model the

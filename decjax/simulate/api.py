@@ -18,6 +18,8 @@ import optax
 from decjax import distributed
 from decjax._closures import schedules
 from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
+from decjax.algorithms import StepTransformation
+from decjax.algorithms._chain import holds_algorithm
 from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
@@ -503,12 +505,25 @@ def simulate(
     )
 
 
+def _check_composition(tx):
+    """``tx``, refused when it is an ``optax.chain`` around a decentralized algorithm."""
+    if not isinstance(tx, StepTransformation) and holds_algorithm(tx):
+        raise ValueError(
+            "tx is an optax.chain holding a decentralized algorithm: the chain drops the "
+            "algorithm's record (bytes sent, the simulated time) and applies the "
+            "transformations before it to all workers together (clip_by_global_norm would clip "
+            "by their joint norm); use decjax.chain(...), which applies them per worker"
+        )
+    return tx
+
+
 def _simulate(a: SimpleNamespace) -> SimulationResult:
     """:func:`simulate` on its arguments ``a`` (option objects already unpacked)."""
     if not isinstance(a.tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(a.tx).__name__}")
     check_choice("on_divergence", a.on_divergence, DIVERGENCE)
     steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
+    _check_composition(a.tx)
     _check_against_steps(a.tx, steps)
     state = program.init(a.params, key, {}, a.model_state)
     return execute(
@@ -625,7 +640,7 @@ def _sweep(a: SimpleNamespace) -> SimulationResult:
     for combo in itertools.product(*(a.grid[k] for k in a.grid)):
         config = {k: v for k, v in zip(a.grid, combo, strict=True) if k != "seed"}
         try:
-            _check_against_steps(a.make_tx(**config), steps)
+            _check_against_steps(_check_composition(a.make_tx(**config)), steps)
         except TypeError as err:
             if "argument" not in str(err):  # a constructor's own TypeError: let it speak
                 raise

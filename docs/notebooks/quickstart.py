@@ -34,13 +34,15 @@ params = decjax.replicate(model.init(jax.random.key(0)), 16)
 print(jax.tree.map(lambda x: x.shape, params))
 
 # %% [markdown]
-# Any optax optimizer becomes decentralized: `per_worker(chain)` then gossip.
+# Any optax optimizer becomes decentralized: `per_worker(chain)` then gossip
+# (`decjax.decentralize(chain, W)`, or `decjax.chain(..., algorithm)`).
 #
-# **Pitfall:** the clipping must sit *inside* `decentralize` (or be wrapped in
-# `decjax.per_worker`). A raw `optax.clip_by_global_norm` chained before a
-# decjax algorithm sees the stacked `(16, ...)` tree as one model and clips the
-# norm of all workers' gradients together. The cell below shows the difference
-# on gradients where one worker's are 100 times larger than the others'.
+# **Pitfall:** a raw `optax.clip_by_global_norm` sees the stacked `(16, ...)`
+# tree as one model and clips the norm of all workers' gradients together.
+# `decjax.chain` and `decentralize` apply it per worker (`decjax.per_worker`);
+# `simulate` refuses a bare `optax.chain` around a decjax algorithm. The cell
+# below shows the difference on gradients where one worker's are 100 times
+# larger than the others'.
 
 # %%
 grads = jax.tree.map(jnp.ones_like, params)

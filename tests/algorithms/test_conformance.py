@@ -66,13 +66,55 @@ def test_state_structure_shapes_and_dtypes_are_stable(name):
         chex.assert_trees_all_equal_shapes_and_dtypes(states[0], state)
 
 
+CLOCK = decjax.timing.TimeModel(
+    decjax.timing.Network(1e-3, 1e4, port_bandwidth=3e4), compute=decjax.timing.Compute(0.01)
+)
+
+
+def _timed_steps(tx, count=8):
+    """``count`` steps of ``tx.step``: the params, and per step the record's scalars and
+    the simulated seconds the clock prices its traffic at."""
+    params, state, out = _params(), tx.init(_params()), []
+    step = jax.jit(tx.step)
+    for t in range(count):
+        params, state, info = step(_grads(params, t), state, params)
+        seconds = CLOCK.step_time(info, t, N)
+        out.append({k: float(v) for k, v in info.items() if k not in decjax.timing.TRAFFIC})
+        out[-1]["time"] = float(seconds)
+    return params, out
+
+
 @pytest.mark.parametrize("name", EVERY)
-def test_composes_inside_an_optax_chain(name):
-    tx = optax.chain(
-        decjax.per_worker(optax.clip_by_global_norm(0.5)), ALGORITHMS[name](0.05, decjax.ring(N))
+def test_the_record_survives_decjax_chain_and_local_then(name):
+    """Prefixes that change nothing (a clip above every norm, a unit scale) leave the params
+    (to float32 rounding) and, exactly, the record and the priced time of the bare algorithm."""
+    bare = _timed_steps(ALGORITHMS[name](0.05, decjax.ring(N)))
+    chained = decjax.chain(
+        optax.clip_by_global_norm(1e6), optax.scale(1.0), ALGORITHMS[name](0.05, decjax.ring(N))
     )
-    params, _ = _steps(tx, _params(), 3)
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    local = decjax.algorithms.local_then(
+        decjax.per_worker(optax.scale(1.0)), ALGORITHMS[name](0.05, decjax.ring(N))
+    )
+    assert any(r["bytes_sent"] > 0 for r in bare[1]) and all(r["time"] > 0 for r in bare[1])
+    for tx in (chained, local):
+        params, records = _timed_steps(tx)
+        chex.assert_trees_all_close(params, bare[0], rtol=1e-5, atol=1e-7)  # adam: fusion
+        assert records == bare[1]
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+def test_decjax_chain_applies_global_norms_per_worker(name):
+    """Clipping in ``decjax.chain`` is each worker's own: one worker's huge gradient leaves
+    the others' clipped steps as they are (a bare optax.chain clipped by the joint norm)."""
+    grads = {"w": jnp.ones((N, D)).at[0].multiply(1e4), "b": jnp.ones((N, 2))}
+    clip = optax.clip_by_global_norm(0.5)
+    per = jax.vmap(lambda g: clip.update(g, clip.init(g))[0])(grads)
+    expected = ALGORITHMS[name](0.05, decjax.ring(N))
+    tx = decjax.chain(optax.clip_by_global_norm(0.5), ALGORITHMS[name](0.05, decjax.ring(N)))
+    params = _params()
+    new, _, _ = tx.step(grads, tx.init(params), params)
+    want, _, _ = expected.step(per, expected.init(params), params)
+    chex.assert_trees_all_close(new, want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", SAMPLED)
