@@ -12,7 +12,7 @@ import optax
 from decjax import _axis
 from decjax._random import varied
 from decjax._validation import as_key, check_choice
-from decjax.algorithms._common import DecentralizedTransformation, apply_step, constructor
+from decjax.algorithms._common import apply_step, constructor, from_step
 from decjax.topology import Topology
 from decjax.topology.faults import node_alive
 
@@ -111,18 +111,13 @@ def stragglers(
             active, grads, state.last_grads
         )
 
-    def update(grads, state, params=None, **extra_args):
-        fed, last = fed_gradients(grads, state)
-        updates, inner = tx.update(fed, state.inner, params, **extra_args)
-        return updates, StragglerState(state.count + 1, last, inner)
-
     def step(grads, state, params, **extra_args):
         fed, last = fed_gradients(grads, state)
         new, inner, info = apply_step(inner_tx, fed, state.inner, params, **extra_args)
         return new, StragglerState(state.count + 1, last, inner), info
 
-    # keeps the wrapped algorithm's direct ``step`` (the new params, one pass fewer)
-    return DecentralizedTransformation(init, update, step)
+    # one path: ``update`` is derived from the wrapped algorithm's ``step`` and its record
+    return from_step(init, step)
 
 
 class ChurnState(NamedTuple):
@@ -172,19 +167,6 @@ def node_churn(
         alive, was_alive = _axis.local_rows(alive_all), _axis.local_rows(was_all)
         return alive_all, alive, alive & ~was_alive
 
-    def update(grads, state, params=None, **extra_args):
-        if params is None:
-            raise ValueError("node_churn needs params")
-        t = state.count
-        alive_all, alive, rejoin = who(t)
-        grads = where_workers(alive, grads, optax.tree.zeros_like(grads))
-        updates, inner = tx.update(grads, state.inner, params, **extra_args)
-        updates = where_workers(alive, updates, optax.tree.zeros_like(updates))
-        if restart == "average":
-            moved = optax.tree.sub(_neighbour_average(topology, params, alive_all, t), params)
-            updates = where_workers(rejoin, moved, updates)
-        return updates, ChurnState(t + 1, inner)
-
     def step(grads, state, params, **extra_args):
         t = state.count
         alive_all, alive, rejoin = who(t)
@@ -195,8 +177,8 @@ def node_churn(
             new = where_workers(rejoin, _neighbour_average(topology, params, alive_all, t), new)
         return new, ChurnState(t + 1, inner), info
 
-    # keeps the wrapped algorithm's direct ``step`` (the new params, one pass fewer)
-    return DecentralizedTransformation(init, update, step)
+    # one path: ``update`` is derived from the wrapped algorithm's ``step`` and its record
+    return from_step(init, step)
 
 
 def _neighbour_average(topology: Topology, params, alive, step):
