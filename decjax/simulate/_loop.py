@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from decjax.distributed import to_host
 
@@ -48,7 +48,7 @@ def run_chunks(
     start = time.perf_counter()
     history = list(history or [])
     total = num_chunks * steps_per_chunk
-    with tqdm(
+    with _progress_bar()(
         total=total,
         initial=start_chunk * steps_per_chunk,
         desc=desc,
@@ -81,3 +81,14 @@ def run_chunks(
             collect(num_chunks - 1, pending, None)
     jax.block_until_ready(state)
     return state, history, time.perf_counter() - start
+
+
+def _progress_bar():
+    """tqdm's notebook bar where ipywidgets can draw it, its text bar elsewhere: tqdm.auto
+    without ipywidgets warns "IProgress not found" (with the machine's paths) into every
+    notebook, the docs' pages included. Imported here, not with decjax."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
-import scipy.optimize
-from scipy.special import logsumexp
 
 from decjax.topology.base import Topology
 from decjax.topology.graphs import from_neighbor_lists, lists_from_steps
@@ -107,6 +105,9 @@ def fastest_mixing(graph, *, name: str | None = None) -> Topology:
 
 def optimal_edge_weights(n: int, edges: list[tuple[int, int]]) -> np.ndarray:
     """Edge weights ``w_e`` minimising SLEM (see the module docstring); float64 ``(m,)``."""
+    import scipy.optimize  # here: it would cost `import decjax` half a second
+    from scipy.special import logsumexp
+
     m = len(edges)
     incidence = np.zeros((n, m))
     for e, (i, j) in enumerate(edges):

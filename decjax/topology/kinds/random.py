@@ -37,7 +37,6 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from decjax import _axis
 from decjax._random import varied
@@ -231,8 +230,10 @@ class Random(Topology):
     # -- expectations over the law (host side, float64) ---------------------------
     def _in_degree_pmf(self) -> tuple[np.ndarray, np.ndarray]:
         """Support and probabilities of a worker's in-degree ``Bin(n - 1, s / (n - 1))``."""
+        from scipy import stats  # here: scipy.stats costs half of `import decjax`
+
         d = np.arange(self.n)
-        return d, scipy.stats.binom.pmf(d, self.n - 1, self.fanout / (self.n - 1))
+        return d, stats.binom.pmf(d, self.n - 1, self.fanout / (self.n - 1))
 
     def _rows(self) -> tuple[float, float]:
         """``(alpha, rho)``: ``alpha = E sum_j W_ij^2`` (a row's squared norm; also
