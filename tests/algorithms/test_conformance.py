@@ -53,9 +53,12 @@ def _steps(tx, params, count, grads_fn=_grads, **extra):
 
 @pytest.mark.parametrize("name", EVERY)
 def test_runs_under_jit_and_accepts_extra_args(name):
+    """An extra argument it does not use changes nothing, bit for bit (and the run moved)."""
     tx = ALGORITHMS[name](0.05, decjax.ring(N))
     params, _ = _steps(tx, _params(), 4, unused_extra_arg=jnp.ones(()))
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    plain, _ = _steps(tx, _params(), 4)
+    chex.assert_trees_all_equal(params, plain)
+    assert any(bool(jnp.any(x != 0)) for x in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize("name", EVERY)
@@ -122,8 +125,8 @@ def test_accepts_a_schedule_as_learning_rate(name):
     sched = optax.linear_schedule(0.1, 0.01, 10)
     params_sched, _ = _steps(ALGORITHMS[name](sched, decjax.ring(N)), _params(), 6)
     params_const, _ = _steps(ALGORITHMS[name](0.1, decjax.ring(N)), _params(), 6)
-    for a, _b in zip(jax.tree.leaves(params_sched), jax.tree.leaves(params_const), strict=True):
-        assert bool(jnp.all(jnp.isfinite(a)))
+    flat, _ = _steps(ALGORITHMS[name](optax.constant_schedule(0.1), decjax.ring(N)), _params(), 6)
+    chex.assert_trees_all_close(flat, params_const, rtol=1e-6, atol=1e-7)  # a constant schedule
     assert not all(
         np.allclose(a, b)
         for a, b in zip(jax.tree.leaves(params_sched), jax.tree.leaves(params_const), strict=True)
