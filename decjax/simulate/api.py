@@ -18,7 +18,6 @@ import optax
 from decjax import distributed
 from decjax._closures import schedules
 from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
-from decjax.algorithms import StepTransformation
 from decjax.algorithms._chain import holds_algorithm
 from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
@@ -507,7 +506,7 @@ def simulate(
 
 def _check_composition(tx):
     """``tx``, refused when it is an ``optax.chain`` around a decentralized algorithm."""
-    if not isinstance(tx, StepTransformation) and holds_algorithm(tx):
+    if holds_algorithm(tx):  # False for an algorithm itself (decjax.chain's result too)
         raise ValueError(
             "tx is an optax.chain holding a decentralized algorithm: the chain drops the "
             "algorithm's record (bytes sent, the simulated time) and applies the "
@@ -522,8 +521,8 @@ def _simulate(a: SimpleNamespace) -> SimulationResult:
     if not isinstance(a.tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(a.tx).__name__}")
     check_choice("on_divergence", a.on_divergence, DIVERGENCE)
-    steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
     _check_composition(a.tx)
+    steps, program, schedule, key = _prepare(a, lambda: a.tx, a.on_divergence == "stop")
     _check_against_steps(a.tx, steps)
     state = program.init(a.params, key, {}, a.model_state)
     return execute(

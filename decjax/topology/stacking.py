@@ -72,21 +72,20 @@ def stack(topologies: Sequence[Topology]) -> Topology:
     }
     forms = [t.stack_lists() for t in topologies]
     if all(form is not None for form in forms):
-        neighbors, weights, averaging = _stacked_lists(forms, [t.period for t in topologies])
+        neighbors, weights, averaging = _stacked_lists(forms, period)
         averaging = averaging if np.any(np.asarray(averaging)) else None
         return Sparse(weights=weights, neighbors=neighbors, averaging=averaging, **common)
     mats = [jnp.tile(t.matrices(), (period // t.period, 1, 1)) for t in topologies]
     return Dense(weights=jnp.stack(mats), **common)
 
 
-def _stacked_lists(forms, periods: Sequence[int]) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _stacked_lists(forms, period: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(B, T, n, k)`` neighbour lists and weights, padded with weight-0 self entries, and
-    the ``(B, T)`` averaging strengths."""
-    period = math.lcm(*periods)
+    the ``(B, T)`` averaging strengths; each form's own period tiled to ``period``."""
     lists = []
-    for (nbr, w, a), own_period in zip(forms, periods, strict=True):
+    for nbr, w, a in forms:
         nbr, w, a = (np.asarray(jax.device_get(x)) for x in (nbr, w, a))
-        reps = period // own_period
+        reps = period // nbr.shape[0]
         lists.append((np.tile(nbr, (reps, 1, 1)), np.tile(w, (reps, 1, 1)), np.tile(a, reps)))
     k = max(nbr.shape[-1] for nbr, _, _ in lists)
     n = lists[0][0].shape[1]
