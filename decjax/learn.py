@@ -23,11 +23,10 @@ final loss of a short D-PSGD run (``jax.grad`` through
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 import optax
 
@@ -38,6 +37,9 @@ from decjax.simulate import make_run
 from decjax.topology import Topology, from_matrix, kinds
 from decjax.topology.base import STOCHASTIC_ATOL
 from decjax.topology.optimal import graph_edges
+
+if TYPE_CHECKING:
+    pass
 
 Objective = Callable[[jax.Array], jax.Array]  # W (n, n) -> scalar
 
@@ -61,6 +63,8 @@ class EdgeWeights:
         n, edges = graph_edges(graph)
         if not edges:
             raise ValueError("graph must have at least one edge between distinct workers")
+        import networkx as nx
+
         support = nx.Graph(edges)
         support.add_nodes_from(range(n))
         components = nx.number_connected_components(support)

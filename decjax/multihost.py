@@ -156,12 +156,28 @@ def train(args) -> dict:
     except Interrupted as stop:  # after the checkpoint of that chunk was written
         return {"processes": jax.process_count(), "interrupted_at": stop.args[0]}
     params = decjax.distributed.to_host(result.params)
-    # A sweep over the same mesh: the configurations are split over the devices
-    # of all processes (3 learning rates x 2 seeds, padded to a multiple of them).
-    swept = decjax.sweep(
+    swept = _sweep(args, model, init, lambda lr: algorithm(lr, topology), data, mesh)
+    return {
+        "processes": jax.process_count(),
+        "devices": len(mesh.devices.ravel()),
+        "metrics": {k: v.tolist() for k, v in result.metrics.items()},
+        "params": [leaf.tolist() for leaf in jax.tree.leaves(params)],
+        "sweep_metrics": {k: v.tolist() for k, v in swept.metrics.items()},
+        "first_step_run": steps_seen[0] if steps_seen else None,
+    }
+
+
+def _sweep(args, model, init, make_tx, data, mesh):
+    """A sweep over the same mesh: the configurations are split over the devices of all
+    processes (3 learning rates x 2 seeds, padded to a multiple of them)."""
+    import jax
+
+    import decjax
+
+    return decjax.sweep(
         model.loss,
         init,
-        lambda learning_rate: algorithm(learning_rate, topology),
+        lambda learning_rate: make_tx(learning_rate),
         data,
         {"learning_rate": [args.lr / 2, args.lr, 2 * args.lr], "seed": [0, 1]},
         steps=args.steps,
@@ -171,14 +187,6 @@ def train(args) -> dict:
         mesh=mesh,
         progress=False,
     )
-    return {
-        "processes": jax.process_count(),
-        "devices": len(mesh.devices.ravel()),
-        "metrics": {k: v.tolist() for k, v in result.metrics.items()},
-        "params": [leaf.tolist() for leaf in jax.tree.leaves(params)],
-        "sweep_metrics": {k: v.tolist() for k, v in swept.metrics.items()},
-        "first_step_run": steps_seen[0] if steps_seen else None,
-    }
 
 
 def _parser() -> argparse.ArgumentParser:

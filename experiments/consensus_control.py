@@ -67,7 +67,7 @@ def untimed(step_result):
     """A step without its link record: the two branches' records are of different graphs
     (they cannot meet in one ``lax.cond``), and this study keeps no simulated clock."""
     new, state, info = step_result
-    return new, state, {k: v for k, v in info.items() if k not in decjax.timing.TRAFFIC}
+    return new, state, {k: v for k, v in info.items() if k != decjax.gossip.TRAFFIC}
 
 
 def phased(local, ring, complete, ring_phases, boundaries):

@@ -48,11 +48,11 @@ def step_loop(tx, params, grads_fn, count: int, *, history: bool = False, **extr
     import jax.numpy as jnp
 
     from decjax.algorithms import apply_step
+    from decjax.gossip import TRAFFIC
     from decjax.metrics import accumulate, traffic_metrics, zero_totals
-    from decjax.timing import TRAFFIC
 
     def scalars(info):  # what simulate accumulates: the record less its traffic
-        return {k: v for k, v in info.items() if k not in TRAFFIC}
+        return {k: v for k, v in info.items() if k != TRAFFIC}
 
     state = tx.init(params)
     info = jax.eval_shape(lambda p, s: scalars(apply_step(tx, p, s, p, **extra)[2]), params, state)

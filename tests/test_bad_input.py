@@ -661,6 +661,14 @@ CASES.update(
         "gbps-negative": (lambda: _T.gbps(-1.0), "gigabits_per_second must be > 0"),
         "gbps-text": (lambda: _T.gbps("fast"), "gigabits_per_second"),
         "message-pattern-topology": (lambda: _T.message_pattern("ring"), "topology must be"),
+        "traffic-plus-unlike": (
+            lambda: decjax.gossip.Traffic(allreduce=1.0).plus(decjax.gossip.Traffic()),
+            "cannot add a Traffic with allreduce to one without",
+        ),
+        "step-time-a-dict": (
+            lambda: _T.TimeModel().step_time({"link_bytes": 1.0}, 0, 4),
+            "step_time reads a decjax.gossip.Traffic",
+        ),
         "event-schedule-model": (
             lambda: _T.event_schedule("x", np.ones((4, 4)), 100.0, 10),
             "model must be",
@@ -689,11 +697,11 @@ CASES.update(
         "simulate-timing-label": (lambda: _sim(timing={"a b": _T.TimeModel()}), "timing labels"),
         "simulate-timing-value": (lambda: _sim(timing={"a": 1.0}), "timing['a'] must be"),
         "network-delays-model": (
-            lambda: decjax.algorithms.network_delays("x", 1000, decjax.ring(N)),
+            lambda: decjax.timing.network_delays("x", 1000, decjax.ring(N)),
             "model must be",
         ),
         "network-delays-tick": (
-            lambda: decjax.algorithms.network_delays(_T.TimeModel(), 1000, decjax.ring(N)),
+            lambda: decjax.timing.network_delays(_T.TimeModel(), 1000, decjax.ring(N)),
             "tick must be > 0",
         ),
         "diloco-every-zero": (lambda: decjax.diloco(optax.sgd(0.1), every=0), "every"),

@@ -8,6 +8,7 @@ from benchmarks import (
     conv_lowering,
     convnets,
     dpsgd_step,
+    import_time,
     memory,
     push_sum,
     scale,
@@ -51,6 +52,7 @@ TORCH_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignor
         pytest.param(torch_convnets, marks=TORCH_WARNINGS),
         memory,
         push_sum,
+        import_time,
     ],
     ids=lambda m: m.__name__,
 )

@@ -4,9 +4,21 @@ import json
 import subprocess
 import sys
 
-# scipy.stats alone was about half of `import decjax`; scipy.optimize half a second; tqdm
-# is chosen (text or notebook bar) when a run starts
-LAZY = ("scipy.stats", "scipy.optimize", "tqdm", "pandas", "matplotlib", "flax", "sklearn")
+# scipy.stats alone was about half of `import decjax`; scipy.optimize half a second,
+# networkx and scipy.sparse 0.15 s each; tqdm is chosen (text or notebook bar) when a run
+# starts. What import decjax costs beside import jax: python -m benchmarks.import_time
+LAZY = (
+    "scipy",
+    "scipy.sparse",
+    "scipy.stats",
+    "scipy.optimize",
+    "networkx",
+    "tqdm",
+    "pandas",
+    "matplotlib",
+    "flax",
+    "sklearn",
+)
 
 
 def test_import_decjax_leaves_the_heavy_modules_for_later():

@@ -10,6 +10,7 @@ import pytest
 
 import decjax
 from decjax import timing
+from decjax.gossip import TRAFFIC
 
 N, D = 8, 250  # a model of 250 float32 values: 1,000-byte messages
 MODEL_BYTES = 4 * D
@@ -29,7 +30,7 @@ def _step_times(tx, model, steps=3):
     def one(params, state, t):
         grads = jax.random.normal(jax.random.fold_in(jax.random.key(1), t), params.shape)
         params, state, info = tx.step(grads, state, params)
-        return params, state, model.step_time(info, t, N)
+        return params, state, model.step_time(info[TRAFFIC], t, N)
 
     out = []
     for t in range(steps):
@@ -210,11 +211,11 @@ def test_event_driven_arrivals_match_a_heapq_event_loop_for_100_updates():
 
 def test_network_delays_follow_the_transfer_times():
     model = timing.TimeModel(timing.Network(0.005, 1e6), compute=0.01)
-    delays = decjax.algorithms.network_delays(model, 20_000, decjax.ring(N))  # 25 ms: 3 ticks
+    delays = decjax.timing.network_delays(model, 20_000, decjax.ring(N))  # 25 ms: 3 ticks
     d = np.asarray(delays.sample(jax.random.key(0), N))
     ring = np.asarray(timing.message_pattern(decjax.ring(N))) > 0
     assert set(np.unique(d[ring])) == {3} and set(np.unique(d[~ring])) == {0}
-    exact = decjax.algorithms.network_delays(model, 15_000, decjax.ring(N))  # 20 ms: 2 ticks
+    exact = decjax.timing.network_delays(model, 15_000, decjax.ring(N))  # 20 ms: 2 ticks
     assert exact.max_delay == 2
 
 
@@ -302,7 +303,7 @@ def test_the_network_decides_dasgd_staleness_and_its_ticks_set_the_clock():
     staleness = {}
     for name, bandwidth in (("fast", 1e6), ("slow", 1e5)):
         model = timing.TimeModel(timing.Network(0.002, bandwidth), compute=0.005)
-        delays = decjax.algorithms.network_delays(model, MODEL_BYTES, decjax.ring(N))
+        delays = decjax.timing.network_delays(model, MODEL_BYTES, decjax.ring(N))
         assert delays.max_delay == {"fast": 1, "slow": 3}[name]  # 3 ms and 12 ms per 5 ms tick
         tx = decjax.dasgd(0.01, decjax.ring(N), delays=delays)
         res = decjax.simulate(q.loss, q.init_params(), tx, q.data, timing=model, **common)

@@ -1,6 +1,13 @@
 """Decentralized algorithms as optax ``GradientTransformationExtraArgs`` over stacked params."""
 
 from decjax.algorithms._chain import chain
+from decjax.algorithms._combine import (
+    CombineState,
+    PerWorker,
+    combine,
+    decentralize,
+    per_worker,
+)
 from decjax.algorithms._common import (
     DecentralizedTransformation,
     Info,
@@ -9,41 +16,33 @@ from decjax.algorithms._common import (
     from_step,
     local_then,
 )
-from decjax.algorithms.catalog import ALGORITHMS, NAMES, by_name
-from decjax.algorithms.choco import ChocoState, choco_sgd
-from decjax.algorithms.combine import (
-    CombineState,
-    PerWorker,
-    combine,
-    decentralize,
-    per_worker,
-)
-from decjax.algorithms.consensus_control import (
+from decjax.algorithms._consensus_control import (
     ConsensusControlState,
     consensus_control,
     reference_target,
 )
-from decjax.algorithms.dasgd import DASGDState, dasgd
-from decjax.algorithms.delays import (
-    Delays,
-    fixed_delay,
-    geometric_delay,
-    network_delays,
-    per_link_delay,
-    uniform_delay,
-)
-from decjax.algorithms.detag import DeTAGState, detag
-from decjax.algorithms.diffusion import DiffusionState, d2, exact_diffusion
-from decjax.algorithms.diloco import (
-    DiLoCoState,
+from decjax.algorithms._dasgd import DASGDState, dasgd
+from decjax.algorithms._detag import DeTAGState, detag
+from decjax.algorithms._diloco import (
     diloco,
     gossip_diloco,
     nesterov_outer,
     streaming_diloco,
 )
-from decjax.algorithms.dpsgd import dpsgd
+from decjax.algorithms._diloco_rounds import DiLoCoState
+from decjax.algorithms._dpsgd import dpsgd
+from decjax.algorithms._gradient_tracking import GradientTrackingState, gradient_tracking
+from decjax.algorithms.catalog import ALGORITHMS, NAMES, by_name
+from decjax.algorithms.choco import ChocoState, choco_sgd
+from decjax.algorithms.delays import (
+    Delays,
+    fixed_delay,
+    geometric_delay,
+    per_link_delay,
+    uniform_delay,
+)
+from decjax.algorithms.diffusion import DiffusionState, d2, exact_diffusion
 from decjax.algorithms.faults import ChurnState, StragglerState, node_churn, stragglers
-from decjax.algorithms.gradient_tracking import GradientTrackingState, gradient_tracking
 from decjax.algorithms.local import gossip_pga, local_sgd
 from decjax.algorithms.push_sum import (
     OverlapState,
@@ -99,7 +98,6 @@ __all__ = [
     "local_sgd",
     "local_then",
     "nesterov_outer",
-    "network_delays",
     "node_churn",
     "osgp",
     "per_link_delay",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import optax
 
 from decjax._closures import closure_cells
+from decjax.algorithms._combine import PerWorker, per_worker
 from decjax.algorithms._common import StepTransformation, local_then
-from decjax.algorithms.combine import PerWorker, per_worker
 
 FIX = "use decjax.chain(...), which keeps it and applies the optax transformations per worker"
 

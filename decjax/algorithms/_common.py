@@ -16,8 +16,16 @@ from jax.flatten_util import ravel_pytree
 
 from decjax._closures import nonfinite_number
 from decjax._validation import check_callable, check_int, check_positive, is_traced
-from decjax.gossip import Links, bytes_per_round, link_bytes, mix, mix_delta, resolve_backend
-from decjax.timing import LINK_BYTES
+from decjax.gossip import (
+    TRAFFIC,
+    Links,
+    Traffic,
+    bytes_per_round,
+    link_bytes,
+    mix,
+    mix_delta,
+    resolve_backend,
+)
 from decjax.topology import Topology
 
 
@@ -87,11 +95,11 @@ class Gossip:
         return link_bytes(self.topology, tree, step * self.rounds, vectors, self.rounds)
 
     def traffic(self, tree: Any, step: jax.Array, vectors: int = 1) -> Info:
-        """The step's record of what gossip sent: ``bytes_sent`` (see :meth:`bytes`) and
-        ``link_bytes`` (see :meth:`links`), which :class:`decjax.timing.TimeModel` reads."""
+        """The step's record of what gossip sent: ``bytes_sent`` (see :meth:`bytes`) and its
+        ``traffic`` (a :class:`~decjax.gossip.Traffic` of :meth:`links`, what the clock reads)."""
         return {
             "bytes_sent": self.bytes(tree, step, vectors),
-            LINK_BYTES: self.links(tree, step, vectors),
+            TRAFFIC: Traffic(links=self.links(tree, step, vectors)),
         }
 
 
@@ -99,7 +107,7 @@ def also_sent(first: Info, second: Info, when: jax.Array = True) -> Info:
     """Two records of messages sent in the same rounds, the second counted only ``when``."""
     return {
         key: first[key].plus(second[key], when)
-        if isinstance(first[key], Links)
+        if isinstance(first[key], Traffic)
         else first[key] + jnp.where(when, second[key], 0.0)
         for key in first
     }

@@ -11,17 +11,17 @@ from collections.abc import Callable
 import optax
 
 from decjax._validation import check_choice
+from decjax.algorithms._combine import decentralize
 from decjax.algorithms._common import check_learning_rate
+from decjax.algorithms._consensus_control import consensus_control
+from decjax.algorithms._dasgd import dasgd
+from decjax.algorithms._detag import detag
+from decjax.algorithms._diloco import diloco, gossip_diloco, streaming_diloco
+from decjax.algorithms._dpsgd import dpsgd
+from decjax.algorithms._gradient_tracking import gradient_tracking
 from decjax.algorithms.choco import choco_sgd
-from decjax.algorithms.combine import decentralize
-from decjax.algorithms.consensus_control import consensus_control
-from decjax.algorithms.dasgd import dasgd
 from decjax.algorithms.delays import uniform_delay
-from decjax.algorithms.detag import detag
 from decjax.algorithms.diffusion import d2, exact_diffusion
-from decjax.algorithms.diloco import diloco, gossip_diloco, streaming_diloco
-from decjax.algorithms.dpsgd import dpsgd
-from decjax.algorithms.gradient_tracking import gradient_tracking
 from decjax.algorithms.local import gossip_pga, local_sgd
 from decjax.algorithms.push_sum import osgp, push_diging, sgp
 from decjax.algorithms.qgm import qg_dsgdm

@@ -18,9 +18,8 @@ from decjax.algorithms._common import (
     learning_rate_at,
     zeros_count,
 )
-from decjax.gossip import Compressor, Links, messages_per_worker
+from decjax.gossip import TRAFFIC, Compressor, Links, Traffic, messages_per_worker
 from decjax.gossip.compression import compress_rows
-from decjax.timing import LINK_BYTES
 from decjax.topology import Topology
 
 
@@ -107,7 +106,7 @@ def choco_sgd(
         message = jnp.float32(compressor.bytes(diff.shape[1], jnp.dtype(diff.dtype).itemsize))
         info = {
             "bytes_sent": messages_per_worker(topology, t) * message,
-            LINK_BYTES: Links.of(topology, t, message),
+            TRAFFIC: Traffic(links=Links.of(topology, t, message)),
         }
         return new, ChocoState(t + 1, public, key), info
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from decjax import _axis
 from decjax._validation import check_in_range, check_int
-from decjax.timing import TimeModel, message_pattern
 
 NEVER = np.iinfo(np.int32).max // 2  # "no such message" in delay and arrival buffers
 
@@ -116,39 +115,3 @@ def incoming(buf: jax.Array, slots: jax.Array, deliver: jax.Array, n: int) -> ja
     mask = deliver.astype(flat.dtype)
     got = jnp.einsum("iaj,jad->id", mask, flat, precision=jax.lax.Precision.HIGHEST)
     return got.reshape(buf.shape[:1] + buf.shape[2:])
-
-
-def network_delays(model, message_bytes: float, topology, *, tick: float | None = None) -> Delays:
-    r"""The tick delays a network implies, for :func:`decjax.dasgd` and :func:`decjax.osgp`.
-
-    A message sent at the end of tick :math:`s` and applied at the end of tick
-    :math:`s + d` must arrive within :math:`d` ticks, so
-    :math:`d_{ij} = \lceil (\ell_{ij} + \tau_{ij}) / \text{tick} \rceil`, with
-    :math:`\ell_{ij} + \tau_{ij}` the latency and transfer time of one
-    ``message_bytes`` message on the link (:meth:`decjax.timing.Network.transfer`,
-    the ports shared by the messages of one tick). With these delays the
-    staleness DASGD reports is the one the network causes, and the run's
-    simulated ``time`` (ticks of the slowest computation) is consistent with them.
-
-    Args:
-      model: a :class:`decjax.timing.TimeModel`.
-      message_bytes: bytes of one message (e.g. ``decjax.gossip.worker_bytes(params)``).
-      topology: who sends to whom.
-      tick: seconds per tick (default: the slowest worker's mean compute time).
-
-    Examples:
-      >>> import decjax
-      >>> net = decjax.timing.Network(latency=0.01, bandwidth=1e6)  # 10 ms, 1 MB/s
-      >>> model = decjax.timing.TimeModel(net, compute=0.02)  # 20 ms per tick
-      >>> decjax.algorithms.network_delays(model, 25_000, decjax.ring(4)).max_delay  # 35 ms
-      2
-    """
-    if not isinstance(model, TimeModel):
-        raise TypeError(f"model must be a decjax.timing.TimeModel, got {type(model).__name__}")
-    if tick is None:
-        tick = float(np.max(np.mean(np.atleast_2d(model.compute.seconds), axis=0)))
-    if not tick > 0:
-        raise ValueError("tick must be > 0 (give tick=, or a TimeModel with compute time > 0)")
-    seconds = np.asarray(model.network.transfer_times(topology, message_bytes), np.float64)
-    delays = np.ceil(seconds / tick - 1e-6).astype(np.int64)  # 1e-6: float32 transfer times
-    return per_link_delay(np.where(np.asarray(message_pattern(topology)) > 0, delays, 0))

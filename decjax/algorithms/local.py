@@ -7,9 +7,9 @@ from typing import Any
 import optax
 
 from decjax._validation import check_int
+from decjax.algorithms._combine import decentralize
 from decjax.algorithms._common import constructor
-from decjax.algorithms.combine import decentralize
-from decjax.algorithms.dpsgd import local_sgd_optimizer
+from decjax.algorithms._dpsgd import local_sgd_optimizer
 from decjax.topology import Topology, solo
 
 

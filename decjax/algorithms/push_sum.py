@@ -31,11 +31,10 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
+from decjax.algorithms._dpsgd import local_sgd_optimizer
 from decjax.algorithms.delays import NEVER, Delays, deliveries, fixed_delay, incoming
-from decjax.algorithms.dpsgd import local_sgd_optimizer
-from decjax.gossip import Links, worker_bytes
+from decjax.gossip import TRAFFIC, Links, Traffic, worker_bytes
 from decjax.gossip.push_sum import debias, unit_weights
-from decjax.timing import INFLIGHT_BYTES, LINK_BYTES
 from decjax.topology import Topology
 
 
@@ -203,8 +202,9 @@ def _overlap_step(topology: Topology, delays: Delays, key: jax.Array):
     def traffic(off, t, message_bytes):
         """Messages in flight (nobody waits) with delays, waited for without (= SGP)."""
         if delays.max_delay == 0:
-            return {LINK_BYTES: Links.of(topology, t, message_bytes)}
-        return {INFLIGHT_BYTES: (off != 0).astype(jnp.float32) * jnp.float32(message_bytes)}
+            return {TRAFFIC: Traffic(links=Links.of(topology, t, message_bytes))}
+        inflight = (off != 0).astype(jnp.float32) * jnp.float32(message_bytes)
+        return {TRAFFIC: Traffic(inflight=inflight)}
 
     def init(params):
         rows = jax.tree.leaves(params)[0].shape[0]

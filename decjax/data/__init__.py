@@ -1,5 +1,6 @@
 """Data on device: datasets, partitions over workers, per-worker minibatches."""
 
+from decjax.data._partition import SCHEMES, Partition, label_histogram, partition
 from decjax.data.augment import augmented, random_crop_flip
 from decjax.data.datasets import Dataset, from_arrays, load_digits
 from decjax.data.files import (
@@ -10,7 +11,6 @@ from decjax.data.files import (
     load_text,
     synthetic_images,
 )
-from decjax.data.partition import SCHEMES, Partition, label_histogram, partition
 from decjax.data.sampling import WorkerData, distribute, gather_batch, sample_batch, worker_keys
 
 __all__ = [

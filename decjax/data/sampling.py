@@ -11,8 +11,8 @@ import numpy as np
 from decjax import _axis
 from decjax._random import numpy_rng, varied
 from decjax._validation import check_choice, check_int
+from decjax.data._partition import Partition, partition
 from decjax.data.datasets import Dataset, check_labels
-from decjax.data.partition import Partition, partition
 
 SAMPLING = ("replacement", "epochs")
 

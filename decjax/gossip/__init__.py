@@ -1,5 +1,6 @@
 """Gossip operators: mixing stacked worker quantities along axis 0."""
 
+from decjax.gossip._mix import BACKENDS, mix, mix_delta, resolve_backend
 from decjax.gossip.accelerated import accelerated_mix, accelerated_step, optimal_momentum
 from decjax.gossip.communication import (
     bytes_per_round,
@@ -8,14 +9,15 @@ from decjax.gossip.communication import (
     worker_bytes,
 )
 from decjax.gossip.compression import Compressor, identity, qsgd, random_k, sign, top_k
-from decjax.gossip.mix import BACKENDS, mix, mix_delta, resolve_backend
 from decjax.gossip.push_sum import debias, push_sum_average
-from decjax.gossip.traffic import Links
+from decjax.gossip.traffic import TRAFFIC, Links, Traffic
 
 __all__ = [
     "BACKENDS",
+    "TRAFFIC",
     "Compressor",
     "Links",
+    "Traffic",
     "accelerated_mix",
     "accelerated_step",
     "bytes_per_round",

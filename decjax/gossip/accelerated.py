@@ -8,7 +8,7 @@ from typing import Any
 import jax
 
 from decjax._validation import check_in_range, check_int
-from decjax.gossip.mix import mix, resolve_backend
+from decjax.gossip._mix import mix, resolve_backend
 from decjax.topology import Topology, spectral_gap
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from decjax._validation import check_int, check_stacked
-from decjax.gossip.mix import mix
+from decjax.gossip._mix import mix
 from decjax.topology import Topology
 
 

@@ -1,7 +1,14 @@
-r"""What a step sent over the links: a record in ``O(edges)``, read only when someone asks.
+r"""What a step sent: a typed record in ``O(edges)``, read only when someone asks.
 
-:class:`Links` is the ``link_bytes`` entry of an algorithm's per-step record
-(:class:`~decjax.algorithms.StepTransformation`): the messages the receivers
+Every algorithm's per-step record (:class:`~decjax.algorithms.StepTransformation`)
+holds its traffic under one key, ``"traffic"`` (:data:`TRAFFIC`): a
+:class:`Traffic` of the messages the workers wait for (:class:`Links`), the
+bytes averaged over all workers (an all-reduce), the messages in flight that
+nobody waits for, and how many computations the communication hides behind.
+Algorithms write it; the clock (:class:`decjax.timing.TimeModel`) only reads
+it, and nothing here knows about time.
+
+:class:`Links` is the record of the messages the receivers
 wait for, in ``P`` sequential phases (one per gossip round). It stores what
 determines them, not the messages themselves: the topology, and per phase
 ``m`` terms of a round index and the bytes each link of :math:`W_{\text{round}}`
@@ -22,6 +29,7 @@ it and a ring of a million workers traces in ``O(n)`` memory (tested).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +39,8 @@ import jax.numpy as jnp
 from decjax._validation import check_int
 from decjax.topology import Topology
 from decjax.topology.base import Edges, check_topology
+
+TRAFFIC = "traffic"  # the key of a step record's Traffic (what the clock reads; not a metric)
 
 
 @jax.tree_util.register_dataclass
@@ -100,3 +110,79 @@ class Links:
     def total(self) -> jax.Array:
         """The bytes of every message of every phase."""
         return sum(jnp.sum(self.edges(p).bytes) for p in range(self.phases))
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Traffic:
+    """What one step sent, by how the workers wait for it (``None``: nothing of that kind).
+
+    Attributes:
+      links: the messages the receivers wait for, in phases (:class:`Links`).
+      allreduce: float32 bytes per worker of a vector averaged over all workers
+        (local SGD, Gossip-PGA, DiLoCo): the clock times a ring all-reduce,
+        ``2 (n - 1)`` phases of ``B / n`` bytes.
+      inflight: ``(n, n)`` float32 bytes of messages ``j -> i`` delivered in later
+        ticks, which nobody waits for (DASGD, OSGP with delays).
+      overlap_steps: the step's communication runs behind this many
+        computations (Streaming DiLoCo's ``overlap``).
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> links = decjax.gossip.link_bytes(decjax.ring(4), jnp.zeros((4, 250)))  # 1 kB each
+      >>> traffic = decjax.gossip.Traffic(links=links)
+      >>> float(traffic.total_bytes(4)), float(traffic.messages(4))  # 8 messages of 1 kB
+      (8000.0, 8.0)
+    """
+
+    links: Links | None = None
+    allreduce: jax.Array | None = None
+    inflight: jax.Array | None = None
+    overlap_steps: jax.Array | None = None
+
+    def plus(self, other: Traffic, when: Any = True) -> Traffic:
+        """Both records' messages, ``other``'s counted only ``when`` (messages sent in the
+        same phases: gradient tracking's params and tracker)."""
+        fields = {}
+        for field in dataclasses.fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if (mine is None) != (theirs is None):
+                raise ValueError(f"cannot add a Traffic with {field.name} to one without")
+            if mine is None:
+                fields[field.name] = None
+            elif isinstance(mine, Links):
+                fields[field.name] = mine.plus(theirs, when)
+            elif field.name == "overlap_steps":
+                fields[field.name] = mine
+            else:
+                fields[field.name] = mine + jnp.where(when, theirs, 0.0).astype(jnp.float32)
+        return Traffic(**fields)
+
+    def replace(self, **changes: Any) -> Traffic:
+        """This record with some fields changed (``lax.cond`` branches need the same fields)."""
+        return dataclasses.replace(self, **changes)
+
+    def messages(self, n: int) -> jax.Array:
+        """How many messages the step sent: one per link and phase that carries bytes, the
+        ``2 n (n - 1)`` of a ring all-reduce, and every message in flight."""
+        count = jnp.zeros((), jnp.float32)
+        if self.links is not None:
+            for p in range(self.links.phases):
+                count += jnp.sum(self.links.edges(p).bytes > 0).astype(jnp.float32)
+        if self.allreduce is not None and n > 1:
+            count += jnp.where(self.allreduce > 0, 2.0 * n * (n - 1), 0.0)
+        if self.inflight is not None:
+            count += jnp.sum(self.inflight > 0).astype(jnp.float32)
+        return count
+
+    def total_bytes(self, n: int) -> jax.Array:
+        """The bytes of every message the step sent (a ring all-reduce of ``B`` bytes per
+        worker sends ``2 (n - 1) B`` in all)."""
+        total = jnp.zeros((), jnp.float32)
+        if self.links is not None:
+            total += self.links.total()
+        if self.allreduce is not None:
+            total += 2.0 * (n - 1) * self.allreduce
+        if self.inflight is not None:
+            total += jnp.sum(self.inflight)
+        return total

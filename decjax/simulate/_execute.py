@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from decjax import _random, distributed
+from decjax import distributed
 from decjax._validation import check_callable, check_int
 from decjax.simulate import checkpoint
+from decjax.simulate._diagnosis import diverged_message, mismatch
 from decjax.simulate._loop import divisor_near, run_chunks
 from decjax.simulate._lowering import AUTO
 from decjax.simulate._program import NONFINITE_STEP, Program, RunState
@@ -66,23 +67,29 @@ class Saving:
         check_int("checkpoint_every", self.every, minimum=1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Layout:
-    """A single run: workers on the leading axis; on a mesh, placed by role."""
+    """A single run: workers on the leading axis; on a mesh, placed by role.
+
+    Immutable: :meth:`place` returns the placed layout (with the partition specs of the
+    run's state, data and evaluation data) beside the placed arrays.
+    """
 
     n: int
     mesh: Any = None
-    specs: Any = field(default=None, init=False)
-    data_specs: Any = field(default=None, init=False)
-    eval_specs: Any = field(default=None, init=False)
-    batched = False
-    desc = "simulate"
+    specs: Any = None
+    data_specs: Any = None
+    eval_specs: Any = None
+    batched: ClassVar[bool] = False
+    desc: ClassVar[str] = "simulate"
 
     def place(self, program: Program, state, data, eval_data, hyper):
-        """New global arrays for the compiled chunks (the caller's buffers stay valid)."""
+        """``(layout, state, data, eval_data, hyper)`` placed for the compiled chunks: new
+        global arrays (the caller's buffers stay valid) and the layout that knows their specs."""
         if self.mesh is None:
             # the chunks donate their input state: copy it, the caller may hold params/key
-            return jax.tree.map(lambda x: jnp.array(x, copy=True), state), data, eval_data, hyper
+            state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+            return self, state, data, eval_data, hyper
         block = self.n // distributed.check_workers(self.n, self.mesh)
         if program.worker_chunks != AUTO and block % program.worker_chunks:
             raise ValueError(
@@ -90,13 +97,17 @@ class Layout:
                 f"holds (n / devices = {self.n} / {self.n // block} = {block}) when running on "
                 "a mesh"
             )
-        self.specs = distributed.state_specs(state, self.n, self.mesh)
-        self.data_specs = distributed.data_specs(data, self.n, self.mesh)
-        self.eval_specs = distributed.replicated_specs(eval_data)
+        placed = dataclasses.replace(
+            self,
+            specs=distributed.state_specs(state, self.n, self.mesh),
+            data_specs=distributed.data_specs(data, self.n, self.mesh),
+            eval_specs=distributed.replicated_specs(eval_data),
+        )
         return (
-            self.replace(state),
-            distributed.place(data, self.mesh, self.data_specs),
-            distributed.place(eval_data, self.mesh, self.eval_specs),
+            placed,
+            placed.replace(state),
+            distributed.place(data, self.mesh, placed.data_specs),
+            distributed.place(eval_data, self.mesh, placed.eval_specs),
             hyper,
         )
 
@@ -134,23 +145,26 @@ class Layout:
         return state, metrics, recorded, bool(diverged), (int(diverged_at) or None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepLayout(Layout):
     """A sweep: configurations on the leading axis (``runs`` real ones, padded to ``padded``);
     on a mesh each device runs its block of them, with no communication."""
 
     runs: int = 0
     padded: int = 0
-    batched = True
-    desc = "sweep"
+    batched: ClassVar[bool] = True
+    desc: ClassVar[str] = "sweep"
 
     def place(self, program: Program, state, data, eval_data, hyper):
         if self.mesh is None:
             return super().place(program, state, data, eval_data, hyper)
         distributed.check_workers(self.padded, self.mesh)
-        self.specs = distributed.worker_specs(state, self.padded, self.mesh)
+        placed = dataclasses.replace(
+            self, specs=distributed.worker_specs(state, self.padded, self.mesh)
+        )
         return (
-            self.replace(state),
+            placed,
+            placed.replace(state),
             distributed.place_replicated(data, self.mesh),
             distributed.place_replicated(eval_data, self.mesh),
             distributed.place(
@@ -206,7 +220,7 @@ def execute(
     if callback is not None:
         check_callable("callback", callback)
     first = (state, data)  # the caller's arrays (placement copies them): for a diagnosis
-    state, data, eval_data, hyper = layout.place(program, state, data, eval_data, hyper)
+    layout, state, data, eval_data, hyper = layout.place(program, state, data, eval_data, hyper)
     meta, state, history, start = _resume(program, state, layout, schedule, steps, configs, saving)
     compiled, traces = _compile(program, layout, schedule)
     done: list[dict] = []
@@ -214,7 +228,7 @@ def execute(
     after_chunk = _monitor(
         program, layout, schedule, saving, meta, history, done, saved, on_divergence, callback
     )
-    after_chunk.diagnose = lambda: _mismatch(program, *first)
+    after_chunk.diagnose = lambda: mismatch(program, *first)
     desc = layout.desc
     if start:
         desc += f" (resumed at step {start * schedule.steps_per_chunk})"
@@ -311,58 +325,12 @@ def _monitor(
             callback(next_chunk * schedule.steps_per_chunk, public(host))
         if on_divergence == "raise" and bad.any():
             cause = after_chunk.diagnose()
-            raise FloatingPointError(_diverged(host, next_chunk * schedule.steps_per_chunk, cause))
+            raise FloatingPointError(
+                diverged_message(host, next_chunk * schedule.steps_per_chunk, cause)
+            )
         return on_divergence == "stop" and layout.stop(bad)
 
     return after_chunk
-
-
-def _diverged(host: dict, chunk_end: int, mismatch: str | None) -> str:
-    """The divergence message: where, and the likely cause (not always the learning rate)."""
-    nonfinite = host[NONFINITE_STEP]
-    if (nonfinite > 0).any():
-        where = f"at step {int(nonfinite[nonfinite > 0].min())}: the training loss became"
-    else:
-        where = f"by step {chunk_end}: the params became too large for float32 or"
-    if mismatch is not None:
-        return f"training diverged {where} non-finite, and not through the updates: {mismatch}"
-    return (
-        f"training diverged {where} non-finite. The params, the data and the topology weights "
-        "were finite and checked at the start, and the loss was finite on the first "
-        "minibatches, so the updates blew up: lower the learning rate, or pass "
-        "on_divergence='stop' (returns the last finite state) or 'ignore'"
-    )
-
-
-DIAGNOSED_STEPS = 8
-
-
-def _mismatch(program: Program, state, data) -> str | None:
-    """Why a run diverged when it is not the updates: the loss is already non-finite at the
-    initial params on one of the first minibatches (labels outside the model's classes,
-    token ids beyond its vocabulary, sequences longer than its context). ``None`` when the
-    loss is finite there."""
-
-    @jax.jit
-    def losses(state, data):
-        out, key = [], state.key
-        with _random.run_key(state.run_key):
-            for s in range(DIAGNOSED_STEPS):
-                key, sub = jax.random.split(key)
-                out.append(program.gradients(state.params, data, sub, state.model_state, s)[0])
-        return jnp.stack(out)
-
-    values = np.asarray(losses(state, data))
-    if np.isfinite(values).all():
-        return None
-    step, worker = np.unravel_index(int(np.argmax(~np.isfinite(values))), values.shape)
-    return (
-        f"the loss is already {values[step, worker]} at the initial params (worker {worker}, "
-        f"the minibatch of step {step + 1}), so the data and the model do not fit: labels "
-        "outside the model's classes, token ids beyond its vocabulary, sequences longer than "
-        "its context, or a loss that is not finite on these inputs. The learning rate is not "
-        "the cause"
-    )
 
 
 def _collect(program, layout, state, history, configs, on_divergence, traces, wall):

@@ -14,7 +14,7 @@ from decjax import _axis, _random
 from decjax._validation import is_prng_key
 from decjax.algorithms import apply_step
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
-from decjax.gossip import mix
+from decjax.gossip import TRAFFIC, mix
 from decjax.metrics import (
     accumulate,
     consensus_distance,
@@ -23,7 +23,7 @@ from decjax.metrics import (
     zero_totals,
 )
 from decjax.simulate._lowering import AUTO, resolve_worker_chunks
-from decjax.timing import TRAFFIC, TimeModel
+from decjax.timing import TimeModel
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
@@ -104,10 +104,10 @@ class Program:
     def _priced(self, info: dict) -> dict:
         """A step's record, refused when a time model is asked to price a step that
         reports no traffic (its time would leave out every message)."""
-        if self.timing and not set(info) & set(TRAFFIC):
+        if self.timing and TRAFFIC not in info:
             raise ValueError(
                 "timing= prices the traffic a step reports, and tx reports none (a plain optax "
-                "transformation, or a from_step record without link_bytes/allreduce_bytes): "
+                "transformation, or a from_step record without a decjax.gossip.Traffic): "
                 "build tx with decjax.chain(..., algorithm), or drop timing="
             )
         return info
@@ -115,10 +115,10 @@ class Program:
     def record(self, info: dict, step, params) -> dict:
         """What a step adds to the running totals: its scalars, and with a time model the
         simulated seconds ``time`` it took (from its traffic, which is not kept)."""
-        out = {name: value for name, value in info.items() if name not in TRAFFIC}
+        out = {name: value for name, value in info.items() if name != TRAFFIC}
         n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
         for name, model in (self.timing or {}).items():
-            out[name] = model.step_time(info, step, n)
+            out[name] = model.step_time(info.get(TRAFFIC), step, n)
         return out
 
     def batch(self, data, key, step=0):

@@ -148,6 +148,11 @@ class _Walker:
             self._record(label, repr(obj))
             return
         self._seen.add(id(obj))
+        self._parts(obj, name, depth, prefix, label)
+
+    def _parts(self, obj: Any, name: str, depth: int, prefix: str, label: str) -> None:
+        """Record what a composite ``obj`` holds: a topology's weights, an array's digest, a
+        factory's arguments by name, a function's closure, a container's items."""
 
         def inner(value, key):
             self.walk(value, key, depth + 1, prefix)

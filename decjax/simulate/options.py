@@ -163,11 +163,19 @@ FLAT_DEFAULTS = {
 }
 
 
-def flat_options(function: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Every flat option keyword, ``given`` ones over the defaults (for ``**options``).
+@dataclass(frozen=True)
+class Options:
+    """A run's three option objects: what ``simulate``, ``sweep`` and ``make_run`` pass on
+    after converting the flat keywords at their door (:func:`gather`)."""
 
-    An unknown keyword is refused in one line that lists the known ones.
-    """
+    evaluation: Evaluation = Evaluation()
+    checkpointing: Checkpointing = Checkpointing()
+    execution: Execution = Execution()
+
+
+def check_known(function: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (a ``**options``), refused in one line naming the known keywords when one
+    of them is unknown."""
     unknown = sorted(set(given) - set(FLAT_DEFAULTS))
     if unknown:
         raise TypeError(
@@ -175,35 +183,68 @@ def flat_options(function: str, given: dict[str, Any]) -> dict[str, Any]:
             f"are {', '.join(FLAT_DEFAULTS)} (or the Evaluation, Checkpointing and "
             "Execution objects)"
         )
-    return {**FLAT_DEFAULTS, **given}
+    return given
 
 
-def merge(flat: dict[str, Any], **objects) -> dict[str, Any]:
-    """The flat keywords with the given option objects unpacked into them.
+def keywords(kind, *values):
+    """An option object of ``kind`` from its flat keywords' values, in the order of
+    :data:`KEYWORDS` (``keywords(Evaluation, eval_every, eval_fn, eval_data, eval_workers)``)."""
+    return _from_keywords(kind, dict(zip(KEYWORDS[kind].values(), values, strict=True)))
 
-    ``flat`` holds the function's arguments as passed (its ``locals()`` at
-    its top); the result is them, less the objects, ready to forward; ``objects`` maps an
-    argument name (``evaluation``) to an option object or ``None``. A keyword
-    that was changed from its default while its object is also given is an error.
+
+def gather(*pairs: tuple[Any, Any]) -> Options:
+    """One :class:`Options` from ``(given object or None, object of the flat keywords)``
+    pairs, in the order evaluation, checkpointing, execution: converted once, at the door.
+
+    A flat keyword changed from its default while its object is also given is refused,
+    so no value is silently ignored.
     """
-    out = {k: v for k, v in flat.items() if k not in objects}
-    for argument, obj in objects.items():
-        if obj is None:
+    built = []
+    for given, flat in pairs:
+        kind = type(flat)
+        argument = kind.__name__.lower()
+        if given is None:
+            built.append(flat)
             continue
-        kind = next((k for k in KEYWORDS if argument == k.__name__.lower()), None)
-        if kind is None or not isinstance(obj, kind):
-            expected = kind.__name__ if kind else argument
+        if not isinstance(given, kind):
             raise TypeError(
-                f"{argument} must be a decjax.{expected} or None, got {type(obj).__name__}"
+                f"{argument} must be a decjax.{kind.__name__} or None, got {type(given).__name__}"
             )
-        defaults = {f.name: f.default for f in fields(kind)}
         for name, keyword in KEYWORDS[kind].items():
-            if keyword in flat and not _is_default(flat[keyword], defaults[name]):
+            if not _is_default(getattr(flat, name), FLAT_DEFAULTS[keyword]):
                 raise ValueError(
                     f"give either {argument}={kind.__name__}(...) or {keyword}=, not both"
                 )
-            out[keyword] = getattr(obj, name)
-    return out
+        built.append(given)
+    return Options(*built)
+
+
+def gather_flat(
+    flat: dict[str, Any],
+    evaluation: Evaluation | None = None,
+    checkpointing: Checkpointing | None = None,
+    execution: Execution | None = None,
+) -> Options:
+    """:func:`gather` of flat keywords given as a dict (``sweep``'s ``**options``); those
+    not in ``flat`` take their defaults."""
+    given = (evaluation, checkpointing, execution)
+    return gather(
+        *((obj, _from_keywords(kind, flat)) for obj, kind in zip(given, KEYWORDS, strict=True))
+    )
+
+
+def _from_keywords(kind, flat: dict[str, Any]):
+    """``kind`` built from its flat keywords; a refusal names the keyword, not the field."""
+    names = KEYWORDS[kind]
+    try:
+        return kind(
+            **{name: flat.get(keyword, FLAT_DEFAULTS[keyword]) for name, keyword in names.items()}
+        )
+    except (TypeError, ValueError) as err:
+        message = str(err)
+        for name, keyword in names.items():
+            message = message.replace(f"{kind.__name__}.{name}", keyword)
+        raise type(err)(message) from None
 
 
 def _is_default(value, default) -> bool:

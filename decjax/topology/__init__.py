@@ -1,6 +1,7 @@
 """Communication graphs and their mixing matrices (``W[i, j]``: weight ``i`` puts on ``j``)."""
 
 from decjax.topology import kinds, spectrum
+from decjax.topology._epidemic import epidemic, random_out
 from decjax.topology.analysis import effective_neighbors, period_product, spectral_gap
 from decjax.topology.base import Topology
 from decjax.topology.catalog import NAMES, by_name
@@ -19,7 +20,6 @@ from decjax.topology.directed import (
     from_digraph,
     one_peer_directed_exponential,
 )
-from decjax.topology.epidemic import epidemic, random_out
 from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
 from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
 from decjax.topology.finite_time import base_graph
@@ -28,14 +28,13 @@ from decjax.topology.graphs import (
     from_edges,
     from_matrix,
     from_neighbor_lists,
-    from_networkx,
     grid,
     hypercube,
     random_matching,
     star,
-    to_networkx,
     torus,
 )
+from decjax.topology.interop import from_networkx, to_networkx
 from decjax.topology.kinds import BACKENDS_FOR, REPRESENTATIONS
 from decjax.topology.optimal import fastest_mixing
 from decjax.topology.stacking import stack

@@ -6,7 +6,6 @@ These functions read concrete weights; call them outside ``jit``.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse.linalg
 
 from decjax._validation import check_choice, check_in_range
 from decjax.topology.base import Topology
@@ -83,6 +82,8 @@ def spectral_gap(topology: Topology) -> float:
 
 def _sparse_gap(topology: Topology) -> float | None:
     """``1 - |lambda_2|`` of a large static symmetric sparse ``W`` (ARPACK); None if it fails."""
+    import scipy.sparse.linalg
+
     (w,) = sparse_matrices(topology)
     if abs(w - w.T).max() > 1e-6:
         return None

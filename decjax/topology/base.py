@@ -19,12 +19,14 @@ uses entry ``t mod T``, selected inside ``jit`` without recompiling.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 # Tolerance for row/column sums of a doubly stochastic matrix given in float32.
 STOCHASTIC_ATOL = 1e-5
@@ -189,6 +191,8 @@ class Topology:
 
         The self weight is implicit (``1 - sum`` of the others), as in gossip.
         """
+        import scipy.sparse  # here: it costs `import decjax` 0.14 s
+
         nbr, w = (np.asarray(jax.device_get(a)) for a in self.lists())
         n = self.n
         rows = np.broadcast_to(np.arange(n)[:, None], nbr.shape[1:])

@@ -8,6 +8,7 @@ import jax
 
 from decjax._bits import ceil_log2
 from decjax._validation import check_choice, check_int
+from decjax.topology._epidemic import epidemic, random_out
 from decjax.topology.base import Topology
 from decjax.topology.circulant import complete, exponential, one_peer_exponential, ring, solo
 from decjax.topology.directed import (
@@ -15,7 +16,6 @@ from decjax.topology.directed import (
     directed_ring,
     one_peer_directed_exponential,
 )
-from decjax.topology.epidemic import epidemic, random_out
 from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
 from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus

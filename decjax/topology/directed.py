@@ -13,8 +13,9 @@ of the SGP paper) are regular, hence doubly stochastic, and stored as shifts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax.numpy as jnp
-import networkx as nx
 import numpy as np
 
 from decjax._bits import ceil_log2
@@ -23,6 +24,9 @@ from decjax.topology.base import STOCHASTIC_ATOL, Topology, as_weights
 from decjax.topology.checks import check_matrix_stack
 from decjax.topology.circulant import from_offsets
 from decjax.topology.kinds import Sparse
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DIRECTED_WEIGHT_RULES = ("uniform_out",)
 
@@ -47,6 +51,8 @@ def from_digraph(graph: nx.Graph, *, weights: str = "uniform_out", name: str | N
       >>> topo.push, [round(v, 3) for v in topo.matrix()[:, 0].tolist()]
       (True, [0.333, 0.333, 0.333])
     """
+    import networkx as nx
+
     if not isinstance(graph, nx.Graph):
         raise TypeError(f"graph must be a networkx DiGraph, got {type(graph).__name__}")
     if graph.is_multigraph():

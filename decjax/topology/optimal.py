@@ -22,11 +22,15 @@ worse than its Metropolis–Hastings start.
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from decjax.topology.base import Topology
 from decjax.topology.graphs import from_neighbor_lists, lists_from_steps
+
+if TYPE_CHECKING:
+    pass
 
 BETAS = (10.0, 100.0, 1e3, 1e4)  # smoothing continuation: each stage warm-starts the next
 
@@ -43,6 +47,8 @@ def graph_edges(graph) -> tuple[int, list[tuple[int, int]]]:
         support = (w != 0) | (w.T != 0)
         n = graph.n
         return n, [(int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(support, 1)), strict=True)]
+    import networkx as nx
+
     if not isinstance(graph, nx.Graph) or graph.is_directed():
         raise TypeError(
             "graph must be an undirected networkx Graph or a static Topology, "

@@ -17,10 +17,14 @@ topology) are recognised as circulant too.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse
 
 from decjax.topology.base import Topology
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 DENSE_LIMIT = 2048  # above this, analysis avoids forming (n, n) matrices where it can
 

@@ -12,6 +12,7 @@ from helpers import step_loop
 
 import decjax
 from decjax.algorithms import ALGORITHMS, NAMES
+from decjax.gossip import TRAFFIC
 
 N, D = 8, 6
 
@@ -81,8 +82,8 @@ def _timed_steps(tx, count=8):
     step = jax.jit(tx.step)
     for t in range(count):
         params, state, info = step(_grads(params, t), state, params)
-        seconds = CLOCK.step_time(info, t, N)
-        out.append({k: float(v) for k, v in info.items() if k not in decjax.timing.TRAFFIC})
+        seconds = CLOCK.step_time(info.get(TRAFFIC), t, N)
+        out.append({k: float(v) for k, v in info.items() if k != TRAFFIC})
         out[-1]["time"] = float(seconds)
     return params, out
 
@@ -206,15 +207,24 @@ def test_traffic_record_adds_up_to_bytes_sent(name):
     state, step = tx.init(params), jax.jit(tx.step)
     for t in range(8):
         params, state, info = step(_grads(params, t), state, params)
-        record = info.get("link_bytes")
+        traffic = info[TRAFFIC]
+        assert isinstance(traffic, decjax.gossip.Traffic)
+        record = traffic.links
         links = jnp.zeros((1, N, N)) if record is None else record.dense()
         assert links.ndim == 3 and links.shape[1:] == (N, N)
         assert float(jnp.min(links)) >= 0 and float(jnp.max(jnp.diagonal(links, 0, 1, 2))) == 0
         if record is not None:  # the edge list carries every message once
             np.testing.assert_allclose(float(record.total()), float(jnp.sum(links)), rtol=1e-6)
-        total = float(jnp.sum(links)) + float(jnp.sum(info.get("inflight_bytes", 0.0)))
-        total += 2 * (N - 1) * float(info.get("allreduce_bytes", 0.0))
+        inflight = 0.0 if traffic.inflight is None else float(jnp.sum(traffic.inflight))
+        allreduce = 0.0 if traffic.allreduce is None else float(traffic.allreduce)
+        total = float(jnp.sum(links)) + inflight + 2 * (N - 1) * allreduce
         np.testing.assert_allclose(total / N, float(info["bytes_sent"]), rtol=1e-6)
+        np.testing.assert_allclose(float(traffic.total_bytes(N)), total, rtol=1e-6)
+        # one message per link and phase that carries bytes, 2 n (n - 1) per all-reduce
+        messages = float(jnp.sum(links > 0)) + (2 * N * (N - 1) if allreduce > 0 else 0)
+        if traffic.inflight is not None:
+            messages += float(jnp.sum(traffic.inflight > 0))
+        assert float(traffic.messages(N)) == messages
 
 
 @pytest.mark.parametrize("name", EVERY)
@@ -226,7 +236,7 @@ def test_steps_directly_and_reports_a_record_of_scalars(name):
     assert isinstance(tx, decjax.algorithms.StepTransformation)
     params = _params()
     _, _, info = jax.jit(tx.step)(_grads(params, 0), tx.init(params), params)
-    scalars = {k: v for k, v in info.items() if k not in decjax.timing.TRAFFIC}
+    scalars = {k: v for k, v in info.items() if k != TRAFFIC}
     assert "bytes_sent" in info and set(scalars) <= RECORDED
     assert all(jnp.shape(v) == () for v in scalars.values())
     assert float(info["bytes_sent"]) > 0 or name in LOCAL_FIRST  # whose first step is local

@@ -163,7 +163,7 @@ def test_compressed_pseudo_gradients_send_the_compressed_bytes():
     records = []
     for _ in range(4):
         x, state, info = step(_grads(x), state, x)
-        records.append(float(info["allreduce_bytes"]))
+        records.append(float(info["traffic"].allreduce))
     assert records == [0.0, compressor.bytes(D, 4), 0.0, compressor.bytes(D, 4)]
     assert bool(jnp.all(jnp.isfinite(x)))
 

@@ -229,7 +229,7 @@ def test_wrappers_keep_the_direct_step_fast_path(wrapper):
         updates, state_b = tx.update(grads, state_b, slow)
         slow = optax.apply_updates(slow, updates)
     assert used, "the wrapped algorithm's step was not used"
-    assert set(info) == {"bytes_sent", "link_bytes"} and float(info["bytes_sent"]) > 0
+    assert set(info) == {"bytes_sent", "traffic"} and float(info["bytes_sent"]) > 0
     np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)
 
 

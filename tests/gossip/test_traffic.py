@@ -103,7 +103,7 @@ def test_gradient_tracking_on_a_time_varying_graph_sends_both_vectors_in_one_pha
         state, step = tx.init(params), jax.jit(tx.step)
         for _ in range(3):
             _, state, info = step(params, state, params)
-        dense = np.asarray(jax.jit(Links.dense)(info["link_bytes"]))
+        dense = np.asarray(jax.jit(Links.dense)(info["traffic"].links))
         assert dense.shape == (1, N, N)
         assert set(np.unique(dense)) == {0.0, per_link}
 

@@ -1,5 +1,9 @@
 """Run options as objects (Evaluation, Checkpointing, Execution) stand for their flat keywords."""
 
+import dataclasses
+import inspect
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +120,70 @@ def test_sweep_and_make_run_take_the_objects_too(quad):
 def test_bad_options_are_refused_in_one_line(build, error, words, quad):
     with pytest.raises(error, match=words):
         build(quad)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "error"),
+    [
+        ("eval_every", 0, ValueError),
+        ("eval_workers", "yes", TypeError),
+        ("checkpoint_every", 0, ValueError),
+        ("run_id", 5, TypeError),
+        ("overwrite", 1, TypeError),
+        ("chunks", 0, ValueError),
+        ("worker_chunks", 1.5, TypeError),
+        ("steps_per_iteration", 0, ValueError),
+    ],
+)
+def test_a_bad_flat_keyword_is_refused_by_its_own_name(keyword, value, error, quad):
+    """The door converts the flat keywords into the objects; a refusal still names the
+    keyword the user typed, not the object's field."""
+    with pytest.raises(error, match=f"^{keyword} ") as caught:
+        _simulate(quad, **{keyword: value})
+    assert "Evaluation." not in str(caught.value) and "Execution." not in str(caught.value)
+
+
+def test_gather_converts_the_flat_keywords_once_into_the_objects():
+    from decjax.simulate.options import Options, gather, gather_flat, keywords
+
+    options = gather(
+        (None, keywords(decjax.Evaluation, 5, None, None, False)),
+        (None, keywords(decjax.Checkpointing, None, 2, "a", False)),
+        (decjax.Execution(chunks=4), keywords(decjax.Execution, None, 2, "auto", None)),
+    )
+    assert options == Options(
+        decjax.Evaluation(every=5, workers=False),
+        decjax.Checkpointing(every=2, run_id="a"),
+        decjax.Execution(chunks=4),
+    )
+    assert gather_flat({"eval_every": 5, "eval_workers": False}) == Options(
+        decjax.Evaluation(every=5, workers=False)
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.evaluation = None
+
+
+@pytest.mark.parametrize("door", ["simulate", "sweep", "make_run"])
+def test_every_parameter_of_a_door_is_documented(door):
+    """``simulate``, ``sweep`` and ``make_run`` document every parameter they take."""
+    function = getattr(decjax, door)
+    doc = inspect.getdoc(function)
+    args = doc[doc.index("Args:") : doc.index("Returns") if "Returns" in doc else None]
+    documented = set(re.findall(r"^  (\**\w+):", args, re.M))
+    named = {
+        ("**" if p.kind is p.VAR_KEYWORD else "") + name
+        for name, p in inspect.signature(function).parameters.items()
+    }
+    assert named - documented == set()
+    assert documented - named == set()
+
+
+def test_the_layout_is_immutable_and_placing_returns_a_new_one():
+    from decjax.simulate._execute import Layout
+
+    layout = Layout(n=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        layout.specs = ()
+    state = {"w": jnp.ones((4, 2))}
+    placed, copy, *_ = layout.place(None, state, None, None, {})
+    assert placed == layout and copy["w"] is not state["w"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse
 
 from decjax import _axis
 from decjax.topology.base import Topology, kind
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 
 @kind
@@ -81,6 +83,8 @@ class Dense(Topology):
         return self.replace(weights=kappa * self.weights + (1 - kappa) * eye)
 
     def scipy_matrices(self) -> list[scipy.sparse.csr_matrix]:
+        import scipy.sparse
+
         return [scipy.sparse.csr_matrix(m) for m in self.numpy_matrices()]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import optax
 
 from decjax._validation import check_bool, check_in_range, check_positive
+from decjax.algorithms._combine import decentralize
 from decjax.algorithms._common import constructor
-from decjax.algorithms.combine import decentralize
 from decjax.topology import Topology
 
 

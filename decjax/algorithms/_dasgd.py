@@ -23,8 +23,7 @@ from decjax.algorithms._common import (
 )
 from decjax.algorithms.delays import NEVER, Delays, deliveries, incoming
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
-from decjax.gossip import worker_bytes
-from decjax.timing import INFLIGHT_BYTES
+from decjax.gossip import TRAFFIC, Traffic, worker_bytes
 from decjax.topology import Topology
 
 
@@ -285,7 +284,7 @@ class _Ticks:
         inflight = link_all.astype(jnp.float32) * jnp.float32(worker_bytes(grads))
         info = {
             "bytes_sent": jnp.sum(inflight) / n,
-            INFLIGHT_BYTES: inflight,  # nobody waits for them: the time model adds no time
+            TRAFFIC: Traffic(inflight=inflight),  # nobody waits for them: no time added
             "staleness_sum": total,
             "staleness_count": count,
             "staleness_max": worst,

@@ -11,11 +11,10 @@ import numpy as np
 import optax
 
 from decjax._validation import check_choice, check_in_range, check_int, check_positive, is_traced
+from decjax.algorithms._combine import per_worker
 from decjax.algorithms._common import check_stochastic, constructor, from_step, local_then
-from decjax.algorithms.combine import per_worker
-from decjax.gossip import bytes_per_round, link_bytes, mix, resolve_backend
+from decjax.gossip import TRAFFIC, Traffic, bytes_per_round, link_bytes, mix, resolve_backend
 from decjax.metrics import consensus_distance, sum_of_squares
-from decjax.timing import LINK_BYTES
 from decjax.topology import Topology, spectral_gap
 
 
@@ -183,6 +182,7 @@ def _gossip_until_target(topology, target, max_rounds, estimate, backend):
         # one phase per possible round; the rounds not taken send nothing (and take no time)
         links = link_bytes(topology, half, state.gossip_rounds, rounds=max_rounds)
         links = links.scaled((jnp.arange(max_rounds) < rounds)[:, None])
-        return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds, LINK_BYTES: links}
+        traffic = Traffic(links=links)
+        return new, new_state, {"bytes_sent": sent, "gossip_rounds": rounds, TRAFFIC: traffic}
 
     return from_step(init, step)

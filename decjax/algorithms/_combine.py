@@ -20,8 +20,7 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
-from decjax.gossip import Links, worker_bytes
-from decjax.timing import ALLREDUCE_BYTES, LINK_BYTES
+from decjax.gossip import TRAFFIC, Links, Traffic, worker_bytes
 from decjax.topology import Topology
 
 ORDERS = ("atc", "parallel")
@@ -138,7 +137,7 @@ def combine(
         def neighbours(tree):
             traffic = gossip.traffic(tree, state.count)
             if average_every is not None:  # the same record as everyone's, for lax.cond
-                traffic[ALLREDUCE_BYTES] = jnp.float32(0.0)
+                traffic[TRAFFIC] = traffic[TRAFFIC].replace(allreduce=jnp.float32(0.0))
             return gossip(tree, state.count), traffic
 
         def mixed(tree):
@@ -166,8 +165,7 @@ def _everyone(tree, topology: Topology, rounds: int):
     n = topology.n
     return mean, {
         "bytes_sent": 2 * (n - 1) / n * size,
-        LINK_BYTES: Links.silent(topology, rounds),
-        ALLREDUCE_BYTES: size,
+        TRAFFIC: Traffic(links=Links.silent(topology, rounds), allreduce=size),
     }
 
 

@@ -1,0 +1,239 @@
+"""Everything a command-line run needs, validated before training: one line and exit 2 on
+any bad flag or combination."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import decjax
+from decjax import workloads
+from decjax._validation import available_memory
+from decjax.cli.parser import PORTS
+
+# Algorithms that average over all workers whatever the topology: run once.
+IGNORE_TOPOLOGY = {
+    name: "averages over all workers every 8 steps"
+    for name in ("local_sgd", "diloco", "streaming_diloco")
+}
+
+
+def _check_out(out: Path) -> None:
+    """The output folder can be created and written, checked before training."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {out} is not a writable directory ({err.strerror})") from None
+
+
+def _make_factory(args, key):
+    """``topology -> tx`` for the chosen algorithm and fault options.
+
+    The factory closes over the values that shape the run only (not over
+    ``args``), so a checkpoint's identity does not change with, say,
+    ``--no-progress``.
+    """
+    lr, algorithm, churn = args.lr, args.algorithm, args.node_failure > 0
+    if args.max_delay is not None and algorithm != "dasgd":
+        raise ValueError("--max-delay applies to --algorithm dasgd only")
+    max_delay = 4 if args.max_delay is None else args.max_delay
+    slow = round(args.stragglers * args.workers)
+    speeds = [1.0] * (args.workers - slow) + [0.5] * slow
+    build = workloads.algorithm(algorithm, args.momentum)
+
+    def factory(topology):
+        if algorithm == "dasgd":
+            delays = decjax.algorithms.uniform_delay(max_delay)
+            return decjax.dasgd(
+                lr, topology, delays=delays, speeds=speeds if slow else None, key=key
+            )
+        tx = build(lr, topology)
+        if topology.faults is not None and churn:
+            tx = decjax.algorithms.node_churn(tx, topology)
+        if slow:
+            tx = decjax.algorithms.stragglers(tx, speeds, key=key)
+        return tx
+
+    return factory
+
+
+def time_model(args) -> decjax.timing.TimeModel | None:
+    """The run's time model from the --bandwidth, --latency, --compute-time and --cluster
+    flags; ``None`` when none is given."""
+    timing = decjax.timing
+    if args.bandwidth is None and args.latency is None and args.compute_time is None:
+        if args.cluster is None:
+            return None
+    if args.cluster is not None and (args.bandwidth is not None or args.latency is not None):
+        raise ValueError(f"--cluster {args.cluster} sets the links; drop --bandwidth and --latency")
+    if args.cluster == "nvlink-nodes":
+        if args.workers % 8:
+            raise ValueError(
+                f"--cluster nvlink-nodes needs a multiple of 8 workers, got {args.workers}"
+            )
+        network = timing.cluster(args.workers // 8, 8)
+    elif args.cluster is not None:
+        latency, gigabits = PORTS[args.cluster]
+        network = timing.Network(latency, timing.gbps(gigabits), timing.gbps(gigabits))
+    else:  # every worker behind a switch port of this bandwidth, shared by its messages
+        bandwidth = float("inf") if args.bandwidth is None else timing.gbps(args.bandwidth)
+        network = timing.Network(args.latency or 0.0, bandwidth, bandwidth)
+    return timing.TimeModel(network, compute=args.compute_time or 0.0)
+
+
+def _topologies(args, key) -> list:
+    if args.peers is not None:
+        unused = [t for t in args.topologies if t not in decjax.topology.catalog.WITH_PEERS]
+        if unused:
+            raise ValueError(
+                f"--peers applies to {', '.join(decjax.topology.catalog.WITH_PEERS)}; "
+                f"not to {', '.join(unused)}"
+            )
+    topologies = [
+        decjax.topology.by_name(
+            name, args.workers, key=jax.random.fold_in(key, i), peers=args.peers
+        )
+        for i, name in enumerate(args.topologies)
+    ]
+    if args.algorithm in IGNORE_TOPOLOGY and len(topologies) > 1:
+        print(
+            f"note: {args.algorithm} {IGNORE_TOPOLOGY[args.algorithm]} and ignores the "
+            f"topology: one run (on {topologies[0].name}) instead of {len(topologies)} "
+            "identical ones"
+        )
+        topologies = topologies[:1]
+    if args.drop_prob > 0 or args.node_failure > 0:
+        if args.algorithm == "dasgd":
+            raise ValueError(
+                "--drop-prob and --node-failure apply to gossip algorithms; DASGD models "
+                "unreliable links with --max-delay"
+            )
+        topologies = [
+            decjax.topology.with_faults(
+                t,
+                key=jax.random.fold_in(key, 3000 + i),
+                link_failure=args.drop_prob,
+                node_failure=args.node_failure,
+                down_steps=20,
+            )
+            for i, t in enumerate(topologies)
+        ]
+    return topologies
+
+
+def _supported(topologies: list, factory, algorithm: str) -> list:
+    """The topologies the algorithm accepts (built once, concretely); a note for the others."""
+    kept, reasons = [], []
+    for topology in topologies:
+        try:
+            factory(topology)
+        except ValueError as err:
+            reasons.append(f"{topology.name}: {err}")
+            continue
+        kept.append(topology)
+    if not kept:
+        raise ValueError(f"--algorithm {algorithm} runs on none of the topologies ({reasons[0]})")
+    for reason in reasons:
+        print(f"note: skipping {reason}")
+    if algorithm == "d2":
+        print("note: d2 runs on the lazy graphs (I + W) / 2, where lambda_min(W) > -1/3 holds")
+    return kept
+
+
+def _check_combinations(args) -> None:
+    """Flags that would be ignored in this combination: refused, never silently dropped."""
+    if args.alpha is not None and args.partition != "dirichlet":
+        raise ValueError(
+            f"--alpha applies to --partition dirichlet; --partition {args.partition} would "
+            "ignore it"
+        )
+    if args.overwrite and args.checkpoint_dir is None:
+        raise ValueError("--overwrite applies with --checkpoint-dir: there is nothing to overwrite")
+    timed = any(
+        getattr(args, flag) is not None
+        for flag in ("bandwidth", "latency", "compute_time", "cluster")
+    )
+    if args.target_accuracy is not None and not timed:
+        raise ValueError(
+            "--target-accuracy reports time to accuracy: give a time flag too (--bandwidth, "
+            "--latency, --compute-time or --cluster)"
+        )
+    if (args.drop_prob > 0 or args.node_failure > 0) and args.algorithm in IGNORE_TOPOLOGY:
+        raise ValueError(
+            f"--drop-prob and --node-failure fail links of the topology, which --algorithm "
+            f"{args.algorithm} ignores ({IGNORE_TOPOLOGY[args.algorithm]})"
+        )
+
+
+COPIES = 6  # the caller's params, the run's copy, gradients, new params, a temporary, momentum
+
+
+def check_memory(args, model, dataset) -> None:
+    """Refuse, before allocating, a run whose workers' params, minibatches and logits alone
+    exceed 90 % of the device's memory (:data:`COPIES` copies of the params; the minibatch
+    and its logits of every worker; the logits of the test set for every worker)."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    per_worker = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    example = int(np.prod(dataset.x_train.shape[1:])) * 4
+    # the logits (and their gradient) of every example: classes per label position
+    logits = dataset.num_classes * int(np.prod(dataset.y_train.shape[1:])) * 4
+    train = args.workers * (COPIES * per_worker + args.batch_size * (example + 3 * logits))
+    evaluate = (args.workers + 1) * len(dataset.y_test) * logits  # every worker, the average
+    need, have = train + evaluate, 0.9 * available_memory()
+    if need > have:
+        raise ValueError(
+            f"{args.workers} workers need about {need / 2**30:.1f} GiB ({COPIES} copies of "
+            f"{per_worker / 2**20:.3g} MiB of params each, minibatches of {args.batch_size} "
+            f"examples, the logits of {dataset.num_classes} classes for them and the test set) "
+            f"but the device has {have / 2**30:.1f} GiB to spare: lower --workers or "
+            "--batch-size, or use a smaller model"
+        )
+
+
+def _prepare(parser, args):
+    """Everything a run needs, validated; every bad combination exits 2 with one line."""
+    if args.steps % args.eval_every:
+        parser.error(
+            f"--steps ({args.steps}) must be a multiple of --eval-every ({args.eval_every})"
+        )
+    try:
+        _check_combinations(args)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.partition == "dirichlet" and args.alpha is None:
+        args.alpha = 0.1
+    if args.target_accuracy is None:
+        args.target_accuracy = 0.8
+    key = jax.random.key(args.seed)
+    try:
+        _check_out(args.out)
+        if args.dataset == "text" and args.partition != "iid":
+            raise ValueError("--dataset text needs --partition iid (its labels are sequences)")
+        dataset = workloads.dataset(
+            args.dataset, seed=args.seed, data_dir=args.data_dir, data_file=args.data_file
+        )
+        model = workloads.model(args.model, dataset, dataset_name=args.dataset)
+        check_memory(args, model, dataset)
+        if args.augment and dataset.x_train.ndim != 4:
+            raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
+        timing = time_model(args)
+        factory = _make_factory(args, jax.random.fold_in(key, 4000))
+        topologies = _supported(_topologies(args, key), factory, args.algorithm)
+        data = decjax.data.distribute(
+            dataset,
+            args.workers,
+            args.partition,
+            key=args.seed,
+            alpha=args.alpha if args.partition == "dirichlet" else None,
+        )
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        parser.error(str(err))
+    params = decjax.replicate(model.init(jax.random.fold_in(key, 1000)), args.workers)
+    return key, dataset, factory, topologies, data, model, params, timing
