@@ -122,7 +122,7 @@ def measure(n: int, *, steps: int, rounds: int, repeats: int, lr: float = 0.05) 
 def fusion(n: int, *, steps: int) -> dict:
     """Parallel gradient tracking on the random digraph's lists (row form), with and without
     the separation that keeps XLA (CPU) from fusing one gossip into the next one's gathers
-    (``decjax._fusion.separated``, used from ``sparse.SEPARATE_FROM`` slots on)."""
+    (``decjax._platform.separated``, used from ``sparse.SEPARATE_FROM`` slots on)."""
     from decjax.topology.kinds import sparse
 
     params, (x, y), grad_fn = _workload(n)

@@ -16,7 +16,7 @@ LAYERS = [
         "decjax._bits",
         "decjax._random",
         "decjax._axis",
-        "decjax._fusion",
+        "decjax._platform",
         "decjax._closures",
     ),
     ("decjax.topology", "decjax.metrics"),

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from decjax import _axis
-from decjax._fusion import separated
+from decjax._platform import separated
 from decjax._validation import as_key
 from decjax.algorithms._common import (
     Gossip,

@@ -5,24 +5,33 @@ XLA:CPU computes a convolution's weight gradient slowly: for ResNet-20's
 first-stage convolution (3x3, 16 channels, batch 32) 1,839 ms for 16 workers,
 against 26 ms for the forward pass (``benchmarks/results/conv_lowering_cpu.md``).
 :func:`conv_general_dilated` has ``lax.conv_general_dilated``'s signature and
-its forward pass and input gradient, and on the CPU computes the weight
-gradient as the input's patches (``lax.conv_general_dilated_patches``) times
-the output's cotangent, one matmul: 254 ms for the same layer. The patches
-are ``prod(kernel)`` times the input's size while the backward pass runs, so
-a vmapped model holds more memory (the memory study in docs/benchmarks.md).
+its forward pass, and under the CPU lowering (:mod:`decjax._platform`:
+``Execution(lowering=...)``, by default on the CPU backend) it differentiates
+through a rule written in forward mode: the tangent is
+``conv(dlhs, rhs) + patches(lhs) @ drhs``, the input's patches
+(``lax.conv_general_dilated_patches``) times the kernel's tangent. Reverse
+mode transposes it, so the weight gradient is ``patches(lhs)^T @ cotangent``,
+one matmul (254 ms for the same layer), and ``jax.jvp``, ``jax.jacfwd`` and
+higher orders work too. The patches are recomputed in the backward pass
+(``jax.checkpoint``), so only the input is kept between the passes; they are
+``prod(kernel)`` times the input's size while the backward pass runs. bfloat16
+inputs stay bfloat16 (the patches are exact copies of the input's entries).
 The zoo's models use it; pass it to your own layers as
 ``nnx.Conv(..., conv_general_dilated=decjax.problems.conv_general_dilated)``.
-Elsewhere (GPUs, grouped or dilated-input convolutions, layouts other than
-channels-last) it is ``lax.conv_general_dilated`` itself.
+Elsewhere (the plain lowering, grouped or dilated-input convolutions, layouts
+other than channels-last) it is ``lax.conv_general_dilated`` itself.
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from decjax._platform import cpu_lowering
 
 
 def _channels_last(lhs_ndim: int, dimension_numbers) -> bool:
@@ -53,7 +62,8 @@ def conv_general_dilated(
     preferred_element_type=None,
     out_sharding=None,
 ):
-    """``lax.conv_general_dilated``, with a patch-matmul weight gradient on the CPU."""
+    """``lax.conv_general_dilated``, with a patch-matmul weight gradient under the CPU
+    lowering (see the module docstring)."""
     spatial = len(lhs.shape) - 2
     for name, values in (("window_strides", window_strides), ("rhs_dilation", rhs_dilation)):
         if values is not None and (
@@ -62,7 +72,7 @@ def conv_general_dilated(
             raise ValueError(f"{name} must be {spatial} ints >= 1, got {values!r}")
     numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     fast = (
-        jax.default_backend() == "cpu"
+        cpu_lowering()
         and feature_group_count == 1
         and batch_group_count == 1
         and preferred_element_type is None
@@ -112,38 +122,35 @@ def _conv(lhs, rhs, strides, padding, rhs_dilation, numbers, precision):
     )
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _patch_grad_conv(lhs, rhs, strides, padding, rhs_dilation, numbers, precision):
     return _conv(lhs, rhs, strides, padding, rhs_dilation, numbers, precision)
 
 
-def _forward(lhs, rhs, strides, padding, rhs_dilation, numbers, precision):
-    return _conv(lhs, rhs, strides, padding, rhs_dilation, numbers, precision), (lhs, rhs)
+@_patch_grad_conv.defjvp
+def _jvp(strides, padding, rhs_dilation, numbers, precision, primals, tangents):
+    """``conv(dlhs, rhs) + patches(lhs) @ drhs``: linear in the tangents; its transpose
+    (reverse mode) is lax's input gradient and the patch-matmul weight gradient."""
+    lhs, rhs = primals
+    dlhs, drhs = tangents
+    out = _conv(lhs, rhs, strides, padding, rhs_dilation, numbers, precision)
+    by_input = _conv(dlhs, rhs, strides, padding, rhs_dilation, numbers, precision)
+    by_kernel = _patches_times(lhs, drhs, strides, padding, rhs_dilation, numbers, precision)
+    return out, by_input + by_kernel.astype(by_input.dtype)
 
 
-def _backward(strides, padding, rhs_dilation, numbers, precision, residuals, cotangent):
-    lhs, rhs = residuals
-    _, input_vjp = jax.vjp(
-        lambda x: _conv(x, rhs, strides, padding, rhs_dilation, numbers, precision), lhs
-    )
-    (lhs_grad,) = input_vjp(cotangent)
-    kernel, cin, cout = rhs.shape[:-2], rhs.shape[-2], rhs.shape[-1]
+@partial(jax.checkpoint, static_argnums=(2, 3, 4, 5, 6))  # recompute the patches backward
+def _patches_times(lhs, kernel, strides, padding, rhs_dilation, numbers, precision):
+    """``conv(lhs, kernel)`` as one matmul: the input's patches times the kernel."""
+    size, cin, cout = kernel.shape[:-2], kernel.shape[-2], kernel.shape[-1]
     patches = lax.conv_general_dilated_patches(
         lhs,
-        kernel,
+        size,
         strides,
         padding,
         rhs_dilation=rhs_dilation,
         dimension_numbers=numbers,
         precision=lax.Precision.HIGHEST,
-    )  # (..., cin * prod(kernel)), the input channel outermost
-    flat = patches.reshape(-1, patches.shape[-1])
-    grad = jnp.matmul(
-        flat.T, cotangent.reshape(-1, cout).astype(flat.dtype), precision=precision
-    )  # (cin * prod(kernel), cout)
-    grad = grad.reshape(cin, *kernel, cout)
-    rhs_grad = jnp.moveaxis(grad, 0, -2).astype(rhs.dtype)  # (*kernel, cin, cout)
-    return lhs_grad, rhs_grad
-
-
-_patch_grad_conv.defvjp(_forward, _backward)
+    )  # (..., cin * prod(size)), the input channel outermost: copies of lhs's entries
+    flat = jnp.moveaxis(kernel, -2, 0).reshape(cin * math.prod(size), cout)
+    return jnp.matmul(patches, flat.astype(patches.dtype), precision=precision)

@@ -26,6 +26,8 @@ from typing import Any
 
 import jax
 
+from decjax._platform import cpu_lowering
+
 AUTO = "auto"
 CONVOLUTIONS = frozenset({"conv_general_dilated"})
 
@@ -74,7 +76,7 @@ def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked)
     """
     if worker_chunks != AUTO:
         return worker_chunks
-    if jax.default_backend() != "cpu":
+    if not cpu_lowering():  # one vmapped group; the CPU lowering scans convnets
         return 1
     n = jax.tree.leaves(stacked[0])[0].shape[0]
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)

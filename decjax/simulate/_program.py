@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from decjax import _axis, _random
+from decjax import _axis, _platform, _random
 from decjax._validation import is_prng_key
 from decjax.algorithms import apply_step
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
@@ -49,6 +50,17 @@ def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_
     return jax.lax.scan(step, state, None, length=length, unroll=max(1, min(unroll, length)))
 
 
+def _lowered(method: Callable) -> Callable:
+    """``method`` traced under the program's lowering (:mod:`decjax._platform`)."""
+
+    @functools.wraps(method)
+    def traced(self, *args, **kwargs):
+        with _platform.lowering(self.lowering):
+            return method(self, *args, **kwargs)
+
+    return traced
+
+
 class RunState(NamedTuple):
     """Everything a run carries from step to step (a pytree of arrays)."""
 
@@ -83,7 +95,9 @@ class Program:
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
     timing: dict[str, TimeModel] | None = None  # record name ("time", "time_<label>") -> model
+    lowering: str = _platform.AUTO  # the platform's workarounds (decjax._platform)
 
+    @_lowered
     def init(self, params, key, hyper, model_state=None) -> RunState:
         """The state at step 0. Every key of the transformation's state (compression,
         delays, stragglers) is folded with the run's ``key``, like every draw of the run."""
@@ -143,6 +157,7 @@ class Program:
 
         return jax.vmap(stateful)
 
+    @_lowered
     def gradients(self, params, data, key, model_state=None, step=0):
         """Per-worker losses, gradients, new model state and auxiliary outputs.
 
@@ -189,6 +204,7 @@ class Program:
         out = jax.lax.map(one, (split(params), split(per_worker), split(extra)))
         return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
 
+    @_lowered
     def block(self, state: RunState, data, eval_data, hyper):
         """``eval_every`` training steps, then the metrics of the new state."""
         tx = self.make_tx(**hyper)

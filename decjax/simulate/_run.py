@@ -97,6 +97,7 @@ def program_of(make_tx: TxFactory, run: Run, keep_finite: bool = False) -> Progr
         stateful=run.stateful,
         state_topology=checks.check_state_topology(run.mix_model_state, run.params),
         timing=checks.check_timing(run.timing, run.params),
+        lowering=execution.lowering,
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from decjax._platform import check_lowering
 from decjax._validation import check_bool, check_callable, check_int
 from decjax.simulate._lowering import AUTO, check_worker_chunks
 
@@ -118,18 +119,28 @@ class Execution:
         ``jax.shard_map``, gossip becoming ``ppermute``/``all_gather``;
         results agree with the single-device run to float32 rounding. In
         ``sweep`` the configurations are split over the devices.
+      lowering: how the program is lowered for the platform (:mod:`decjax._platform`):
+        ``"auto"`` (the default) applies XLA:CPU's workarounds on the CPU backend
+        and nowhere else, ``"cpu"`` applies them on any backend, ``"plain"`` on
+        none. The workarounds: the convolution's patch-matmul weight gradient
+        (:func:`decjax.problems.conv_general_dilated`), ``worker_chunks="auto"``
+        as one worker at a time for a loss with a convolution, and gossip whose
+        input is the previous gossip's output kept from fusing into it. Results
+        agree to float rounding; only speed and memory differ.
     """
 
     chunks: int | None = None
     steps_per_iteration: int = 2
     worker_chunks: int | str = AUTO
     mesh: Any = None
+    lowering: str = AUTO
 
     def __post_init__(self):
         if self.chunks is not None:
             check_int("Execution.chunks", self.chunks, minimum=1)
         check_int("Execution.steps_per_iteration", self.steps_per_iteration, minimum=1)
         check_worker_chunks("Execution.worker_chunks", self.worker_chunks)
+        check_lowering("Execution.lowering", self.lowering)
 
 
 # Each object's fields and the flat keyword each one stands for.

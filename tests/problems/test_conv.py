@@ -7,6 +7,7 @@ import pytest
 from jax import lax
 
 import decjax
+from decjax import _platform
 from decjax.problems import conv_general_dilated
 
 CASES = {
@@ -59,7 +60,7 @@ def test_values_and_both_gradients_match_lax(name):
 
 
 def _uses_patch_grad(fn, *args) -> bool:
-    return "custom_vjp_call" in str(jax.make_jaxpr(fn)(*args))
+    return "custom_jvp_call" in str(jax.make_jaxpr(fn)(*args))
 
 
 def test_under_vmap_and_lax_map_per_worker_weights_get_the_same_gradients():
@@ -120,3 +121,73 @@ def test_the_zoo_uses_it():
     params = model.init(jax.random.key(0))
     batch = (jnp.ones((2, 40)), jnp.zeros(2, jnp.int32))
     assert _uses_patch_grad(model.loss, params, batch) == (jax.default_backend() == "cpu")
+
+
+def _stride_two(conv):
+    def f(x, w):
+        return conv(x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    return f
+
+
+def test_forward_mode_jvp_jacfwd_and_hessian_vector_products_match_lax():
+    """The rule is written in forward mode: ``jax.jvp`` and ``jax.jacfwd`` work (they were a
+    TypeError with a custom_vjp), and second order agrees with lax's."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5)) / 3.0
+    dx = jax.random.normal(jax.random.key(2), x.shape)
+    dw = jax.random.normal(jax.random.key(3), w.shape)
+    ours, theirs = _stride_two(conv_general_dilated), _stride_two(lax.conv_general_dilated)
+    (y, t), (y_lax, t_lax) = jax.jvp(ours, (x, w), (dx, dw)), jax.jvp(theirs, (x, w), (dx, dw))
+    np.testing.assert_array_equal(y, y_lax)
+    np.testing.assert_allclose(t, t_lax, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(t_lax))))
+    small = x[:1, :4, :4]
+    np.testing.assert_allclose(
+        jax.jacfwd(lambda w: ours(small, w).sum())(w),
+        jax.jacfwd(lambda w: theirs(small, w).sum())(w),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+    def hvp(conv):
+        grad = jax.grad(lambda w: jnp.sum(jnp.sin(conv(x, w))))
+        return jax.jvp(grad, (w,), (dw,))[1]
+
+    want = hvp(theirs)
+    np.testing.assert_allclose(
+        hvp(ours), want, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(want)))
+    )
+
+
+def test_bfloat16_stays_bfloat16_and_agrees_with_lax():
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3)).astype(jnp.bfloat16)
+    w = (jax.random.normal(jax.random.key(1), (3, 3, 3, 5)) / 3.0).astype(jnp.bfloat16)
+
+    def grads(conv):
+        loss = lambda x, w: jnp.sum(_stride_two(conv)(x, w).astype(jnp.float32) ** 2)  # noqa: E731
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+
+    ours, theirs = grads(conv_general_dilated), grads(lax.conv_general_dilated)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        scale = float(jnp.max(jnp.abs(b.astype(jnp.float32))))
+        # bfloat16 keeps 8 bits: the two orders of summation agree to a few units of it
+        np.testing.assert_allclose(
+            a.astype(jnp.float32), b.astype(jnp.float32), atol=2**-6 * scale, rtol=0
+        )
+    tangent = jax.jvp(_stride_two(conv_general_dilated), (x, w), (x, w))[1]
+    assert tangent.dtype == jnp.bfloat16
+
+
+def test_the_lowering_switch_decides_on_any_backend():
+    """``Execution(lowering=...)``: "plain" is lax itself, "cpu" the patch-matmul rule."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+    # a new function each time: JAX caches a trace by function, not by the lowering (a
+    # run's program is a new function for each run)
+    with _platform.lowering("plain"):
+        assert not _uses_patch_grad(_stride_two(conv_general_dilated), x, w)
+    with _platform.lowering("cpu"):
+        assert _uses_patch_grad(_stride_two(conv_general_dilated), x, w)
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        with _platform.lowering("gpu"):
+            pass

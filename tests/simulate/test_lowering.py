@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import decjax
+from decjax import _platform
 from decjax.problems import cnn1d
 from decjax.simulate._lowering import check_worker_chunks, has_convolution, resolve_worker_chunks
 
@@ -44,6 +45,45 @@ def test_auto_is_one_worker_at_a_time_for_a_convnet_on_the_cpu_and_one_group_oth
     assert resolve_worker_chunks("auto", conv.loss, conv_params, batch) == (N if cpu else 1)
     assert resolve_worker_chunks("auto", mlp.loss, mlp_params, batch) == 1
     assert resolve_worker_chunks(2, conv.loss, conv_params, batch) == 2
+    with _platform.lowering("plain"):
+        assert resolve_worker_chunks("auto", conv.loss, conv_params, batch) == 1
+    with _platform.lowering("cpu"):
+        assert resolve_worker_chunks("auto", conv.loss, conv_params, batch) == N
+
+
+def test_the_lowering_is_one_switch_for_a_run_and_changes_only_rounding():
+    """``Execution(lowering=...)`` decides every CPU workaround of a run (the convolution's
+    gradient, worker_chunks="auto", gossip kept from fusing); the results agree."""
+    model = cnn1d(channels=4)
+    x = jax.random.normal(jax.random.key(1), (N, 8, 40))
+    y = jax.random.randint(jax.random.key(2), (N, 8), 0, 10)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), N))
+
+    def run(lowering):
+        return decjax.simulate(
+            model.loss,
+            params,
+            decjax.gradient_tracking(0.05, decjax.ring(N)),
+            (x, y),
+            steps=8,
+            key=jax.random.key(3),
+            progress=False,
+            execution=decjax.Execution(lowering=lowering),
+        )
+
+    plain, cpu = run("plain"), run("cpu")
+    np.testing.assert_allclose(
+        plain.metrics["train_loss"], cpu.metrics["train_loss"], rtol=1e-5, atol=1e-6
+    )
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(cpu.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    x = jnp.ones((N, 3))
+    with _platform.lowering("plain"):
+        assert "cond" not in str(jax.make_jaxpr(lambda x: _platform.separated(x, 0))(x))
+    with _platform.lowering("cpu"):
+        assert "cond" in str(jax.make_jaxpr(lambda x: _platform.separated(x, 0))(x))
+    with pytest.raises(ValueError, match="lowering must be one of"):
+        decjax.Execution(lowering="gpu")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax import _axis
-from decjax._fusion import separated
+from decjax._platform import separated
 from decjax.topology.base import (
     Edges,
     Topology,
@@ -21,9 +21,10 @@ from decjax.topology.base import (
 from decjax.topology.kinds.average import Average
 from decjax.topology.kinds.shift import circulant_spectrum
 
-# From this many slots on, a leaf is materialized before its gathers (decjax._fusion): with
-# 10 slots, parallel gradient tracking took 894 ms per step instead of 64 when XLA fused
-# each gossip into the next (benchmarks/push_sum.py); below 4 slots the copy costs more.
+# From this many slots on, a leaf is materialized before its gathers
+# (decjax._platform.separated): with 10 slots, parallel gradient tracking took 894 ms per
+# step instead of 64 when XLA fused each gossip into the next (benchmarks/push_sum.py);
+# below 4 slots the copy costs more.
 SEPARATE_FROM = 4
 
 
