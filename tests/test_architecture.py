@@ -167,3 +167,18 @@ def test_the_run_arguments_travel_typed():
         if word in path.read_text()
     ]
     assert found == []
+
+
+def test_no_code_outside_the_kinds_reads_a_kind_flag():
+    """What differs between kinds is a method of the kind (``has_fixed_matrices``,
+    ``unstackable``, ``expected_contraction``...): no ``.random`` / ``.has_lists`` flag and no
+    ``law ==`` switch outside ``topology/base.py`` and ``topology/kinds/``."""
+    flag = re.compile(r"\.(has_lists|random)\b(?!\.|\()|\blaw\s*==")
+    outside = [
+        f"{name}:{i}"
+        for name, path in MODULES.items()
+        if not name.startswith("decjax.topology.kinds") and name != "decjax.topology.base"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if flag.search(line.replace("jax.random", "").replace("np.random", ""))
+    ]
+    assert outside == []

@@ -661,6 +661,10 @@ CASES.update(
         "gbps-negative": (lambda: _T.gbps(-1.0), "gigabits_per_second must be > 0"),
         "gbps-text": (lambda: _T.gbps("fast"), "gigabits_per_second"),
         "message-pattern-topology": (lambda: _T.message_pattern("ring"), "topology must be"),
+        "backends-for-unknown": (
+            lambda: decjax.topology.backends_for("ring"),
+            "unknown kind 'ring'",
+        ),
         "traffic-plus-unlike": (
             lambda: decjax.gossip.Traffic(allreduce=1.0).plus(decjax.gossip.Traffic()),
             "cannot add a Traffic with allreduce to one without",
@@ -1382,9 +1386,9 @@ NO_INPUT = set(
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
     "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
-    "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology "
+    "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
-    "sign identity "
+    "sign identity representations "
     # any pytree is valid: replicated specs of any leaves, host copies of any leaves
     "replicated_specs to_host".split()
 )

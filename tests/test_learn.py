@@ -130,3 +130,28 @@ def test_the_neighbors_objective_is_effective_neighbors_and_learning_raises_it(x
     assert decjax.effective_neighbors(learned.topology, 0.9) > 1.02 * decjax.effective_neighbors(
         metropolis, 0.9
     )
+
+
+def test_the_training_objective_runs_the_algorithm_it_is_given():
+    """``training_objective(algorithm=...)``: the objective is the given algorithm's run on
+    ``W``, equal to that run done by hand; D-PSGD is the default."""
+    n = 8
+    q = decjax.problems.quadratics(n, 3, key=jax.random.key(0))
+    weights = learn.EdgeWeights(sparse_graph(n))
+    w = weights.matrix(weights.metropolis())
+    options = {"steps": 6, "learning_rate": 0.1, "key": jax.random.key(1)}
+    default = learn.training_objective(q.loss, q.init_params(), q.data, **options)(w)
+    dpsgd = learn.training_objective(
+        q.loss, q.init_params(), q.data, algorithm=decjax.dpsgd, **options
+    )(w)
+    tracking = learn.training_objective(
+        q.loss, q.init_params(), q.data, algorithm=decjax.gradient_tracking, **options
+    )(w)
+    assert float(default) == float(dpsgd)
+    run = decjax.make_run(q.loss, decjax.gradient_tracking(0.1, learn.traced_topology(w)), steps=6)
+    state, _ = run(q.init_params(), jax.random.key(1), q.data)
+    by_hand = jnp.mean(
+        jax.vmap(lambda x: jnp.mean(jax.vmap(q.loss, (None, 0))(x, q.data)))(state.params)
+    )
+    np.testing.assert_allclose(float(tracking), float(by_hand), rtol=1e-6)
+    assert float(tracking) != float(dpsgd)

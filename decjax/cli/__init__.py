@@ -57,7 +57,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         "progress": not args.no_progress,
         "timing": timing,
     }
-    if any(t.faults is not None or t.random for t in topologies):
+    if any(t.unstackable() is not None for t in topologies):
         # Faulty and random topologies draw new matrices every step: they cannot be
         # stacked into one vmapped sweep, so each runs on its own (one compile each).
         runs = [

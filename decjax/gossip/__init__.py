@@ -1,6 +1,6 @@
 """Gossip operators: mixing stacked worker quantities along axis 0."""
 
-from decjax.gossip._mix import BACKENDS, mix, mix_delta, resolve_backend
+from decjax.gossip._mix import mix, mix_delta, resolve_backend
 from decjax.gossip.accelerated import accelerated_mix, accelerated_step, optimal_momentum
 from decjax.gossip.communication import (
     bytes_per_round,
@@ -13,7 +13,6 @@ from decjax.gossip.push_sum import debias, push_sum_average
 from decjax.gossip.traffic import TRAFFIC, Links, Traffic
 
 __all__ = [
-    "BACKENDS",
     "TRAFFIC",
     "Compressor",
     "Links",

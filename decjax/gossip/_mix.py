@@ -11,9 +11,7 @@ import numpy as np
 
 from decjax import _axis
 from decjax._validation import check_int
-from decjax.topology import REPRESENTATIONS, Topology
-
-BACKENDS = REPRESENTATIONS
+from decjax.topology import Topology, representations
 
 
 def resolve_backend(topology: Topology, backend: str | None) -> str:
@@ -22,8 +20,8 @@ def resolve_backend(topology: Topology, backend: str | None) -> str:
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
     if backend is None:
         return topology.representation
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
+    if backend not in representations():  # the kinds registered now
+        raise ValueError(f"backend must be one of {representations()} or None, got {backend!r}")
     if backend not in topology.backends:
         raise ValueError(
             f"backend={backend!r} does not apply to {topology.name} (stored as "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,30 @@ from decjax._validation import as_key, check_bool, check_choice
 from decjax.gossip import Traffic
 from decjax.timing._network import Network, _check_float32, _real_array
 
-LAWS = ("lognormal", "exponential", "uniform")
+
+@dataclass(frozen=True)
+class _Law:
+    """A compute-time law: ``factor(key, n, spread)`` draws ``(n,)`` factors of mean 1;
+    ``spread_limit``: the spread must be below it (``None``: the law takes no spread)."""
+
+    factor: Callable[[jax.Array, int, float], jax.Array]
+    spread_limit: float | None
+
+
+def _lognormal(key: jax.Array, n: int, spread: float) -> jax.Array:
+    sigma = jnp.float32(spread)
+    return jnp.exp(sigma * jax.random.normal(key, (n,)) - sigma**2 / 2)
+
+
+_LAWS = {
+    "lognormal": _Law(_lognormal, math.inf),
+    "exponential": _Law(lambda key, n, spread: jax.random.exponential(key, (n,)), None),
+    "uniform": _Law(
+        lambda key, n, spread: jax.random.uniform(key, (n,), minval=1 - spread, maxval=1 + spread),
+        1.0,
+    ),
+}
+LAWS = tuple(_LAWS)
 
 
 @dataclass(frozen=True)
@@ -50,15 +74,14 @@ class Compute:
         _check_float32("Compute.seconds", seconds)
         object.__setattr__(self, "seconds", seconds)
         spread = float(_real_array("Compute.spread", self.spread))
-        if self.law is None or self.law == "exponential":
-            if spread:
-                raise ValueError(
-                    f"Compute.spread applies to law='lognormal' or 'uniform'; law={self.law!r} "
-                    "would ignore it"
-                )
-        if self.law is not None:
-            check_choice("Compute.law", self.law, LAWS)
-            if not 0 <= spread < (1 if self.law == "uniform" else math.inf):
+        law = None if self.law is None else _LAWS[check_choice("Compute.law", self.law, LAWS)]
+        if spread and (law is None or law.spread_limit is None):
+            raise ValueError(
+                f"Compute.spread applies to law='lognormal' or 'uniform'; law={self.law!r} "
+                "would ignore it"
+            )
+        if law is not None:
+            if not 0 <= spread < (law.spread_limit or math.inf):
                 raise ValueError(
                     f"Compute.spread must be >= 0 (< 1 for uniform), got {self.spread}"
                 )
@@ -87,14 +110,7 @@ class Compute:
         if self.law is None:
             return seconds
         key = jax.random.fold_in(varied(self.key), step)
-        if self.law == "lognormal":
-            sigma = jnp.float32(self.spread)
-            factor = jnp.exp(sigma * jax.random.normal(key, (n,)) - sigma**2 / 2)
-        elif self.law == "exponential":
-            factor = jax.random.exponential(key, (n,))
-        else:
-            factor = jax.random.uniform(key, (n,), minval=1 - self.spread, maxval=1 + self.spread)
-        return seconds * factor
+        return seconds * _LAWS[self.law].factor(key, n, self.spread)
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,16 @@ from decjax.topology.graphs import (
     torus,
 )
 from decjax.topology.interop import from_networkx, to_networkx
-from decjax.topology.kinds import BACKENDS_FOR, REPRESENTATIONS
+from decjax.topology.kinds import backends_for, representations
 from decjax.topology.optimal import fastest_mixing
 from decjax.topology.stacking import stack
 from decjax.topology.transform import lazy
 
 __all__ = [
-    "BACKENDS_FOR",
     "NAMES",
-    "REPRESENTATIONS",
     "FaultModel",
     "Topology",
+    "backends_for",
     "base_graph",
     "by_name",
     "complete",
@@ -77,6 +76,7 @@ __all__ = [
     "random_matching",
     "random_out",
     "realized_matrices",
+    "representations",
     "ring",
     "solo",
     "spectral_gap",

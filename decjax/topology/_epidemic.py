@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decjax._validation import as_key, check_int
 from decjax.topology.base import Topology
-from decjax.topology.kinds import Random
+from decjax.topology.kinds import Epidemic, SOut
 
 
 def _fanout(n: int, s: int) -> tuple[int, int]:
@@ -40,7 +40,7 @@ def epidemic(n: int, s: int, *, key=0) -> Topology:
       NeurIPS 2023 (arXiv:2310.01972).
     """
     n, s = _fanout(n, s)
-    return Random.sampled(n, "epidemic", s, as_key("key", key), 1.0, f"epidemic(s={s})")
+    return Epidemic.sampled(n, s, as_key("key", key), 1.0, f"epidemic(s={s})")
 
 
 def random_out(n: int, s: int, *, key=0) -> Topology:
@@ -61,4 +61,4 @@ def random_out(n: int, s: int, *, key=0) -> Topology:
       Assran et al., ICML 2019 (arXiv:1811.10792); Kempe et al., FOCS 2003.
     """
     n, s = _fanout(n, s)
-    return Random.sampled(n, "s_out", s, as_key("key", key), 1.0, f"random_out(s={s})")
+    return SOut.sampled(n, s, as_key("key", key), 1.0, f"random_out(s={s})")

@@ -62,8 +62,9 @@ def spectral_gap(topology: Topology) -> float:
     _check_topology(topology)
     if topology.n == 1:
         return 1.0
-    if topology.random:
-        return float(1.0 - np.sqrt(topology.contraction()))
+    contraction = topology.expected_contraction()
+    if contraction is not None:  # a random law: its mean-square contraction
+        return float(1.0 - np.sqrt(contraction))
     lam = circulant_eigenvalues(topology)
     if lam is not None:  # closed form, O(k n): mode 0 is the consensus eigenvalue 1
         return float(1.0 - np.max(np.abs(np.prod(lam, axis=0)[1:])))
@@ -188,8 +189,9 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
             f"{topology.name} is not row-stochastic (a push-sum graph mixes numerators and "
             "weights, whose ratio this variance does not describe)"
         )
-    if topology.random:
-        return float(1.0 / ((1.0 - gamma) * topology.stationary_variance(gamma)))
+    expected = topology.expected_variance(gamma)
+    if expected is not None:  # a random law: the expectation over it
+        return float(1.0 / ((1.0 - gamma) * expected))
     lam = circulant_eigenvalues(topology) if topology.n > 1 else None
     if lam is not None:
         v = _circulant_variance(lam, gamma)

@@ -19,11 +19,18 @@ uses entry ``t mod T``, selected inside ``jit`` without recompiling.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from decjax.topology._lists import (  # noqa: F401 (re-exported: the kinds import them here)
+    Edges,
+    dense_from_lists,
+    numpy_from_lists,
+    row_edges,
+)
 
 if TYPE_CHECKING:
     import scipy.sparse
@@ -31,7 +38,26 @@ if TYPE_CHECKING:
 # Tolerance for row/column sums of a doubly stochastic matrix given in float32.
 STOCHASTIC_ATOL = 1e-5
 
-KINDS: dict[str, type[Topology]] = {}  # representation name -> kind class
+KINDS: dict[str, type[Topology]] = {}  # representation name -> kind class (as they register)
+
+
+def representations() -> tuple[str, ...]:
+    """Every registered kind's name, cheapest gossip (lowest rank) first: discovered when
+    asked, so a kind defined after ``import decjax`` is included."""
+    return tuple(k.representation for k in sorted(KINDS.values(), key=lambda k: k.rank))
+
+
+def backends_for(name: str) -> tuple[str, ...]:
+    """The gossip backends a topology of kind ``name`` can be mixed with: itself, and the
+    more general kinds with fixed matrices it converts to."""
+    if name not in KINDS:
+        raise ValueError(f"unknown kind {name!r}; the kinds are {representations()}")
+    rank = KINDS[name].rank
+    return tuple(
+        b
+        for b in representations()
+        if b == name or (KINDS[b].rank >= rank and KINDS[b].convertible)
+    )
 
 
 def static(**kwargs) -> Any:
@@ -101,7 +127,6 @@ class Topology:
     step_ndim: ClassVar[int]  # axes of one step's weights: (), (k,), (n, k), (n, n) + 1
     has_lists: ClassVar[bool] = False  # neighbour lists are its natural (cheap) storage
     convertible: ClassVar[bool] = True  # has fixed matrices, so it converts to the kinds above
-    random: ClassVar[bool] = False  # draws W_t afresh each step: analysed through expectations
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -109,6 +134,31 @@ class Topology:
             KINDS[cls.representation] = cls
 
     # -- the hooks a kind implements -------------------------------------------
+    def has_fixed_matrices(self) -> bool:
+        """Whether ``W_t`` is one of ``period`` fixed matrices (``False``: drawn afresh at
+        every step, analysed through expectations over its law)."""
+        return True
+
+    def unstackable(self) -> str | None:
+        """Why this topology cannot join a stack (one vmapped sweep), or ``None``."""
+        if self.faults is not None:
+            return (
+                "topologies with faults cannot be stacked (their matrices are random per "
+                "step); run them one by one"
+            )
+        return None
+
+    def expected_contraction(self) -> float | None:
+        """``sup_{e ⟂ 1} E||W_t e||^2 / ||e||^2`` over a random law; ``None`` for fixed
+        matrices (the analysis then uses them)."""
+        return None
+
+    def expected_variance(self, gamma: float) -> float | None:
+        """Vogels et al.'s stationary variance as an expectation over a random law;
+        ``None`` for fixed matrices."""
+        del gamma
+        return None
+
     @classmethod
     def convert(cls, source: Topology) -> Topology:
         """``source`` stored as this kind (``source`` has a lower ``rank``)."""
@@ -260,8 +310,7 @@ class Topology:
 
         A kind converts only "downward", to a more general one, inside jit.
         """
-        kinds = sorted(KINDS.values(), key=lambda k: k.rank)
-        return tuple(k.representation for k in kinds if k.rank >= self.rank and k.convertible)
+        return backends_for(self.representation)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
@@ -306,71 +355,6 @@ def check_topology(name: str, value: Any) -> None:
     """``value`` is a :class:`Topology`, refused in one line otherwise."""
     if not isinstance(value, Topology):
         raise TypeError(f"{name} must be a Topology, got {type(value).__name__}")
-
-
-class Edges(NamedTuple):
-    """Messages of one phase as an edge list (see :meth:`Topology.link_loads`)."""
-
-    receivers: jax.Array  # (E,) int32
-    senders: jax.Array  # (E,) int32
-    bytes: jax.Array  # (E,) float32; 0: no message (padding)
-
-
-def row_edges(peers: jax.Array, loads: jax.Array, *, receivers_first: bool = True) -> Edges:
-    """An edge list from ``(n, K)`` lists of each worker's peers and the bytes on each slot.
-
-    ``receivers_first``: row ``i`` lists whom ``i`` receives from (else whom it
-    sends to). Several slots of one row naming the same peer are merged into one
-    message carrying their summed bytes (``O(n K log K)``: a sort per row), so
-    every link appears once.
-    """
-    n, k = peers.shape
-    loads = jnp.asarray(loads, jnp.float32)
-    if k > 1:
-        peers, loads = _merge_duplicates(peers, loads)
-    rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, k)).reshape(-1)
-    peers = peers.astype(jnp.int32).reshape(-1)
-    if receivers_first:
-        return Edges(rows, peers, loads.reshape(-1))
-    return Edges(peers, rows, loads.reshape(-1))
-
-
-def _merge_duplicates(peers: jax.Array, loads: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per row, each distinct peer once: the first slot of a run of equal peers (after a
-    sort) carries the run's summed load, the others 0."""
-    n, k = peers.shape
-    order = jnp.argsort(peers, axis=1, stable=True)
-    peers = jnp.take_along_axis(peers, order, axis=1)
-    loads = jnp.take_along_axis(loads, order, axis=1)
-    first = jnp.concatenate([jnp.ones((n, 1), bool), peers[:, 1:] != peers[:, :-1]], axis=1)
-    run = jnp.cumsum(first, axis=1) - 1
-    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
-    sums = jnp.zeros((n, k), loads.dtype).at[rows, run].add(loads)
-    return peers, jnp.where(first, jnp.take_along_axis(sums, run, axis=1), 0.0)
-
-
-def dense_from_lists(n: int, nbr: jax.Array, w: jax.Array, push: bool = False) -> jax.Array:
-    """``(T, n, n)`` matrices from ``(T, n, k)`` neighbour lists and weights (self weight implicit).
-
-    The diagonal is set to ``1 - sum`` of the off-diagonal weights of the row
-    (of the column for a ``push`` topology), matching the difference form in
-    which gossip evaluates neighbour lists.
-    """
-    period = nbr.shape[0]
-    rows = jnp.broadcast_to(jnp.arange(n)[None, :, None], nbr.shape)
-    steps = jnp.broadcast_to(jnp.arange(period)[:, None, None], nbr.shape)
-    off = jnp.where(nbr == rows, 0.0, w)
-    dense = jnp.zeros((period, n, n), w.dtype).at[steps, rows, nbr].add(off)
-    diagonal = 1.0 - jnp.sum(dense, axis=1 if push else 2)
-    return dense + jnp.eye(n, dtype=w.dtype)[None] * diagonal[:, :, None]
-
-
-def numpy_from_lists(n: int, nbr: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Host-side float64 ``(T, n, n)`` matrices from ``(T, n, k)`` lists (weights as stored)."""
-    out = np.zeros((nbr.shape[0], n, n))
-    steps, rows = np.indices(nbr.shape)[:2]
-    np.add.at(out, (steps, rows, nbr), w)
-    return out
 
 
 def weight_dtype() -> np.dtype:

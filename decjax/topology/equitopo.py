@@ -29,7 +29,7 @@ from decjax._random import numpy_rng
 from decjax._validation import as_key, check_bool, check_in_range, check_int
 from decjax.topology.base import Topology
 from decjax.topology.circulant import from_offsets
-from decjax.topology.kinds import Random
+from decjax.topology.kinds import EquiDyn, OUEquiDyn
 
 
 def equi_static(n: int, degree: int | None = None, *, key=0, undirected: bool = False) -> Topology:
@@ -101,7 +101,7 @@ def equi_dyn(n: int, *, key=0, eta: float = 0.5) -> Topology:
     """
     n = check_int("n", n, minimum=2)
     check_in_range("eta", eta, 0.0, 1.0, closed="right")
-    return Random.sampled(n, "equi_dyn", 1, as_key("key", key), eta, f"equi_dyn(eta={eta:g})")
+    return EquiDyn.sampled(n, 1, as_key("key", key), eta, f"equi_dyn(eta={eta:g})")
 
 
 def ou_equi_dyn(n: int, *, key=0, eta: float = 1.0) -> Topology:
@@ -132,4 +132,4 @@ def ou_equi_dyn(n: int, *, key=0, eta: float = 1.0) -> Topology:
     n = check_int("n", n, minimum=2)
     check_in_range("eta", eta, 0.0, 1.0, closed="right")
     name = f"ou_equi_dyn(eta={eta:g})"
-    return Random.sampled(n, "ou_equi_dyn", 1, as_key("key", key), eta, name)
+    return OUEquiDyn.sampled(n, 1, as_key("key", key), eta, name)

@@ -12,6 +12,7 @@ host for analysis (:func:`realized_matrices`, :func:`fault_statistics`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -29,41 +30,34 @@ from decjax.topology.spectrum import DENSE_LIMIT, is_symmetric
 REWEIGHT = ("metropolis", "self")
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class FaultModel:
-    """Random link failures and node outages (a pytree; see :func:`with_faults`)."""
+    """Random link failures and node outages (a frozen pytree; see :func:`with_faults`).
 
-    def __init__(
-        self, key, link_prob, node_prob, *, down_steps: int, reweight: str, scale: float = 1.0
-    ):
-        check_choice("reweight", reweight, REWEIGHT)
-        check_int("down_steps", down_steps, minimum=1)
-        self.key = key
-        self.link_prob = link_prob  # (P,) per-step probability schedule, cycled
-        self.node_prob = node_prob  # scalar
-        self.down_steps = down_steps
-        self.reweight = reweight
-        self.scale = scale  # laziness kappa applied to realized edge weights
+    Attributes:
+      key: the failures' key (a typed key); realizations are functions of ``(key, step)``.
+      link_prob: ``(P,)`` per-step probability that a link fails, cycled.
+      node_prob: the probability that a worker is down, per block of ``down_steps``.
+      down_steps: outages last blocks of this many steps (static).
+      reweight: ``"metropolis"`` or ``"self"``: the weights on the surviving graph (static).
+      scale: laziness ``kappa`` applied to realized edge weights (static).
+    """
 
-    def tree_flatten(self):
-        aux = (self.down_steps, self.reweight, self.scale)
-        return (self.key, self.link_prob, self.node_prob), aux
+    key: Any
+    link_prob: Any
+    node_prob: Any
+    down_steps: int = dataclasses.field(metadata={"static": True}, kw_only=True)
+    reweight: str = dataclasses.field(metadata={"static": True}, kw_only=True)
+    scale: float = dataclasses.field(default=1.0, metadata={"static": True}, kw_only=True)
 
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        down_steps, reweight, scale = aux
-        return cls(*children, down_steps=down_steps, reweight=reweight, scale=scale)
+    def __post_init__(self):
+        check_choice("reweight", self.reweight, REWEIGHT)
+        check_int("down_steps", self.down_steps, minimum=1)
 
     def scaled(self, kappa: float) -> FaultModel:
         """The same failures, realized weights multiplied by ``kappa`` (a lazier graph)."""
-        return FaultModel(
-            self.key,
-            self.link_prob,
-            self.node_prob,
-            down_steps=self.down_steps,
-            reweight=self.reweight,
-            scale=self.scale * kappa,
-        )
+        return dataclasses.replace(self, scale=self.scale * kappa)
 
     def node_alive(self, step, n: int) -> jax.Array:
         """``(n,)`` bool: which workers are up at ``step``."""
@@ -178,7 +172,7 @@ def with_faults(
     down_steps = check_int("down_steps", down_steps, minimum=1)
     check_choice("reweight", reweight, REWEIGHT)
     key = as_key("key", key)
-    if topology.random:
+    if not topology.has_fixed_matrices():
         raise ValueError(
             f"{topology.name} is already random at every step; faults apply to a fixed graph"
         )

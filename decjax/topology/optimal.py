@@ -38,7 +38,7 @@ BETAS = (10.0, 100.0, 1e3, 1e4)  # smoothing continuation: each stage warm-start
 def graph_edges(graph) -> tuple[int, list[tuple[int, int]]]:
     """``n`` and the undirected edges ``i < j`` of a networkx graph or a static topology."""
     if isinstance(graph, Topology):
-        if graph.random or graph.period != 1 or graph.batch_shape:
+        if not graph.has_fixed_matrices() or graph.period != 1 or graph.batch_shape:
             raise ValueError(
                 "fastest_mixing needs one static graph; "
                 f"{graph.name} is time-varying, random or stacked"

@@ -39,16 +39,9 @@ def stack(topologies: Sequence[Topology]) -> Topology:
     topologies = list(topologies)
     if not topologies or not all(isinstance(t, Topology) for t in topologies):
         raise TypeError("topologies must be a non-empty sequence of Topology")
-    if any(t.faults is not None for t in topologies):
-        raise ValueError(
-            "topologies with faults cannot be stacked (their matrices are random per step); "
-            "run them one by one"
-        )
-    if any(t.random for t in topologies):
-        raise ValueError(
-            "random topologies (a fresh matrix per step) cannot be stacked; sweep their keys "
-            "by building one per run"
-        )
+    reasons = [t.unstackable() for t in topologies if t.unstackable() is not None]
+    if reasons:
+        raise ValueError(reasons[0])
     if any(t.batch_shape for t in topologies):
         raise ValueError("topologies are already stacked; stack single topologies")
     kinds_of = {(t.row_stochastic, t.column_stochastic) for t in topologies}

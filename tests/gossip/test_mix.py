@@ -16,7 +16,7 @@ ATOL = 2e-6
 
 MIXERS = {
     backend: jax.jit(lambda t, x, s, backend=backend: decjax.mix(t, x, s, backend=backend))
-    for backend in decjax.gossip.BACKENDS
+    for backend in decjax.topology.representations()
 }
 
 

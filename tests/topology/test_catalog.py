@@ -25,7 +25,11 @@ def test_by_name_builds_every_name():
     for name in decjax.topology.NAMES:
         topo = by_name(name, 16)
         assert topo.n == 16
-        mats = topo.matrices() if not topo.random else jnp.stack([topo.matrix(t) for t in range(3)])
+        mats = (
+            topo.matrices()
+            if topo.has_fixed_matrices()
+            else jnp.stack([topo.matrix(t) for t in range(3)])
+        )
         sums = mats.sum(axis=-2) if topo.push else mats.sum(axis=-1)  # push: columns
         assert jnp.allclose(sums, 1.0, atol=1e-6), name
 

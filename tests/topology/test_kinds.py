@@ -26,10 +26,12 @@ def test_each_constructor_returns_the_kind_that_stores_it_cheapest():
 
 
 def test_the_kinds_are_ordered_by_generality():
-    assert decjax.topology.REPRESENTATIONS == ("average", "shift", "sparse", "dense", "random")
-    assert decjax.topology.BACKENDS_FOR["random"] == ("random",)  # no fixed matrices
+    assert decjax.topology.representations() == ("average", "shift", "sparse", "dense", "random")
+    assert decjax.topology.backends_for("random") == ("random",)  # no fixed matrices
     assert decjax.ring(8).backends == ("shift", "sparse", "dense")
-    assert decjax.topology.BACKENDS_FOR["sparse"] == ("sparse", "dense")
+    assert decjax.topology.backends_for("sparse") == ("sparse", "dense")
+    with pytest.raises(ValueError, match="unknown kind 'ring'"):
+        decjax.topology.backends_for("ring")
 
 
 @pytest.mark.parametrize("n", [6, 8])
@@ -146,5 +148,11 @@ def test_a_new_kind_is_one_class():
         np.testing.assert_array_equal(jax.jit(decjax.mix)(silent, x), x)
         assert silent.backends == ("silent",) and silent.matrix(0).shape == (4, 4)
         assert decjax.spectral_gap(silent) == pytest.approx(0.0)
+        # discovered, not snapshotted at import: the backends and the gossip see it
+        assert "silent" in decjax.topology.representations()
+        assert decjax.gossip.resolve_backend(silent, "silent") == "silent"
+        assert "silent" in decjax.topology.backends_for("sparse")  # rank 4 and convertible
+        np.testing.assert_array_equal(decjax.mix(silent, x, backend="silent"), x)
     finally:
         KINDS.pop("silent")
+    assert "silent" not in decjax.topology.representations()

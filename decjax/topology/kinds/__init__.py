@@ -22,36 +22,31 @@ named-axis forms), message counts and host-side analysis hooks:
     a fresh random ``W_t`` drawn inside ``jit`` at every step from a key
     (epidemic learning, random s-out push-sum graphs, EquiDyn). Gossip is a
     scatter of ``s`` messages per worker, ``O(s n d)``; it has no fixed
-    matrices, so it converts to no other kind.
+    matrices, so it converts to no other kind. One class per law:
+    :class:`Epidemic`, :class:`SOut`, :class:`EquiDyn`, :class:`OUEquiDyn`.
 
 A kind converts "downward" (``Average -> Shift -> Sparse -> Dense``) with
 ``topology.to(name)``; that is how a gossip backend is forced.
 """
 
-from decjax.topology.base import KINDS
+from decjax.topology.base import backends_for, representations
 from decjax.topology.kinds.average import Average
 from decjax.topology.kinds.dense import Dense
+from decjax.topology.kinds.laws import Epidemic, EquiDyn, OUEquiDyn, SOut
 from decjax.topology.kinds.random import Random
 from decjax.topology.kinds.shift import Shift
 from decjax.topology.kinds.sparse import Sparse
 
-# every kind's name, cheapest gossip first, and the backends each can be mixed with
-REPRESENTATIONS = tuple(k.representation for k in sorted(KINDS.values(), key=lambda k: k.rank))
-BACKENDS_FOR = {
-    name: tuple(
-        b
-        for b in REPRESENTATIONS
-        if b == name or (KINDS[b].rank >= KINDS[name].rank and KINDS[b].convertible)
-    )
-    for name in REPRESENTATIONS
-}
-
 __all__ = [
-    "BACKENDS_FOR",
-    "REPRESENTATIONS",
     "Average",
     "Dense",
+    "Epidemic",
+    "EquiDyn",
+    "OUEquiDyn",
     "Random",
+    "SOut",
     "Shift",
     "Sparse",
+    "backends_for",
+    "representations",
 ]

@@ -2,7 +2,8 @@
 
 Every worker sends to ``s`` peers chosen at random at each step (``fold_in(key,
 t)``, so a run is reproducible and never recompiles); what the receivers do
-with the messages is the *law*:
+with the messages is the *law*, one class each (:class:`Epidemic`, :class:`SOut`,
+:class:`EquiDyn`, :class:`OUEquiDyn`, subclasses of the kind :class:`Random`):
 
 ``"epidemic"`` (Epidemic Learning, de Vos et al. 2023)
     ``s`` distinct random others; each receiver averages its own model with
@@ -31,7 +32,6 @@ law (:meth:`Random.contraction`, :meth:`Random.second_moments`).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import jax
@@ -41,9 +41,6 @@ import numpy as np
 from decjax import _axis
 from decjax._random import varied
 from decjax.topology.base import Edges, Topology, as_weights, kind, row_edges, static
-
-LAWS = ("epidemic", "s_out", "equi_dyn", "ou_equi_dyn")
-ONE_PEER = ("equi_dyn", "ou_equi_dyn")
 
 
 def greedy_matching(key: jax.Array, n: int) -> jax.Array:
@@ -101,53 +98,92 @@ def distinct_others(key: jax.Array, n: int, s: int) -> jax.Array:
 
 @kind
 class Random(Topology):
-    """Fresh random ``W_t`` at each step (epidemic, random s-out, EquiDyn).
+    """Fresh random ``W_t`` at each step: the kind, whose subclasses are the laws.
 
-    ``key`` is the raw key data (``jax.random.key_data``); ``law`` and
-    ``fanout`` (``s``) are static; ``weights`` is the scalar strength ``eta``.
+    ``key`` is the raw key data (``jax.random.key_data``); ``fanout`` (``s``) is
+    static; ``weights`` is the scalar strength ``eta``. A law supplies whom each
+    worker sends to (:meth:`draw_targets`), what a receiver does with the
+    messages (:meth:`coefficients`) and its second moments (:meth:`row_moments`);
+    the gossip, the realized matrix, the messages and the expectations are shared.
     """
 
     key: Any
-    law: str = static()
     fanout: int = static()
 
     representation: ClassVar[str] = "random"
     rank: ClassVar[int] = 4
     step_ndim: ClassVar[int] = 0
     convertible: ClassVar[bool] = False
-    random: ClassVar[bool] = True
+    law: ClassVar[str]  # the law's name, e.g. "epidemic"
+    row_stochastic_law: ClassVar[bool] = True
+    column_stochastic_law: ClassVar[bool] = True
 
     @classmethod
-    def sampled(cls, n: int, law: str, fanout: int, key, eta: float, name: str) -> Random:
-        """A topology drawing ``law`` with ``fanout`` peers from ``key`` (a typed key) at every
-        step, mixed with strength ``eta``; its stochasticity follows from the law."""
+    def sampled(cls, n: int, fanout: int, key, eta: float, name: str) -> Random:
+        """A topology drawing this law with ``fanout`` peers from ``key`` (a typed key) at
+        every step, mixed with strength ``eta``; its stochasticity follows from the law."""
+        if cls is Random:
+            raise TypeError("Random is the kind; build one of its laws (Epidemic, SOut, ...)")
         return cls(
             n=n,
             period=1,
             name=name,
             key=jax.random.key_data(key),
-            law=law,
             fanout=fanout,
             weights=as_weights(eta),
-            row_stochastic=law != "s_out",
-            column_stochastic=law != "epidemic",
+            row_stochastic=cls.row_stochastic_law,
+            column_stochastic=cls.column_stochastic_law,
         )
 
     @property
     def backends(self) -> tuple[str, ...]:
         return ("random",)
 
+    def has_fixed_matrices(self) -> bool:
+        return False
+
+    def unstackable(self) -> str | None:
+        return (
+            "random topologies (a fresh matrix per step) cannot be stacked; sweep their keys "
+            "by building one per run"
+        )
+
+    def expected_contraction(self) -> float | None:
+        return self.contraction()
+
+    def expected_variance(self, gamma: float) -> float | None:
+        return self.stationary_variance(gamma)
+
+    # -- the hooks a law implements ------------------------------------------------
+    def draw_targets(self, key: jax.Array) -> jax.Array:
+        """``(n, s)`` int32: whom each worker sends to, drawn from ``key`` (a worker that
+        sends nothing targets itself)."""
+        raise NotImplementedError
+
+    def coefficients(self, count: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Per receiver of ``count`` messages: the weight of each message, and the weight
+        it gives up (``(n,)`` each)."""
+        raise NotImplementedError
+
+    def row_moments(self) -> tuple[float, float]:
+        """``(alpha, rho)``: ``alpha = E sum_j W_ij^2`` (a row's squared norm; also
+        ``||W||_F^2 / n``) and ``rho = E (sum_j W_ij)^2`` (a row sum squared), exactly."""
+        raise NotImplementedError
+
+    def max_degree(self) -> int:
+        """The number of peers each worker *sends* to per step (in-degrees are random)."""
+        return self.fanout
+
+    def column_moment(self, draws: int = 4096) -> float:
+        """``E (sum_i W_ij)^2``: a column sum squared (1 for a column-stochastic law)."""
+        del draws
+        return 1.0
+
     # -- one step ---------------------------------------------------------------
     def targets(self, step: Any) -> jax.Array:
         """``(n, s)`` int32: whom each worker sends to at ``step``."""
         key = jax.random.fold_in(varied(jax.random.wrap_key_data(self.key)), jnp.asarray(step))
-        n = self.n
-        if self.law == "equi_dyn":
-            shift = jax.random.randint(key, (), 1, n, dtype=jnp.int32)
-            return ((jnp.arange(n, dtype=jnp.int32) - shift) % n)[:, None]
-        if self.law == "ou_equi_dyn":  # one's partner, or oneself when unmatched
-            return greedy_matching(key, n)[:, None]
-        return distinct_others(key, n, self.fanout)
+        return self.draw_targets(key)
 
     def _receive(self, x: jax.Array, step: Any) -> tuple[jax.Array, jax.Array]:
         """The sum of what each worker receives, and how many messages (all ``n`` rows)."""
@@ -158,22 +194,10 @@ class Random(Topology):
         count = jnp.zeros((self.n,), x.dtype).at[targets.ravel()].add(1.0)
         return received, count
 
-    def _coefficients(self, count: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Per receiver: the weight of each message, and the weight it gives up (``(n,)``)."""
-        eta = self.weights.astype(count.dtype)
-        if self.law == "epidemic":
-            share = eta / (1.0 + count)
-            return share, share * count
-        if self.law == "s_out":
-            share = eta / (1.0 + self.fanout)
-            return jnp.full_like(count, share), jnp.full_like(count, share * self.fanout)
-        share = eta * (self.n - 1) / self.n
-        return jnp.full_like(count, share), jnp.full_like(count, share)
-
     def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
         everyone = _axis.gather_rows(x)
         received, count = self._receive(everyone, step)
-        share, lost = self._coefficients(count)
+        share, lost = self.coefficients(count)
         flat = everyone.reshape(self.n, -1)
         full = share[:, None] * received - lost[:, None] * flat
         return _axis.local_rows(full.reshape(everyone.shape))
@@ -183,7 +207,7 @@ class Random(Topology):
         targets = self.targets(step)
         senders = jnp.repeat(jnp.arange(n), targets.shape[1])
         count = jnp.zeros((n,), self.weights.dtype).at[targets.ravel()].add(1.0)
-        share, lost = self._coefficients(count)
+        share, lost = self.coefficients(count)
         links = jnp.zeros((n, n), self.weights.dtype).at[targets.ravel(), senders].add(1.0)
         return jnp.eye(n, dtype=links.dtype) * (1.0 - lost)[:, None] + share[:, None] * links
 
@@ -204,10 +228,7 @@ class Random(Topology):
         )
 
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
-        if self.law == "ou_equi_dyn":  # the matched workers send one message each
-            sends = jnp.mean((self.targets(step)[:, 0] != jnp.arange(self.n)).astype(jnp.float32))
-        else:
-            sends = 1.0 if self.law == "equi_dyn" else float(self.fanout)
+        sends = float(self.max_degree())
         return jnp.where(self.weights > 0, sends, 0.0).astype(jnp.float32)
 
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
@@ -220,10 +241,6 @@ class Random(Topology):
         loads = jnp.moveaxis(loads, 0, 1).reshape(self.n, -1)
         return row_edges(peers, loads, receivers_first=False)
 
-    def max_degree(self) -> int:
-        """The number of peers each worker *sends* to per step (in-degrees are random)."""
-        return 1 if self.law in ONE_PEER else self.fanout
-
     def slackened(self, kappa: float) -> Random:
         return self.replace(weights=kappa * self.weights)
 
@@ -235,74 +252,20 @@ class Random(Topology):
         d = np.arange(self.n)
         return d, stats.binom.pmf(d, self.n - 1, self.fanout / (self.n - 1))
 
-    def _rows(self) -> tuple[float, float]:
-        """``(alpha, rho)``: ``alpha = E sum_j W_ij^2`` (a row's squared norm; also
-        ``||W||_F^2 / n``) and ``rho = E (sum_j W_ij)^2`` (a row sum squared), exactly."""
-        n, eta = self.n, float(self.weights)
-        if self.law == "equi_dyn":
-            b = eta * (n - 1) / n
-            return (1 - b) ** 2 + b**2, 1.0
-        d, pmf = self._in_degree_pmf()
-        if self.law == "epidemic":  # a receiver of d messages weighs each eta / (1 + d)
-            share = eta / (1.0 + d)
-            return float(pmf @ ((1 - eta + share) ** 2 + d * share**2)), 1.0
-        share = eta / (1 + self.fanout)  # s_out: every sender keeps 1 - s share
-        kept = 1 - self.fanout * share
-        columns = kept**2 + self.fanout * share**2  # squared norm of a column, the same mean
-        return columns, float(pmf @ (kept + d * share) ** 2)
-
-    def column_moment(self, draws: int = 4096) -> float:
-        """``E (sum_i W_ij)^2``: a column sum squared (1 unless the law is epidemic, where
-        it is estimated from ``draws`` realized matrices, key 0)."""
-        if self.law != "epidemic":
-            return 1.0
-        n = self.n
-        law = self.replace(key=jax.random.key_data(jax.random.key(0)))
-
-        @jax.jit
-        def mean_square(steps):
-            sums = jax.vmap(lambda t: jnp.sum(law.step_matrix(t), axis=0))(steps)
-            return jnp.mean(sums.astype(jnp.float32) ** 2)
-
-        chunk = max(1, min(draws, 2**22 // max(n * n, 1)))
-        starts = range(0, draws, chunk)
-        return float(np.mean([mean_square(jnp.arange(s, s + chunk)) for s in starts]))
-
     def contraction(self) -> float:
         """``sup_{e ⟂ 1} E||W_t e||^2 / ||e||^2``: the mean-square contraction of the
         disagreement in one step (the spectral gap reported is ``1 - sqrt`` of it, as
         in :func:`decjax.topology.fault_statistics`).
 
         By exchangeability ``E[W^T W]`` has one eigenvalue on ``1^⟂``,
-        ``(n alpha - rho) / (n - 1)`` with :meth:`_rows`'s ``alpha, rho``; for the
+        ``(n alpha - rho) / (n - 1)`` with :meth:`row_moments`'s ``alpha, rho``; for the
         epidemic law at ``eta = 1`` this is de Vos et al.'s
         ``(1/s)(1 - (1 - s/(n-1))^n) - 1/(n-1)`` (tested).
         """
         if self.n == 1:
             return 0.0
-        if self.law == "ou_equi_dyn":
-            return max(0.0, float(self._matching_spectrum()[1:].max()))
-        alpha, rho = self._rows()
+        alpha, rho = self.row_moments()
         return max(0.0, (self.n * alpha - rho) / (self.n - 1))
-
-    def _matching_spectrum(self) -> np.ndarray:
-        """``(n,)`` eigenvalues of ``E[W^2]`` for OU-EquiDyn, exactly (mode 0 is 1).
-
-        ``W = I - b L`` with ``L`` the matching's Laplacian and ``b = eta (n-1)/n``;
-        ``L^2 = 2 L`` for a matching, so ``W^2 = I - 2 b (1 - b) L``. The law is
-        rotation-invariant (a uniform start), so ``E[L]`` is circulant: the pair
-        ``(0, k)`` is matched with probability ``m_u / n`` for ``k = u`` and
-        ``k = n - u``, each offset ``u`` with probability ``1/(n-1)`` and ``m_u`` pairs
-        (:func:`matched_pairs`); its eigenvalues are an FFT of that row.
-        """
-        n, eta = self.n, float(self.weights)
-        b = eta * (n - 1) / n
-        shifts, pairs = np.arange(1, n), matched_pairs(n)
-        row = np.zeros(n)
-        np.add.at(row, shifts, -pairs / (n * (n - 1)))
-        np.add.at(row, n - shifts, -pairs / (n * (n - 1)))
-        row[0] = -row[1:].sum()
-        return 1.0 - 2.0 * b * (1.0 - b) * np.real(np.fft.fft(row))
 
     def stationary_variance(self, gamma: float) -> float:
         """Vogels et al.'s ``v = sum_t gamma^(t-1) E||W_t ... W_1||_F^2 / n`` over the law.
@@ -313,40 +276,10 @@ class Random(Topology):
         ``a_t = r^t``, ``b_t = beta (1 - r^t) / (1 - r)`` with ``r = alpha - beta``,
         summed in closed form.
         """
-        if self.law == "ou_equi_dyn":
-            return self._sampled_variance(gamma)
-        alpha, _ = self._rows()
+        alpha, _ = self.row_moments()
         beta = (self.column_moment() - alpha) / (self.n - 1) if self.n > 1 else 0.0
         r = alpha - beta
         series = r / (1 - gamma * r)
         if beta:
             series += beta / (1 - r) * (1 / (1 - gamma) - r / (1 - gamma * r))
         return series
-
-    def _sampled_variance(self, gamma: float, chains: int = 64, probes: int = 64) -> float:
-        """``stationary_variance`` estimated over realized matrices (OU-EquiDyn, whose
-        second moments have no closed form here): ``chains`` sequences of ``W_t`` (key 0),
-        each applied to ``probes`` Gaussian vectors (``E||P z||^2 = ||P||_F^2``), the terms
-        summed until the disagreement has contracted by ``1e-8``, the rest (each term
-        ``1/n``: the product is then ``11^T/n``) in closed form. About 1 % error (tested against the
-        exact expectation over the law at ``n = 6``)."""
-        n = self.n
-        rate = max(self.contraction(), 1e-12)
-        horizon = max(1, math.ceil(math.log(1e-8) / math.log(rate)) if rate < 1 else 2000)
-        law = self.replace(key=jax.random.key_data(jax.random.key(0)))
-
-        @jax.jit
-        def norms(z):
-            def chain(c, z):
-                def one(x, t):
-                    x = x + law.delta(x, c * horizon + t)
-                    return x, jnp.sum(x * x) / (n * probes)
-
-                return jax.lax.scan(one, z, jnp.arange(horizon))[1]
-
-            return jax.vmap(chain)(jnp.arange(chains), z)
-
-        z = jax.random.normal(jax.random.key(1), (chains, n, probes))
-        terms = np.asarray(norms(z), np.float64).mean(axis=0)
-        weights = gamma ** np.arange(horizon)
-        return float(weights @ terms + gamma**horizon / (1 - gamma) / n)
