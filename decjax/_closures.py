@@ -75,7 +75,7 @@ def nonfinite_number(obj: Any) -> tuple[str, float] | None:
 def schedules(obj: Any, names: tuple[str, ...] = ("learning_rate",)) -> list[Callable]:
     """The functions ``obj`` holds under one of ``names`` (learning-rate schedules: optax's
     ``scale_by_learning_rate`` and decjax's factories keep them as ``learning_rate``)."""
-    found = []
+    found: list[Any] = []
     for name, value in held(obj):
         if name in names and callable(value) and not any(value is f for f in found):
             found.append(value)

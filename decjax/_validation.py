@@ -84,7 +84,7 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
@@ -112,7 +112,7 @@ def as_key(name: str, key: Any) -> jax.Array:
     """
     fix = f"pass {name}=jax.random.key(0) or an int seed"
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-        if not 0 <= key < 2**63:
+        if not 0 <= int(key) < 2**63:
             raise ValueError(f"{name} as an int seed must be in [0, 2**63), got {key}")
         return jax.random.key(int(key))
     dtype = getattr(key, "dtype", None)
@@ -144,7 +144,8 @@ def check_stacked(name: str, tree: Any) -> int:
             f"{name} must be stacked over workers: every leaf needs the same leading axis n, "
             f"got shapes {[np.shape(x) for x in leaves][:4]}"
         )
-    return sizes.pop()
+    (n,) = sizes  # one size, not None (refused above)
+    return int(n)  # type: ignore[arg-type]
 
 
 def available_memory(device: bool = True) -> int:

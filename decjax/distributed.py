@@ -173,7 +173,8 @@ def data_specs(data: Any, n: int, mesh: Mesh) -> Any:
         name = _axis_name(mesh)
         whole, split = PartitionSpec(), PartitionSpec(name)
         keys = None if data.epoch_keys is None else split
-        return WorkerData(x=whole, y=whole, indices=split, counts=split, epoch_keys=keys)
+        # WorkerData's own structure, holding a partition spec per field
+        return WorkerData(x=whole, y=whole, indices=split, counts=split, epoch_keys=keys)  # type: ignore[arg-type]
     return worker_specs(data, n, mesh)
 
 

@@ -76,7 +76,7 @@ def per_worker(tx: optax.GradientTransformation) -> PerWorker:
 class CombineState(NamedTuple):
     """State of :func:`combine`."""
 
-    count: jax.Array  # int32 scalar: steps so far (round t = count * rounds selects W_t)
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
 
 
 @constructor

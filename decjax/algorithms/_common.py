@@ -103,7 +103,7 @@ class Gossip:
         }
 
 
-def also_sent(first: Info, second: Info, when: jax.Array = True) -> Info:
+def also_sent(first: Info, second: Info, when: Any = True) -> Info:
     """Two records of messages sent in the same rounds, the second counted only ``when``."""
     return {
         key: first[key].plus(second[key], when)
@@ -167,7 +167,7 @@ def zeros_count() -> jax.Array:
     return jnp.zeros((), jnp.int32)
 
 
-Info = dict[str, jax.Array]  # what one step reports: bytes sent, gossip rounds, staleness...
+Info = dict[str, Any]  # what one step reports: bytes sent, gossip rounds, staleness...
 
 
 @runtime_checkable
@@ -271,7 +271,7 @@ def apply_step(tx, grads, state, params, **extra_args) -> tuple[Any, Any, Info]:
     return optax.apply_updates(params, updates), state, {}
 
 
-def local_then(local: optax.GradientTransformation, last: DecentralizedTransformation):
+def local_then(local: optax.GradientTransformation, last: StepTransformation):
     """``optax.chain(local, last)`` that keeps ``last``'s direct ``step``.
 
     ``local`` must act on each worker separately (a per-worker optimizer): its

@@ -21,7 +21,7 @@ from decjax.topology import Topology, spectral_gap
 class ConsensusControlState(NamedTuple):
     """State of the gossip stage of :func:`consensus_control`."""
 
-    count: jax.Array  # steps taken
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     gossip_rounds: jax.Array  # int32: cumulative gossip rounds (selects W for time-varying)
     last_rounds: jax.Array  # int32: rounds used at the last step
     estimate: jax.Array  # float32: estimated consensus distance after the last step

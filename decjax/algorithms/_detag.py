@@ -24,7 +24,7 @@ from decjax.topology import Topology
 class DeTAGState(NamedTuple):
     """State of :func:`detag`."""
 
-    count: jax.Array  # int32: iterations t (phase k = t // R, round r = t % R)
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     model_mix: Any  # z_r: accelerated-gossip iterate of the params
     model_mix_prev: Any  # z_{r-1}
     tracker_mix: Any  # accelerated-gossip iterate of the tracker Y

@@ -24,7 +24,7 @@ class DiLoCoState(NamedTuple):
     """State of the DiLoCo family; the model trees are tuples over the ``P`` fragments,
     each a list of that fragment's stacked ``(n, ...)`` leaves."""
 
-    count: jax.Array  # int32: inner steps taken
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     inner: Any  # the per-worker inner optimizer's state
     outer_params: Any  # theta^o per worker (equal on every worker with the all-reduce)
     outer: Any  # per-worker outer optimizer state, one per fragment

@@ -24,7 +24,7 @@ from decjax.topology import Topology
 class GradientTrackingState(NamedTuple):
     """State of :func:`gradient_tracking`."""
 
-    count: jax.Array  # int32 scalar: steps taken (selects W_t)
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     tracker: Any  # Y_{t-1}, stacked (n, ...)
     prev_grads: Any  # G_{t-1}, stacked (n, ...)
 

@@ -26,7 +26,7 @@ from decjax.topology import Topology
 class ChocoState(NamedTuple):
     """State of :func:`choco_sgd`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     public: Any  # X-hat: the copies every neighbour holds of each worker's model
     key: jax.Array  # for random compressors
 

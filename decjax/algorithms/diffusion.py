@@ -32,7 +32,6 @@ from decjax._validation import is_traced
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
-    concrete_matrices,
     constructor,
     from_step,
     learning_rate_at,
@@ -45,7 +44,7 @@ from decjax.topology.spectrum import circulant_eigenvalues, is_symmetric
 class DiffusionState(NamedTuple):
     """State of :func:`d2` and :func:`exact_diffusion`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     correction: Any  # C_t = X_t - Psi_t, zero worker average
 
 
@@ -75,10 +74,11 @@ def check_d2_topology(topology: Topology) -> None:
     if not is_symmetric(topology):
         raise ValueError(f"d2 needs a symmetric mixing matrix; {topology.name} is not")
     lam = circulant_eigenvalues(topology)  # O(k n) for rings and exponential graphs
+    lowest: Any
     if lam is not None:
         lowest = lam.real.min(axis=1)
     else:
-        lowest = [np.linalg.eigvalsh(w).min() for w in concrete_matrices(topology)]
+        lowest = [np.linalg.eigvalsh(w).min() for w in topology.numpy_matrices()]  # concrete
     for t, lam_min in enumerate(lowest):
         where = f" (step {t})" if len(lowest) > 1 else ""
         lam_min = float(lam_min)

@@ -54,7 +54,7 @@ def where_workers(mask, a, b):
 class StragglerState(NamedTuple):
     """State of :func:`stragglers`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     last_grads: Any  # each worker's most recent finished gradient
     inner: Any
 
@@ -123,7 +123,7 @@ def stragglers(
 class ChurnState(NamedTuple):
     """State of :func:`node_churn`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     inner: Any
 
 

@@ -41,7 +41,7 @@ from decjax.topology import Topology
 class PushSumState(NamedTuple):
     """State of :func:`sgp`: numerators ``x`` and push-sum weights ``w`` (``z = x / w``)."""
 
-    count: jax.Array  # int32 scalar: steps taken (selects P_t)
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     numerators: Any  # x, stacked (n, ...); None on a doubly stochastic W (x is the params)
     weights: jax.Array  # w, (n,)
 
@@ -49,7 +49,7 @@ class PushSumState(NamedTuple):
 class OverlapState(NamedTuple):
     """State of :func:`osgp`: push-sum plus the messages still in flight."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     numerators: Any
     weights: jax.Array
     key: jax.Array
@@ -61,7 +61,7 @@ class OverlapState(NamedTuple):
 class PushDIGingState(NamedTuple):
     """State of :func:`push_diging`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     numerators: Any  # u, stacked (n, ...)
     weights: jax.Array  # v, (n,)
     tracker: Any  # y_{t-1}

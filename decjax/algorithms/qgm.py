@@ -22,7 +22,7 @@ from decjax.topology import Topology
 class QuasiGlobalMomentumState(NamedTuple):
     """State of :func:`qg_dsgdm`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
     momentum: Any  # M-hat: the quasi-global momentum buffer
 
 

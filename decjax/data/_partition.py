@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +107,7 @@ def partition(
 def _dirichlet(labels, n, alpha, rng, max_tries: int = 100):
     classes = np.unique(labels)
     for _ in range(max_tries):
-        shards = [[] for _ in range(n)]
+        shards: list[list[Any]] = [[] for _ in range(n)]
         for c in classes:
             idx = rng.permutation(np.flatnonzero(labels == c))
             shares = rng.dirichlet(np.full(n, float(alpha)))

@@ -160,7 +160,7 @@ def load_mnist(directory) -> Dataset:
     """
     path = _directory(directory, "MNIST IDX", list(MNIST_FILES.values()))
     files = {k: _find(path, name) for k, name in MNIST_FILES.items()}
-    arrays = {k: _idx(file) for k, file in files.items()}
+    arrays = {k: _idx(file) for k, file in files.items() if file is not None}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_x"], arrays[f"{part}_y"]
         if labels.ndim != 1 or len(images) != len(labels):

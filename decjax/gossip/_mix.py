@@ -122,12 +122,12 @@ def _check_step(step) -> jax.Array:
     if isinstance(step, jax.Array | np.ndarray):
         if not jnp.issubdtype(step.dtype, jnp.integer) or step.ndim:
             raise TypeError(f"step must be an integer scalar, got {step.dtype}{list(step.shape)}")
-        return step.astype(jnp.int32)
+        return jnp.asarray(step, jnp.int32)
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(
             f"step must be an int (the gossip round), got {type(step).__name__} {step!r}"
         )
-    if not 0 <= step < 2**31:
+    if not 0 <= int(step) < 2**31:
         raise ValueError(f"step must be in [0, 2**31), got {step}")
     return jnp.int32(step)
 

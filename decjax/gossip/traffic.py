@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -109,7 +109,7 @@ class Links:
 
     def total(self) -> jax.Array:
         """The bytes of every message of every phase."""
-        return sum(jnp.sum(self.edges(p).bytes) for p in range(self.phases))
+        return cast(jax.Array, sum(jnp.sum(self.edges(p).bytes) for p in range(self.phases)))
 
 
 @jax.tree_util.register_dataclass
@@ -143,7 +143,7 @@ class Traffic:
     def plus(self, other: Traffic, when: Any = True) -> Traffic:
         """Both records' messages, ``other``'s counted only ``when`` (messages sent in the
         same phases: gradient tracking's params and tracker)."""
-        fields = {}
+        fields: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             mine, theirs = getattr(self, field.name), getattr(other, field.name)
             if (mine is None) != (theirs is None):

@@ -49,7 +49,7 @@ def from_nnx(
         raise TypeError(
             f"make_model(rngs) must return a flax nnx.Module, got {type(module).__name__}"
         )
-    graphdef, _, rngs, other = nnx.split(module, nnx.Param, nnx.RngState, ...)
+    graphdef, _, rngs, other = nnx.split(module, nnx.Param, nnx.RngState, ...)  # type: ignore[misc]
     if not jax.tree.leaves(other) and not jax.tree.leaves(rngs):
         return _stateless(nnx, graphdef, make_model, float(l2))
 

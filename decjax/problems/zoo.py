@@ -19,6 +19,8 @@ from decjax.problems.classifiers import Classifier, StatefulClassifier
 from decjax.problems.conv import conv_general_dilated
 from decjax.problems.nnx import from_nnx
 
+Model = Classifier | StatefulClassifier  # what from_nnx returns: stateful with BatchNorm
+
 
 def _nnx():
     try:
@@ -42,7 +44,7 @@ def _maybe_remat(nnx, remat: bool):
     return nnx.remat(_call) if remat else _call
 
 
-def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Classifier:
+def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Model:
     """LeNet-5 (LeCun et al., 1998), the network of DeTAG's image experiments.
 
     Two 5x5 convolutions (6 and 16 channels, ReLU, 2x2 max-pooling) and three
@@ -64,7 +66,7 @@ def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Class
     nnx = _nnx()
     padding = 2 if size == 28 else 0
 
-    class LeNet5(nnx.Module):
+    class LeNet5(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             self.conv1 = _conv_layer(nnx, channels, 6, (5, 5), padding=padding, rngs=rngs)
             self.conv2 = _conv_layer(nnx, 6, 16, (5, 5), padding="VALID", rngs=rngs)
@@ -82,7 +84,7 @@ def lenet5(num_classes: int = 10, *, channels: int = 1, size: int = 28) -> Class
     return from_nnx(LeNet5)
 
 
-def cnn1d(num_classes: int = 10, *, length: int = 40, channels: int = 25) -> Classifier:
+def cnn1d(num_classes: int = 10, *, length: int = 40, channels: int = 25) -> Model:
     """A 1-D CNN for MNIST-1D, after the dataset's reference convnet.
 
     Three convolutions of ``channels`` filters (kernel 5, then 3, 3; stride 2;
@@ -103,7 +105,7 @@ def cnn1d(num_classes: int = 10, *, length: int = 40, channels: int = 25) -> Cla
     for _ in range(3):  # three stride-2 "SAME" convolutions
         out_length = (out_length + 1) // 2
 
-    class CNN1D(nnx.Module):
+    class CNN1D(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             self.conv1 = _conv_layer(nnx, 1, channels, (5,), strides=2, rngs=rngs)
             self.conv2 = _conv_layer(nnx, channels, channels, (3,), strides=2, rngs=rngs)
@@ -157,7 +159,7 @@ def resnet20(
             return nnx.BatchNorm(features, rngs=rngs)
         return nnx.GroupNorm(features, num_groups=2, rngs=rngs)
 
-    class Block(nnx.Module):
+    class Block(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, cin, cout, stride, rngs):
             def conv(i, o, s):
                 kw = {"strides": s, "padding": 1, "use_bias": False, "rngs": rngs}
@@ -176,7 +178,7 @@ def resnet20(
                 shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (pad, self.extra - pad)))
             return nnx.relu(h + shortcut)
 
-    class ResNet20(nnx.Module):
+    class ResNet20(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             self.stem = _conv_layer(nnx, 3, width, (3, 3), padding=1, use_bias=False, rngs=rngs)
             self.norm = normalization(width, rngs)
@@ -223,7 +225,7 @@ def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier |
     check_choice("norm", norm, ("batch", "none"))
     nnx = _nnx()
 
-    class VGG11(nnx.Module):
+    class VGG11(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             convs, norms, cin = [], [], 3
             for cout in VGG11_LAYERS:
@@ -259,7 +261,7 @@ def transformer_lm(
     heads: int = 4,
     dropout: float = 0.0,
     remat: bool = False,
-) -> Classifier | StatefulClassifier:
+) -> Model:
     """A small causal transformer language model (pre-LayerNorm GPT blocks).
 
     Token and learned position embeddings, ``layers`` blocks of causal
@@ -289,7 +291,7 @@ def transformer_lm(
     check_bool("remat", remat)
     nnx = _nnx()
 
-    class Block(nnx.Module):
+    class Block(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             self.ln1 = nnx.LayerNorm(width, rngs=rngs)
             self.attention = nnx.MultiHeadAttention(
@@ -304,7 +306,7 @@ def transformer_lm(
             x = x + self.drop(self.attention(self.ln1(x), mask=mask))
             return x + self.drop(self.down(nnx.gelu(self.up(self.ln2(x)))))
 
-    class TransformerLM(nnx.Module):
+    class TransformerLM(nnx.Module):  # type: ignore[name-defined]
         def __init__(self, rngs):
             self.tokens = nnx.Embed(vocab_size, width, rngs=rngs)
             self.positions = nnx.Embed(context, width, rngs=rngs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +111,7 @@ def check_against_steps(tx, steps: int) -> None:
         except Exception:  # a schedule with Python control flow on the count: sample it
             picks = sorted({0, steps // 2, steps - 1})
             values = np.asarray([float(schedule(c)) for c in picks], np.float64)
-            counts = np.asarray(picks)
+            counts = jnp.asarray(picks)
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             at = int(np.argmax(bad))
@@ -199,8 +200,8 @@ def check_functions(
         batch = jax.tree.map(lambda x: x[0], data)
     if model_state is None:
         loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
-        extra = ()
-        loss_args = (one, batch)
+        extra: tuple = ()
+        loss_args: tuple = (one, batch)
     else:
         extra = (jax.tree.map(lambda x: x[0], model_state),)
         loss = _stateful_loss(loss_fn, one, batch, extra[0])
@@ -234,8 +235,9 @@ def check_model_fits(loss_fn, params, batch, data, state: tuple) -> None:
         return
     x = batch[0]
     if state:
+        apply: Any = owner.apply
         logits = jax.eval_shape(
-            lambda p, s, x: owner.apply(p, s, jax.random.key(0), x, False)[0], params, state[0], x
+            lambda p, s, x: apply(p, s, jax.random.key(0), x, False)[0], params, state[0], x
         )
     else:
         logits = jax.eval_shape(owner.apply, params, x)

@@ -91,7 +91,7 @@ class Layout:
             state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
             return self, state, data, eval_data, hyper
         block = self.n // distributed.check_workers(self.n, self.mesh)
-        if program.worker_chunks != AUTO and block % program.worker_chunks:
+        if program.worker_chunks != AUTO and block % int(program.worker_chunks):
             raise ValueError(
                 f"worker_chunks ({program.worker_chunks}) must divide the workers each device "
                 f"holds (n / devices = {self.n} / {self.n // block} = {block}) when running on "

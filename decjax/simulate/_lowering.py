@@ -75,7 +75,7 @@ def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked)
     the leading axis; only their shapes are used.
     """
     if worker_chunks != AUTO:
-        return worker_chunks
+        return int(worker_chunks)
     if not cpu_lowering():  # one vmapped group; the CPU lowering scans convnets
         return 1
     n = jax.tree.leaves(stacked[0])[0].shape[0]

@@ -50,6 +50,10 @@ def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_
     return jax.lax.scan(step, state, None, length=length, unroll=max(1, min(unroll, length)))
 
 
+def _identity(batch):
+    return batch
+
+
 def _lowered(method: Callable) -> Callable:
     """``method`` traced under the program's lowering (:mod:`decjax._platform`)."""
 
@@ -195,7 +199,7 @@ class Program:
 
         else:
             per_worker = (data,)
-            batch_of = lambda batch: batch  # noqa: E731
+            batch_of = _identity
 
         def one(args):
             p, w, e = args

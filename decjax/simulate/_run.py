@@ -79,7 +79,7 @@ def program_of(make_tx: TxFactory, run: Run, keep_finite: bool = False) -> Progr
     batch_size = run.batch_size
     if run.params is not None:
         n = checks.check_params(run.params)
-        if worker_chunks != AUTO and n % worker_chunks:
+        if worker_chunks != AUTO and n % int(worker_chunks):
             raise ValueError(
                 f"worker_chunks ({worker_chunks}) must divide the number of workers n={n}"
             )
@@ -183,7 +183,8 @@ def flatten_grid(grid: Mapping[str, Sequence[Any]], n: int):
                     "is swept as float32 values)"
                 )
         if name == "seed" and not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in values
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 0
+            for v in values
         ):
             raise ValueError(f"grid['seed'] must hold integers >= 0, got {values!r}")
     combos = list(itertools.product(*(range(len(grid[k])) for k in names)))

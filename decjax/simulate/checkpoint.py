@@ -46,7 +46,7 @@ STRUCTURE = (
 )
 
 
-def fingerprint(state: Any, *, identity: dict[str, str], **config) -> dict:
+def fingerprint(state: Any, *, identity: dict[str, str] | None, **config) -> dict:
     """What must match to resume: tree structure, leaf shapes and dtypes, schedule, identity."""
     leaves, treedef = jax.tree.flatten(state)
     return {
@@ -176,7 +176,9 @@ def _first_difference(record: dict, meta: dict) -> str | None:
     return None
 
 
-def load(directory: Path, like_state: Any, meta: dict) -> tuple[Any, list[dict], int] | None:
+def load(
+    directory: str | os.PathLike, like_state: Any, meta: dict
+) -> tuple[Any, list[dict], int] | None:
     """Read ``directory/checkpoint.npz`` into a state shaped like ``like_state``.
 
     Returns ``None`` when there is no checkpoint. Raises ``ValueError`` naming

@@ -110,7 +110,7 @@ def _circulant_variance(lam: np.ndarray, gamma: float) -> np.ndarray:
     series = 1.0 / (1.0 - gamma**period * whole)
     variances = []
     for s in range(period):
-        total, a = 0.0, np.ones(n - 1)
+        total, a = np.zeros(n - 1), np.ones(n - 1)
         for r in range(period):
             a = a * centred[(s - r) % period]
             total = total + gamma**r * a * series
@@ -197,8 +197,7 @@ def effective_neighbors(topology: Topology, gamma: float, *, mode: str = "mean")
         v = _circulant_variance(lam, gamma)
         v = v.mean() if mode == "mean" else v.max()
         return float(1.0 / ((1.0 - gamma) * v))
-    variances = _matrix_variances(list(topology.numpy_matrices()), gamma)
-    variances = np.asarray(variances)
+    variances = np.asarray(_matrix_variances(list(topology.numpy_matrices()), gamma))
     v = variances.mean() if mode == "mean" else variances.max()
     return float(1.0 / ((1.0 - gamma) * v))
 

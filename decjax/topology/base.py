@@ -19,7 +19,7 @@ uses entry ``t mod T``, selected inside ``jit`` without recompiling.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # Tolerance for row/column sums of a doubly stochastic matrix given in float32.
 STOCHASTIC_ATOL = 1e-5
 
+T = TypeVar("T")
 KINDS: dict[str, type[Topology]] = {}  # representation name -> kind class (as they register)
 
 
@@ -65,7 +66,10 @@ def static(**kwargs) -> Any:
     return dataclasses.field(metadata={"static": True}, **kwargs)
 
 
-def kind(cls: type) -> type:
+@dataclass_transform(
+    frozen_default=True, kw_only_default=True, field_specifiers=(dataclasses.field,)
+)
+def kind(cls: type[T]) -> type[T]:
     """Class decorator for a kind: a frozen keyword-only dataclass, registered as a pytree.
 
     Fields marked :func:`static` are pytree metadata; the others are leaves.
@@ -162,6 +166,11 @@ class Topology:
     @classmethod
     def convert(cls, source: Topology) -> Topology:
         """``source`` stored as this kind (``source`` has a lower ``rank``)."""
+        raise NotImplementedError
+
+    def circulant_form(self) -> tuple[Any, jax.Array]:
+        """Static offsets and ``(T, k)`` weights of a circulant kind (what :class:`Shift`
+        converts from); only the kinds below ``Shift`` have one."""
         raise NotImplementedError
 
     def dense_weights(self) -> jax.Array:
@@ -284,7 +293,7 @@ class Topology:
             "faults": self.faults,
         }
 
-    def replace(self, **changes) -> Topology:
+    def replace(self, **changes) -> Self:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
@@ -359,7 +368,7 @@ def check_topology(name: str, value: Any) -> None:
 
 def weight_dtype() -> np.dtype:
     """Float64 when ``jax_enable_x64`` is on, else float32: weights follow the precision."""
-    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
+    return np.dtype(np.float64 if jax.config.read("jax_enable_x64") else np.float32)
 
 
 def as_weights(x) -> jax.Array:

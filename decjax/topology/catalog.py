@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 
@@ -44,7 +45,7 @@ def _peers(peers: int | None, default: int) -> int:
     return check_int("peers", peers, minimum=1)
 
 
-BUILDERS = {
+BUILDERS: dict[str, Callable[..., Topology]] = {
     "ring": lambda n, key: ring(n),
     "exponential": lambda n, key: exponential(n),
     "one_peer_exponential": lambda n, key: one_peer_exponential(n),

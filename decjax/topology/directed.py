@@ -65,7 +65,7 @@ def from_digraph(graph: nx.Graph, *, weights: str = "uniform_out", name: str | N
     if n == 0:
         raise ValueError("graph must have at least one node")
     index = {node: i for i, node in enumerate(graph.nodes)}
-    out = [set() for _ in range(n)]
+    out: list[set[int]] = [set() for _ in range(n)]
     for u, v in graph.edges:
         if u != v:
             out[index[u]].add(index[v])
@@ -77,7 +77,7 @@ def from_digraph(graph: nx.Graph, *, weights: str = "uniform_out", name: str | N
 def from_out_neighbors(out: list[set[int]], *, name: str) -> Topology:
     """The ``uniform_out`` topology of out-neighbour sets, stored as in-neighbour lists."""
     n = len(out)
-    senders = [[] for _ in range(n)]
+    senders: list[list[int]] = [[] for _ in range(n)]
     for j, targets in enumerate(out):
         for i in targets:
             senders[i].append(j)

@@ -31,7 +31,7 @@ WEIGHT_RULES = ("metropolis", "uniform")
 
 def _neighbor_lists(n: int, edges: Iterable[tuple[int, int]], rule: str):
     """Padded ``(n, k)`` neighbour indices and weights of one undirected graph."""
-    adjacency = [set() for _ in range(n)]
+    adjacency: list[set[int]] = [set() for _ in range(n)]
     for edge in edges:
         if len(edge) != 2 or not all(isinstance(v, numbers.Integral) and 0 <= v < n for v in edge):
             raise ValueError(f"edges must be pairs of workers in 0..{n - 1}, got {edge!r}")

@@ -56,7 +56,7 @@ def graph_edges(graph) -> tuple[int, list[tuple[int, int]]]:
         )
     index = {node: i for i, node in enumerate(graph.nodes)}
     edges = {tuple(sorted((index[u], index[v]))) for u, v in graph.edges if u != v}
-    return len(index), sorted(edges)
+    return len(index), sorted((int(a), int(b)) for a, b in edges)
 
 
 def slem(matrix: np.ndarray) -> float:

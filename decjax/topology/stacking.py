@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,7 @@ def stack(topologies: Sequence[Topology]) -> Topology:
         raise ValueError(f"topologies must all have the same n to be stacked, got {sorted(sizes)}")
     period = math.lcm(*(t.period for t in topologies))
     name = "stack(" + "+".join(t.name for t in topologies) + ")"
-    common = {
+    common: dict[str, Any] = {
         "n": topologies[0].n,
         "period": period,
         "name": name,
@@ -66,8 +67,8 @@ def stack(topologies: Sequence[Topology]) -> Topology:
     forms = [t.stack_lists() for t in topologies]
     if all(form is not None for form in forms):
         neighbors, weights, averaging = _stacked_lists(forms, period)
-        averaging = averaging if np.any(np.asarray(averaging)) else None
-        return Sparse(weights=weights, neighbors=neighbors, averaging=averaging, **common)
+        strength = averaging if np.any(np.asarray(averaging)) else None
+        return Sparse(weights=weights, neighbors=neighbors, averaging=strength, **common)
     mats = [jnp.tile(t.matrices(), (period // t.period, 1, 1)) for t in topologies]
     return Dense(weights=jnp.stack(mats), **common)
 

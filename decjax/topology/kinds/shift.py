@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -126,7 +126,7 @@ def rolled_delta(x: jax.Array, offsets: tuple[int, ...], w: jax.Array) -> jax.Ar
     Rolls along the worker axis become ``ppermute``-s under a named worker axis.
     """
     terms = [w[k] * (_axis.roll_rows(x, o) - x) for k, o in enumerate(offsets) if o]
-    return sum(terms) if terms else jnp.zeros_like(x)
+    return cast(jax.Array, sum(terms)) if terms else jnp.zeros_like(x)
 
 
 def circulant_spectrum(n: int, offsets: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -110,7 +110,7 @@ class Sparse(Topology):
         if self.push:
             delta = self._push_delta(x, everyone, step)
         else:
-            delta = sum(
+            delta = sum(  # type: ignore[assignment]
                 w[:, k][expand] * (jnp.take(everyone, nbr[:, k], axis=0) - x)
                 for k in range(nbr.shape[1])
             )
