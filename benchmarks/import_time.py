@@ -23,7 +23,21 @@ import time
 
 from benchmarks._report import arguments, write
 
-LEFT_FOR_LATER = ("networkx", "scipy", "scipy.sparse", "scipy.stats", "tqdm", "flax", "pandas")
+# scipy.stats alone was about half of `import decjax`; scipy.optimize half a second,
+# networkx and scipy.sparse 0.15 s each; tqdm is chosen (text or notebook bar) when a run
+# starts. tests/test_import.py checks this list.
+LEFT_FOR_LATER = (
+    "scipy",
+    "scipy.sparse",
+    "scipy.stats",
+    "scipy.optimize",
+    "networkx",
+    "tqdm",
+    "pandas",
+    "matplotlib",
+    "flax",
+    "sklearn",
+)
 
 
 def _seconds(module: str) -> float:

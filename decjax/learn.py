@@ -1,28 +1,15 @@
 """Learned topologies: edge weights as parameters, ``jax.grad`` through the simulation.
 
-A graph's edge weights become a parameter vector ``theta`` (one logit per
-edge and per self-loop) mapped to a **symmetric doubly stochastic** ``W`` by
-a symmetric softmax:
-
-.. math::
-
-   W_{ij} = \\frac{e^{\\theta_{ij}}}{\\max(Z_i, Z_j)}, \\qquad
-   Z_i = e^{\\theta_{ii}} + \\sum_{j \\sim i} e^{\\theta_{ij}}, \\qquad
-   W_{ii} = 1 - \\sum_{j \\ne i} W_{ij} \\ge e^{\\theta_{ii}} / Z_i > 0,
-
-so every ``theta`` is feasible (no projection) and ``theta = log W`` gives
-back any symmetric doubly stochastic ``W`` on the graph (Metropolis–Hastings
-is the default start). Any differentiable function of ``W`` can then be
-minimised with optax: the consensus distance after some gossip rounds, the
-final loss of a short D-PSGD run (``jax.grad`` through
-:func:`decjax.make_run`'s scans), the effective number of neighbours
-``n_W(gamma)``, or a heterogeneity-aware objective in the spirit of STL-FW
-(Le Bars et al., AISTATS 2023).
-
-The parametrisation and the objectives of ``W`` live in
-:mod:`decjax.topology.learned` (they need no simulation) and are re-exported
-here; this module adds what runs one: :func:`training_objective` (any
-algorithm factory) and :func:`learn_weights`.
+A graph's edge weights become a parameter vector ``theta`` mapped to a
+symmetric doubly stochastic ``W`` (the symmetric softmax of
+:mod:`decjax.topology.learned`, which holds the parametrisation and the
+objectives of ``W``, re-exported here). Any differentiable function of ``W``
+can then be minimised with optax: the consensus distance after some gossip
+rounds, the final loss of a short run of any algorithm (``jax.grad`` through
+:func:`decjax.make_run`'s scans: :func:`training_objective`), the effective
+number of neighbours ``n_W(gamma)``, or a heterogeneity-aware objective in the
+spirit of STL-FW (Le Bars et al., AISTATS 2023); :func:`learn_weights` runs
+the optimisation.
 """
 
 from __future__ import annotations

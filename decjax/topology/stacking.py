@@ -40,7 +40,7 @@ def stack(topologies: Sequence[Topology]) -> Topology:
     topologies = list(topologies)
     if not topologies or not all(isinstance(t, Topology) for t in topologies):
         raise TypeError("topologies must be a non-empty sequence of Topology")
-    reasons = [t.unstackable() for t in topologies if t.unstackable() is not None]
+    reasons = [r for r in (t.unstackable() for t in topologies) if r is not None]
     if reasons:
         raise ValueError(reasons[0])
     if any(t.batch_shape for t in topologies):

@@ -54,24 +54,11 @@ def test_auto_is_one_worker_at_a_time_for_a_convnet_on_the_cpu_and_one_group_oth
 def test_the_lowering_is_one_switch_for_a_run_and_changes_only_rounding():
     """``Execution(lowering=...)`` decides every CPU workaround of a run (the convolution's
     gradient, worker_chunks="auto", gossip kept from fusing); the results agree."""
-    model = cnn1d(channels=4)
-    x = jax.random.normal(jax.random.key(1), (N, 8, 40))
-    y = jax.random.randint(jax.random.key(2), (N, 8), 0, 10)
-    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), N))
-
-    def run(lowering):
-        return decjax.simulate(
-            model.loss,
-            params,
-            decjax.gradient_tracking(0.05, decjax.ring(N)),
-            (x, y),
-            steps=8,
-            key=jax.random.key(3),
-            progress=False,
-            execution=decjax.Execution(lowering=lowering),
-        )
-
-    plain, cpu = run("plain"), run("cpu")
+    tx = decjax.gradient_tracking(0.05, decjax.ring(N))
+    plain, cpu = (
+        _convnet_run(tx, 8, execution=decjax.Execution(lowering=lowering))
+        for lowering in ("plain", "cpu")
+    )
     np.testing.assert_allclose(
         plain.metrics["train_loss"], cpu.metrics["train_loss"], rtol=1e-5, atol=1e-6
     )
@@ -100,24 +87,30 @@ def test_worker_chunks_is_a_positive_int_or_auto(value, error):
 @pytest.mark.slow
 def test_auto_gives_the_run_of_its_choice():
     """On the CPU a convnet's ``auto`` run is the ``worker_chunks=n`` run, bit for bit."""
-    model = cnn1d(channels=4)
-    x = jax.random.normal(jax.random.key(1), (N, 8, 40))
-    y = jax.random.randint(jax.random.key(2), (N, 8), 0, 10)
-    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), N))
+    tx = decjax.dpsgd(0.05, decjax.ring(N), momentum=0.9)
 
     def run(chunks):
-        return decjax.simulate(
-            model.loss,
-            params,
-            decjax.dpsgd(0.05, decjax.ring(N), momentum=0.9),
-            (x, y),
-            steps=4,
-            key=jax.random.key(3),
-            worker_chunks=chunks,
-            progress=False,
-        ).params
+        return _convnet_run(tx, 4, worker_chunks=chunks).params
 
     auto, chosen, vmapped = run("auto"), run(N if jax.default_backend() == "cpu" else 1), run(1)
     for a, b, c in zip(*map(jax.tree.leaves, (auto, chosen, vmapped)), strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+def _convnet_run(tx, steps, **options):
+    """``steps`` steps of ``tx`` on a small 1-D convnet's full batches, ``N`` workers."""
+    model = cnn1d(channels=4)
+    x = jax.random.normal(jax.random.key(1), (N, 8, 40))
+    y = jax.random.randint(jax.random.key(2), (N, 8), 0, 10)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), N))
+    return decjax.simulate(
+        model.loss,
+        params,
+        tx,
+        (x, y),
+        steps=steps,
+        key=jax.random.key(3),
+        progress=False,
+        **options,
+    )
