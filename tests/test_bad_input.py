@@ -1346,6 +1346,14 @@ CASES.update(
             lambda: decjax.topology.FaultModel(KEY, jnp.zeros(1), 0.0, down_steps=1, reweight="x"),
             "reweight",
         ),
+        "faulty-base": (
+            lambda: decjax.topology.Faulty(
+                base=decjax.ring(N),
+                model=decjax.topology.with_faults(decjax.ring(N), key=KEY).model,
+                **decjax.ring(N).common_fields(),
+            ),
+            "Faulty wraps a sparse or dense topology",
+        ),
         "base-graph-k": (lambda: decjax.topology.base_graph(8, 0), "k must be >= 1"),
         "fastest-mixing-graph": (lambda: decjax.topology.fastest_mixing("ring"), "graph must be"),
         "fault-statistics-steps": (

@@ -24,7 +24,7 @@ from decjax.algorithms._common import (
 from decjax.algorithms.delays import NEVER, Delays, deliveries, incoming
 from decjax.algorithms.faults import PROFILES, active_workers, check_speeds, where_workers
 from decjax.gossip import TRAFFIC, Traffic, worker_bytes
-from decjax.topology import Topology
+from decjax.topology import Faulty, Topology
 
 
 class DASGDState(NamedTuple):
@@ -190,7 +190,7 @@ def _adjacency(topology: Topology | None, n: int | None) -> tuple[int, Any]:
         return n, ~np.eye(n, dtype=bool)
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-    if topology.faults is not None:
+    if isinstance(topology, Faulty):
         raise ValueError(
             "dasgd models unreliable links by their delays; pass a topology without faults"
         )

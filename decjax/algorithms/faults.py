@@ -13,7 +13,7 @@ from decjax import _axis
 from decjax._random import varied
 from decjax._validation import as_key, check_choice
 from decjax.algorithms._common import apply_step, constructor, from_step
-from decjax.topology import Topology
+from decjax.topology import Faulty, Topology
 from decjax.topology.faults import node_alive
 
 PROFILES = ("random", "fixed")
@@ -152,7 +152,7 @@ def node_churn(
     """
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
-    if not isinstance(topology, Topology) or topology.faults is None:
+    if not isinstance(topology, Faulty):
         raise ValueError("topology must be built by decjax.topology.with_faults(...)")
     check_choice("restart", restart, ("average", "stale"))
     inner_tx, tx = tx, optax.with_extra_args_support(tx)

@@ -126,7 +126,7 @@ def _summarize(args, result, topologies, initial_loss):
         "effective_neighbors",  # not defined for push-sum graphs (numerators over weights)
         [decjax.effective_neighbors(t, 0.9) if t.row_stochastic else np.nan for t in topologies],
     )
-    faulty = any(t.faults is not None for t in topologies)
+    faulty = any(isinstance(t, decjax.topology.Faulty) for t in topologies)
     if faulty:
         stats = [
             decjax.topology.fault_statistics(t, range(min(args.steps, 200))) for t in topologies
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             f"initial {initial_loss:.3g}): "
             f"{', '.join(summary['topology'][summary['diverged']])}; lower --lr"
         )
-    faulty = any(t.faults is not None for t in topologies)
+    faulty = any(isinstance(t, decjax.topology.Faulty) for t in topologies)
     how = "one after another" if faulty else f"in one compile ({result.traces} trace)"
     print(f"\n{len(topologies)} runs {how} in {elapsed:.1f} s")
     _write(args, result, summary)

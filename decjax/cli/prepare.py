@@ -55,7 +55,7 @@ def _make_factory(args, key):
                 lr, topology, delays=delays, speeds=speeds if slow else None, key=key
             )
         tx = build(lr, topology)
-        if topology.faults is not None and churn:
+        if isinstance(topology, decjax.topology.Faulty) and churn:
             tx = decjax.algorithms.node_churn(tx, topology)
         if slow:
             tx = decjax.algorithms.stragglers(tx, speeds, key=key)

@@ -21,7 +21,13 @@ from decjax.topology.directed import (
     one_peer_directed_exponential,
 )
 from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
-from decjax.topology.faults import FaultModel, fault_statistics, realized_matrices, with_faults
+from decjax.topology.faults import (
+    FaultModel,
+    Faulty,
+    fault_statistics,
+    realized_matrices,
+    with_faults,
+)
 from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import (
     erdos_renyi,
@@ -43,6 +49,7 @@ from decjax.topology.transform import lazy
 __all__ = [
     "NAMES",
     "FaultModel",
+    "Faulty",
     "Topology",
     "backends_for",
     "base_graph",

@@ -96,8 +96,6 @@ class Topology:
         or ``"dense"`` (a class attribute).
       weights: per-step weights; shape ``(T,)`` (average), ``(T, k)`` (shift),
         ``(T, n, k)`` (sparse) or ``(T, n, n)`` (dense).
-      faults: ``None``, or a :class:`decjax.topology.faults.FaultModel` (random
-        link and node failures realized per step; see ``with_faults``).
       row_stochastic: every row sums to one (within ``STOCHASTIC_ATOL``), so
         gossip runs in the exact difference form
         ``x_i + sum_{j != i} W_ij (x_j - x_i)`` and the stored self weight is
@@ -123,8 +121,8 @@ class Topology:
     name: str = static()
     row_stochastic: bool = static(default=True)
     column_stochastic: bool = static(default=True)
-    weights: Any
-    faults: Any = None
+    if TYPE_CHECKING:  # each kind declares its own (a wrapper kind reads its base's)
+        weights: Any
 
     representation: ClassVar[str]
     rank: ClassVar[int]  # generality: a kind converts to any kind of higher rank
@@ -134,7 +132,7 @@ class Topology:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "representation" in cls.__dict__:
+        if isinstance(cls.__dict__.get("representation"), str):  # a storage, not a wrapper
             KINDS[cls.representation] = cls
 
     # -- the hooks a kind implements -------------------------------------------
@@ -145,12 +143,12 @@ class Topology:
 
     def unstackable(self) -> str | None:
         """Why this topology cannot join a stack (one vmapped sweep), or ``None``."""
-        if self.faults is not None:
-            return (
-                "topologies with faults cannot be stacked (their matrices are random per "
-                "step); run them one by one"
-            )
         return None
+
+    def node_alive(self, step: Any) -> jax.Array:
+        """``(n,)`` bool: which workers are up at ``step`` (all but under the faulty kind)."""
+        del step
+        return jnp.ones((self.n,), bool)
 
     def expected_contraction(self) -> float | None:
         """``sup_{e ⟂ 1} E||W_t e||^2 / ||e||^2`` over a random law; ``None`` for fixed
@@ -290,7 +288,6 @@ class Topology:
             "name": self.name,
             "row_stochastic": self.row_stochastic,
             "column_stochastic": self.column_stochastic,
-            "faults": self.faults,
         }
 
     def replace(self, **changes) -> Self:
@@ -299,10 +296,7 @@ class Topology:
 
     def __repr__(self) -> str:
         tv = f", period={self.period}" if self.period > 1 else ""
-        faulty = ", with faults" if self.faults is not None else ""
-        return (
-            f"Topology({self.name}, n={self.n}{tv}, representation={self.representation!r}{faulty})"
-        )
+        return f"Topology({self.name}, n={self.n}{tv}, representation={self.representation!r})"
 
     @property
     def push(self) -> bool:
@@ -348,7 +342,8 @@ class Topology:
     def matrix(self, step: Any = 0) -> jax.Array:
         """The dense ``(n, n)`` matrix ``W_t`` used at ``step`` (``t = step mod T``).
 
-        With faults, the matrix realized at ``step`` (failed links and nodes removed).
+        With faults (:class:`~decjax.topology.kinds.Faulty`), the matrix realized at
+        ``step`` (failed links and nodes removed).
         For a stacked topology, one matrix per member: ``(*batch_shape, n, n)``.
         """
         if self.batch_shape:
@@ -356,7 +351,7 @@ class Topology:
         return self.step_matrix(step)
 
     def step_matrix(self, step: Any) -> jax.Array:
-        """``matrix(step)`` of a single topology (a kind with faults overrides it)."""
+        """``matrix(step)`` of a single topology (the faulty kind overrides it)."""
         return self.matrices()[jnp.asarray(step) % self.period]
 
 

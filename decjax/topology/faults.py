@@ -1,18 +1,18 @@
 """Unreliable networks: random link failures and node outages, realized per step inside jit.
 
-A topology *with faults* keeps its base neighbour lists and a :class:`FaultModel`.
-At step ``t`` every undirected edge fails independently with probability
-``p_t``, every node is down with probability ``q`` (for blocks of
-``down_steps`` steps), an edge survives only if it did not fail and both ends
-are up, and the weights are re-derived on the surviving graph so gossip stays
-symmetric and doubly stochastic. Realizations are pure functions of
-``(key, step)``: no state, no recompilation, and they can be replayed on the
-host for analysis (:func:`realized_matrices`, :func:`fault_statistics`).
+:func:`with_faults` wraps a fixed graph in the :class:`~decjax.topology.kinds.Faulty`
+kind (its neighbour lists and a :class:`FaultModel`). At step ``t`` every
+undirected edge fails independently with probability ``p_t``, every node is down
+with probability ``q`` (for blocks of ``down_steps`` steps), an edge survives
+only if it did not fail and both ends are up, and the weights are re-derived on
+the surviving graph so gossip stays symmetric and doubly stochastic.
+Realizations are pure functions of ``(key, step)``: no state, no recompilation,
+and they can be replayed on the host for analysis (:func:`realized_matrices`,
+:func:`fault_statistics`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -21,88 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax._random import run_key as run_key_context
-from decjax._random import varied
 from decjax._validation import as_key, check_choice, check_int
 from decjax.topology.base import Topology, as_weights, weight_dtype
 from decjax.topology.kinds import Sparse
+from decjax.topology.kinds.faulty import REWEIGHT, FaultModel, Faulty
 from decjax.topology.spectrum import DENSE_LIMIT, is_symmetric
-
-REWEIGHT = ("metropolis", "self")
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class FaultModel:
-    """Random link failures and node outages (a frozen pytree; see :func:`with_faults`).
-
-    Attributes:
-      key: the failures' key (a typed key); realizations are functions of ``(key, step)``.
-      link_prob: ``(P,)`` per-step probability that a link fails, cycled.
-      node_prob: the probability that a worker is down, per block of ``down_steps``.
-      down_steps: outages last blocks of this many steps (static).
-      reweight: ``"metropolis"`` or ``"self"``: the weights on the surviving graph (static).
-      scale: laziness ``kappa`` applied to realized edge weights (static).
-    """
-
-    key: Any
-    link_prob: Any
-    node_prob: Any
-    down_steps: int = dataclasses.field(metadata={"static": True}, kw_only=True)
-    reweight: str = dataclasses.field(metadata={"static": True}, kw_only=True)
-    scale: float = dataclasses.field(default=1.0, metadata={"static": True}, kw_only=True)
-
-    def __post_init__(self):
-        check_choice("reweight", self.reweight, REWEIGHT)
-        check_int("down_steps", self.down_steps, minimum=1)
-
-    def scaled(self, kappa: float) -> FaultModel:
-        """The same failures, realized weights multiplied by ``kappa`` (a lazier graph)."""
-        return dataclasses.replace(self, scale=self.scale * kappa)
-
-    def node_alive(self, step, n: int) -> jax.Array:
-        """``(n,)`` bool: which workers are up at ``step``."""
-        block = jnp.asarray(step) // self.down_steps
-        k = jax.random.fold_in(jax.random.fold_in(varied(self.key), 1), block)
-        u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(k, i)))(jnp.arange(n))
-        return u >= self.node_prob
-
-    def edge_alive(self, nbr: jax.Array, w: jax.Array, step) -> jax.Array:
-        """``(n, k)`` bool: which neighbour slots carry a message at ``step``."""
-        n = nbr.shape[0]
-        rows = jnp.broadcast_to(jnp.arange(n)[:, None], nbr.shape)
-        exists = (w != 0) & (nbr != rows)
-        k = jax.random.fold_in(jax.random.fold_in(varied(self.key), 0), step)
-        lo, hi = jnp.minimum(rows, nbr), jnp.maximum(rows, nbr)
-
-        def uniform(a, b):  # the same number for (i, j) and (j, i)
-            return jax.random.uniform(jax.random.fold_in(jax.random.fold_in(k, a), b))
-
-        u = jax.vmap(jax.vmap(uniform))(lo, hi)
-        p = self.link_prob[jnp.asarray(step) % self.link_prob.shape[0]]
-        alive = self.node_alive(step, n)
-        return exists & (u >= p) & alive[:, None] & alive[nbr]
-
-    def realize(self, nbr: jax.Array, w: jax.Array, step) -> tuple[jax.Array, jax.Array]:
-        """Neighbours and re-derived weights on the surviving graph at ``step``."""
-        ok = self.edge_alive(nbr, w, step)
-        if self.reweight == "self":
-            # lost weight stays with oneself (w already carries any laziness)
-            return nbr, jnp.where(ok, w, 0.0)
-        degree = ok.sum(axis=1)
-        mh = self.scale / (jnp.maximum(degree[:, None], degree[nbr]) + 1.0)
-        return nbr, jnp.where(ok, mh, 0.0).astype(w.dtype)
-
-    def realize_matrix(self, matrix: jax.Array, step) -> jax.Array:
-        """The ``(n, n)`` matrix realized at ``step`` from the base ``matrix``.
-
-        The same failures and weights as :meth:`realize` on neighbour lists (a
-        link's random number depends on its two ends only), with each row's
-        columns as its slots; the diagonal is ``1 - sum`` of the others.
-        """
-        n = matrix.shape[-1]
-        columns = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
-        _, off = self.realize(columns, matrix, step)
-        return off + jnp.diag(1.0 - off.sum(axis=1)).astype(off.dtype)
 
 
 def _probabilities(name: str, value) -> np.ndarray:
@@ -146,7 +69,8 @@ def with_faults(
         reproduces any symmetric ``W`` when nothing fails).
 
     Returns:
-      A sparse ``Topology`` whose ``matrix(step)`` is the realized matrix.
+      A :class:`~decjax.topology.kinds.Faulty` topology over the graph's neighbour
+      lists (a sparse base), whose ``matrix(step)`` is the realized matrix.
 
     Examples:
       >>> import jax, decjax
@@ -157,8 +81,8 @@ def with_faults(
     """
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-    if topology.faults is not None:
-        raise ValueError("topology already has faults")
+    if isinstance(topology, Faulty):
+        raise ValueError(f"{topology.name} already has faults")
     if topology.batch_shape:
         raise ValueError("with_faults takes one topology, not a stack")
     link = _probabilities("link_failure", link_failure)
@@ -188,13 +112,15 @@ def with_faults(
         down_steps=down_steps,
         reweight=reweight,
     )
-    return Sparse(
+    base = Sparse(
         n=topology.n,
         period=topology.period,
-        name=f"{topology.name}+faults",
+        name=topology.name,
         neighbors=jnp.asarray(nbr, jnp.int32),
         weights=as_weights(w),
-        faults=model,
+    )
+    return Faulty(base=base, model=model, **base.common_fields()).replace(
+        name=f"{topology.name}+faults"
     )
 
 
@@ -243,7 +169,7 @@ def fault_statistics(topology: Topology, steps) -> dict[str, float]:
       >>> 0.2 < stats["fraction_links_lost"] < 0.4
       True
     """
-    if not isinstance(topology, Topology) or topology.faults is None:
+    if not isinstance(topology, Faulty):
         raise ValueError("topology must be a Topology built by with_faults")
     steps = list(steps)
     if not steps:
@@ -255,8 +181,8 @@ def fault_statistics(topology: Topology, steps) -> dict[str, float]:
         base = nbr[t % topo.period]
         rows = jnp.arange(topo.n)[:, None]
         exists = (w[t % topo.period] != 0) & (base != rows)
-        alive = topo.faults.edge_alive(base, w[t % topo.period], t)
-        return exists.sum(), alive.sum(), topo.faults.node_alive(t, topo.n).mean()
+        alive = topo.model.edge_alive(base, w[t % topo.period], t)
+        return exists.sum(), alive.sum(), topo.node_alive(t).mean()
 
     total = alive = up = 0.0
     for t in steps:
@@ -279,13 +205,12 @@ def fault_statistics(topology: Topology, steps) -> dict[str, float]:
 
 def node_alive(topology: Topology, step: Any) -> jax.Array:
     """``(n,)`` bool: which workers are up at ``step`` (all, without faults)."""
-    if topology.faults is None:
-        return jnp.ones((topology.n,), bool)
-    return topology.faults.node_alive(step, topology.n)
+    return topology.node_alive(step)
 
 
 __all__ = [
     "FaultModel",
+    "Faulty",
     "fault_statistics",
     "node_alive",
     "realized_matrices",

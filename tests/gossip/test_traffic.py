@@ -33,6 +33,7 @@ def _topologies():
         "ring_as_sparse": decjax.ring(N).to("sparse"),
         "ring_as_dense": decjax.ring(N).to("dense"),
         "faulty_ring": faulty,
+        "faulty_ring_as_dense": faulty.to("dense"),
         "directed_ring": decjax.topology.directed_ring(N),
         "epidemic": decjax.topology.epidemic(N, 2, key=KEY),
         "random_out": decjax.topology.random_out(N, 3, key=KEY),

@@ -128,3 +128,38 @@ def test_same_key_same_failures_and_lazy_scaling():
         0.5 * realized_matrices(a, range(5)) + 0.5 * np.eye(N),
         atol=1e-6,
     )
+
+
+def test_faulty_is_a_wrapper_kind_whose_analysis_reads_its_base():
+    base = decjax.torus(2, 4)
+    faulty = with_faults(base, key=jax.random.key(5), link_failure=0.4, node_failure=0.1)
+    assert type(faulty) is decjax.topology.Faulty and faulty.n == base.n
+    assert "faulty" not in decjax.topology.representations()  # a wrapper, not a storage
+    assert faulty.representation == "sparse" and faulty.base.representation == "sparse"
+    # analysis: the graph without failures, as everywhere
+    np.testing.assert_array_equal(faulty.matrices(), faulty.base.matrices())
+    assert decjax.spectral_gap(faulty) == pytest.approx(decjax.spectral_gap(base), abs=1e-6)
+    assert faulty.max_degree() == base.max_degree()
+    # a pytree of the base's leaves and the model's: new weights reuse the program
+    leaves = jax.tree.leaves(faulty)
+    assert len(leaves) == len(jax.tree.leaves(faulty.base)) + len(jax.tree.leaves(faulty.model))
+    # each step: the base's kind over the surviving links, period 1
+    step = faulty.realized(3)
+    assert type(step) is type(faulty.base) and step.period == 1
+    np.testing.assert_allclose(
+        decjax.mix(step, np.eye(N, dtype=np.float32), 0), faulty.matrix(3), atol=1e-6
+    )
+    alive = np.asarray(faulty.node_alive(3))
+    assert np.all(np.asarray(base.node_alive(3)))
+    m = np.asarray(faulty.matrix(3))
+    assert np.all(m[~alive][:, alive] == 0)  # a down worker hears no one
+
+
+def test_faulty_refuses_what_it_cannot_wrap_in_one_line():
+    faulty = with_faults(decjax.ring(N), key=jax.random.key(5), link_failure=0.4)
+    with pytest.raises(ValueError, match="ring\\+faults already has faults"):
+        with_faults(faulty, key=jax.random.key(6), link_failure=0.1)
+    with pytest.raises(TypeError, match="wraps a sparse or dense topology, got a 'shift'"):
+        decjax.topology.Faulty(base=decjax.ring(N), model=faulty.model, **faulty.common_fields())
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        decjax.topology.stack([faulty, faulty])

@@ -12,8 +12,8 @@ named-axis forms), message counts and host-side analysis hooks:
     ``o_{t,k}`` (ring, exponential graphs). Gossip is a sum of rolls
     (``ppermute``-s under a worker axis), ``O(k n d)``.
 :class:`Sparse`
-    padded neighbour lists ``W_t[i, nbr[t, i, k]] = w[t, i, k]`` (any graph;
-    random faults). Gossip is a gather (``all_gather`` under a worker axis),
+    padded neighbour lists ``W_t[i, nbr[t, i, k]] = w[t, i, k]`` (any graph).
+    Gossip is a gather (``all_gather`` under a worker axis),
     ``O(k n d)``.
 :class:`Dense`
     the stack of matrices ``(T, n, n)`` (any matrix; also what sweeps over
@@ -25,6 +25,12 @@ named-axis forms), message counts and host-side analysis hooks:
     matrices, so it converts to no other kind. One class per law:
     :class:`Epidemic`, :class:`SOut`, :class:`EquiDyn`, :class:`OUEquiDyn`.
 
+:class:`Faulty`
+    a wrapper: a sparse or dense ``base`` whose links and nodes fail at random,
+    realized per step from a key (:func:`decjax.topology.with_faults`). Its
+    storage and analysis are the base's; each step gossips over the surviving
+    graph, stored as the base's kind.
+
 A kind converts "downward" (``Average -> Shift -> Sparse -> Dense``) with
 ``topology.to(name)``; that is how a gossip backend is forced.
 """
@@ -32,6 +38,7 @@ A kind converts "downward" (``Average -> Shift -> Sparse -> Dense``) with
 from decjax.topology.base import backends_for, representations
 from decjax.topology.kinds.average import Average
 from decjax.topology.kinds.dense import Dense
+from decjax.topology.kinds.faulty import FaultModel, Faulty
 from decjax.topology.kinds.laws import Epidemic, EquiDyn, OUEquiDyn, SOut
 from decjax.topology.kinds.random import Random
 from decjax.topology.kinds.shift import Shift
@@ -42,6 +49,8 @@ __all__ = [
     "Dense",
     "Epidemic",
     "EquiDyn",
+    "FaultModel",
+    "Faulty",
     "OUEquiDyn",
     "Random",
     "SOut",

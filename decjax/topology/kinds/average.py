@@ -19,6 +19,7 @@ class Average(Topology):
     ``weights`` has shape ``(T,)``: the averaging strength ``a_t`` of each step.
     """
 
+    weights: Any
     representation: ClassVar[str] = "average"
     rank: ClassVar[int] = 0
     step_ndim: ClassVar[int] = 1

@@ -23,6 +23,7 @@ class Dense(Topology):
     float32 GPU matmul is TF32, whose ~1e-3 relative error ruins averaging).
     """
 
+    weights: Any
     representation: ClassVar[str] = "dense"
     rank: ClassVar[int] = 3
     step_ndim: ClassVar[int] = 3
@@ -50,12 +51,6 @@ class Dense(Topology):
                 nbr[t, i, : len(cols)] = cols
                 w[t, i, : len(cols)] = m[i, cols]
         return jnp.asarray(nbr, jnp.int32), jnp.asarray(w, jnp.asarray(self.weights).dtype)
-
-    def step_matrix(self, step: Any) -> jax.Array:
-        matrix = super().step_matrix(step)
-        if self.faults is None:
-            return matrix
-        return self.faults.realize_matrix(matrix, step)
 
     def mix_leaf(self, x: jax.Array, step: jax.Array) -> jax.Array:
         if not (self.row_stochastic or self.push):  # the stored self weight is part of the map

@@ -107,6 +107,7 @@ class Random(Topology):
     the gossip, the realized matrix, the messages and the expectations are shared.
     """
 
+    weights: Any
     key: Any
     fanout: int = static()
 

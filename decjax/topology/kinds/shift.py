@@ -28,6 +28,7 @@ class Shift(Topology):
     Static offsets make every roll a fixed ``ppermute`` under a worker axis.
     """
 
+    weights: Any
     offsets: tuple[tuple[int, ...], ...] = static()
 
     representation: ClassVar[str] = "shift"

@@ -30,7 +30,7 @@ SEPARATE_FROM = 4
 
 @kind
 class Sparse(Topology):
-    """Any graph as padded neighbour lists (and the kind that carries random faults).
+    """Any graph as padded neighbour lists (what ``with_faults`` wraps).
 
     ``neighbors`` holds int32 indices ``(T, n, k)``, ``weights`` the matching
     ``(T, n, k)`` weights; padding slots point to the worker itself with weight 0.
@@ -41,6 +41,7 @@ class Sparse(Topology):
     are empty where ``a_t != 0``.
     """
 
+    weights: Any
     neighbors: Any
     averaging: Any = None
 
@@ -71,12 +72,9 @@ class Sparse(Topology):
         return self.averaging[jnp.asarray(step) % self.period]
 
     def realized_lists(self, step: Any) -> tuple[jax.Array, jax.Array]:
-        """Neighbours ``(n, k)`` and weights ``(n, k)`` used at ``step`` (faults applied)."""
+        """Neighbours ``(n, k)`` and weights ``(n, k)`` used at ``step``."""
         t = jnp.asarray(step) % self.period
-        nbr, w = self.neighbors[t], self.weights[t]
-        if self.faults is None:
-            return nbr, w
-        return self.faults.realize(nbr, w, step)
+        return self.neighbors[t], self.weights[t]
 
     def dense_weights(self) -> jax.Array:
         dense = dense_from_lists(self.n, self.neighbors, self.weights, self.push)
@@ -93,12 +91,6 @@ class Sparse(Topology):
             return dense
         a = np.asarray(jax.device_get(self.averaging), np.float64)[:, None, None]
         return dense + a * (1.0 / self.n - np.eye(self.n))[None]
-
-    def step_matrix(self, step: Any) -> jax.Array:
-        if self.faults is None:
-            return super().step_matrix(step)
-        nbr, w = self.realized_lists(step)
-        return dense_from_lists(self.n, nbr[None], w[None], self.push)[0]
 
     def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
         nbr, w = self.realized_lists(step)
@@ -137,7 +129,7 @@ class Sparse(Topology):
         return pulled - sent[expand] * x
 
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
-        nbr, w = self.realized_lists(step)  # with faults: surviving links only
+        nbr, w = self.realized_lists(step)
         others = nbr != jnp.arange(self.n)[:, None]
         listed = jnp.sum((w != 0) & others).astype(jnp.float32) / self.n
         if self.averaging is None:
@@ -145,7 +137,7 @@ class Sparse(Topology):
         return jnp.where(self._averaging_at(step) != 0, jnp.float32(self.n - 1), listed)
 
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
-        """``O(n k m)`` edges from the (realized) neighbour lists of each term."""
+        """``O(n k m)`` edges from the neighbour lists of each term."""
         nbr, w = jax.vmap(self.realized_lists)(jnp.asarray(steps))  # (m, n, k)
         sending = (w != 0) & (nbr != jnp.arange(self.n)[None, :, None])
         loads = jnp.where(sending, jnp.asarray(nbytes, jnp.float32)[:, None, None], 0.0)
@@ -174,7 +166,6 @@ class Sparse(Topology):
         return self.replace(
             weights=jnp.concatenate([kappa * w, self_slot], axis=-1),
             neighbors=jnp.concatenate([self.neighbors, own.astype(self.neighbors.dtype)], -1),
-            faults=None if self.faults is None else self.faults.scaled(kappa),
             averaging=None if self.averaging is None else kappa * self.averaging,
         )
 
