@@ -1354,6 +1354,14 @@ CASES.update(
             ),
             "Faulty wraps a sparse or dense topology",
         ),
+        "complete-exchange": (
+            lambda: decjax.complete(N, exchange="ring"),
+            "exchange must be one of",
+        ),
+        "periodic-average-exchange": (
+            lambda: decjax.topology.periodic_average(N, 2, exchange=None),
+            "exchange must be one of",
+        ),
         "base-graph-k": (lambda: decjax.topology.base_graph(8, 0), "k must be >= 1"),
         "fastest-mixing-graph": (lambda: decjax.topology.fastest_mixing("ring"), "graph must be"),
         "fault-statistics-steps": (

@@ -50,13 +50,29 @@ def test_a_ring_step_takes_compute_plus_latency_plus_message_over_bandwidth():
 
 
 def test_the_complete_graph_behind_star_ports_sends_n_minus_1_messages_through_each_port():
-    """Links without limit, each worker's port at ``b``: ``c + l + (n - 1) B / b``."""
+    """All-to-all sends, links without limit, each port at ``b``: ``c + l + (n - 1) B / b``."""
     model = _model(bandwidth=np.inf, port_bandwidth=BANDWIDTH)
-    seconds = _step_times(decjax.dpsgd(0.1, decjax.complete(N)), model)
+    complete = decjax.complete(N, exchange="all_to_all")
+    seconds = _step_times(decjax.dpsgd(0.1, complete), model)
     expected = COMPUTE + LATENCY + (N - 1) * MODEL_BYTES / BANDWIDTH
     np.testing.assert_allclose(seconds, expected, rtol=1e-6)
     ring = _step_times(decjax.dpsgd(0.1, decjax.ring(N)), model)  # two messages per port
     np.testing.assert_allclose(ring, COMPUTE + LATENCY + 2 * MODEL_BYTES / BANDWIDTH, rtol=1e-6)
+
+
+@pytest.mark.parametrize("network", [{}, {"bandwidth": np.inf, "port_bandwidth": BANDWIDTH}])
+def test_the_complete_graph_is_a_ring_all_reduce_by_default(network):
+    """``2 (n - 1)`` phases of ``B / n`` bytes: ``c + 2 (n - 1) (l + B / (n b))``, the
+    same behind ports of ``b`` (each sends and receives one chunk per phase); every
+    ``every``-th step of periodic averaging pays it, the others only compute."""
+    model = _model(**network)
+    allreduce = 2 * (N - 1) * (LATENCY + MODEL_BYTES / (N * BANDWIDTH))
+    seconds = _step_times(decjax.dpsgd(0.1, decjax.complete(N)), model)
+    np.testing.assert_allclose(seconds, COMPUTE + allreduce, rtol=1e-6)
+    every = decjax.dpsgd(0.1, decjax.topology.periodic_average(N, 3))
+    np.testing.assert_allclose(
+        _step_times(every, model, steps=6), [COMPUTE, COMPUTE, COMPUTE + allreduce] * 2, rtol=1e-6
+    )
 
 
 def test_heterogeneous_compute_gives_the_slowest_worker():
@@ -160,7 +176,9 @@ def test_simulate_records_cumulative_time_and_a_sweep_has_one_clock_per_configur
         timing=timing.TimeModel(timing.Network(LATENCY, np.inf, BANDWIDTH), compute=COMPUTE),
         **common,
     )
-    per_step = [COMPUTE + LATENCY + k * MODEL_BYTES / BANDWIDTH for k in (2, N - 1)]
+    ring = COMPUTE + LATENCY + 2 * MODEL_BYTES / BANDWIDTH  # two messages through each port
+    allreduce = COMPUTE + 2 * (N - 1) * (LATENCY + MODEL_BYTES / (N * BANDWIDTH))
+    per_step = [ring, allreduce]
     np.testing.assert_allclose(sweep.metrics["time"][:, -1], 20 * np.array(per_step), rtol=1e-5)
     reached = sweep.reaches("time", 0.2)  # the time axis itself: its first record >= 0.2 s
     assert reached[0] == pytest.approx(sweep.metrics["time"][0, 1])

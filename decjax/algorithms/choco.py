@@ -18,7 +18,7 @@ from decjax.algorithms._common import (
     learning_rate_at,
     zeros_count,
 )
-from decjax.gossip import TRAFFIC, Compressor, Links, Traffic, messages_per_worker
+from decjax.gossip import TRAFFIC, Compressor, Links, Traffic
 from decjax.gossip.compression import compress_rows
 from decjax.topology import Topology
 
@@ -105,7 +105,7 @@ def choco_sgd(
         new = jax.tree.map(lambda h, m, p: h + consensus_step * (m - p), half, mixed, public)
         message = jnp.float32(compressor.bytes(diff.shape[1], jnp.dtype(diff.dtype).itemsize))
         info = {
-            "bytes_sent": messages_per_worker(topology, t) * message,
+            "bytes_sent": topology.copies_sent(t) * message,
             TRAFFIC: Traffic(links=Links.of(topology, t, message)),
         }
         return new, ChocoState(t + 1, public, key), info

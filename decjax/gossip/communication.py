@@ -19,7 +19,9 @@ def messages_per_worker(topology: Topology, step: Any = 0) -> jax.Array:
     A message is counted for every non-zero off-diagonal weight ``W_t[i, j]``
     (``j`` sends to ``i``), averaged over workers: ``k`` on a ``k``-regular
     graph, 1 on the one-peer exponential graph, ``n - 1`` on the complete graph
-    (an all-reduce would be cheaper; this counts peer-to-peer messages).
+    (the graph's peers; the bytes of an average done as an all-reduce, the
+    complete graph's default, come from ``topology.copies_sent``: see
+    :func:`bytes_per_round`).
 
     Examples:
       >>> import decjax
@@ -40,9 +42,23 @@ def worker_bytes(tree: Any) -> int:
 
 
 def bytes_per_round(topology: Topology, tree: Any, step: Any = 0, vectors: int = 1) -> jax.Array:
-    """Mean bytes each worker sends in one gossip round of ``vectors`` trees like ``tree``."""
+    """Mean bytes each worker sends in one gossip round of ``vectors`` trees like ``tree``:
+    a copy per message, and ``2 (n - 1) / n`` copies for an average done as a ring
+    all-reduce (``exchange="allreduce"``, the complete graph's default).
+
+    Examples:
+      >>> import jax.numpy as jnp, decjax
+      >>> x = jnp.zeros((4, 10))  # 40 bytes per worker
+      >>> float(decjax.gossip.bytes_per_round(decjax.ring(4), x))  # 2 neighbours
+      80.0
+      >>> float(decjax.gossip.bytes_per_round(decjax.complete(4), x))  # a ring all-reduce
+      60.0
+      >>> float(decjax.gossip.bytes_per_round(decjax.complete(4, exchange="all_to_all"), x))
+      120.0
+    """
     vectors = check_int("vectors", vectors, minimum=1)
-    return messages_per_worker(topology, step) * float(worker_bytes(tree) * vectors)
+    check_topology("topology", topology)
+    return topology.copies_sent(step) * float(worker_bytes(tree) * vectors)
 
 
 def link_bytes(
@@ -52,9 +68,9 @@ def link_bytes(
     ``vectors``) on every link with ``W_t[i, j] != 0``, ``i != j``, one phase per round.
 
     A :class:`~decjax.gossip.traffic.Links` record (what
-    :class:`decjax.timing.TimeModel` reads), ``O(1)`` to build: its edges come
-    from the topology kind when asked. Its total over the links, divided by
-    ``n``, is :func:`bytes_per_round` (per round).
+    :class:`decjax.timing.TimeModel` reads), ``O(1)`` to build: its edges (and the
+    bytes an average sends as an all-reduce) come from the topology kind when
+    asked. Its total, divided by ``n``, is :func:`bytes_per_round` (per round).
 
     Examples:
       >>> import jax.numpy as jnp, decjax

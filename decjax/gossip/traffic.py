@@ -94,22 +94,42 @@ class Links:
         return Links(self.topology, self.rounds, (self.nbytes * factor).astype(jnp.float32))
 
     def edges(self, phase: int, scale: Any = 1.0) -> Edges:
-        """Phase ``phase``'s messages ``(receivers, senders, bytes)`` (see ``link_loads``)."""
+        """Phase ``phase``'s peer-to-peer messages ``(receivers, senders, bytes)`` (see
+        ``link_loads``)."""
         return self.topology.link_loads(self.rounds[phase], self.nbytes[phase] * scale)
 
+    def allreduce(self, phase: int, scale: Any = 1.0) -> jax.Array:
+        """Bytes per worker phase ``phase`` averages by an all-reduce (the complete graph's
+        and periodic averaging's default exchange; see ``allreduce_loads``)."""
+        return self.topology.allreduce_loads(self.rounds[phase], self.nbytes[phase] * scale)
+
     def dense(self) -> jax.Array:
-        """``(P, n, n)`` float32 bytes of each message ``j -> i`` in each phase."""
+        """``(P, n, n)`` float32 bytes of each message ``j -> i`` in each phase; an all-reduce
+        of ``B`` bytes puts ``2 (n - 1) B / n`` on each link ``j -> j + 1`` of its ring."""
         n = self.topology.n
+        ring = jnp.arange(n)
 
         def one(phase):
             r, s, b = self.edges(phase)
-            return jnp.zeros((n, n), jnp.float32).at[r, s].add(b)
+            links = jnp.zeros((n, n), jnp.float32).at[r, s].add(b)
+            if n == 1:
+                return links
+            chunks = 2.0 * (n - 1) / n * self.allreduce(phase)
+            return links.at[(ring + 1) % n, ring].add(chunks)
 
         return jnp.stack([one(p) for p in range(self.phases)])
 
     def total(self) -> jax.Array:
-        """The bytes of every message of every phase."""
-        return cast(jax.Array, sum(jnp.sum(self.edges(p).bytes) for p in range(self.phases)))
+        """The bytes of every message of every phase (``2 (n - 1) B`` for an all-reduce of
+        ``B`` bytes per worker)."""
+        n = self.topology.n
+        return cast(
+            jax.Array,
+            sum(
+                jnp.sum(self.edges(p).bytes) + 2.0 * (n - 1) * self.allreduce(p)
+                for p in range(self.phases)
+            ),
+        )
 
 
 @jax.tree_util.register_dataclass
@@ -118,7 +138,9 @@ class Traffic:
     """What one step sent, by how the workers wait for it (``None``: nothing of that kind).
 
     Attributes:
-      links: the messages the receivers wait for, in phases (:class:`Links`).
+      links: the messages the receivers wait for, in phases (:class:`Links`); a
+        phase on a topology that averages everyone by an all-reduce
+        (``complete(n)``'s default) holds that all-reduce (:meth:`Links.allreduce`).
       allreduce: float32 bytes per worker of a vector averaged over all workers
         (local SGD, Gossip-PGA, DiLoCo): the clock times a ring all-reduce,
         ``2 (n - 1)`` phases of ``B / n`` bytes.
@@ -169,6 +191,8 @@ class Traffic:
         if self.links is not None:
             for p in range(self.links.phases):
                 count += jnp.sum(self.links.edges(p).bytes > 0).astype(jnp.float32)
+                if n > 1:
+                    count += jnp.where(self.links.allreduce(p) > 0, 2.0 * n * (n - 1), 0.0)
         if self.allreduce is not None and n > 1:
             count += jnp.where(self.allreduce > 0, 2.0 * n * (n - 1), 0.0)
         if self.inflight is not None:

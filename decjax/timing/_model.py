@@ -175,10 +175,10 @@ class TimeModel:
         scale = jnp.float32(self.message_scale)
         links = traffic.links
         if links is not None and links.phases == 1:
-            ready = self._phase(ready, links.edges(0, scale), n)
+            ready = self._phase(ready, links, 0, scale, n)
         elif links is not None:  # one compiled phase, looped (consensus control has up to 20)
             ready = jax.lax.fori_loop(
-                0, links.phases, lambda p, r: self._phase(r, links.edges(p, scale), n), ready
+                0, links.phases, lambda p, r: self._phase(r, links, p, scale, n), ready
             )
         communicated = jnp.max(ready)
         if traffic.allreduce is not None:
@@ -191,9 +191,13 @@ class TimeModel:
             return jnp.maximum(jnp.max(compute), communicated)
         return communicated
 
-    def _phase(self, ready: jax.Array, edges, n: int) -> jax.Array:
-        """When each worker has every message of one phase: ``O(E)`` for ``E`` edges."""
-        receivers, senders, nbytes = edges
+    def _phase(self, ready: jax.Array, links, phase: Any, scale: jax.Array, n: int) -> jax.Array:
+        """When each worker has every message of one phase: ``O(E)`` for ``E`` edges; an
+        all-reduce in the phase starts when the last worker is ready and ends for all."""
+        receivers, senders, nbytes = links.edges(phase, scale)
         seconds = self.network.edge_transfer(receivers, senders, nbytes, n)
         arrival = jnp.where(nbytes > 0, ready[senders] + seconds, 0.0)
-        return jnp.maximum(ready, jax.ops.segment_max(arrival, receivers, num_segments=n))
+        ready = jnp.maximum(ready, jax.ops.segment_max(arrival, receivers, num_segments=n))
+        collective = links.allreduce(phase, scale)
+        everyone = jnp.max(ready) + self.network.allreduce_time(collective, n)
+        return jnp.where(collective > 0, jnp.broadcast_to(everyone, ready.shape), ready)

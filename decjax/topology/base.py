@@ -204,6 +204,28 @@ class Topology:
         """Largest number of *other* workers any worker receives from at a step."""
         raise NotImplementedError
 
+    def copies_sent(self, step: Any = 0) -> jax.Array:
+        """Mean number of model copies each worker sends at ``step`` (jit-able): one per
+        message here; an exact average done as a ring all-reduce sends ``2 (n - 1) / n``."""
+        return self.messages_per_worker(step)
+
+    def allreduce_loads(self, steps: jax.Array, nbytes: jax.Array) -> jax.Array:
+        """Bytes per worker a phase averages over all workers with an all-reduce (float32).
+
+        The terms ``m`` (rounds ``steps[m]``, ``nbytes[m]`` bytes) whose ``W`` averages
+        everyone, on a kind that communicates that average as a collective
+        (``exchange="allreduce"``); those terms are absent from :meth:`link_loads`.
+        0 here: every message is a link.
+        """
+        del steps, nbytes
+        return jnp.zeros((), jnp.float32)
+
+    def exchange_of_average(self) -> str | None:
+        """How this topology's exact averages travel: ``"allreduce"`` (a ring all-reduce,
+        what a real system does) or ``"all_to_all"`` (``n - 1`` sends per worker); ``None``
+        when it never averages over everyone by a collective."""
+        return None
+
     def stack_lists(self) -> tuple[Any, Any, Any] | None:
         """``(T, n, k)`` neighbours and weights and ``(T,)`` averaging strengths, for
         :func:`decjax.topology.stack`; ``None`` when the kind has no such form (dense

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from decjax._bits import ceil_log2
-from decjax._validation import check_int
+from decjax._validation import check_choice, check_int
 from decjax.topology.base import Topology, as_weights
 from decjax.topology.checks import check_shift
 from decjax.topology.kinds import Average, Shift
+from decjax.topology.kinds.average import EXCHANGES
 
 
 def _distinct_offsets(n: int, offsets) -> tuple[int, ...]:
@@ -151,19 +152,24 @@ def one_peer_exponential(n: int) -> Topology:
     return from_offsets(n, offsets, [[0.5, 0.5]] * tau, name="one_peer_exponential")
 
 
-def _average(n: int, alphas, name: str) -> Topology:
+def _average(n: int, alphas, name: str, exchange: str = "allreduce") -> Topology:
+    check_choice("exchange", exchange, EXCHANGES)
     return Average(
-        n=n,
-        period=len(alphas),
-        name=name,
-        weights=as_weights(alphas),
+        n=n, period=len(alphas), name=name, weights=as_weights(alphas), exchange=exchange
     )
 
 
-def complete(n: int) -> Topology:
+def complete(n: int, *, exchange: str = "allreduce") -> Topology:
     """Complete graph with uniform weights: ``W = 11^T / n`` (exact averaging every step).
 
     Gossip is a mean over workers, ``O(n d)``, not a dense matmul.
+
+    Args:
+      n: number of workers.
+      exchange: how the average is communicated, for byte counts and the clock:
+        ``"allreduce"`` (a ring all-reduce, as synchronous data-parallel SGD does:
+        ``2 (n - 1) / n`` model copies sent per worker) or ``"all_to_all"`` (every
+        worker sends its model to the ``n - 1`` others).
 
     Examples:
       >>> import decjax
@@ -171,7 +177,7 @@ def complete(n: int) -> Topology:
       0.25
     """
     n = check_int("n", n, minimum=1)
-    return _average(n, [1.0], "complete")
+    return _average(n, [1.0], "complete", exchange)
 
 
 def solo(n: int) -> Topology:
@@ -186,11 +192,12 @@ def solo(n: int) -> Topology:
     return _average(n, [0.0], "solo")
 
 
-def periodic_average(n: int, every: int) -> Topology:
+def periodic_average(n: int, every: int, *, exchange: str = "allreduce") -> Topology:
     """Exact global averaging every ``every`` steps, no communication otherwise.
 
     ``W_t = 11^T / n`` when ``(t + 1) mod every == 0``, else ``I``: with local
-    optimizer steps this is local SGD / periodic model averaging.
+    optimizer steps this is local SGD / periodic model averaging. ``exchange``:
+    how an average travels (``"allreduce"`` or ``"all_to_all"``, see :func:`complete`).
 
     Examples:
       >>> import decjax
@@ -199,4 +206,4 @@ def periodic_average(n: int, every: int) -> Topology:
     """
     n = check_int("n", n, minimum=1)
     every = check_int("every", every, minimum=1)
-    return _average(n, [0.0] * (every - 1) + [1.0], "periodic_average")
+    return _average(n, [0.0] * (every - 1) + [1.0], "periodic_average", exchange)

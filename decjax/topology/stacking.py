@@ -64,11 +64,26 @@ def stack(topologies: Sequence[Topology]) -> Topology:
         "row_stochastic": all(t.row_stochastic for t in topologies),
         "column_stochastic": all(t.column_stochastic for t in topologies),
     }
+    exchanges = {e for e in (t.exchange_of_average() for t in topologies) if e is not None}
+    if len(exchanges) > 1:
+        raise ValueError(
+            "topologies whose exact averages travel differently (an all-reduce and all-to-all "
+            "sends) cannot be stacked: the clock could time only one; give them the same exchange"
+        )
     forms = [t.stack_lists() for t in topologies]
     if all(form is not None for form in forms):
         neighbors, weights, averaging = _stacked_lists(forms, period)
         strength = averaging if np.any(np.asarray(averaging)) else None
-        return Sparse(weights=weights, neighbors=neighbors, averaging=strength, **common)
+        exchange = next(iter(exchanges), "allreduce")
+        return Sparse(
+            weights=weights, neighbors=neighbors, averaging=strength, exchange=exchange, **common
+        )
+    if "allreduce" in exchanges:
+        raise ValueError(
+            "a topology that averages by an all-reduce (complete, periodic_average) cannot "
+            "join a stack of dense matrices, which count every message peer to peer: build it "
+            "with exchange='all_to_all', or sweep the dense topologies separately"
+        )
     mats = [jnp.tile(t.matrices(), (period // t.period, 1, 1)) for t in topologies]
     return Dense(weights=jnp.stack(mats), **common)
 

@@ -22,6 +22,8 @@ def _topologies():
         "exponential": decjax.exponential(N),
         "one_peer": decjax.one_peer_exponential(N),
         "complete": decjax.complete(N),
+        "complete_all_to_all": decjax.complete(N, exchange="all_to_all"),
+        "periodic_all_to_all": decjax.topology.periodic_average(N, 3, exchange="all_to_all"),
         "solo": decjax.solo(N),
         "periodic_average": decjax.topology.periodic_average(N, 3),
         "duplicate_offsets": decjax.topology.from_offsets(
@@ -45,6 +47,17 @@ def _topologies():
 TOPOLOGIES = _topologies()
 
 
+def _expected(topology, t):
+    """The bytes per link of a 1-byte message at round ``t``: ``W_t``'s off-diagonal
+    pattern, or, for an average done as a ring all-reduce, ``2 (n - 1) / n`` on each
+    link ``j -> j + 1`` of the ring."""
+    pattern = np.asarray(message_pattern(topology, t))
+    if topology.exchange_of_average() != "allreduce":
+        return pattern
+    ring = np.roll(np.eye(topology.n), 1, axis=0)  # ring[j + 1, j] = 1
+    return np.where(pattern.any(), 2.0 * (topology.n - 1) / topology.n * ring, 0.0)
+
+
 @pytest.mark.parametrize("name", TOPOLOGIES)
 def test_each_kind_lists_its_messages_once_and_only_those(name):
     """One term: the edges put ``b`` bytes on exactly the links of W_t; two terms at
@@ -55,11 +68,11 @@ def test_each_kind_lists_its_messages_once_and_only_those(name):
     def at(t):
         one = Links.of(topology, t, 3.0)
         both = one.plus(Links.of(topology, t + 1, 5.0))
-        patterns = (message_pattern(topology, t), message_pattern(topology, t + 1))
-        return one.dense()[0], both.dense()[0], both.edges(0), both.total(), patterns
+        return one.dense()[0], both.dense()[0], both.edges(0), both.total()
 
     for t in range(5):
-        one, both, edges, total, (now, then) = jax.tree.map(np.asarray, at(t))
+        one, both, edges, total = jax.tree.map(np.asarray, at(t))
+        now, then = _expected(topology, t), _expected(topology, t + 1)
         np.testing.assert_array_equal(one, 3.0 * now)
         np.testing.assert_array_equal(both, 3.0 * now + 5.0 * then)
         r, s, b = edges
@@ -136,7 +149,7 @@ def test_a_ring_of_a_million_workers_traces_and_runs_in_linear_memory():
 
 def test_a_stack_with_the_complete_graph_lists_each_members_messages():
     """In a sweep, each member of a stack of lists and averaging reports its own messages:
-    the ring its 2 n, the complete graph n (n - 1), solo none, per step."""
+    the ring its 2 n, the complete graph its ring all-reduce, solo none, per step."""
     members = [decjax.ring(N), decjax.complete(N), decjax.solo(N), decjax.exponential(N)]
     stacked = decjax.topology.stack(members)
 
@@ -147,6 +160,20 @@ def test_a_stack_with_the_complete_graph_lists_each_members_messages():
     for t in range(3):
         got = np.asarray(per_member(t))
         for i, member in enumerate(members):
-            np.testing.assert_array_equal(got[i], 2.0 * np.asarray(message_pattern(member, t)))
+            np.testing.assert_allclose(got[i], 2.0 * _expected(member, t), rtol=1e-6)
     counts = jax.vmap(lambda topology: topology.messages_per_worker(0))(stacked)
     np.testing.assert_array_equal(np.asarray(counts), [2.0, N - 1.0, 0.0, 3.0])
+    copies = jax.vmap(lambda topology: topology.copies_sent(0))(stacked)
+    np.testing.assert_allclose(np.asarray(copies), [2.0, 2 * (N - 1) / N, 0.0, 3.0], rtol=1e-6)
+
+
+def test_a_stack_keeps_how_its_averages_travel_or_refuses_two_ways():
+    sends = decjax.topology.stack([decjax.ring(N), decjax.complete(N, exchange="all_to_all")])
+    assert sends.exchange_of_average() == "all_to_all"
+    assert decjax.topology.stack([decjax.ring(N), decjax.complete(N)]).exchange == "allreduce"
+    with pytest.raises(ValueError, match="cannot be stacked: the clock could time only one"):
+        decjax.topology.stack([decjax.complete(N), decjax.complete(N, exchange="all_to_all")])
+    dense = decjax.topology.from_matrix(np.full((N, N), 1.0 / N))
+    with pytest.raises(ValueError, match="exchange='all_to_all', or sweep the dense"):
+        decjax.topology.stack([dense, decjax.complete(N)])
+    assert decjax.topology.stack([dense, decjax.complete(N, exchange="all_to_all")]).n == N

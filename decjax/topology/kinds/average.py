@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax import _axis
-from decjax.topology.base import Edges, Topology, kind
+from decjax.topology.base import Edges, Topology, kind, static
+
+EXCHANGES = ("allreduce", "all_to_all")
 
 
 @kind
@@ -17,9 +19,16 @@ class Average(Topology):
     """Complete graph (``a = 1``), no communication (``a = 0``), periodic averaging.
 
     ``weights`` has shape ``(T,)``: the averaging strength ``a_t`` of each step.
+    ``exchange`` is how an averaging step communicates, for the byte counts and
+    the clock: ``"allreduce"`` (the default: a ring all-reduce, ``2 (n - 1)``
+    phases of ``B / n`` bytes, ``2 (n - 1) / n`` model copies sent per worker:
+    what synchronous data-parallel training does) or ``"all_to_all"`` (every
+    worker sends its model to the ``n - 1`` others, ``n - 1`` copies: a
+    peer-to-peer implementation). Gossip computes the same average either way.
     """
 
     weights: Any
+    exchange: str = static(default="allreduce")
     representation: ClassVar[str] = "average"
     rank: ClassVar[int] = 0
     step_ndim: ClassVar[int] = 1
@@ -47,15 +56,45 @@ class Average(Topology):
         a = self.weights[step % self.period].astype(x.dtype)
         return a * (_axis.mean_workers(x)[None] - x)
 
+    def __post_init__(self):
+        if self.exchange not in EXCHANGES:
+            raise ValueError(f"exchange must be one of {EXCHANGES}, got {self.exchange!r}")
+
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         t = jnp.asarray(step) % self.period
         return jnp.where(self.weights[t] != 0, self.n - 1, 0).astype(jnp.float32)
 
-    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
-        """Every worker to every other, ``E = n (n - 1)``, when any term averages."""
-        n = self.n
+    def copies_sent(self, step: Any = 0) -> jax.Array:
+        if self.exchange == "all_to_all":
+            return self.messages_per_worker(step)
+        t = jnp.asarray(step) % self.period
+        return jnp.where(self.weights[t] != 0, 2.0 * (self.n - 1) / self.n, 0.0).astype(jnp.float32)
+
+    def exchange_of_average(self) -> str | None:
+        if self.n == 1 or (
+            not isinstance(self.weights, jax.core.Tracer) and not np.any(np.asarray(self.weights))
+        ):
+            return None  # never averages (solo)
+        return self.exchange
+
+    def allreduce_loads(self, steps: jax.Array, nbytes: jax.Array) -> jax.Array:
+        if self.exchange != "allreduce":
+            return jnp.zeros((), jnp.float32)
+        return self._averaged_bytes(steps, nbytes)
+
+    def _averaged_bytes(self, steps: jax.Array, nbytes: jax.Array) -> jax.Array:
         averaging = self.weights[jnp.asarray(steps) % self.period] != 0
-        load = jnp.sum(jnp.where(averaging, jnp.asarray(nbytes, jnp.float32), 0.0))
+        return jnp.sum(jnp.where(averaging, jnp.asarray(nbytes, jnp.float32), 0.0))
+
+    def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
+        """Every worker to every other, ``E = n (n - 1)``, when any term averages and the
+        exchange is ``"all_to_all"``; one empty edge under an all-reduce (see
+        :meth:`allreduce_loads`)."""
+        n = self.n
+        if self.exchange == "allreduce":
+            nothing = jnp.zeros((1,), jnp.int32)
+            return Edges(nothing, nothing, jnp.zeros((1,), jnp.float32))
+        load = self._averaged_bytes(steps, nbytes)
         rows = jnp.arange(n, dtype=jnp.int32)[:, None]
         senders = (rows + 1 + jnp.arange(n - 1, dtype=jnp.int32)[None, :]) % n
         return Edges(

@@ -17,6 +17,7 @@ from decjax.topology.base import (
     kind,
     numpy_from_lists,
     row_edges,
+    static,
 )
 from decjax.topology.kinds.average import Average
 from decjax.topology.kinds.shift import circulant_spectrum
@@ -38,12 +39,14 @@ class Sparse(Topology):
     ``W_t = L_t + a_t (11^T/n - I)``: what a sweep stacking rings with the complete
     graph (or ``solo``) holds, so the complete graph costs an ``O(n d)`` mean, not an
     ``(n, n)`` matrix (:func:`decjax.topology.stack`). A member is either: its lists
-    are empty where ``a_t != 0``.
+    are empty where ``a_t != 0``. ``exchange`` is how those averages communicate
+    (``"allreduce"`` or ``"all_to_all"``, as on :class:`Average`).
     """
 
     weights: Any
     neighbors: Any
     averaging: Any = None
+    exchange: str = static(default="allreduce")  # how the averaging members communicate
 
     representation: ClassVar[str] = "sparse"
     rank: ClassVar[int] = 2
@@ -136,6 +139,28 @@ class Sparse(Topology):
             return listed
         return jnp.where(self._averaging_at(step) != 0, jnp.float32(self.n - 1), listed)
 
+    def copies_sent(self, step: Any = 0) -> jax.Array:
+        if self.averaging is None:
+            return self.messages_per_worker(step)
+        return jnp.where(
+            self._averaging_at(step) != 0,
+            self._everyone().copies_sent(step),
+            self.messages_per_worker(step),
+        )
+
+    def _everyone(self) -> Average:
+        """The averaging members as an :class:`Average` (lists dropped)."""
+        common = self.replace(averaging=None).common_fields()
+        return Average(weights=self.averaging, exchange=self.exchange, **common)
+
+    def exchange_of_average(self) -> str | None:
+        return None if self.averaging is None else self._everyone().exchange_of_average()
+
+    def allreduce_loads(self, steps: jax.Array, nbytes: jax.Array) -> jax.Array:
+        if self.averaging is None:
+            return jnp.zeros((), jnp.float32)
+        return self._everyone().allreduce_loads(steps, nbytes)
+
     def link_loads(self, steps: jax.Array, nbytes: jax.Array) -> Edges:
         """``O(n k m)`` edges from the neighbour lists of each term."""
         nbr, w = jax.vmap(self.realized_lists)(jnp.asarray(steps))  # (m, n, k)
@@ -145,10 +170,7 @@ class Sparse(Topology):
         edges = row_edges(peers, jnp.moveaxis(loads, 0, 1).reshape(self.n, -1))
         if self.averaging is None:
             return edges
-        averaging = self.replace(averaging=None)  # a member averages or has lists, not both
-        everyone = Average(weights=self.averaging, **averaging.common_fields()).link_loads(
-            steps, nbytes
-        )
+        everyone = self._everyone().link_loads(steps, nbytes)  # a member averages or has lists
         return Edges(*(jnp.concatenate([a, b]) for a, b in zip(edges, everyone, strict=True)))
 
     def max_degree(self) -> int:
