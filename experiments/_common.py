@@ -42,6 +42,27 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
     return args
 
 
+def _commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or ``"unknown"``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def provenance() -> dict:
     """Where and with what a run ran: device, library versions, date (for ``name_run.json``)."""
     from importlib.metadata import version
@@ -51,6 +72,7 @@ def provenance() -> dict:
     device = jax.devices()[0]
     return {
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "commit": _commit(),
         "platform": device.platform,
         "device": getattr(device, "device_kind", str(device)),
         "device_count": jax.device_count(),
