@@ -4,14 +4,15 @@
 # Sixteen workers train the 1-D CNN on MNIST-1D (IID shards, batch 16 each)
 # with D-PSGD (local momentum 0.9) on the ring, the static exponential graph,
 # the one-peer exponential graph and the complete graph, and with DiLoCo
-# (8 inner steps). Every run carries two simulated clocks, compiled into the
+# (8 inner steps). The complete graph's average, like DiLoCo's, is timed as a
+# ring all-reduce. Every run carries two simulated clocks, compiled into the
 # same sweep: the messages are timed as a ResNet-18's (46.8 MB), each step
 # computes for 50 ms (an assumption), and every worker sits behind a switch
 # port of 1 Gb/s or of 100 Gb/s.
 #
 # This notebook is executed when the documentation is built, at a small size
-# (one seed, 240 steps, the learning rates the full experiment tuned); the
-# tuned, 5-seed version is `experiments/time_to_accuracy.py`
+# (one seed, 240 steps, learning rates near the full experiment's); the
+# tuned version (5 seeds to tune, 5 held out to report) is `experiments/time_to_accuracy.py`
 # ([results](../experiments/time_to_accuracy.md)).
 
 # %%
@@ -130,11 +131,11 @@ fig.tight_layout()
 
 # %% [markdown]
 # The seconds per step follow from what each method sends: the complete graph
-# pushes 15 model copies through every port each step (the slowest per step on
-# both clocks), the one-peer exponential graph one, the ring two, the static
+# averages exactly with a ring all-reduce every step (30 phases of a sixteenth
+# of the model: 1.875 model copies sent per worker, and 30 latencies), the
+# one-peer exponential graph sends one copy, the ring two, the static
 # exponential graph four, and DiLoCo one all-reduce every 8 steps (the fastest
 # per step on both clocks). Whether a method is first to the target depends on
 # both its steps and its seconds per step, so the three orders printed above
-# need not agree. This is one seed at a small size; the tuned 5-seed comparison,
-# where the complete graph is the fastest by steps and the slowest in seconds
-# at 1 Gb/s and DiLoCo the fastest at 1 Gb/s, is in the experiment's results.
+# need not agree. This is one seed at a small size; the tuned comparison
+# (tuned on 5 seeds, reported on 5 others) is in the experiment's results.
