@@ -33,7 +33,6 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 import decjax
 from decjax.algorithms import uniform_delay
@@ -111,12 +110,6 @@ def _tune(df: pd.DataFrame, grid, what: str) -> pd.DataFrame:
     return df[df["lr"] == best]
 
 
-def _t_half_width(values: pd.Series) -> float:
-    """Half-width of the t-based 95 % interval of the mean (t(4) = 2.776 for 5 seeds)."""
-    k = values.count()
-    return float(stats.t.ppf(0.975, k - 1) * values.std() / np.sqrt(k)) if k > 1 else np.nan
-
-
 def _grid(df: pd.DataFrame) -> pd.DataFrame:
     """Every rate's mean final objective (to check that the tuned one is interior)."""
     last = df[df["step"] == df["step"].max()]
@@ -147,7 +140,7 @@ def _summaries(tuned: pd.DataFrame, initial: dict):
                 "staleness_avg": float(last["staleness_avg"].mean()),
                 "final_objective_mean": float(last["objective"].mean()),
                 "final_objective_std": float(last["objective"].std()),
-                "final_objective_ci95": _t_half_width(last["objective"]),
+                "final_objective_ci95": _common.t_half_width(last["objective"]),
                 "seeds": int(last["seed"].nunique()),
             }
         )

@@ -39,7 +39,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 import pandas as pd
-from scipy import stats
 
 import decjax
 from decjax import timing
@@ -192,12 +191,6 @@ def tune(curves: pd.DataFrame, plan: dict, target: float) -> dict:
     return chosen
 
 
-def t_interval(values: pd.Series) -> float:
-    """Half-width of the t-based 95 % interval of the mean (``t(k-1) s / sqrt(k)``)."""
-    k = values.count()
-    return float(stats.t.ppf(0.975, k - 1) * values.std() / np.sqrt(k)) if k > 1 else np.nan
-
-
 def summary(curves: pd.DataFrame, chosen: dict, plan: dict) -> pd.DataFrame:
     """On the held-out seeds: each method's tuned configuration, per target and clock."""
     held_out = curves[curves["split"] == "report"]
@@ -224,9 +217,9 @@ def summary(curves: pd.DataFrame, chosen: dict, plan: dict) -> pd.DataFrame:
                     "target": target,
                     "seeds_reaching": int(hit["step"].count()),
                     "steps_mean": hit["step"].mean(),
-                    "steps_ci95": t_interval(hit["step"]),
+                    "steps_ci95": _common.t_half_width(hit["step"]),
                     "seconds_mean": hit[f"seconds_{label}"].mean(),
-                    "seconds_ci95": t_interval(hit[f"seconds_{label}"]),
+                    "seconds_ci95": _common.t_half_width(hit[f"seconds_{label}"]),
                     "final_test_accuracy": last["test_accuracy"].mean(),
                     "seconds_per_step": per_step,
                     "closed_form_per_step": closed_form(method, label, plan["n"], int(every)),
