@@ -39,6 +39,7 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
     args.out.mkdir(parents=True, exist_ok=True)
     args.name = name
     args.started = time.time()
+    args.commit = _commit()  # the code that runs (a commit made during the run is not it)
     return args
 
 
@@ -105,6 +106,7 @@ def write(args, tables: dict, figures: dict, seeds: int | None = None) -> None:
         "seeds": seeds,
         "wall_clock_s": round(time.time() - args.started, 1),
         **provenance(),
+        "commit": args.commit,
     }
     (args.out / f"{args.name}_run.json").write_text(json.dumps(info, indent=2) + "\n")
     for key, df in tables.items():
