@@ -43,6 +43,16 @@ from decjax.topology.base import Edges, check_topology
 TRAFFIC = "traffic"  # the key of a step record's Traffic (what the clock reads; not a metric)
 
 
+def _allreduce_messages(nbytes: jax.Array, n: int) -> jax.Array:
+    """The ``2 n (n - 1)`` messages of a ring all-reduce of ``nbytes`` per worker (0 for none)."""
+    return jnp.where(nbytes > 0, 2.0 * n * (n - 1), 0.0) if n > 1 else jnp.zeros((), jnp.float32)
+
+
+def _allreduce_total(nbytes: jax.Array, n: int) -> jax.Array:
+    """The bytes a ring all-reduce of ``nbytes`` per worker sends in all: ``2 (n - 1) B``."""
+    return 2.0 * (n - 1) * nbytes
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class Links:
@@ -126,7 +136,7 @@ class Links:
         return cast(
             jax.Array,
             sum(
-                jnp.sum(self.edges(p).bytes) + 2.0 * (n - 1) * self.allreduce(p)
+                jnp.sum(self.edges(p).bytes) + _allreduce_total(self.allreduce(p), n)
                 for p in range(self.phases)
             ),
         )
@@ -191,10 +201,9 @@ class Traffic:
         if self.links is not None:
             for p in range(self.links.phases):
                 count += jnp.sum(self.links.edges(p).bytes > 0).astype(jnp.float32)
-                if n > 1:
-                    count += jnp.where(self.links.allreduce(p) > 0, 2.0 * n * (n - 1), 0.0)
-        if self.allreduce is not None and n > 1:
-            count += jnp.where(self.allreduce > 0, 2.0 * n * (n - 1), 0.0)
+                count += _allreduce_messages(self.links.allreduce(p), n)
+        if self.allreduce is not None:
+            count += _allreduce_messages(self.allreduce, n)
         if self.inflight is not None:
             count += jnp.sum(self.inflight > 0).astype(jnp.float32)
         return count
@@ -206,7 +215,7 @@ class Traffic:
         if self.links is not None:
             total += self.links.total()
         if self.allreduce is not None:
-            total += 2.0 * (n - 1) * self.allreduce
+            total += _allreduce_total(self.allreduce, n)
         if self.inflight is not None:
             total += jnp.sum(self.inflight)
         return total

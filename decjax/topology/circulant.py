@@ -12,11 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from decjax._bits import ceil_log2
-from decjax._validation import check_choice, check_int
+from decjax._validation import check_int
 from decjax.topology.base import Topology, as_weights
 from decjax.topology.checks import check_shift
 from decjax.topology.kinds import Average, Shift
-from decjax.topology.kinds.average import EXCHANGES
 
 
 def _distinct_offsets(n: int, offsets) -> tuple[int, ...]:
@@ -153,8 +152,7 @@ def one_peer_exponential(n: int) -> Topology:
 
 
 def _average(n: int, alphas, name: str, exchange: str = "allreduce") -> Topology:
-    check_choice("exchange", exchange, EXCHANGES)
-    return Average(
+    return Average(  # the kind checks the exchange
         n=n, period=len(alphas), name=name, weights=as_weights(alphas), exchange=exchange
     )
 

@@ -119,8 +119,8 @@ def with_faults(
         neighbors=jnp.asarray(nbr, jnp.int32),
         weights=as_weights(w),
     )
-    return Faulty(base=base, model=model, **base.common_fields()).replace(
-        name=f"{topology.name}+faults"
+    return Faulty(
+        base=base, model=model, **{**base.common_fields(), "name": f"{topology.name}+faults"}
     )
 
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from decjax import _axis
+from decjax._validation import check_choice
 from decjax.topology.base import Edges, Topology, kind, static
 
 EXCHANGES = ("allreduce", "all_to_all")
@@ -57,8 +58,7 @@ class Average(Topology):
         return a * (_axis.mean_workers(x)[None] - x)
 
     def __post_init__(self):
-        if self.exchange not in EXCHANGES:
-            raise ValueError(f"exchange must be one of {EXCHANGES}, got {self.exchange!r}")
+        check_choice("exchange", self.exchange, EXCHANGES)
 
     def messages_per_worker(self, step: Any = 0) -> jax.Array:
         t = jnp.asarray(step) % self.period

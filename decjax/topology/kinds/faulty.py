@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from decjax._random import varied
 from decjax._validation import check_choice, check_int
-from decjax.topology.base import Edges, Topology, dense_from_lists, kind
+from decjax.topology.base import Edges, Topology, kind
 from decjax.topology.kinds.dense import Dense
 from decjax.topology.kinds.sparse import Sparse
 
@@ -200,10 +200,7 @@ class Faulty(Topology):
         return base.replace(weights=matrix[None], period=1)
 
     def step_matrix(self, step: Any) -> jax.Array:
-        realized = self.realized(step)
-        if isinstance(realized, Sparse):  # the lost weight is implicit, as in gossip
-            return dense_from_lists(self.n, realized.neighbors, realized.weights, self.push)[0]
-        return realized.weights[0]
+        return self.realized(step).dense_weights()[0]  # lists: the lost weight is implicit
 
     def mix_leaf(self, x: jax.Array, step: jax.Array) -> jax.Array:
         return self.realized(step).mix_leaf(x, step)

@@ -150,8 +150,7 @@ class Sparse(Topology):
 
     def _everyone(self) -> Average:
         """The averaging members as an :class:`Average` (lists dropped)."""
-        common = self.replace(averaging=None).common_fields()
-        return Average(weights=self.averaging, exchange=self.exchange, **common)
+        return Average(weights=self.averaging, exchange=self.exchange, **self.common_fields())
 
     def exchange_of_average(self) -> str | None:
         return None if self.averaging is None else self._everyone().exchange_of_average()
