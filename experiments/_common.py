@@ -21,7 +21,13 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="a small run for CI (minutes on a CPU)"
     )
-    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / name,
+        help="folder for the tables, figures and run record (default: the committed "
+        f"experiments/results/{name}/, wherever the script is run from)",
+    )
     parser.add_argument(
         "--cifar10",
         type=Path,

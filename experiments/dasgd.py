@@ -248,25 +248,31 @@ def main(argv=None) -> int:
         {"loss_vs_epochs": _figure(tuned, summary, ratios)},
         seeds=SEEDS,
     )
-    # the qualitative conclusions; a regression that reverses one fails CI
-    _common.require(exact < 1e-5, f"zero delay is synchronous SGD (max difference {exact:.1e})")
+    # the qualitative conclusions; a regression that reverses one fails CI. Each says
+    # whether theory, our full run, or both support it.
+    _common.require(  # theory (zero delay is the synchronous update) and the run
+        exact < 1e-5, f"zero delay is synchronous SGD (max difference {exact:.1e})"
+    )
     for task in tasks:
         rows = summary[summary["task"] == task]
-        _common.require(
+        _common.require(  # theory (bounded staleness converges) and the run
             bool((rows["final_objective_mean"] < 0.7 * initial[task]).all()),
             f"{task}: every staleness bound trains (objective below 0.7 of its start)",
         )
-        _common.require(
-            bool(np.all(np.diff(rows["staleness_avg"].to_numpy()) > 0)),
-            f"{task}: S_avg grows with the delay bound",
-        )
     finals = summary.set_index(["task", "max_delay"])["final_objective_mean"]
     largest = max(plan["bounds"])
-    _common.require(
+    convex = ratios[(ratios["task"] == "convex") & (ratios["max_delay"] == largest)].dropna()
+    cost = convex["ticks_vs_synchronous"].to_numpy()
+    _common.require(  # theory (the noise term dominates as eps -> 0) and the convex run
+        bool(len(cost) >= 2 and cost[-1] <= cost[0] and cost[-1] <= 1.1),
+        f"convex: S = {largest}'s cost in ticks is no larger at the finest target every run "
+        f"reached than at the coarsest (x{cost[-1]:.2f} vs x{cost[0]:.2f})",
+    )
+    _common.require(  # the run (theory: the final value depends on S only at coarse eps)
         abs(finals["convex", largest] / finals["convex", 0] - 1) < 0.1,
         f"convex: tuned, S = {largest} ends within 10 % of the synchronous objective",
     )
-    _common.require(
+    _common.require(  # the run only: the CNN does not reach the asymptotic regime
         finals["cnn", largest] > 1.5 * finals["cnn", 0],
         f"cnn: S = {largest} ends with a training loss over 1.5 x the synchronous run's",
     )

@@ -6,7 +6,7 @@ page draws on: the experiment's or benchmark's committed results (tables,
 ``*_run.json``), and for setup values (steps, samples, grid bounds) the script
 that ran it. A number matches a file value when it equals that value at the
 precision written (``0.0021`` matches ``0.002097``; ``36,214`` matches
-``36214``), also read as a percentage or in milliseconds; a ratio written
+``36214``), also read as a percentage, in milliseconds or (seconds) in minutes; a ratio written
 ``×R``, ``R×`` or ``R times`` matches the ratio of two values of the same
 results. Citations (arXiv ids, years) are skipped. The rest is listed in
 ``SOURCES`` below, page by page, each with where it comes from: what a paper
@@ -156,7 +156,7 @@ def _missing(page, results, scripts):
         if token in allowed:
             continue
         tolerance = 0.5 * 10.0 ** -_decimals(token) * (1 + 1e-9)
-        candidates = [found, 100 * found, 1000 * found]
+        candidates = [found, 100 * found, 1000 * found, found / 60]  # %, ms, s -> min
         if ratio:
             candidates.append(ratios)
         if not any(np.any(np.abs(c - abs(value)) <= tolerance) for c in candidates):
