@@ -190,12 +190,15 @@ def convex_task(num_samples: int = 50_000, *, l2: float = 1e-3, seed: int = 0):
 
 
 def bands(df, by: list[str], value: str):
-    """Mean, standard deviation, 95 % confidence half-width and count of ``value`` over seeds."""
+    """Mean, standard deviation, t-based 95 % confidence half-width and count of ``value``
+    over seeds."""
     import numpy as np
+    from scipy import stats
 
     grouped = df.groupby(by, sort=False)[value]
     out = grouped.agg(["mean", "std", "count"]).reset_index()
-    out["ci95"] = 1.96 * out["std"] / np.sqrt(out["count"])
+    t = stats.t.ppf(0.975, np.maximum(out["count"] - 1, 1))
+    out["ci95"] = np.where(out["count"] > 1, t * out["std"] / np.sqrt(out["count"]), np.nan)
     return out.rename(columns={"mean": f"{value}_mean", "std": f"{value}_std"})
 
 

@@ -25,6 +25,7 @@ import _training
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 import decjax
 
@@ -109,10 +110,12 @@ def order(final: pd.DataFrame) -> pd.DataFrame:
         one = part.set_index("topology").loc["one_peer_exponential"]
         static = part.set_index("topology").loc["exponential"]
         diff = one["test_accuracy_mean"] - static["test_accuracy_mean"]
+        # two independent samples of k seeds: t with 2k - 2 degrees of freedom
+        k = int(one["seeds"])
         ci = (
-            1.96
+            stats.t.ppf(0.975, 2 * k - 2)
             * np.hypot(one["test_accuracy_std"], static["test_accuracy_std"])
-            / np.sqrt(one["seeds"])
+            / np.sqrt(k)
         )
         rows.append(
             {

@@ -116,6 +116,13 @@ SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
     },
+    "docs/experiments/consensus_control.md": {
+        "1.96": "closed form: the normal quantile the run's intervals used (now t(4) = 2.776)",
+    },
+    "docs/experiments/exponential_graphs.md": {
+        "2.306": "closed form: the t quantile t(8), two samples of 5 seeds",
+        "0.66": "commit 6c530df experiments/results/exponential_graphs/exponential_graphs_order.md",
+    },
     "docs/experiments/time_to_accuracy.md": {
         "1.875": "closed form: a ring all-reduce's 2(n - 1)/n copies per worker at n = 16",
     },
