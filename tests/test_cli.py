@@ -61,18 +61,21 @@ def test_cli_rejects_bad_flags(argv, message, capsys):
 
 
 @pytest.mark.slow  # the time model's closed forms are in tests/test_timing.py
-def test_cli_simulates_time_from_the_network_flags(tmp_path, capsys):
+@pytest.mark.parametrize("exchange", [None, "all_to_all"])
+def test_cli_simulates_time_from_the_network_flags(exchange, tmp_path, capsys):
     """Logistic regression on digits: 2,600-byte messages through 125 kB/s ports; the ring
     sends two through each port, the complete graph is a ring all-reduce (14 phases of an
-    eighth of the model)."""
+    eighth of the model), or with ``--exchange all_to_all`` seven full sends per port."""
     argv = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--model", "logistic"]
     argv += ["--topologies", "ring,complete", "--bandwidth", "0.001", "--latency", "0.001"]
     argv += ["--compute-time", "0.01", "--target-accuracy", "0.1", "--no-progress"]
+    argv += ["--exchange", exchange] if exchange else []
     assert main([*argv, "--out", str(tmp_path)]) == 0
     assert "time_to_10%" in capsys.readouterr().out
     summary = pd.read_csv(tmp_path / "summary.csv").set_index("topology")
     port = 0.001e9 / 8
-    steps = {"ring": 0.01 + 0.001 + 2 * 2600 / port, "complete": 0.01 + 14 * (0.001 + 325 / port)}
+    complete = 0.01 + 0.001 + 7 * 2600 / port if exchange else 0.01 + 14 * (0.001 + 325 / port)
+    steps = {"ring": 0.01 + 0.001 + 2 * 2600 / port, "complete": complete}
     for name, step in steps.items():
         assert summary.loc[name, "time"] == pytest.approx(20 * step, rel=1e-5)
         assert summary.loc[name, "time_to_10%"] == pytest.approx(10 * step, rel=1e-5)
@@ -263,6 +266,8 @@ def test_cli_ctrl_c_prints_one_line(tmp_path, capsys, monkeypatch):
         (["--max-delay", "100000000", "--algorithm", "dasgd"], "GiB"),
         (["--node-failure", "nan"], "in [0, 1)"),
         (["--peers", "2", "--topologies", "ring"], "--peers applies to base_graph"),
+        (["--exchange", "all_to_all", "--topologies", "ring"], "--exchange applies to the"),
+        (["--exchange", "ring"], "invalid choice"),
         (["--peers", "9", "--workers", "8", "--topologies", "epidemic"], "needs n > s"),
         (["--topologies", "random_out"], "column- but not row-stochastic"),
     ],

@@ -96,8 +96,15 @@ def _topologies(args, key) -> list:
                 f"--peers applies to {', '.join(decjax.topology.catalog.WITH_PEERS)}; "
                 f"not to {', '.join(unused)}"
             )
+    if args.exchange is not None and "complete" not in args.topologies:
+        raise ValueError(
+            "--exchange applies to the complete graph's average; add complete to --topologies "
+            "or drop --exchange"
+        )
     topologies = [
-        decjax.topology.by_name(
+        decjax.complete(args.workers, exchange=args.exchange)
+        if name == "complete" and args.exchange is not None
+        else decjax.topology.by_name(
             name, args.workers, key=jax.random.fold_in(key, i), peers=args.peers
         )
         for i, name in enumerate(args.topologies)
