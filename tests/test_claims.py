@@ -119,6 +119,9 @@ SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/consensus_control.md": {
         "1.96": "closed form: the normal quantile the run's intervals used (now t(4) = 2.776)",
     },
+    "docs/experiments/detag.md": {
+        "2.5e-4": "paper: DSGT's tuned rate at 0 % shuffled (LeNet, CIFAR-10)",
+    },
     "docs/experiments/exponential_graphs.md": {
         "2.306": "closed form: the t quantile t(8), two samples of 5 seeds",
         "0.66": "commit 6c530df experiments/results/exponential_graphs/exponential_graphs_order.md",
