@@ -71,13 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers per step of base_graph (k), epidemic and random_out (s); offsets of "
         "equi_static (M); default: each topology's own",
     )
-    add(
-        "--exchange",
-        choices=("allreduce", "all_to_all"),
-        default=None,
-        help="how the complete graph's exact average is sent, for bytes and the clock: a "
-        "ring all-reduce (the default) or n - 1 full-model sends per worker",
-    )
     add("--algorithm", choices=decjax.algorithms.NAMES, default="dpsgd", help="optimizer")
     add("--partition", choices=SCHEMES, default="sorted", help="how data is split over workers")
     add(
@@ -157,6 +150,14 @@ def _add_clock_flags(parser: argparse.ArgumentParser) -> None:
         help="Gb/s of every worker's switch port, shared by the messages it sends",
     )
     clock("--latency", type=nonnegative_float, default=None, help="every link, in seconds")
+    clock(
+        "--exchange",
+        choices=("allreduce", "all_to_all"),
+        default=None,
+        help="how the complete graph's exact average is sent, for bytes and the clock: a "
+        "ring all-reduce (the default) or n - 1 full-model sends per worker",
+    )
+
     clock(
         "--compute-time",
         type=nonnegative_float,
