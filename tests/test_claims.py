@@ -20,7 +20,6 @@ hand calculation), not a proof that each is the right one.
 
 from __future__ import annotations
 
-import itertools
 import re
 import subprocess
 from pathlib import Path
@@ -136,40 +135,49 @@ SOURCES: dict[str, dict[str, str]] = {
 }
 
 
+def _tolerance(token: str) -> float:
+    """Half a unit in the last place the token is written to."""
+    return 0.5 * 10.0 ** -_decimals(token) * (1 + 1e-9)
+
+
+def _near(values: np.ndarray, token: str) -> bool:
+    return bool(np.any(np.abs(np.abs(values) - abs(_value(token))) <= _tolerance(token)))
+
+
 def _in_history(token: str, source: str) -> bool:
     _, commit, path = source.split()
     text = subprocess.run(
         ["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    value = _value(token)
-    tolerance = 0.5 * 10.0 ** -_decimals(token) * (1 + 1e-9)
-    return any(
-        abs(abs(_value(m.group(0))) - abs(value)) <= tolerance for m in _NUMBER.finditer(text)
-    )
+    return _near(np.array([_value(m.group(0)) for m in _NUMBER.finditer(text)]), token)
+
+
+# Above this many result values a page's pairwise ratios are so dense that any number would
+# match one, so its ratio tokens must match a value itself (the stricter reading).
+_RATIO_LIMIT = 3000
+
+
+def _ratios(values: np.ndarray) -> np.ndarray:
+    """Every ratio a / b of two different nonzero result values (none past the limit)."""
+    values = values[values != 0]
+    if len(values) >= _RATIO_LIMIT:
+        return np.array([])
+    ratios = (values[:, None] / values[None, :])[~np.eye(len(values), dtype=bool)]
+    return np.unique(ratios[ratios > 0])  # a written ratio is positive
 
 
 def _missing(page, results, scripts):
-    found = np.abs(_file_values([*results, *scripts]))
-    result_values = _file_values(results)
-    ratios = (
-        np.unique(
-            np.array(
-                [a / b for a, b in itertools.permutations(result_values[result_values != 0], 2)]
-            )
-        )
-        if len(result_values) < 3000
-        else np.array([])
-    )
+    found = _file_values([*results, *scripts])
+    candidates = [found, 100 * found, 1000 * found, found / 60]  # %, ms, s -> min
+    ratios = None
     allowed = SOURCES.get(page, {})
     missing = []
-    for token, value, ratio in _numbers(_text(page)):
+    for token, _, ratio in _numbers(_text(page)):
         if token in allowed:
             continue
-        tolerance = 0.5 * 10.0 ** -_decimals(token) * (1 + 1e-9)
-        candidates = [found, 100 * found, 1000 * found, found / 60]  # %, ms, s -> min
-        if ratio:
-            candidates.append(ratios)
-        if not any(np.any(np.abs(c - abs(value)) <= tolerance) for c in candidates):
+        if ratio and ratios is None:
+            ratios = _ratios(_file_values(results))
+        if not any(_near(c, token) for c in [*candidates, *([ratios] if ratio else [])]):
             missing.append(token)
     return missing
 
