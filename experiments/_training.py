@@ -81,7 +81,7 @@ def topology_sweep(
     grid,
     *,
     steps: int,
-    seeds: int = 5,
+    seeds=5,
     batch_size: int = 16,
     momentum: float = 0.9,
     evaluations: int = 10,
@@ -89,6 +89,8 @@ def topology_sweep(
     timing=None,
 ) -> pd.DataFrame:
     """Learning rates x topologies x seeds of local-momentum D-PSGD, one vmapped sweep.
+
+    ``seeds``: a count (seeds ``0 .. seeds - 1``) or the seeds themselves.
 
     Columns: ``topology, lr, seed, step, epoch, train_loss`` (the averaged model
     on ``TRAIN_EVAL`` training examples), ``test_accuracy``, ``test_loss`` (the
@@ -109,7 +111,7 @@ def topology_sweep(
         decjax.replicate(model.init(jax.random.key(0)), n),
         make,
         decjax.data.distribute(ds, n, "iid", key=0),
-        {"lr": list(grid), "topology": list(topologies), "seed": list(range(seeds))},
+        {"lr": list(grid), "topology": list(topologies), "seed": _seeds(seeds)},
         steps=steps,
         batch_size=batch_size,
         evaluations=evaluations,
@@ -127,12 +129,41 @@ def topology_sweep(
     return df.assign(n=n, epoch=df["step"] * n * batch_size / len(ds.y_train))
 
 
+def _seeds(seeds) -> list[int]:
+    return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+
+
+def tune_then_report(
+    sweep, grid, tune_seeds, report_seeds, by=("n", "topology"), what: str = ""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pick each group's rate on ``tune_seeds``, then measure it on ``report_seeds``.
+
+    ``sweep(rates, seeds)`` returns curves (with columns ``by``, ``lr``, ``seed``).
+    Reporting on seeds that did not choose the rate removes the winner's-curse
+    bias of picking and reporting on the same runs. Returns ``(tuning, reported)``:
+    every rate's curves on the tuning seeds (for :func:`grid_table`) and, per
+    group, the report seeds' curves at the chosen rate. The second sweep runs
+    only the chosen rates. With ``report_seeds == tune_seeds`` (the quick
+    modes) nothing is re-run and the chosen rows are reported.
+    """
+    tuning = sweep(list(grid), _seeds(tune_seeds))
+    chosen = tune(tuning, grid, by, what)
+    if _seeds(report_seeds) == _seeds(tune_seeds):
+        return tuning, chosen
+    rates = chosen.groupby(list(by), sort=False)["lr"].first().reset_index()
+    report = sweep(sorted(set(rates["lr"])), _seeds(report_seeds))
+    return tuning, report.merge(rates, on=[*by, "lr"], sort=False)
+
+
 def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.DataFrame:
     """Per group, the seeds of the learning rate with the best mean final training loss.
 
     A diverged run (non-finite loss) counts as infinitely bad. Exits non-zero
-    (``_common.best_interior``) when the best rate is at an edge of the grid.
+    (``_common.best_interior``) when the best rate is at an edge of the grid. A
+    one-rate grid is taken as given (nothing to tune).
     """
+    if len(grid) == 1:
+        return df
     last = df[df["step"] == df["step"].max()]
     frames = []
     for key, part in last.groupby(list(by), sort=False):

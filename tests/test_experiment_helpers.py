@@ -93,6 +93,37 @@ def test_tune_keeps_each_groups_interior_best_rate(load):
     assert final.loc["complete", "seeds"] == 2
 
 
+def test_tune_then_report_measures_each_groups_rate_on_the_held_out_seeds(load):
+    training = load("_training")
+    grid = [0.1, 0.2, 0.4, 0.8]
+    # seeds 0-1 pick 0.2 for the ring and 0.4 for the complete graph
+    tune_losses = {
+        "ring": {0.1: [3, 3], 0.2: [1, 2], 0.4: [4, 5], 0.8: [6, 6]},
+        "complete": {0.1: [4, 4], 0.2: [2, 2], 0.4: [1, 1], 0.8: [3, 3]},
+    }
+    calls = []
+
+    def sweep(rates, seeds):
+        calls.append((list(rates), list(seeds)))
+        df = _curves({t: {lr: tune_losses[t][lr] for lr in rates} for t in tune_losses})
+        # the held-out seeds see other losses: 10 + the tuning loss
+        df["seed"] = [seeds[s] for s in df["seed"]]
+        df["train_loss"] += 0 if seeds == [0, 1] else 10
+        return df
+
+    tuning, reported = training.tune_then_report(sweep, grid, [0, 1], [5, 6])
+    assert calls == [(grid, [0, 1]), ([0.2, 0.4], [5, 6])]  # only the chosen rates re-run
+    assert len(tuning) == 16 and set(reported["seed"]) == {5, 6}
+    assert len(reported) == 4  # each graph's own rate only
+    final = training.finals(reported).set_index("topology")
+    assert final.loc["ring", "train_loss_mean"] == 11.5  # the held-out seeds' mean, not 1.5
+    assert final.loc["complete", "lr"] == 0.4 and final.loc["complete", "train_loss_mean"] == 11
+    # the same seeds: no second sweep, the tuning rows are reported
+    calls.clear()
+    _, same = training.tune_then_report(sweep, grid, [0, 1], [0, 1])
+    assert calls == [(grid, [0, 1])] and set(same["lr"]) == {0.2, 0.4}
+
+
 def test_tune_exits_when_a_group_is_best_at_the_edge(load):
     training = load("_training")
     df = _curves({"ring": {0.1: [1, 1], 0.2: [2, 2], 0.4: [3, 3]}})
@@ -150,8 +181,16 @@ def test_image_task_reads_local_cifar10_into_resnet20(load, tmp_path):
 def test_exponential_graphs_training_runs_on_local_cifar10(load, tmp_path):
     _tiny_cifar10(tmp_path)
     ying = load("exponential_graphs")
-    plan = {"sizes": (4,), "samples": None, "steps": 2, "seeds": 1, "grid": [0.05]}
-    df = ying.training(plan, tmp_path)
+    plan = {
+        "sizes": (4,),
+        "samples": None,
+        "steps": 2,
+        "tune_seeds": (0,),
+        "report_seeds": (1,),
+        "grid": [0.05],
+    }
+    _, df = ying.training(plan, tmp_path)
     assert plan["task"] == "CIFAR-10, ResNet-20"
+    assert set(df["seed"]) == {1}
     assert set(df["topology"]) == {"exponential", "one_peer_exponential", "ring", "complete"}
     assert np.isfinite(df["train_loss"]).all() and np.isfinite(df["test_accuracy"]).all()
