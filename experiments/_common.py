@@ -16,7 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
 
 
-def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
+def parse(doc: str, argv=None, name: str = "", *, task: str | None = None) -> argparse.Namespace:
+    """The scripts' shared flags. ``task`` names a script's one fixed task; without it
+    the script trains the 1-D CNN on MNIST-1D or, with ``--cifar10 DIR``, ResNet-20."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="a small run for CI (minutes on a CPU)"
@@ -28,15 +30,20 @@ def parse(doc: str, argv=None, name: str = "") -> argparse.Namespace:
         help="folder for the tables, figures and run record (default: the committed "
         f"experiments/results/{name}/, wherever the script is run from)",
     )
-    parser.add_argument(
-        "--cifar10",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="train ResNet-20 on the CIFAR-10 binary files in DIR instead of the 1-D CNN on "
-        "MNIST-1D (the deep-learning parts; longer runs, sized for one GPU)",
-    )
+    if task is None:  # a script with a fixed task has no --cifar10 to ignore
+        parser.add_argument(
+            "--cifar10",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="train ResNet-20 on the CIFAR-10 binary files in DIR instead of the 1-D CNN "
+            "on MNIST-1D (the deep-learning parts; longer runs, sized for one GPU)",
+        )
     args = parser.parse_args(argv)
+    if task is None:
+        args.task = "CIFAR-10, ResNet-20" if args.cifar10 else "MNIST-1D, 1-D CNN"
+    else:
+        args.task, args.cifar10 = task, None
     if args.cifar10 is not None and not args.cifar10.is_dir():
         parser.error(
             f"--cifar10: {args.cifar10} is not a directory; pass the folder with "
@@ -108,7 +115,7 @@ def write(args, tables: dict, figures: dict, seeds: int | None = None) -> None:
     info = {
         "script": args.name,
         "mode": "quick" if args.quick else "full",
-        "task": "CIFAR-10, ResNet-20" if args.cifar10 else "MNIST-1D, 1-D CNN",
+        "task": args.task,
         "seeds": seeds,
         "wall_clock_s": round(time.time() - args.started, 1),
         **provenance(),

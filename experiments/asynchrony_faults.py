@@ -14,18 +14,15 @@ ticks:
     python experiments/asynchrony_faults.py            # full (about a minute on a laptop CPU)
     python experiments/asynchrony_faults.py --quick    # seconds, used by the tests
 
-Writes asynchrony_faults.csv and asynchrony_faults.png to --out.
+Writes the curves, the final values and the figure (asynchrony_faults_curves.csv,
+_final.csv / .md, _accuracy.png) and the run record to --out (default:
+experiments/results/asynchrony_faults/).
 """
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
+import _common
 import jax
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -90,19 +87,13 @@ def plot(df: pd.DataFrame):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("experiments/results"))
-    args = parser.parse_args(argv)
+    args = _common.parse(__doc__, argv, "asynchrony_faults", task="digits, logistic regression")
     steps, every = (40, 20) if args.quick else (600, 20)
     df = run(steps, every)
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "asynchrony_faults.csv", index=False)
-    fig = plot(df)
-    fig.savefig(args.out / "asynchrony_faults.png", dpi=120)
-    plt.close(fig)
-    final = df.groupby(["experiment", "setting"], sort=False).last()
-    print(final[["test_accuracy", "worker_test_accuracy", "consensus_distance"]].to_string())
+    last = df.groupby(["experiment", "setting"], sort=False).last().reset_index()
+    columns = ["test_accuracy", "worker_test_accuracy", "consensus_distance", "staleness_avg"]
+    final = last[["experiment", "setting", "step", *[c for c in columns if c in last]]]
+    _common.write(args, {"curves": df, "final": final}, {"accuracy": plot(df)}, seeds=1)
     return 0
 
 

@@ -225,7 +225,9 @@ def _figure(tuned: pd.DataFrame, summary: pd.DataFrame, ratios: pd.DataFrame):
 
 
 def main(argv=None) -> int:
-    args = _common.parse(__doc__, argv, "dasgd")
+    args = _common.parse(
+        __doc__, argv, "dasgd", task="synthetic softmax regression (convex) and MNIST-1D, 1-D CNN"
+    )
     plan = _plan(args.quick)
     tasks = _tasks(plan)
     exact = _exact_synchronous_check(tasks["convex"][0], tasks["convex"][1], args.quick)

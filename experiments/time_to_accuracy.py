@@ -295,7 +295,7 @@ def grid_table(curves: pd.DataFrame, plan: dict) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    args = _common.parse(__doc__, argv, "time_to_accuracy")
+    args = _common.parse(__doc__, argv, "time_to_accuracy", task="MNIST-1D, 1-D CNN")
     plan = _plan(args.quick)
     curves = training(plan)
     chosen = tune(curves, plan, plan["targets"][0])

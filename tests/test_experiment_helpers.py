@@ -166,6 +166,17 @@ def test_cifar10_flag_needs_a_directory(load, tmp_path, capsys):
     assert "--cifar10" in capsys.readouterr().err
 
 
+def test_a_fixed_task_script_refuses_cifar10_and_records_its_task(load, tmp_path, capsys):
+    common = load("_common")
+    with pytest.raises(SystemExit):  # not accepted and silently ignored
+        common.parse("doc", ["--cifar10", str(tmp_path)], "dasgd", task="convex")
+    assert "unrecognized arguments: --cifar10" in capsys.readouterr().err
+    args = common.parse("doc", ["--out", str(tmp_path)], "dasgd", task="convex")
+    assert args.task == "convex" and args.cifar10 is None
+    args = common.parse("doc", ["--out", str(tmp_path), "--cifar10", str(tmp_path)], "x")
+    assert args.task == "CIFAR-10, ResNet-20"
+
+
 @pytest.mark.slow  # builds and runs ResNet-20
 def test_image_task_reads_local_cifar10_into_resnet20(load, tmp_path):
     _tiny_cifar10(tmp_path)
