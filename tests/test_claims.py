@@ -1,13 +1,14 @@
 """Every number the project publishes about its own runs is found in a committed file.
 
-Reads ``experiments/README.md``, ``docs/experiments/*.md``, ``docs/benchmarks.md``
-and the README's performance section, and finds each number in the files the
-page draws on: the experiment's or benchmark's committed results (tables,
-``*_run.json``), and for setup values (steps, samples, grid bounds) the script
-that ran it. A number matches a file value when it equals that value at the
-precision written (``0.0021`` matches ``0.002097``; ``36,214`` matches
-``36214``), also read as a percentage, in milliseconds or (seconds) in minutes; a ratio written
-``×R``, ``R×`` or ``R times`` matches the ratio of two values of the same
+Reads ``experiments/README.md``, ``docs/experiments/*.md``, ``docs/benchmarks.md``,
+the README's performance section and the faults page's worked example, and finds
+each number in the files the page draws on: the experiment's or benchmark's
+committed results (tables, ``*_run.json``), and for setup values (steps,
+samples, grid bounds) the script that ran it. A number matches a file value
+when it equals that value at the precision written (``0.0021`` matches
+``0.002097``; ``36,214`` matches ``36214``), also read as a percentage, in
+milliseconds or (seconds) in minutes; a ratio written ``×R``, ``R×`` or ``R
+times`` matches the ratio of two values of the same
 results. Citations (arXiv ids, years) are skipped. The rest is listed in
 ``SOURCES`` below, page by page, each with where it comes from: what a paper
 reports (marked as the paper's), or an earlier run's committed file
@@ -91,6 +92,9 @@ def _pages():
             results = sorted((experiments / "results" / page.stem).glob("*.[cjm]*"))
             scripts = [experiments / f"{page.stem}.py", *experiments.glob("_*.py")]
             yield f"docs/experiments/{page.name}", results, scripts
+    faults = experiments / "results/asynchrony_faults/asynchrony_faults"
+    faults = [Path(f"{faults}_{name}") for name in ("final.md", "final.csv", "run.json")]
+    yield "docs/faults.md#worked example", faults, [experiments / "asynchrony_faults.py"]
     benchmarks = sorted((ROOT / "benchmarks/results").glob("*.[jm]*"))
     scripts = sorted((ROOT / "benchmarks").glob("*.py"))
     yield "docs/benchmarks.md", benchmarks, scripts
