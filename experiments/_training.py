@@ -17,6 +17,13 @@ import decjax
 
 TRAIN_EVAL = 2_000  # training examples the averaged model's training loss is measured on
 
+GPU_IMAGES = 10_000_000
+"""The size of every ``--cifar10`` mode: at most this many ResNet-20 training images
+(worker minibatches summed over all steps and runs, tuning and report sweeps
+together). Chosen for ten minutes on one H200 at an *assumed* 17,000 training
+images per second including compilation and evaluation; not measured yet (no
+run has had CIFAR-10 on a GPU). Each run record has the wall-clock to check it."""
+
 
 def mnist1d(num_samples: int):
     """MNIST-1D (procedural, offline; 80/20 split) and the 1-D CNN."""
@@ -127,6 +134,19 @@ def topology_sweep(
         }
     )
     return df.assign(n=n, epoch=df["step"] * n * batch_size / len(ds.y_train))
+
+
+def held_out_images(
+    n: int, steps: int, grid, runs: int, tune_seeds, report_seeds, batch_size: int = 16
+) -> int:
+    """Training images of :func:`tune_then_report` over ``runs`` configurations (e.g.
+    topologies) per rate: every rate on the tuning seeds, and on the report seeds at
+    most ``len(grid) - 2`` rates (the chosen ones are interior)."""
+    per_run = n * batch_size * steps
+    tuning = per_run * len(grid) * runs * len(_seeds(tune_seeds))
+    if _seeds(report_seeds) == _seeds(tune_seeds):
+        return tuning
+    return tuning + per_run * min(len(grid) - 2, runs) * runs * len(_seeds(report_seeds))
 
 
 def _seeds(seeds) -> list[int]:

@@ -27,6 +27,8 @@
    CNN, which flatters n_W by one free parameter).
 
     python experiments/beyond_spectral_gap.py [--quick] [--out DIR]
+    python experiments/beyond_spectral_gap.py --cifar10 DIR   # ResNet-20 on CIFAR-10, sized for one
+                                                 # GPU (_plan / _training.GPU_IMAGES)
 """
 
 from __future__ import annotations
@@ -198,20 +200,49 @@ def dl_topologies(n: int, quick: bool):
     ]
 
 
+def dl_plan(quick: bool, cifar10: bool = False) -> dict:
+    """The deep-learning part's size; with ``cifar10``, sized for one GPU
+    (``_training.GPU_IMAGES``: 300 steps, about 1.5 epochs, not the paper's 2,500)."""
+    if cifar10:
+        return {
+            "samples": None,
+            "steps": 300,
+            "tune_seeds": (0, 1),
+            "report_seeds": (2, 3),
+            "grid": list(2.0 ** np.arange(-7, -2)),
+        }
+    if quick:
+        return {
+            "samples": 4_000,
+            "steps": 150,
+            "tune_seeds": (0, 1, 2),
+            "report_seeds": (0, 1, 2),
+            "grid": list(2.0 ** np.arange(-7, 0)),
+        }
+    return {
+        "samples": 8_000,
+        "steps": 400,
+        "tune_seeds": range(5),
+        "report_seeds": range(5, 10),
+        "grid": list(2.0 ** np.arange(-8, 0)),
+    }
+
+
+def dl_images(plan: dict, quick: bool) -> int:
+    """Training images of :func:`deep_learning` at n = 16."""
+    topologies = len(dl_topologies(16, quick))
+    return _training.held_out_images(
+        16, plan["steps"], plan["grid"], topologies, plan["tune_seeds"], plan["report_seeds"]
+    )
+
+
 def deep_learning(quick: bool, cifar10=None):
     """The 1-D CNN on MNIST-1D (or ResNet-20 on CIFAR-10): each topology at its best constant
     lr, chosen on the tuning seeds and reported on held-out seeds (the same in quick mode)."""
     n = 16
-    plan = (
-        {"samples": 4_000, "steps": 150, "tune_seeds": (0, 1, 2), "report_seeds": (0, 1, 2)}
-        if quick
-        else {"samples": 8_000, "steps": 400, "tune_seeds": range(5), "report_seeds": range(5, 10)}
-    )
-    plan["grid"] = list(2.0 ** np.arange(-7 if quick else -8, 0))
+    plan = dl_plan(quick, cifar10 is not None)
     topos = dl_topologies(n, quick)
     ds, model, plan["task"] = _training.image_task(plan["samples"], cifar10)
-    if cifar10:
-        plan["steps"] = 2500  # the paper's 2,500 steps (sized for one GPU)
     print(f"deep learning: {len(plan['grid'])} rates x {len(topos)} graphs, tuning seeds")
 
     def sweep(rates, seeds):

@@ -31,6 +31,8 @@ paper's ResNet-20 / CIFAR-10 differences (n = 64: phase 1 -2.40, phase 2
 were not retrieved).
 
     python experiments/consensus_control.py [--quick] [--out DIR]
+    python experiments/consensus_control.py --cifar10 DIR   # ResNet-20 on CIFAR-10, sized for one
+                                                 # GPU (_plan / _training.GPU_IMAGES)
 """
 
 from __future__ import annotations
@@ -52,7 +54,16 @@ WEIGHT_DECAY = 1e-4
 CONTROLS = {"controlled-1/2": 0.5, "controlled-1/4": 0.25}
 
 
-def _plan(quick: bool) -> dict:
+def _plan(quick: bool, cifar10: bool = False) -> dict:
+    if cifar10:  # sized for one GPU (_training.GPU_IMAGES): n = 32, 6 epochs
+        return {
+            "sizes": (32,),
+            "samples": None,
+            "epochs": 6,
+            "tune_seeds": (0, 1),
+            "report_seeds": (2, 3, 4),
+            "grid": [0.05, 0.1, 0.2],
+        }
     if quick:
         return {
             "sizes": (32,),
@@ -71,6 +82,21 @@ def _plan(quick: bool) -> dict:
         "report_seeds": (5, 6, 7, 8, 9),
         "grid": [0.05, 0.1, 0.2, 0.4, 0.8],
     }
+
+
+RUNS = 7  # centralized, decentralized, three single phases, two controls
+
+
+def images(plan: dict, train_size: int) -> int:
+    """Training images of the run: per n, the tuning grid and the ``RUNS`` runs."""
+    runs = (len(plan["grid"]) > 1) * len(plan["grid"]) * len(plan["tune_seeds"])
+    runs += RUNS * len(plan["report_seeds"])
+    per_run = [_steps(plan, train_size, n) * 16 * n for n in plan["sizes"]]
+    return runs * sum(per_run)
+
+
+def _steps(plan: dict, train_size: int, n: int) -> int:
+    return plan["epochs"] * train_size // (16 * n) // 20 * 20  # 20 evaluations
 
 
 def untimed(step_result):
@@ -160,7 +186,7 @@ def _sweep(model, ds, n, make, grid, seeds, steps, evaluate) -> pd.DataFrame:
 
 
 def run_size(n: int, plan: dict, ds, model) -> tuple[pd.DataFrame, dict]:
-    steps = plan["epochs"] * len(ds.y_train) // (16 * n) // 20 * 20  # 20 evaluations
+    steps = _steps(plan, len(ds.y_train), n)
     boundaries = [steps // 2, 3 * steps // 4]
     ring, complete = decjax.ring(n), decjax.complete(n)
     test = (ds.x_test, ds.y_test)
@@ -317,7 +343,7 @@ def _figure(curves, summary, infos, task):
 
 def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "consensus_control")
-    plan = _plan(args.quick)
+    plan = _plan(args.quick, args.cifar10 is not None)
     ds, model, task = _training.image_task(plan["samples"], args.cifar10)
     frames, infos = [], {}
     for n in plan["sizes"]:

@@ -30,6 +30,8 @@
    on this grid (its bias).
 
     python experiments/detag.py [--quick] [--out DIR]
+    python experiments/detag.py --cifar10 DIR   # ResNet-20 on CIFAR-10, sized for one
+                                                 # GPU (_plan / _training.GPU_IMAGES)
 """
 
 from __future__ import annotations
@@ -74,7 +76,15 @@ def _with_momentum(make):
 ALGORITHMS = {name: _with_momentum(make) for name, make in METHODS.items()}
 
 
-def _plan(quick: bool) -> dict:
+def _plan(quick: bool, cifar10: bool = False) -> dict:
+    if cifar10:  # the CNN part sized for one GPU (_training.GPU_IMAGES): 0 and 100 % shuffled
+        return {
+            **_plan(False),
+            "shuffled": (0.0, 1.0),
+            "tune_seeds": (0, 1),
+            "report_seeds": (2, 3),
+            "cnn": {"samples": None, "steps": 800, "grid": 2.0 ** np.arange(-7, -2)},
+        }
     if quick:
         return {
             "shuffled": (0.0, 1.0),
@@ -97,6 +107,14 @@ def _plan(quick: bool) -> dict:
         "kappas": (1.0, 0.1, 0.05, 0.01),
         "max_steps": 200_000,
     }
+
+
+def cnn_images(plan: dict) -> int:
+    """Training images of the CNN part: per shuffled fraction and method, the grid on
+    the tuning seeds and the chosen rate on the report seeds."""
+    cnn = plan["cnn"]
+    runs = len(cnn["grid"]) * len(plan["tune_seeds"]) + len(plan["report_seeds"])
+    return N * 16 * cnn["steps"] * runs * len(METHODS) * len(plan["shuffled"])
 
 
 def _unshuffled_task(task: str, ds, model, f_star: float, setup: dict, plan: dict):
@@ -299,14 +317,7 @@ def _figure(final, table):
 
 def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "detag")
-    plan = _plan(args.quick)
-    if args.cifar10:
-        plan["cnn"] = {
-            **(plan["cnn"] or {}),
-            "samples": None,
-            "steps": 3000,
-            "grid": 2.0 ** np.arange(-6, 2),
-        }
+    plan = _plan(args.quick, args.cifar10 is not None)
     final, grids = unshuffled(plan, args.cifar10)
     table = slack(plan)
     _common.write(

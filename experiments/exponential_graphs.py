@@ -17,6 +17,8 @@
    report.
 
     python experiments/exponential_graphs.py [--quick] [--out DIR]
+    python experiments/exponential_graphs.py --cifar10 DIR   # ResNet-20 on CIFAR-10, sized for one
+                                                 # GPU (_plan / _training.GPU_IMAGES)
 """
 
 from __future__ import annotations
@@ -67,7 +69,16 @@ def one_peer(sizes) -> pd.DataFrame:
 PAPER = {"exponential": 91.21, "one_peer_exponential": 91.84}  # ResNet-56, CIFAR-10 (run.sh)
 
 
-def _plan(quick: bool) -> dict:
+def _plan(quick: bool, cifar10: bool = False) -> dict:
+    if cifar10:  # sized for one GPU (_training.GPU_IMAGES): n = 16, about 3 epochs
+        return {
+            "sizes": (16,),
+            "samples": None,
+            "steps": 600,
+            "tune_seeds": (0, 1),
+            "report_seeds": (2, 3, 4),
+            "grid": [2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2],
+        }
     if quick:
         return {
             "sizes": (16,),
@@ -86,6 +97,16 @@ def _plan(quick: bool) -> dict:
         "report_seeds": (5, 6, 7, 8, 9),
         "grid": [2.0**-5, 2.0**-4, 2.0**-3, 2.0**-2, 2.0**-1],
     }
+
+
+def images(plan: dict) -> int:
+    """Training images of :func:`training` (four graphs per n)."""
+    return sum(
+        _training.held_out_images(
+            n, plan["steps"], plan["grid"], 4, plan["tune_seeds"], plan["report_seeds"]
+        )
+        for n in plan["sizes"]
+    )
 
 
 def training(plan: dict, cifar10=None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -145,9 +166,7 @@ def order(final: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "exponential_graphs")
-    plan = _plan(args.quick)
-    if args.cifar10:
-        plan["steps"] = 2000  # about 20 epochs at n = 32 (sized for one GPU)
+    plan = _plan(args.quick, args.cifar10 is not None)
     sizes = [4, 8, 16, 32, 64, 128] if args.quick else [4, 8, 16, 32, 64, 128, 256, 512, 1024]
     g = gaps(sizes)
     p = one_peer(range(2, 33 if args.quick else 65))

@@ -166,6 +166,22 @@ def test_cifar10_flag_needs_a_directory(load, tmp_path, capsys):
     assert "--cifar10" in capsys.readouterr().err
 
 
+def test_every_cifar10_mode_fits_the_gpu_budget(load):
+    training = load("_training")
+    ying, vogels = load("exponential_graphs"), load("beyond_spectral_gap")
+    kong, detag = load("consensus_control"), load("detag")
+    sizes = {
+        "exponential_graphs": ying.images(ying._plan(False, cifar10=True)),
+        "beyond_spectral_gap": vogels.dl_images(vogels.dl_plan(False, cifar10=True), False),
+        "consensus_control": kong.images(kong._plan(False, cifar10=True), 50_000),
+        "detag": detag.cnn_images(detag._plan(False, cifar10=True)),
+    }
+    for name, images in sizes.items():
+        assert 0.5 * training.GPU_IMAGES < images <= training.GPU_IMAGES, (name, images)
+    # a hand count: 4 rates x 4 graphs x 2 seeds, then at most 2 rates x 4 graphs x 3 seeds
+    assert sizes["exponential_graphs"] == 16 * 16 * 600 * (4 * 4 * 2 + 2 * 4 * 3)
+
+
 def test_a_fixed_task_script_refuses_cifar10_and_records_its_task(load, tmp_path, capsys):
     common = load("_common")
     with pytest.raises(SystemExit):  # not accepted and silently ignored
