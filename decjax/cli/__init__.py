@@ -202,9 +202,7 @@ def _write(args, result, summary) -> None:
     result.to_dataframe().to_csv(args.out / "results.csv", index=False)
     summary.to_csv(args.out / "summary.csv", index=False)
     (args.out / "config.json").write_text(json.dumps(_config(args), indent=2) + "\n")
-    fig = result.plot(["train_loss", "consensus_distance", "test_accuracy"])
-    fig.suptitle(_title(args), fontsize=10)
-    fig.tight_layout()
+    fig = result.plot(["train_loss", "consensus_distance", "test_accuracy"], title=_title(args))
     fig.savefig(args.out / "curves.png", dpi=120)
     plt.close(fig)  # a long-lived process (a notebook, a test session) keeps no open figures
     written = ", ".join(str(args.out / f) for f in ("results.csv", "summary.csv", "curves.png"))

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-LOG_SCALE_METRICS = ("consensus_distance", "suboptimality", "distance_to_optimum")
-
 
 @dataclass
 class SimulationResult:
@@ -141,21 +139,46 @@ class SimulationResult:
         self,
         metrics: Sequence[str] | None = None,
         *,
-        label_by: Sequence[str] | None = None,
+        hue: str | None = None,
+        style: str | None = None,
+        label_by: str | Sequence[str] | None = None,
         x: str = "step",
+        title: str | None = None,
     ):
         """One panel per metric against step (or simulated time); one line per configuration.
+
+        Lines are grouped: by default the first hyperparameter that varies (seeds
+        aside) sets the colour and the second the line style, and the legend names
+        each value once, beside the panels. With three or more varying
+        hyperparameters, or with ``label_by``, each run gets its own legend entry.
 
         Args:
           metrics: names to plot (default: ``train_loss``, ``consensus_distance``
             and ``test_accuracy`` where recorded).
-          label_by: hyperparameters shown in the legend (default: all that vary).
-          x: ``"step"``, or ``"time"``: the simulated seconds of a run with a
-            :class:`decjax.timing.TimeModel` (each configuration its own clock).
+          hue: the hyperparameter whose values get one colour each.
+          style: the hyperparameter whose values get one line style each.
+          label_by: instead of ``hue``/``style``, one legend entry per run naming
+            these hyperparameters (a name or a list of names).
+          x: ``"step"``, ``"time"`` (the simulated seconds of a run with one
+            :class:`decjax.timing.TimeModel`) or ``"time_<label>"`` (one of several
+            clocks); the axis label names the clock.
+          title: the figure's title (default: the runs, what varies, and the x axis).
 
         Returns: the matplotlib Figure.
+
+        Examples:
+          >>> import numpy as np, decjax
+          >>> graphs = ("ring", "complete")
+          >>> configs = [{"lr": lr, "topology": t} for lr in (0.1, 0.2) for t in graphs]
+          >>> res = decjax.SimulationResult(steps=np.arange(3), state=None, configs=configs,
+          ...     metrics={"train_loss": np.ones((4, 3))})
+          >>> fig = res.plot(["train_loss"])  # colour by lr, line style by topology
+          >>> fig.get_suptitle()
+          '4 runs: lr (2) x topology (2), against step'
+          >>> [t.get_text() for t in fig.legends[0].get_texts()]
+          ['lr=0.1', 'lr=0.2', 'topology=ring', 'topology=complete']
         """
-        import matplotlib.pyplot as plt
+        from decjax.simulate import _plot
 
         if metrics is None:
             wanted = ("train_loss", "consensus_distance", "test_accuracy")
@@ -166,25 +189,19 @@ class SimulationResult:
         xs = self._axis(x)
         xs = xs if self.configs is not None and xs.ndim == 2 else np.broadcast_to(xs, (1, len(xs)))
         configs = self.configs if self.configs is not None else [{}]
-        if label_by is None:
-            label_by = [k for k in configs[0] if len({str(c[k]) for c in configs}) > 1]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-        for ax, name in zip(axes[0], metrics, strict=True):
-            values = self.metrics[name]
-            rows = values if self.configs is not None else values[None]
-            for c, (config, row) in enumerate(zip(configs, rows, strict=True)):
-                label = ", ".join(f"{k}={_fmt(config[k])}" for k in label_by) or None
-                ax.plot(xs[c % len(xs)], row, label=label)
-            ax.set_xlabel("step" if x == "step" else f"simulated seconds ({x})")
-            ax.set_title(name)
-            if name in LOG_SCALE_METRICS:
-                ax.set_yscale("log")
-            ax.grid(alpha=0.3)
-        if label_by:
-            axes[0][-1].legend(fontsize=7)
-        fig.tight_layout()
-        return fig
-
-
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+        hue, style, label_by = _plot.grouping(configs, hue, style, label_by)
+        rows = {
+            m: self.metrics[m] if self.configs is not None else self.metrics[m][None]
+            for m in metrics
+        }
+        return _plot.draw(
+            rows,
+            metrics,
+            xs,
+            configs,
+            hue=hue,
+            style=style,
+            label_by=label_by,
+            x=x,
+            suptitle=title if title is not None else _plot.title(self.configs, x),
+        )

@@ -61,6 +61,7 @@ for config, accuracy, worker in zip(
     print(f"{config['topology']:>12}: averaged model {accuracy:.3f}, mean worker {worker:.3f}")
 
 # %%
-fig = result.plot(["train_loss", "train_accuracy", "test_accuracy"])
-fig.suptitle("1-D CNN with BatchNorm and dropout, 16 workers on MNIST-1D (Dirichlet 0.5)")
-fig.tight_layout()
+fig = result.plot(
+    ["train_loss", "train_accuracy", "test_accuracy"],
+    title="1-D CNN with BatchNorm and dropout, 16 workers on MNIST-1D (Dirichlet 0.5)",
+)
