@@ -4,11 +4,12 @@ by colour (``hue``) and line style (``style``) over the sweep's hyperparameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 LOG_SCALE_METRICS = ("consensus_distance", "suboptimality", "distance_to_optimum")
-LINE_STYLES = ("-", "--", ":", "-.")
+LINE_STYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
 _UNGROUPED = ("seed",)  # varies between runs of one setting: never a colour by default
 
 
