@@ -80,6 +80,7 @@ def test_cli_simulates_time_from_the_network_flags(exchange, tmp_path, capsys):
         assert summary.loc[name, "time"] == pytest.approx(20 * step, rel=1e-5)
         assert summary.loc[name, "time_to_10%"] == pytest.approx(10 * step, rel=1e-5)
         assert summary.loc[name, "steps_to_10%"] == 10
+        assert summary.loc[name, "reached_at_first_record"]  # an upper bound, said so
 
 
 @pytest.mark.slow

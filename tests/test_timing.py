@@ -180,8 +180,9 @@ def test_simulate_records_cumulative_time_and_a_sweep_has_one_clock_per_configur
     allreduce = COMPUTE + 2 * (N - 1) * (LATENCY + MODEL_BYTES / (N * BANDWIDTH))
     per_step = [ring, allreduce]
     np.testing.assert_allclose(sweep.metrics["time"][:, -1], 20 * np.array(per_step), rtol=1e-5)
-    reached = sweep.reaches("time", 0.2)  # the time axis itself: its first record >= 0.2 s
-    assert reached[0] == pytest.approx(sweep.metrics["time"][0, 1])
+    # the time axis itself: interpolated, 0.2 s exactly (the first record is earlier)
+    assert sweep.metrics["time"][0, 0] < 0.2 < sweep.metrics["time"][0, -1]
+    assert sweep.reaches("time", 0.2)[0] == pytest.approx(0.2)
     fig = sweep.plot(["train_loss"], x="time")
     assert fig.axes[0].get_xlabel() == "simulated seconds (time)"
     np.testing.assert_allclose(fig.axes[0].lines[1].get_xdata(), sweep.metrics["time"][1])

@@ -78,10 +78,25 @@ class SimulationResult:
         """The last recorded value of metric ``name`` (an array over configs for sweeps)."""
         return self.metrics[name][..., -1]
 
-    def reaches(self, name: str, target: float, *, x: str = "time", above: bool = True) -> Any:
-        """The first ``x`` (``"time"``: simulated seconds, or ``"step"``) at which metric
-        ``name`` reached ``target`` (``>=``; ``<=`` with ``above=False``); NaN where never.
+    def reaches(
+        self,
+        name: str,
+        target: float,
+        *,
+        x: str = "time",
+        above: bool = True,
+        interpolate: bool = True,
+    ) -> Any:
+        """When metric ``name`` first reached ``target`` (``>=``; ``<=`` with ``above=False``),
+        in ``x``: ``"time"`` (simulated seconds), ``"time_<label>"`` or ``"step"``; NaN where
+        never.
 
+        Linearly interpolated between the last record short of the target and the
+        first that meets it, so the answer does not snap to the record grid
+        (``interpolate=False``: the first record that meets it). Records start
+        after the first ``eval_every`` steps, so where the first record already
+        meets the target there is nothing to interpolate from: the answer is that
+        record's ``x``, an upper bound (:meth:`reached_at_first_record` says where).
         A float for a single run, an array over configurations for a sweep.
 
         Examples:
@@ -89,16 +104,37 @@ class SimulationResult:
           >>> res = decjax.SimulationResult(steps=np.array([10, 20, 30]), state=None, metrics={
           ...     "test_accuracy": np.array([0.5, 0.8, 0.9]), "time": np.array([1.0, 2.0, 3.0])})
           >>> res.reaches("test_accuracy", 0.75), res.reaches("test_accuracy", 0.75, x="step")
-          (2.0, 20.0)
+          (1.8333333333333333, 18.333333333333332)
+          >>> res.reaches("test_accuracy", 0.75, interpolate=False)
+          2.0
+          >>> res.reaches("test_accuracy", 0.95)  # never
+          nan
         """
-        values = np.atleast_2d(self._metric(name))
-        axis = np.atleast_2d(self._axis(x))
+        values = np.atleast_2d(self._metric(name)).astype(np.float64)
+        axis = np.broadcast_to(np.atleast_2d(self._axis(x)), values.shape).astype(np.float64)
         hit = values >= target if above else values <= target
         first = np.argmax(hit, axis=-1)
         found = hit.any(axis=-1)
         rows = np.arange(values.shape[0])
-        out = np.where(found, np.broadcast_to(axis, values.shape)[rows, first], np.nan)
+        out = axis[rows, first]
+        if interpolate:
+            before = np.maximum(first - 1, 0)
+            v0, v1 = values[rows, before], values[rows, first]
+            x0, x1 = axis[rows, before], axis[rows, first]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = np.where(v1 != v0, (target - v0) / (v1 - v0), 1.0)
+            share = np.where(np.isfinite(share), share, 1.0)  # a NaN record before: no bound
+            out = np.where(first > 0, x0 + np.clip(share, 0.0, 1.0) * (x1 - x0), out)
+        out = np.where(found, out, np.nan)
         return out if self.configs is not None else float(out[0])
+
+    def reached_at_first_record(self, name: str, target: float, *, above: bool = True) -> Any:
+        """Whether the first record already meets the target (then :meth:`reaches` is an
+        upper bound: the run met it at or before that record). A bool, or an array for a
+        sweep."""
+        values = np.atleast_2d(self._metric(name))
+        hit = values[:, 0] >= target if above else values[:, 0] <= target
+        return hit if self.configs is not None else bool(hit[0])
 
     def _metric(self, name: str) -> np.ndarray:
         if name not in self.metrics:

@@ -106,3 +106,30 @@ def test_a_single_run_has_no_legend():
     )
     fig = res.plot()
     assert fig.legends == [] and fig.get_suptitle() == "1 run, against step"
+
+
+def test_reaches_interpolates_between_records_and_flags_a_first_record_hit():
+    acc = np.array(
+        [[0.2, 0.5, 0.7, 0.6, 0.9], [0.8, 0.85, 0.9, 0.95, 0.97], [0.1, 0.2, 0.3, 0.3, 0.4]]
+    )
+    time = np.array([[1.0, 3.0, 4.0, 6.0, 7.0]] * 3) * np.array([[1.0], [2.0], [1.0]])
+    res = decjax.SimulationResult(
+        steps=np.arange(1, 6) * 10,
+        metrics={"test_accuracy": acc, "time": time},
+        state=None,
+        configs=[{"run": 0}, {"run": 1}, {"run": 2}],
+    )
+    # run 0 crosses 0.6 between 3 s (0.5) and 4 s (0.7): 3 + (0.6 - 0.5) / 0.2 = 3.5
+    got = res.reaches("test_accuracy", 0.6)
+    assert got[0] == pytest.approx(3.5)
+    assert got[1] == 2.0 and np.isnan(got[2])  # at the first record (2 s); never
+    np.testing.assert_array_equal(res.reached_at_first_record("test_accuracy", 0.6), [0, 1, 0])
+    # steps: 20 + 0.5 * 10; without interpolation the first record that meets it
+    assert res.reaches("test_accuracy", 0.6, x="step")[0] == pytest.approx(25.0)
+    assert res.reaches("test_accuracy", 0.6, interpolate=False)[0] == 4.0
+    # the first crossing counts (0.65 is met at 4 s, lost at 6 s, met again at 7 s)
+    assert res.reaches("test_accuracy", 0.65)[0] == pytest.approx(3.75)
+    # below a target: loss-like metrics
+    assert res.reaches("test_accuracy", 0.25, above=False)[2] == 1.0
+    assert res.reaches("test_accuracy", 0.15, above=False)[2] == 1.0
+    assert np.isnan(res.reaches("test_accuracy", 0.05, above=False)[2])
