@@ -7,6 +7,7 @@ convnet on flat vectors, a language model on images) is refused in one line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,17 @@ FROM_FILE = ("npz", "text")
 MODELS = ("mlp", "logistic", "logreg", "lenet5", "cnn1d", "resnet20", "transformer")
 IMAGES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "synthetic", "npz")
 
-# Algorithms whose local optimizer takes a momentum, and how to build them with one.
-MOMENTUM = {
-    "dpsgd": lambda lr, t, m: decjax.dpsgd(lr, t, momentum=m),
-    "dpsgd_parallel": lambda lr, t, m: decjax.dpsgd(lr, t, order="parallel", momentum=m),
-    "dmsgd": lambda lr, t, m: decjax.dpsgd(lr, t, momentum=m),
-    "qg_dsgdm": lambda lr, t, m: decjax.qg_dsgdm(lr, t, momentum=m),
-    "local_sgd": lambda lr, t, m: decjax.local_sgd(lr, t.n, every=8, momentum=m),
-    "gossip_pga": lambda lr, t, m: decjax.gossip_pga(lr, t, every=8, momentum=m),
-    "sgp": lambda lr, t, m: decjax.sgp(lr, t, momentum=m, nesterov=True),
-    "osgp": lambda lr, t, m: decjax.osgp(lr, t, overlap=1, momentum=m, nesterov=True),
+# Algorithms whose local optimizer takes a momentum, and how to build them with one:
+# ``(lr, topology, momentum, every)`` (``every``, H, used by the periodic ones only).
+MOMENTUM: dict[str, Callable[..., Any]] = {
+    "dpsgd": lambda lr, t, m, h: decjax.dpsgd(lr, t, momentum=m),
+    "dpsgd_parallel": lambda lr, t, m, h: decjax.dpsgd(lr, t, order="parallel", momentum=m),
+    "dmsgd": lambda lr, t, m, h: decjax.dpsgd(lr, t, momentum=m),
+    "qg_dsgdm": lambda lr, t, m, h: decjax.qg_dsgdm(lr, t, momentum=m),
+    "local_sgd": lambda lr, t, m, h: decjax.local_sgd(lr, t.n, every=h, momentum=m),
+    "gossip_pga": lambda lr, t, m, h: decjax.gossip_pga(lr, t, every=h, momentum=m),
+    "sgp": lambda lr, t, m, h: decjax.sgp(lr, t, momentum=m, nesterov=True),
+    "osgp": lambda lr, t, m, h: decjax.osgp(lr, t, overlap=1, momentum=m, nesterov=True),
 }
 
 
@@ -120,14 +122,20 @@ def model(name: str, data: Dataset, *, dataset_name: str = "data") -> Any:
     return decjax.problems.resnet20(classes)
 
 
-def algorithm(name: str, momentum: float = 0.0):
-    """``(lr, topology) -> tx`` for ``name``, with a local momentum where it has one."""
-    if not momentum:
-        return decjax.algorithms.by_name(name)
-    if name not in MOMENTUM:
+def algorithm(name: str, momentum: float = 0.0, every: int | None = None):
+    """``(lr, topology) -> tx`` for ``name``, with a local momentum where it has one and
+    ``every`` local steps between averages for the periodic algorithms (default 8)."""
+    periodic = decjax.algorithms.catalog.PERIODIC
+    if every is not None and name not in periodic:
+        raise ValueError(f"--every applies to {', '.join(periodic)}; not to {name}")
+    if momentum and name not in MOMENTUM:
         raise ValueError(f"--momentum applies to {', '.join(MOMENTUM)}; not to {name}")
-    build = MOMENTUM[name]
-    return lambda lr, topology: build(lr, topology, momentum)
+    if momentum:
+        build, h = MOMENTUM[name], decjax.algorithms.catalog.EVERY if every is None else every
+        return lambda lr, topology: build(lr, topology, momentum, h)
+    if every is not None:
+        return lambda lr, topology: periodic[name](lr, topology, every)
+    return decjax.algorithms.by_name(name)
 
 
 def is_stateful(built: Any) -> bool:

@@ -61,19 +61,22 @@ def test_cli_rejects_bad_flags(argv, message, capsys):
 
 
 @pytest.mark.slow  # the time model's closed forms are in tests/test_timing.py
-@pytest.mark.parametrize("exchange", [None, "all_to_all"])
-def test_cli_simulates_time_from_the_network_flags(exchange, tmp_path, capsys):
+@pytest.mark.parametrize(("exchange", "scale"), [(None, 1), ("all_to_all", 1), (None, 10)])
+def test_cli_simulates_time_from_the_network_flags(exchange, scale, tmp_path, capsys):
     """Logistic regression on digits: 2,600-byte messages through 125 kB/s ports; the ring
     sends two through each port, the complete graph is a ring all-reduce (14 phases of an
-    eighth of the model), or with ``--exchange all_to_all`` seven full sends per port."""
+    eighth of the model), or with ``--exchange all_to_all`` seven full sends per port;
+    ``--message-scale`` times every message as ``scale`` times its bytes."""
     argv = ["--workers", "8", "--steps", "20", "--eval-every", "10", "--model", "logistic"]
     argv += ["--topologies", "ring,complete", "--bandwidth", "0.001", "--latency", "0.001"]
     argv += ["--compute-time", "0.01", "--target-accuracy", "0.1", "--no-progress"]
     argv += ["--exchange", exchange] if exchange else []
+    argv += ["--message-scale", str(scale)] if scale != 1 else []
     assert main([*argv, "--out", str(tmp_path)]) == 0
-    assert "time_to_10%" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "time_to_10%" in printed and "bandwidth Gb/s 0.001, latency s 0.001" in printed
     summary = pd.read_csv(tmp_path / "summary.csv").set_index("topology")
-    port = 0.001e9 / 8
+    port = 0.001e9 / 8 / scale  # a message of scale x the bytes takes scale x as long
     complete = 0.01 + 0.001 + 7 * 2600 / port if exchange else 0.01 + 14 * (0.001 + 325 / port)
     steps = {"ring": 0.01 + 0.001 + 2 * 2600 / port, "complete": complete}
     for name, step in steps.items():
@@ -424,3 +427,50 @@ def test_cli_runs_equi_static_on_8_workers_with_the_default_seed(tmp_path, capsy
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "d_equi_static" in printed and "ou_equi_dyn" in printed
+
+
+@pytest.mark.slow
+def test_cli_labels_an_all_reduce_run_and_takes_its_period(tmp_path, capsys):
+    """DiLoCo averages over all workers: one run, named as an all-reduce every H steps,
+    with no graph's spectral gap; ``--every`` sets H (the consensus distance is zero at
+    a multiple of H, not between)."""
+    argv = ["--algorithm", "diloco", "--every", "5", "--workers", "4", "--steps", "20"]
+    argv += ["--eval-every", "2", "--model", "logistic", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "one run instead of 4 identical ones" in printed and "1 run in one compile" in printed
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary["topology"]) == ["all-reduce every 5 steps"]
+    assert summary[["spectral_gap", "effective_neighbors"]].isna().all(axis=None)
+    results = pd.read_csv(tmp_path / "results.csv").set_index("step")["consensus_distance"]
+    assert results[[10, 20]].max() < 1e-10 < results[[2, 4, 6, 8]].min()
+
+
+@pytest.mark.slow
+def test_cli_one_worker_runs_without_warnings_and_counts_in_words(tmp_path, capsys):
+    argv = ["--workers", "1", "--steps", "20", "--eval-every", "10", "--model", "logistic"]
+    argv += ["--topologies", "ring", "--momentum", "0.9", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0  # warnings are errors in the tests: no log scale of zeros
+    printed = capsys.readouterr().out
+    assert "1 worker," in printed and "momentum 0.9" in printed and "1 run in one" in printed
+
+
+def test_cli_title_names_momentum_period_faults_and_clock():
+    from decjax.cli import _title
+
+    args = build_parser().parse_args(
+        [
+            "--algorithm",
+            "local_sgd",
+            "--momentum",
+            "0.9",
+            "--every",
+            "4",
+            "--cluster",
+            "ethernet-1g",
+        ]
+    )
+    assert _title(args) == (
+        "local_sgd, n=16, lr=0.3, mlp on digits (sorted); momentum 0.9, every 4, "
+        "cluster ethernet-1g"
+    )

@@ -35,6 +35,22 @@ def _inner(learning_rate) -> optax.GradientTransformation:
     return optax.sgd(learning_rate, momentum=0.9, nesterov=True)
 
 
+EVERY = 8  # the periodic algorithms' default H: local steps between averages
+
+# The algorithms that average every H steps, built with any H: ``(lr, topology, every)``.
+PERIODIC: dict[str, Callable[[float, Topology, int], optax.GradientTransformation]] = {
+    "local_sgd": lambda lr, topology, every: local_sgd(lr, topology.n, every=every),
+    "gossip_pga": lambda lr, topology, every: gossip_pga(lr, topology, every=every),
+    # the DiLoCo family: Nesterov SGD (momentum 0.9) inside; one fragment, so that it runs
+    # on a model of any number of leaves
+    "diloco": lambda lr, topology, every: diloco(_inner(lr), every=every),
+    "gossip_diloco": lambda lr, topology, every: gossip_diloco(_inner(lr), topology, every=every),
+    "streaming_diloco": lambda lr, topology, every: streaming_diloco(
+        _inner(lr), every=every, overlap=1, alpha=0.5
+    ),
+}
+
+
 ALGORITHMS: dict[str, Factory] = {
     "dpsgd": lambda lr, topology: dpsgd(lr, topology),
     "dpsgd_parallel": lambda lr, topology: dpsgd(lr, topology, order="parallel"),
@@ -55,8 +71,8 @@ ALGORITHMS: dict[str, Factory] = {
     "choco_sign": lambda lr, topology: choco_sgd(
         lr, topology, compressor=sign(), consensus_step=0.5
     ),
-    "local_sgd": lambda lr, topology: local_sgd(lr, topology.n, every=8),
-    "gossip_pga": lambda lr, topology: gossip_pga(lr, topology, every=8),
+    "local_sgd": lambda lr, topology: PERIODIC["local_sgd"](lr, topology, EVERY),
+    "gossip_pga": lambda lr, topology: PERIODIC["gossip_pga"](lr, topology, EVERY),
     "consensus_control": lambda lr, topology: consensus_control(
         optax.sgd(lr), topology, target=1e-3, estimator="exact"
     ),
@@ -65,13 +81,10 @@ ALGORITHMS: dict[str, Factory] = {
     "sgp": lambda lr, topology: sgp(lr, topology, momentum=0.9, nesterov=True),
     "osgp": lambda lr, topology: osgp(lr, topology, overlap=1, momentum=0.9, nesterov=True),
     "push_diging": lambda lr, topology: push_diging(lr, topology),
-    # the DiLoCo family: 8 local steps (Nesterov SGD, momentum 0.9) per outer step; one
-    # fragment, so that it runs on a model of any number of leaves
-    "diloco": lambda lr, topology: diloco(_inner(lr), every=8),
-    "gossip_diloco": lambda lr, topology: gossip_diloco(_inner(lr), topology, every=8),
-    "streaming_diloco": lambda lr, topology: streaming_diloco(
-        _inner(lr), every=8, overlap=1, alpha=0.5
-    ),
+    # the DiLoCo family: EVERY local steps per outer step
+    "diloco": lambda lr, topology: PERIODIC["diloco"](lr, topology, EVERY),
+    "gossip_diloco": lambda lr, topology: PERIODIC["gossip_diloco"](lr, topology, EVERY),
+    "streaming_diloco": lambda lr, topology: PERIODIC["streaming_diloco"](lr, topology, EVERY),
 }
 
 

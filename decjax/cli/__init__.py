@@ -25,7 +25,7 @@ import numpy as np
 import decjax
 from decjax import workloads
 from decjax.cli.parser import build_parser
-from decjax.cli.prepare import _prepare, check_memory, time_model
+from decjax.cli.prepare import IGNORE_TOPOLOGY, _prepare, allreduce_label, check_memory, time_model
 
 __all__ = ["build_parser", "check_memory", "diverged", "main", "time_model"]
 
@@ -126,6 +126,9 @@ def _summarize(args, result, topologies, initial_loss):
         "effective_neighbors",  # not defined for push-sum graphs (numerators over weights)
         [decjax.effective_neighbors(t, 0.9) if t.row_stochastic else np.nan for t in topologies],
     )
+    if args.algorithm in IGNORE_TOPOLOGY:  # an all-reduce, not a graph's gossip
+        summary["topology"] = allreduce_label(args)
+        summary[["spectral_gap", "effective_neighbors"]] = np.nan
     faulty = any(isinstance(t, decjax.topology.Faulty) for t in topologies)
     if faulty:
         stats = [
@@ -158,21 +161,40 @@ def _summarize(args, result, topologies, initial_loss):
     return summary, columns
 
 
-def _title(args) -> str:
-    faults = [
-        f"{name} {value:g}"
-        for name, value in (
-            ("link failure", args.drop_prob),
-            ("node failure", args.node_failure),
-            ("stragglers", args.stragglers),
-        )
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _settings(args) -> list[str]:
+    """The flags that shape the run beyond the algorithm and rate: momentum, H, faults and
+    the clock, as ``name value`` (for the header and the figure's title)."""
+    flags = [
+        ("momentum", args.momentum),
+        ("every", args.every),
+        ("link failure", args.drop_prob),
+        ("node failure", args.node_failure),
+        ("stragglers", args.stragglers),
+        ("bandwidth Gb/s", args.bandwidth),
+        ("latency s", args.latency),
+        ("compute s", args.compute_time),
+        ("message scale", args.message_scale),
+    ]
+    out = [f"{name} {value:g}" for name, value in flags if value]
+    if args.algorithm == "dasgd":
+        out.append(f"max delay {4 if args.max_delay is None else args.max_delay}")
+    out += [
+        f"{name} {value}"
+        for name, value in (("cluster", args.cluster), ("exchange", args.exchange))
         if value
     ]
-    if args.algorithm == "dasgd":
-        faults.append(f"max delay {4 if args.max_delay is None else args.max_delay}")
+    return out
+
+
+def _title(args) -> str:
+    settings = _settings(args)
     return (
         f"{args.algorithm}, n={args.workers}, lr={args.lr:g}, {args.model} on {args.dataset} "
-        f"({args.partition})" + (f"; {', '.join(faults)}" if faults else "")
+        f"({args.partition})" + (f"; {', '.join(settings)}" if settings else "")
     )
 
 
@@ -216,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         prepared = _prepare(parser, args)
+        settings = "".join(f", {s}" for s in _settings(args))
         print(
-            f"decjax {decjax.__version__} on {jax.devices()[0].platform}: {args.workers} "
-            f"workers, {args.dataset} ({args.partition} partition), {args.model}, {args.algorithm} "
-            f"lr={args.lr}, {args.steps} steps x batch {args.batch_size}"
+            f"decjax {decjax.__version__} on {jax.devices()[0].platform}: "
+            f"{_plural(args.workers, 'worker')}, {args.dataset} ({args.partition} partition), "
+            f"{args.model}, {args.algorithm} lr={args.lr}{settings}, {args.steps} steps x batch "
+            f"{args.batch_size}"
         )
         start = time.perf_counter()
         try:
@@ -243,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     faulty = any(isinstance(t, decjax.topology.Faulty) for t in topologies)
     how = "one after another" if faulty else f"in one compile ({result.traces} trace)"
-    print(f"\n{len(topologies)} runs {how} in {elapsed:.1f} s")
+    print(f"\n{_plural(len(topologies), 'run')} {how} in {elapsed:.1f} s")
     _write(args, result, summary)
     return 0
 

@@ -44,7 +44,8 @@ def _topology_list(text: str) -> list[str]:
     unknown = [t for t in names if t not in decjax.topology.NAMES]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown topology {unknown or text!r}; choose from {', '.join(decjax.topology.NAMES)}"
+            f"unknown topology {', '.join(unknown) if unknown else repr(text)}; choose from "
+            f"{', '.join(decjax.topology.NAMES)}"
         )
     return names
 
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-file", type=Path, default=None, help="the .npz or text file")
     add("--augment", action="store_true", help="random crop and flip per worker (images)")
     add("--momentum", type=probability, default=0.0, help="local momentum (dpsgd family)")
+    add(
+        "--every",
+        type=positive_int,
+        default=None,
+        help="local steps between averages (H) of local_sgd, gossip_pga and the DiLoCo "
+        "family (default 8)",
+    )
     add("--steps", type=positive_int, default=1000, help="training steps")
     add("--batch-size", type=positive_int, default=16, help="minibatch size per worker")
     add("--lr", type=positive_float, default=0.3, help="learning rate")
@@ -158,6 +166,13 @@ def _add_clock_flags(parser: argparse.ArgumentParser) -> None:
         "ring all-reduce (the default) or n - 1 full-model sends per worker",
     )
 
+    clock(
+        "--message-scale",
+        type=positive_float,
+        default=None,
+        help="time every message as this many times its bytes (a larger model's messages on "
+        "this run's training); needs --bandwidth or --cluster",
+    )
     clock(
         "--compute-time",
         type=nonnegative_float,

@@ -14,11 +14,18 @@ from decjax import workloads
 from decjax._validation import available_memory
 from decjax.cli.parser import PORTS
 
-# Algorithms that average over all workers whatever the topology: run once.
-IGNORE_TOPOLOGY = {
-    name: "averages over all workers every 8 steps"
-    for name in ("local_sgd", "diloco", "streaming_diloco")
-}
+# Algorithms that average over all workers (an all-reduce) whatever the topology: run once.
+IGNORE_TOPOLOGY = ("local_sgd", "diloco", "streaming_diloco")
+
+
+def every(args) -> int:
+    """H, the local steps between averages of the periodic algorithms."""
+    return decjax.algorithms.catalog.EVERY if args.every is None else args.every
+
+
+def allreduce_label(args) -> str:
+    """How an all-reduce algorithm's run is named in the summary (not by a graph)."""
+    return f"all-reduce every {every(args)} steps"
 
 
 def _check_out(out: Path) -> None:
@@ -46,7 +53,7 @@ def _make_factory(args, key):
     max_delay = 4 if args.max_delay is None else args.max_delay
     slow = round(args.stragglers * args.workers)
     speeds = [1.0] * (args.workers - slow) + [0.5] * slow
-    build = workloads.algorithm(algorithm, args.momentum)
+    build = workloads.algorithm(algorithm, args.momentum, args.every)
 
     def factory(topology):
         if algorithm == "dasgd":
@@ -68,6 +75,10 @@ def time_model(args) -> decjax.timing.TimeModel | None:
     """The run's time model from the --bandwidth, --latency, --compute-time and --cluster
     flags; ``None`` when none is given."""
     timing = decjax.timing
+    if args.message_scale is not None and args.bandwidth is None and args.cluster is None:
+        raise ValueError(
+            "--message-scale scales the bytes a link carries: give --bandwidth or --cluster too"
+        )
     if args.bandwidth is None and args.latency is None and args.compute_time is None:
         if args.cluster is None:
             return None
@@ -85,7 +96,9 @@ def time_model(args) -> decjax.timing.TimeModel | None:
     else:  # every worker behind a switch port of this bandwidth, shared by its messages
         bandwidth = float("inf") if args.bandwidth is None else timing.gbps(args.bandwidth)
         network = timing.Network(args.latency or 0.0, bandwidth, bandwidth)
-    return timing.TimeModel(network, compute=args.compute_time or 0.0)
+    return timing.TimeModel(
+        network, compute=args.compute_time or 0.0, message_scale=args.message_scale or 1.0
+    )
 
 
 def _topologies(args, key) -> list:
@@ -109,13 +122,13 @@ def _topologies(args, key) -> list:
         )
         for i, name in enumerate(args.topologies)
     ]
-    if args.algorithm in IGNORE_TOPOLOGY and len(topologies) > 1:
-        print(
-            f"note: {args.algorithm} {IGNORE_TOPOLOGY[args.algorithm]} and ignores the "
-            f"topology: one run (on {topologies[0].name}) instead of {len(topologies)} "
-            "identical ones"
-        )
-        topologies = topologies[:1]
+    if args.algorithm in IGNORE_TOPOLOGY:
+        if len(topologies) > 1:
+            print(
+                f"note: {args.algorithm} averages over all workers ({allreduce_label(args)}) "
+                f"and ignores the topology: one run instead of {len(topologies)} identical ones"
+            )
+        topologies = [decjax.complete(args.workers)]  # the exact average an all-reduce computes
     if args.drop_prob > 0 or args.node_failure > 0:
         if args.algorithm == "dasgd":
             raise ValueError(
@@ -175,7 +188,7 @@ def _check_combinations(args) -> None:
     if (args.drop_prob > 0 or args.node_failure > 0) and args.algorithm in IGNORE_TOPOLOGY:
         raise ValueError(
             f"--drop-prob and --node-failure fail links of the topology, which --algorithm "
-            f"{args.algorithm} ignores ({IGNORE_TOPOLOGY[args.algorithm]})"
+            f"{args.algorithm} ignores ({allreduce_label(args)})"
         )
 
 

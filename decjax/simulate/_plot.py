@@ -95,8 +95,9 @@ def draw(
             ax.plot(xs[c % len(xs)], row, label=label, lw=1.2, **look)
         ax.set_xlabel("step" if x == "step" else f"simulated seconds ({x})")
         ax.set_title(name)
-        if name in LOG_SCALE_METRICS:
-            ax.set_yscale("log")
+        values = np.asarray(metrics[name], dtype=float)
+        if name in LOG_SCALE_METRICS and (values[np.isfinite(values)] > 0).any():
+            ax.set_yscale("log")  # not when all is zero (one worker's consensus distance)
         ax.grid(alpha=0.3)
     handles = [
         Line2D([], [], color=colours[i % len(colours)], label=f"{hue}={level}")
