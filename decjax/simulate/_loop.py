@@ -60,10 +60,7 @@ def run_chunks(
             host = {k: np.asarray(v) for k, v in to_host(metrics).items()}
             history.append(host)
             bar.update(steps_per_chunk)
-            last = np.asarray(host["train_loss"])[..., -1]
-            finite = last[np.isfinite(last)]
-            shown = f"{finite.mean():.4g}" if finite.size else "non-finite"
-            bar.set_postfix(train_loss=shown, refresh=False)
+            bar.set_postfix(shown(host), refresh=False)
             return bool(after_chunk is not None and after_chunk(c + 1, current, host))
 
         pending = None
@@ -81,6 +78,21 @@ def run_chunks(
             collect(num_chunks - 1, pending, None)
     jax.block_until_ready(state)
     return state, history, time.perf_counter() - start
+
+
+SHOWN = {"train_loss": "loss", "test_accuracy": "acc", "consensus_distance": "consensus"}
+
+
+def shown(host: dict) -> dict[str, str]:
+    """The progress bar's metrics: the last record's training loss, test accuracy and
+    consensus distance (means over a sweep's finite runs), where recorded."""
+    out = {}
+    for name, label in SHOWN.items():
+        if name in host:
+            last = np.asarray(host[name])[..., -1]
+            finite = last[np.isfinite(last)]
+            out[label] = f"{finite.mean():.4g}" if finite.size else "non-finite"
+    return out
 
 
 def _progress_bar():

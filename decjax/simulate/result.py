@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,22 @@ class SimulationResult:
             traces=sum(r.traces for r in results),
             wall_time=sum(r.wall_time for r in results),
         )
+
+    def save(self, path) -> Path:
+        """Write the records, the run's description and the final params (and model state)
+        to one ``.npz`` file (no pickle); returns its path. See :meth:`load`."""
+        from decjax.simulate import storage
+
+        return storage.save(self, path)
+
+    @classmethod
+    def load(cls, path, *, params_like=None) -> SimulationResult:
+        """A result written by :meth:`save`. Its ``state`` holds the final ``params`` and
+        ``model_state`` only: as ``{tree path: array}``, or in the structure of
+        ``params_like`` (the stacked params the run started from, say; checked)."""
+        from decjax.simulate import storage
+
+        return storage.load(path, params_like=params_like)
 
     @property
     def params(self):
