@@ -5,7 +5,17 @@ leaves of shape ``(n, ...)``. Gossip is a jitted linear map on that axis,
 algorithms are optax transformations, and sweeps are ``jax.vmap``-s.
 """
 
-from decjax import algorithms, data, gossip, learn, metrics, problems, timing, topology
+from decjax import (
+    algorithms,
+    data,
+    gossip,
+    learn,
+    metrics,
+    monitor,
+    problems,
+    timing,
+    topology,
+)
 from decjax.algorithms import (
     CombineState,
     chain,
@@ -104,6 +114,7 @@ __all__ = [
     "make_run",
     "metrics",
     "mix",
+    "monitor",
     "one_peer_exponential",
     "osgp",
     "per_worker",

@@ -25,7 +25,7 @@ LAYERS = [
     ("decjax.timing",),  # reads it: no algorithm or gossip module imports the clock
     ("decjax.data", "decjax.problems"),
     ("decjax.distributed",),
-    ("decjax.simulate",),
+    ("decjax.simulate", "decjax.monitor"),  # monitor: callbacks for simulate's records
     ("decjax.learn",),  # differentiates through simulate
     (
         "decjax.cli",

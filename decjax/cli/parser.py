@@ -85,14 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-dir", type=Path, default=None, help="folder of cifar*/mnist files")
     add("--data-file", type=Path, default=None, help="the .npz or text file")
     add("--augment", action="store_true", help="random crop and flip per worker (images)")
-    add("--momentum", type=probability, default=0.0, help="local momentum (dpsgd family)")
-    add(
-        "--every",
-        type=positive_int,
-        default=None,
-        help="local steps between averages (H) of local_sgd, gossip_pga and the DiLoCo "
-        "family (default 8)",
-    )
+    _add_optimizer_flags(parser)
     add("--steps", type=positive_int, default=1000, help="training steps")
     add("--batch-size", type=positive_int, default=16, help="minibatch size per worker")
     add("--lr", type=positive_float, default=0.3, help="learning rate")
@@ -114,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --checkpoint-dir: start afresh over a checkpoint of another run",
     )
     return parser
+
+
+def _add_optimizer_flags(parser: argparse.ArgumentParser) -> None:
+    """The local optimizer's momentum and the periodic algorithms' H."""
+    add = parser.add_argument
+    add("--momentum", type=probability, default=0.0, help="local momentum (dpsgd family)")
+    add(
+        "--every",
+        type=positive_int,
+        default=None,
+        help="local steps between averages (H) of local_sgd, gossip_pga and the DiLoCo "
+        "family (default 8)",
+    )
 
 
 def _add_fault_flags(parser: argparse.ArgumentParser) -> None:

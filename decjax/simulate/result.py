@@ -79,7 +79,7 @@ class SimulationResult:
         ``params_like`` (the stacked params the run started from, say; checked)."""
         from decjax.simulate import storage
 
-        return storage.load(path, params_like=params_like)
+        return cls(**storage.load(path, params_like=params_like))
 
     @property
     def params(self):

@@ -92,14 +92,12 @@ def save(result, path) -> Path:
     return path
 
 
-def load(path, *, params_like=None):
-    """The :class:`~decjax.simulate.SimulationResult` saved at ``path``.
+def load(path, *, params_like=None) -> dict:
+    """The fields of the :class:`~decjax.simulate.SimulationResult` saved at ``path``.
 
     ``params_like``: a pytree with the saved params' structure; the params come back
     in it (shapes and dtypes must match). Without it, ``{tree path: array}``.
     """
-    from decjax.simulate.result import SimulationResult
-
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -121,7 +119,7 @@ def load(path, *, params_like=None):
     if params_like is not None:
         params = _restore(params, params_like, path, sweep)
     diverged_at = None if meta["diverged_at_none"] else arrays["diverged_at"]
-    return SimulationResult(
+    return dict(
         steps=arrays["steps"],
         metrics={k: arrays[f"metric/{k}"] for k in meta["metrics"]},
         state=StoredState(params, model_state),
