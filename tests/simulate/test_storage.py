@@ -4,6 +4,7 @@ import zipfile
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import decjax
@@ -111,3 +112,55 @@ def test_the_progress_bar_shows_loss_accuracy_and_consensus(digits, capsys):
     decjax.simulate(model.loss, params, tx, data, **{**common, "progress": True})
     bar = capsys.readouterr().err
     assert "loss=" in bar and "acc=" in bar and "consensus=" in bar
+
+
+def test_compare_puts_a_run_and_a_sweep_of_other_algorithms_in_one_result(digits):
+    model, params, data, common = digits
+    clock = decjax.timing.TimeModel(decjax.timing.Network(1e-3), compute=0.01)
+    sweep = decjax.sweep(
+        model.loss,
+        params,
+        lambda lr: decjax.dpsgd(lr, decjax.ring(N)),
+        data,
+        {"lr": [0.05, 0.1]},
+        **common,
+    )
+    diloco = decjax.simulate(
+        model.loss, params, decjax.diloco(optax.sgd(0.1), every=5), data, timing=clock, **common
+    )
+    res = decjax.compare({"D-PSGD, ring": sweep, "DiLoCo": diloco})
+    assert res.configs == [
+        {"run": "D-PSGD, ring", "lr": 0.05},
+        {"run": "D-PSGD, ring", "lr": 0.1},
+        {"run": "DiLoCo", "lr": None},
+    ]
+    np.testing.assert_array_equal(res.metrics["train_loss"][:2], sweep.metrics["train_loss"])
+    np.testing.assert_array_equal(res.metrics["train_loss"][2], diloco.metrics["train_loss"])
+    # the clock only DiLoCo had: NaN for the others, so time to target is NaN there
+    assert np.isnan(res.metrics["time"][:2]).all()
+    np.testing.assert_array_equal(res.metrics["time"][2], diloco.metrics["time"])
+    assert np.isnan(res.reaches("test_accuracy", 0.1)[:2]).all()
+    assert res.traces == sweep.traces + diloco.traces
+    assert set(res.state) == {"D-PSGD, ring", "DiLoCo"}
+    assert len(res.to_dataframe()) == 3 * len(res.steps)
+    fig = res.plot(["train_loss"])  # coloured by run, styled by lr
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:2] == [
+        "run=D-PSGD, ring",
+        "run=DiLoCo",
+    ]
+
+
+def test_compare_refuses_other_record_steps_and_pads_a_stopped_run():
+    def result(steps, loss):
+        return decjax.SimulationResult(
+            steps=np.array(steps), metrics={"train_loss": np.array(loss, float)}, state=None
+        )
+
+    with pytest.raises(ValueError, match=r"records at steps \[5, 10\], another at \[10, 20\]"):
+        decjax.compare({"a": result([10, 20], [1, 2]), "b": result([5, 10], [1, 2])})
+    res = decjax.compare({"a": result([10, 20, 30], [3, 2, 1]), "stopped": result([10], [4])})
+    np.testing.assert_array_equal(res.metrics["train_loss"][1], [4, np.nan, np.nan])
+    with pytest.raises(TypeError, match=r"results\['x'\] is a dict"):
+        decjax.compare({"x": {}})
+    with pytest.raises(ValueError, match="non-empty"):
+        decjax.compare({})
