@@ -119,9 +119,6 @@ SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
     },
-    "docs/experiments/consensus_control.md": {
-        "1.96": "closed form: the normal quantile the run's intervals used (now t(4) = 2.776)",
-    },
     "docs/experiments/detag.md": {
         "2.5e-4": "paper: DSGT's tuned rate at 0 % shuffled (LeNet, CIFAR-10)",
     },
