@@ -79,44 +79,37 @@ diloco = decjax.simulate(
     data,
     **common,
 )
-runs = {t.name: {k: v[i] for k, v in gossip.metrics.items()} for i, t in enumerate(graphs)}
-runs["diloco"] = diloco.metrics
+# The sweep and the single run in one result: a configuration per run, labelled.
+res = decjax.compare({"D-PSGD": gossip, "DiLoCo, H = 8": diloco})
+labels = [f"{c['run']}{', ' + c['topology'] if c['topology'] else ''}" for c in res.configs]
+res.to_dataframe().groupby(["run", "topology"], dropna=False)["test_accuracy"].max()
 
 # %% [markdown]
 # Seconds per step on each clock, and the steps and seconds to 65 % test
-# accuracy of the averaged model, with each clock's ranking.
+# accuracy of the averaged model (`reaches`, interpolated between records),
+# with each clock's ranking.
 
 # %%
 target = 0.65
-header = ("s/step 1g", "s/step 100g", "steps", "s @1g", "s @100g")
-print(f"{'method':22s}", *(f"{h:>11s}" for h in header))
-reached = {}
-for name, m in runs.items():
-    hit = np.nonzero(m["test_accuracy"] >= target)[0]
-    first = hit[0] if len(hit) else None
-    reached[name] = [
-        np.nan if first is None else common["eval_every"] * (first + 1),
-        *(np.nan if first is None else m[f"time_{c}"][first] for c in clocks),
-    ]
-    per_step = [m[f"time_{c}"][-1] / steps for c in clocks]
-    print(
-        f"{name:22s} {per_step[0]:11.3f} {per_step[1]:11.4f} {reached[name][0]:11.0f} "
-        f"{reached[name][1]:11.1f} {reached[name][2]:11.2f}"
-    )
-for column, label in enumerate(["steps", "seconds at 1 Gb/s", "seconds at 100 Gb/s"]):
-    order = sorted(reached, key=lambda k: (np.isnan(reached[k][column]), reached[k][column]))
-    print(f"fastest by {label}: {' < '.join(order)}")
+reached = {
+    "steps": res.reaches("test_accuracy", target, x="step"),
+    **{f"s @{c}": res.reaches("test_accuracy", target, x=f"time_{c}") for c in clocks},
+}
+per_step = {f"s/step {c}": res.final(f"time_{c}") / steps for c in clocks}
+header = [*per_step, *reached]
+print(f"{'method':32s}", *(f"{h:>11s}" for h in header))
+for i, label in enumerate(labels):
+    print(f"{label:32s}", *(f"{v[i]:11.4g}" for v in [*per_step.values(), *reached.values()]))
+for name, values in reached.items():
+    order = sorted(range(len(labels)), key=lambda i: (np.isnan(values[i]), values[i]))
+    print(f"fastest by {name}: {' < '.join(labels[i] for i in order)}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-for name, m in runs.items():
-    axes[0].plot(
-        common["eval_every"] * np.arange(1, len(m["test_accuracy"]) + 1),
-        m["test_accuracy"],
-        label=name,
-    )
+for i, label in enumerate(labels):
+    axes[0].plot(res.steps, res.metrics["test_accuracy"][i], label=label)
     for ax, c in zip(axes[1:], clocks, strict=True):
-        ax.plot(m[f"time_{c}"], m["test_accuracy"], label=name)
+        ax.plot(res.metrics[f"time_{c}"][i], res.metrics["test_accuracy"][i], label=label)
 xlabels = ["step", "simulated seconds, 1 Gb/s ports", "simulated seconds, 100 Gb/s ports"]
 for ax, xlabel in zip(axes, xlabels, strict=True):
     ax.axhline(target, color="k", lw=0.8, ls=":")
