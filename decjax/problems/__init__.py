@@ -7,7 +7,7 @@ from decjax.problems.classifiers import (
     mlp,
 )
 from decjax.problems.conv import conv_general_dilated
-from decjax.problems.nnx import from_nnx
+from decjax.problems.nnx import from_nnx, to_nnx
 from decjax.problems.quadratic import Quadratics, quadratics
 from decjax.problems.zoo import cnn1d, lenet5, parameter_count, resnet20, transformer_lm, vgg11
 
@@ -24,6 +24,7 @@ __all__ = [
     "parameter_count",
     "quadratics",
     "resnet20",
+    "to_nnx",
     "transformer_lm",
     "vgg11",
 ]

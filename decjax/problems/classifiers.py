@@ -12,34 +12,49 @@ import optax
 from decjax._validation import check_int, check_nonnegative
 
 
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy with integer labels (the classifiers' default objective)."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def _metrics(objective, outputs, y) -> dict[str, jax.Array]:
+    """``{"loss"}``, and ``"accuracy"`` under the default cross-entropy (a custom
+    objective's outputs need not be class scores)."""
+    if objective is None:
+        return {
+            "loss": cross_entropy(outputs, y),
+            "accuracy": jnp.mean(jnp.argmax(outputs, axis=-1) == y),
+        }
+    return {"loss": objective(outputs, y)}
+
+
 class Classifier(NamedTuple):
     """A model as pure functions on one worker's (unstacked) params.
 
-    ``init(key) -> params``; ``apply(params, x) -> logits``;
-    ``loss(params, (x, y)) -> scalar`` (mean cross-entropy + ``l2/2 ||params||^2``);
-    ``eval_fn(params, (x, y)) -> {"loss", "accuracy"}``.
+    ``init(key) -> params``; ``apply(params, x) -> outputs``;
+    ``loss(params, (x, y)) -> scalar``: ``objective(outputs, y)`` (default: mean
+    softmax cross-entropy with integer labels) ``+ l2/2 ||params||^2``;
+    ``eval_fn(params, (x, y)) -> {"loss", "accuracy"}`` (``"accuracy"`` only
+    under the default objective).
     """
 
     init: Callable[[jax.Array], Any]
     apply: Callable[[Any, jax.Array], jax.Array]
     l2: float = 0.0
+    objective: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
     def loss(self, params, batch) -> jax.Array:
         x, y = batch
-        logits = self.apply(params, x)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        outputs = self.apply(params, x)
+        value = (self.objective or cross_entropy)(outputs, y)
         if self.l2:
-            ce = ce + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
-        return ce
+            value = value + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
+        return value
 
     def eval_fn(self, params, batch, state=None) -> dict[str, jax.Array]:
         del state  # no model state; accepted so an augmented (stateful) loss can share it
         x, y = batch
-        logits = self.apply(params, x)
-        return {
-            "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
-            "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == y),
-        }
+        return _metrics(self.objective, self.apply(params, x), y)
 
 
 class StatefulClassifier(NamedTuple):
@@ -55,25 +70,25 @@ class StatefulClassifier(NamedTuple):
     init: Callable[[jax.Array], tuple[Any, Any]]
     apply: Callable[..., tuple[jax.Array, Any]]
     l2: float = 0.0
+    objective: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
     def loss(self, params, batch, state, key):
-        """``(loss, (new_state, {"accuracy": training accuracy}))`` in training mode."""
+        """``(loss, (new_state, {"accuracy": training accuracy}))`` in training mode (the
+        accuracy only under the default cross-entropy objective)."""
         x, y = batch
-        logits, state = self.apply(params, state, key, x, True)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        outputs, state = self.apply(params, state, key, x, True)
+        value = (self.objective or cross_entropy)(outputs, y)
         if self.l2:
-            ce = ce + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
-        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y)
-        return ce, (state, {"accuracy": accuracy})
+            value = value + 0.5 * self.l2 * optax.tree.norm(params, squared=True)
+        extra = _metrics(self.objective, outputs, y)
+        extra.pop("loss")
+        return value, (state, extra)
 
     def eval_fn(self, params, batch, state) -> dict[str, jax.Array]:
         """``{"loss", "accuracy"}`` in evaluation mode (running statistics, no dropout)."""
         x, y = batch
-        logits, _ = self.apply(params, state, jax.random.key(0), x, False)
-        return {
-            "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
-            "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == y),
-        }
+        outputs, _ = self.apply(params, state, jax.random.key(0), x, False)
+        return _metrics(self.objective, outputs, y)
 
 
 def mlp(

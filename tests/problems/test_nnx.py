@@ -301,3 +301,74 @@ def test_stateful_loss_with_a_wrong_output_is_refused_in_one_line():
 def test_make_model_must_be_callable():
     with pytest.raises(TypeError, match="make_model must be callable"):
         decjax.problems.from_nnx(jnp.ones(3))
+
+
+def test_a_custom_loss_replaces_cross_entropy_and_drops_accuracy():
+    """Least squares with a linear module: the loss is the mean squared error, by hand."""
+
+    def mse(outputs, targets):
+        return jnp.mean((outputs[:, 0] - targets) ** 2)
+
+    model = decjax.problems.from_nnx(lambda rngs: nnx.Linear(3, 1, rngs=rngs), loss=mse, l2=0.1)
+    params = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (7, 3))
+    y = jnp.arange(7.0)
+    outputs = np.asarray(x) @ np.asarray(params["kernel"]) + np.asarray(params["bias"])
+    by_hand = np.mean((outputs[:, 0] - np.asarray(y)) ** 2)
+    norm = sum(np.sum(np.square(v)) for v in jax.tree.leaves(params))
+    assert model.loss(params, (x, y)) == pytest.approx(by_hand + 0.05 * norm, rel=1e-5)
+    assert model.eval_fn(params, (x, y)) == {"loss": pytest.approx(by_hand, rel=1e-5)}
+    stateful = decjax.problems.from_nnx(BatchNormNet, loss=lambda o, t: jnp.mean(o**2))
+    p, s = stateful.init(jax.random.key(0))
+    value, (_, extra) = stateful.loss(p, (x[:, :1].repeat(6, 1), y), s, jax.random.key(2))
+    assert extra == {} and np.isfinite(value)
+    with pytest.raises(TypeError, match="loss"):
+        decjax.problems.from_nnx(BatchNormNet, loss="mse")
+
+
+def test_to_nnx_puts_the_averaged_or_one_workers_model_back_into_a_module():
+    model = decjax.problems.from_nnx(BatchNormNet)
+    n = 3
+    keys = jax.random.split(jax.random.key(0), n)
+    params, state = jax.vmap(model.init)(keys)  # three different workers
+    x, _ = _batches(1)
+    mean = jax.tree.map(lambda v: v.mean(0), (params, state))
+    module = decjax.problems.to_nnx(BatchNormNet, params, state, worker="mean")
+    module.eval()
+    want, _ = model.apply(*mean, jax.random.key(0), x[0], False)
+    np.testing.assert_allclose(module(x[0]), want, rtol=1e-6, atol=1e-6)
+    second = decjax.problems.to_nnx(BatchNormNet, params, state, worker=1)
+    second.eval()
+    one = jax.tree.map(lambda v: v[1], (params, state))
+    want, _ = model.apply(*one, jax.random.key(0), x[0], False)
+    np.testing.assert_allclose(second(x[0]), want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"stacked over workers\? pass worker=i"):
+        decjax.problems.to_nnx(BatchNormNet, params)
+    with pytest.raises(ValueError, match=r"worker must be in \[0, 3\)"):
+        decjax.problems.to_nnx(BatchNormNet, params, worker=3)
+    with pytest.raises(ValueError, match="structure"):
+        decjax.problems.to_nnx(BatchNormNet, {"hidden": params["hidden"]}, worker=0)
+
+
+def test_a_batchnorm_regression_trains_under_simulate_with_a_custom_loss():
+    """Real-valued targets: no label-range check, the loss falls, eval reports the loss."""
+    n = 4
+    x = jax.random.normal(jax.random.key(0), (n, 32, 6))
+    y = jnp.sum(x, -1)  # not class labels
+    model = decjax.problems.from_nnx(BatchNormNet, loss=lambda o, t: jnp.mean((o[:, 0] - t) ** 2))
+    params, state = model.init(jax.random.key(0))
+    res = decjax.simulate(
+        model.loss,
+        decjax.replicate(params, n),
+        decjax.dpsgd(0.05, decjax.ring(n)),
+        (x, y),
+        steps=40,
+        eval_every=20,
+        key=jax.random.key(1),
+        model_state=decjax.replicate(state, n),
+        eval_fn=model.eval_fn,
+        eval_data=(x[0], y[0]),
+        progress=False,
+    )
+    assert "test_accuracy" not in res.metrics and "test_loss" in res.metrics
+    assert res.metrics["train_loss"][-1] < 0.2 * res.metrics["train_loss"][0]
