@@ -24,7 +24,7 @@ import numpy as np
 
 from decjax._validation import check_int
 
-__all__ = ["TensorBoard", "crc32c", "per_record"]
+__all__ = ["TensorBoard", "per_record"]
 
 
 def per_record(fn: Callable[[int, dict], None], *, eval_every: int):
@@ -109,7 +109,7 @@ def _crc_table() -> list[int]:
 _TABLE = _crc_table()
 
 
-def crc32c(data: bytes) -> int:
+def _crc32c(data: bytes) -> int:
     """CRC-32C (Castagnoli), the checksum of TFRecord framing."""
     crc = 0xFFFFFFFF
     for byte in data:
@@ -126,9 +126,9 @@ def _record(data: bytes) -> bytes:
     length = struct.pack("<Q", len(data))
     return (
         length
-        + struct.pack("<I", _masked(crc32c(length)))
+        + struct.pack("<I", _masked(_crc32c(length)))
         + data
-        + struct.pack("<I", _masked(crc32c(data)))
+        + struct.pack("<I", _masked(_crc32c(data)))
     )
 
 

@@ -1147,6 +1147,28 @@ CASES.update(
             lambda: decjax.problems.parameter_count(None),
             "params must be a non-empty pytree",
         ),
+        "from-nnx-loss-text": (
+            lambda: decjax.problems.from_nnx(lambda rngs: None, loss="mse"),
+            "loss must be callable",
+        ),
+        "to-nnx-worker-text": (
+            lambda: decjax.problems.to_nnx(
+                lambda rngs: __import__("flax").nnx.Linear(2, 2, rngs=rngs),
+                {"kernel": jnp.zeros((3, 2, 2)), "bias": jnp.zeros((3, 2))},
+                worker="first",
+            ),
+            'worker must be None, a worker index or "mean"',
+        ),
+        "compare-empty": (lambda: decjax.compare({}), "non-empty"),
+        "compare-not-a-result": (lambda: decjax.compare({"a": 1.0}), "is a float, not a result"),
+        "per-record-eval-every-zero": (
+            lambda: decjax.monitor.per_record(print, eval_every=0),
+            "eval_every must be",
+        ),
+        "tensorboard-eval-every-text": (
+            lambda: decjax.monitor.TensorBoard("runs/x", eval_every="50"),
+            "eval_every must be",
+        ),
     }
 )
 
@@ -1550,6 +1572,7 @@ def test_the_probe_is_large():
 
 PUBLIC_MODULES = (
     "decjax",
+    "decjax.monitor",
     "decjax.topology",
     "decjax.gossip",
     "decjax.algorithms",

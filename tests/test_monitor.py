@@ -11,8 +11,8 @@ from decjax import monitor
 
 
 def test_crc32c_matches_the_standard_check_value():
-    assert monitor.crc32c(b"123456789") == 0xE3069283  # the CRC-32C catalogue's check
-    assert monitor.crc32c(b"") == 0
+    assert monitor._crc32c(b"123456789") == 0xE3069283  # the CRC-32C catalogue's check
+    assert monitor._crc32c(b"") == 0
 
 
 def test_per_record_calls_once_per_record_with_its_step():
@@ -66,10 +66,10 @@ def _read(path, event_class):
 
     while data:
         (length,) = struct.unpack("<Q", data[:8])
-        assert struct.unpack("<I", data[8:12])[0] == masked(monitor.crc32c(data[:8]))
+        assert struct.unpack("<I", data[8:12])[0] == masked(monitor._crc32c(data[:8]))
         body = data[12 : 12 + length]
         assert struct.unpack("<I", data[12 + length : 16 + length])[0] == masked(
-            monitor.crc32c(body)
+            monitor._crc32c(body)
         )
         events.append(event_class.FromString(body))
         data = data[16 + length :]
