@@ -548,7 +548,16 @@ CASES.update(
             "partitioned over 4",
         ),
         "sim-eval-every-zero": (lambda: _sim(eval_every=0), "eval_every"),
-        "sim-eval-every-divides": (lambda: _sim(eval_every=3), "multiple of eval_every"),
+        "sim-eval-every-checkpoint": (
+            lambda: _sim(eval_every=3, checkpoint_dir=tempfile.mkdtemp()),
+            "with checkpoint_dir, steps (10) must be a multiple of eval_every (3)",
+        ),
+        "make-run-eval-every-divides": (
+            lambda: decjax.make_run(
+                _quad().loss, lambda: decjax.dpsgd(0.1, decjax.ring(N)), steps=10, eval_every=3
+            ),
+            "make_run: steps (10) must be a multiple of eval_every (3)",
+        ),
         "sim-eval-fn-string": (lambda: _sim(eval_fn="accuracy"), "eval_fn"),
         "sim-eval-fn-list": (lambda: _sim(eval_fn=_eval_list), "eval_fn"),
         "sim-eval-fn-without-data": (
@@ -1460,7 +1469,10 @@ CLI_CASES = {
     "cli-alpha-nan": (["--alpha", "nan"], "finite number > 0"),
     "cli-model": (["--model", "resnet"], "invalid choice"),
     "cli-steps-zero": (["--steps", "0"], "positive integer"),
-    "cli-steps-multiple": (["--steps", "100", "--eval-every", "30"], "multiple of --eval-every"),
+    "cli-steps-multiple-checkpoint": (
+        ["--steps", "100", "--eval-every", "30", "--checkpoint-dir", "/tmp/decjax-never-made"],
+        "must be a multiple of --eval-every",
+    ),
     "cli-batch-zero": (["--batch-size", "0"], "positive integer"),
     "cli-lr-negative": (["--lr", "-1"], "finite number > 0"),
     "cli-lr-nan": (["--lr", "nan"], "finite number > 0"),

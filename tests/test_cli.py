@@ -45,7 +45,10 @@ def test_cli_runs_a_small_comparison_and_writes_outputs(tmp_path, capsys):
         (["--workers", "0"], "positive integer"),
         (["--lr", "-1"], "must be a finite number > 0"),
         (["--algorithm", "sgd2"], "invalid choice"),
-        (["--steps", "100", "--eval-every", "30"], "multiple of --eval-every"),
+        (
+            ["--steps", "100", "--eval-every", "30", "--checkpoint-dir", "/tmp/decjax-ckpt-x"],
+            "with --checkpoint-dir, --steps (100) must be a multiple of --eval-every (30)",
+        ),
         (["--topologies", "hypercube", "--workers", "12"], "power of two"),
         (["--cluster", "ethernet-1g", "--bandwidth", "10"], "--cluster ethernet-1g sets the"),
         (["--cluster", "nvlink-nodes", "--workers", "12"], "multiple of 8 workers, got 12"),
@@ -474,3 +477,11 @@ def test_cli_title_names_momentum_period_faults_and_clock():
         "local_sgd, n=16, lr=0.3, mlp on digits (sorted); momentum 0.9, every 4, "
         "cluster ethernet-1g"
     )
+
+
+def test_cli_takes_any_steps_and_records_the_last_partial_interval(tmp_path):
+    argv = ["--workers", "4", "--steps", "30", "--eval-every", "20", "--model", "logistic"]
+    argv += ["--topologies", "ring", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert sorted(results["step"].unique()) == [20, 30]

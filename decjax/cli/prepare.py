@@ -219,9 +219,10 @@ def check_memory(args, model, dataset) -> None:
 
 def _prepare(parser, args):
     """Everything a run needs, validated; every bad combination exits 2 with one line."""
-    if args.steps % args.eval_every:
-        parser.error(
-            f"--steps ({args.steps}) must be a multiple of --eval-every ({args.eval_every})"
+    if args.steps % args.eval_every and args.checkpoint_dir is not None:
+        parser.error(  # otherwise the steps past the last whole record make a shorter one
+            f"with --checkpoint-dir, --steps ({args.steps}) must be a multiple of --eval-every "
+            f"({args.eval_every}): a checkpoint resumes at whole records"
         )
     try:
         _check_combinations(args)

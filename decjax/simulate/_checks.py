@@ -289,13 +289,18 @@ def first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
-def check_schedule(steps: int, eval_every: int | None) -> int:
-    """``eval_every`` validated; by default about 25 records per run."""
+def check_schedule(steps: int, eval_every: int | None, checkpointing: bool = False) -> int:
+    """``eval_every`` validated; by default about 25 records per run. Steps past the last
+    multiple of ``eval_every`` make one shorter, last record (not with checkpoints, which
+    resume at whole records)."""
     if eval_every is None:
         eval_every = divisor_near(steps, steps / 25) if steps >= 25 else 1
     eval_every = check_int("eval_every", eval_every, minimum=1)
-    if steps % eval_every:
-        raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
+    if steps % eval_every and checkpointing:
+        raise ValueError(
+            f"with checkpoint_dir, steps ({steps}) must be a multiple of eval_every "
+            f"({eval_every}): a checkpoint resumes at whole records"
+        )
     return eval_every
 
 

@@ -22,36 +22,13 @@ from decjax import distributed
 from decjax._validation import check_callable, check_int
 from decjax.simulate import checkpoint
 from decjax.simulate._diagnosis import diverged_message, mismatch
-from decjax.simulate._loop import divisor_near, run_chunks
+from decjax.simulate._loop import run_chunks
 from decjax.simulate._lowering import AUTO
 from decjax.simulate._program import NONFINITE_STEP, Program, RunState
+from decjax.simulate._schedule import Schedule
 from decjax.simulate.result import SimulationResult
 
 P = jax.sharding.PartitionSpec
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """How ``steps`` split into records (``eval_every`` steps) and compiled chunks."""
-
-    num_chunks: int
-    blocks_per_chunk: int
-    steps_per_chunk: int
-
-    @classmethod
-    def of(cls, steps: int, eval_every: int, chunks: int | None) -> Schedule:
-        num_blocks = steps // eval_every
-        if chunks is None:
-            blocks_per_chunk = num_blocks // divisor_near(num_blocks, 20)
-        else:
-            chunks = check_int("chunks", chunks, minimum=1)
-            if num_blocks % chunks:
-                raise ValueError(
-                    f"chunks ({chunks}) must divide the number of records ({num_blocks} = "
-                    f"steps / eval_every)"
-                )
-            blocks_per_chunk = num_blocks // chunks
-        return cls(num_blocks // blocks_per_chunk, blocks_per_chunk, blocks_per_chunk * eval_every)
 
 
 @dataclass(frozen=True)
@@ -232,11 +209,12 @@ def execute(
     desc = layout.desc
     if start:
         desc += f" (resumed at step {start * schedule.steps_per_chunk})"
+    args = (data, eval_data, hyper)
     try:
         state, history, wall = run_chunks(
             compiled,
             state,
-            (data, eval_data, hyper),
+            args,
             num_chunks=schedule.num_chunks,
             steps_per_chunk=schedule.steps_per_chunk,
             progress=progress,
@@ -246,13 +224,39 @@ def execute(
             after_chunk=after_chunk,
             needs_state=saving.directory is not None,
         )
+        if schedule.remainder and len(history) == schedule.num_chunks:  # not stopped early
+            state, last, seconds, more = _last_record(
+                program, layout, schedule, state, args, after_chunk
+            )
+            history, wall, traces[0] = history + last, wall + seconds, traces[0] + more
     except KeyboardInterrupt:
         at = (start + len(done)) * schedule.steps_per_chunk
         raise KeyboardInterrupt(
             f"interrupted after step {at}{_saved_where(saving, saved[0])}"
         ) from None
-    result = _collect(program, layout, state, history, configs, on_divergence, traces[0], wall)
+    result = _collect(
+        layout, state, history, configs, on_divergence, traces[0], wall, schedule.record_steps()
+    )
     return dataclasses.replace(result, resumed_from=start * schedule.steps_per_chunk or None)
+
+
+def _last_record(program, layout, schedule, state, args, after_chunk):
+    """The ``remainder`` steps past the last whole record, as one shorter record: the same
+    program with ``eval_every = remainder`` (one more compile)."""
+    steps = int(schedule.record_steps()[-1])
+    tail = dataclasses.replace(program, eval_every=schedule.remainder)
+    compiled, traces = _compile(tail, layout, Schedule(1, 1, schedule.remainder))
+    state, more, seconds = run_chunks(
+        compiled,
+        state,
+        args,
+        num_chunks=1,
+        steps_per_chunk=schedule.remainder,
+        progress=False,
+        desc=layout.desc,
+        after_chunk=lambda _, current, host: after_chunk(None, current, host, step=steps),
+    )
+    return state, more, seconds, traces[0]
 
 
 def _saved_where(saving: Saving, step: int | None) -> str:
@@ -314,27 +318,28 @@ def _monitor(
     non-finite params, which the next chunk would only report.
     """
 
-    def after_chunk(next_chunk, current, host):
+    def after_chunk(next_chunk, current, host, step=None):
+        """``step``: the last (shorter) record's, which is never checkpointed (refused)."""
         done.append(host)
         bad = ~np.isfinite(host["train_loss"]) | ~np.isfinite(host["consensus_distance"])
-        due = next_chunk % saving.every == 0 or next_chunk == schedule.num_chunks
-        if saving.directory is not None and due and (layout.batched or not bad.any()):
-            checkpoint.save(saving.directory, current, history + done, next_chunk, meta)
-            saved[0] = next_chunk * schedule.steps_per_chunk
+        if step is None:
+            step = next_chunk * schedule.steps_per_chunk
+            due = next_chunk % saving.every == 0 or next_chunk == schedule.num_chunks
+            if saving.directory is not None and due and (layout.batched or not bad.any()):
+                checkpoint.save(saving.directory, current, history + done, next_chunk, meta)
+                saved[0] = step
         if callback is not None:
-            callback(next_chunk * schedule.steps_per_chunk, public(host))
+            callback(step, public(host))
         if on_divergence == "raise" and bad.any():
             cause = after_chunk.diagnose()
-            raise FloatingPointError(
-                diverged_message(host, next_chunk * schedule.steps_per_chunk, cause)
-            )
+            raise FloatingPointError(diverged_message(host, step, cause))
         return on_divergence == "stop" and layout.stop(bad)
 
     return after_chunk
 
 
-def _collect(program, layout, state, history, configs, on_divergence, traces, wall):
-    """The records as arrays, divergence summarised, the state trimmed of padding."""
+def _collect(layout, state, history, configs, on_divergence, traces, wall, steps):
+    """The records as arrays (at ``steps``), divergence summarised, the state trimmed."""
     metrics = {k: np.concatenate([h[k] for h in history], axis=-1) for k in history[0]}
     never = np.iinfo(np.int32).max
     nonfinite = np.where(metrics[NONFINITE_STEP] > 0, metrics.pop(NONFINITE_STEP), never)
@@ -345,7 +350,7 @@ def _collect(program, layout, state, history, configs, on_divergence, traces, wa
         state, metrics, diverged, diverged_at, on_divergence
     )
     return SimulationResult(
-        steps=program.eval_every * np.arange(1, recorded + 1),
+        steps=steps[:recorded],
         metrics=metrics,
         state=state,
         configs=configs,

@@ -20,9 +20,10 @@ import optax
 from decjax import distributed
 from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
 from decjax.simulate import _checks as checks
-from decjax.simulate._execute import Layout, Saving, Schedule, SweepLayout, execute
+from decjax.simulate._execute import Layout, Saving, SweepLayout, execute
 from decjax.simulate._lowering import AUTO, check_worker_chunks
 from decjax.simulate._program import Program, TxFactory
+from decjax.simulate._schedule import Schedule
 from decjax.simulate.identity import run_identity
 from decjax.simulate.options import Options
 from decjax.simulate.result import SimulationResult
@@ -88,7 +89,9 @@ def program_of(make_tx: TxFactory, run: Run, keep_finite: bool = False) -> Progr
         loss_fn=run.loss_fn,
         make_tx=make_tx,
         batch_size=batch_size,
-        eval_every=checks.check_schedule(steps, evaluation.every),
+        eval_every=checks.check_schedule(
+            steps, evaluation.every, run.options.checkpointing.dir is not None
+        ),
         eval_fn=evaluation.fn,
         eval_workers=evaluation.workers,
         worker_chunks=worker_chunks,

@@ -125,7 +125,11 @@ def make_run(
         timing=timing,
     )
     program = program_of(make_tx, run_args)
-    blocks = steps // program.eval_every
+    blocks, remainder = divmod(steps, program.eval_every)
+    if remainder:  # simulate makes a shorter last record; here records stack in one array
+        raise ValueError(
+            f"make_run: steps ({steps}) must be a multiple of eval_every ({program.eval_every})"
+        )
 
     def run(params, key, data, eval_data=None, hyper=None, model_state=None):
         hyper = {} if hyper is None else hyper

@@ -234,7 +234,6 @@ def test_result_dataframe_and_plot(quad):
     ("kwargs", "error", "message"),
     [
         ({"steps": 0}, ValueError, "steps must be >= 1"),
-        ({"steps": 100, "eval_every": 30}, ValueError, "multiple of eval_every"),
         ({"batch_size": 4}, ValueError, "batch_size applies to WorkerData"),
         ({"on_divergence": "panic"}, ValueError, "on_divergence must be one of"),
         ({"chunks": 7}, ValueError, "chunks"),
@@ -444,3 +443,41 @@ def test_a_sweep_takes_numpy_arrays_as_its_grid_values(quad):
     lists = run({"learning_rate": [0.05, 0.1], "seed": [0, 1]})
     assert arrays.configs == lists.configs
     np.testing.assert_array_equal(arrays.metrics["train_loss"], lists.metrics["train_loss"])
+
+
+def test_steps_past_the_last_whole_record_make_a_shorter_last_record(quad):
+    """100 steps recorded every 30: records at 30, 60, 90 and 100; the run is the same
+    as 100 steps recorded every 10 (one compile more); also in a sweep, and with fewer
+    steps than eval_every (one record)."""
+    tx = decjax.dpsgd(0.1, decjax.ring(N))
+    calls = []
+    odd = _sim(quad, tx, eval_every=30, callback=lambda step, m: calls.append(step))
+    fine = _sim(quad, tx, eval_every=10)
+    np.testing.assert_array_equal(odd.steps, [30, 60, 90, 100])
+    assert calls[-1] == 100 and odd.traces == 2
+    for got, want in zip(jax.tree.leaves(odd.params), jax.tree.leaves(fine.params), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        odd.metrics["consensus_distance"],
+        fine.metrics["consensus_distance"][[2, 5, 8, 9]],
+        rtol=1e-5,
+    )
+    # the last record's training loss is the mean over its own 10 steps
+    np.testing.assert_allclose(
+        odd.metrics["train_loss"][-1], fine.metrics["train_loss"][-1], rtol=1e-5
+    )
+    sweep = decjax.sweep(
+        quad.loss,
+        quad.init_params(),
+        lambda lr: decjax.dpsgd(lr, decjax.ring(N)),
+        quad.data,
+        {"lr": [0.05, 0.1]},
+        steps=25,
+        eval_every=10,
+        key=jax.random.key(1),
+        progress=False,
+    )
+    np.testing.assert_array_equal(sweep.steps, [10, 20, 25])
+    assert sweep.metrics["train_loss"].shape == (2, 3)
+    short = _sim(quad, tx, steps=7, eval_every=10)
+    np.testing.assert_array_equal(short.steps, [7])
