@@ -124,7 +124,8 @@ SOURCES: dict[str, dict[str, str]] = {
     },
     "docs/experiments/exponential_graphs.md": {
         "2.306": "closed form: the t quantile t(8), two samples of 5 seeds",
-        "0.66": "commit 6c530df experiments/results/exponential_graphs/exponential_graphs_order.md",
+        "−0.36": "commit df38ba7 experiments/results/exponential_graphs/exponential_graphs_order.md",
+        "−1.45": "commit df38ba7 experiments/results/exponential_graphs/exponential_graphs_order.md",
     },
     "docs/experiments/time_to_accuracy.md": {
         "1.875": "closed form: a ring all-reduce's 2(n - 1)/n copies per worker at n = 16",
