@@ -66,6 +66,7 @@ def one_peer(sizes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+GRAPHS = ("exponential", "one_peer_exponential", "ring", "complete")
 PAPER = {"exponential": 91.21, "one_peer_exponential": 91.84}  # ResNet-56, CIFAR-10 (run.sh)
 
 
@@ -186,22 +187,24 @@ def main(argv=None) -> int:
     axes[1].set_xlabel("n")
     axes[1].set_title("one-peer: |W_tau...W_1 - J|_max (0 at n = 2^k)")
     for ax, (n, part) in zip(axes[2:], tuned.groupby("n"), strict=True):
-        for topo, rows in part.groupby("topology", sort=False):
+        for colour, topo in enumerate(GRAPHS):  # one colour per graph in every panel
+            rows = part[part["topology"] == topo]
             stats = rows.groupby("epoch")["test_accuracy"].agg(["mean", "std"])
             lr = rows["lr"].iloc[0]
+            label = f"{topo} (lr {lr:g})"
             _common.band_plot(
-                ax, stats.index, stats["mean"], stats["std"].fillna(0), f"{topo} (lr {lr:g})"
+                ax, stats.index, stats["mean"], stats["std"].fillna(0), label, color=f"C{colour}"
             )
         ax.set_ylim(0.5, 1.0)
         ax.set_xlabel("epoch")
-        ax.set_title(
-            f"test accuracy of x̄, n = {n}, {plan['task']} "
-            f"(seeds {plan['report_seeds'][0]}-{plan['report_seeds'][-1]}, ±1 std)"
-        )
+        seeds = f"seeds {plan['report_seeds'][0]}-{plan['report_seeds'][-1]}"
+        ax.set_title(f"test accuracy of x̄, n = {n} ({seeds}, ±1 std)", fontsize=10)
         ax.legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle("Exponential graphs: spectra, exact averaging, DmSGD tuned per graph")
+    fig.suptitle(
+        f"Exponential graphs: spectra, exact averaging, DmSGD tuned per graph ({plan['task']})"
+    )
     fig.tight_layout()
     _common.write(
         args,
