@@ -115,6 +115,7 @@ def _text(page: str) -> str:
 # Numbers from elsewhere: page -> token -> where it comes from: "paper: ..." (the page marks
 # it as the paper's), "closed form: ..." (the page shows the formula) or "commit <sha> <path>"
 # (an earlier run's committed file, read from git history).
+_YING_ORDER = "experiments/results/exponential_graphs/exponential_graphs_order.md"
 SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
@@ -124,8 +125,8 @@ SOURCES: dict[str, dict[str, str]] = {
     },
     "docs/experiments/exponential_graphs.md": {
         "2.306": "closed form: the t quantile t(8), two samples of 5 seeds",
-        "−0.36": "commit df38ba7 experiments/results/exponential_graphs/exponential_graphs_order.md",
-        "−1.45": "commit df38ba7 experiments/results/exponential_graphs/exponential_graphs_order.md",
+        "−0.36": f"commit df38ba7 {_YING_ORDER}",
+        "−1.45": f"commit df38ba7 {_YING_ORDER}",
     },
     "docs/experiments/time_to_accuracy.md": {
         "1.875": "closed form: a ring all-reduce's 2(n - 1)/n copies per worker at n = 16",
