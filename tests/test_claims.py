@@ -119,6 +119,7 @@ _YING_ORDER = "experiments/results/exponential_graphs/exponential_graphs_order.m
 SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
+        "11.4": "paper: the authors' ring rate over their solo rate, 0.0625 / 0.0055",
     },
     "docs/experiments/detag.md": {
         "2.5e-4": "paper: DSGT's tuned rate at 0 % shuffled (LeNet, CIFAR-10)",
