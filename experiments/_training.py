@@ -171,8 +171,11 @@ def tune_then_report(
     if _seeds(report_seeds) == _seeds(tune_seeds):
         return tuning, chosen
     rates = chosen.groupby(list(by), sort=False)["lr"].first().reset_index()
+    rates["_group"] = range(len(rates))  # keep the tuning's group order (not the rates')
     report = sweep(sorted(set(rates["lr"])), _seeds(report_seeds))
-    return tuning, report.merge(rates, on=[*by, "lr"], sort=False)
+    reported = report.merge(rates, on=[*by, "lr"], sort=False)
+    reported = reported.sort_values("_group", kind="stable").drop(columns="_group")
+    return tuning, reported.reset_index(drop=True)
 
 
 def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.DataFrame:
