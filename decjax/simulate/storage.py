@@ -64,12 +64,13 @@ def save(result, path) -> Path:
             for i, c in enumerate(result.configs)
         ]
     state = result.state
-    params = getattr(state, "params", None)
     model_state = getattr(state, "model_state", None)
+    params = _leaves(getattr(state, "params", None))  # one host copy of each leaf
+    states = None if model_state is None else _leaves(model_state)
     arrays = {"steps": np.asarray(result.steps)}
     arrays |= {f"metric/{k}": np.asarray(v) for k, v in result.metrics.items()}
-    arrays |= {f"params/{k}": v for k, v in _leaves(params).items()}
-    arrays |= {f"model_state/{k}": v for k, v in _leaves(model_state).items()}
+    arrays |= {f"params/{k}": v for k, v in params.items()}
+    arrays |= {f"model_state/{k}": v for k, v in (states or {}).items()}
     arrays["diverged"] = np.asarray(result.diverged, dtype=bool)
     arrays["diverged_at"] = np.asarray(
         -1 if result.diverged_at is None else result.diverged_at, dtype=np.int64
@@ -82,8 +83,8 @@ def save(result, path) -> Path:
         "resumed_from": result.resumed_from,
         "diverged_at_none": result.diverged_at is None,
         "metrics": list(result.metrics),
-        "params": list(_leaves(params)),
-        "model_state": None if model_state is None else list(_leaves(model_state)),
+        "params": list(params),
+        "model_state": None if states is None else list(states),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays[_META] = np.array(json.dumps(meta))
