@@ -40,7 +40,7 @@ def grouping(configs: list[dict], hue, style, label_by) -> tuple[str | None, str
         raise ValueError("give label_by (one legend entry per run) or hue/style, not both")
     if label_by:
         return None, None, label_by
-    varying = [k for k in keys if len({fmt(c[k]) for c in configs}) > 1]
+    varying = list(_varying(configs))
     grouped = [k for k in varying if k not in _UNGROUPED]
     if hue is None and style is None:
         if len(grouped) > 2:
@@ -52,13 +52,18 @@ def grouping(configs: list[dict], hue, style, label_by) -> tuple[str | None, str
     return hue, style, []
 
 
+def _varying(configs: list[dict]) -> dict[str, int]:
+    """The hyperparameters that vary across ``configs``, with how many values each takes."""
+    counts = {k: len({fmt(c[k]) for c in configs}) for k in configs[0]}
+    return {k: count for k, count in counts.items() if count > 1}
+
+
 def title(configs: list[dict] | None, x: str) -> str:
     """What was run: how many runs, over which hyperparameters, against what."""
     against = "step" if x == "step" else f"simulated seconds ({x})"
     if not configs:
         return f"1 run, against {against}"
-    varying = [k for k in configs[0] if len({fmt(c[k]) for c in configs}) > 1]
-    over = " x ".join(f"{k} ({len({fmt(c[k]) for c in configs})})" for k in varying)
+    over = " x ".join(f"{k} ({count})" for k, count in _varying(configs).items())
     runs = f"{len(configs)} run" + ("s" if len(configs) > 1 else "")
     return f"{runs}{': ' + over if over else ''}, against {against}"
 
