@@ -16,17 +16,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
 
 
-def parse(doc: str, argv=None, name: str = "", *, task: str | None = None) -> argparse.Namespace:
+def parse(
+    doc: str, argv=None, name: str = "", *, task: str | None = None, variants: dict | None = None
+) -> argparse.Namespace:
     """The scripts' shared flags. ``task`` names a script's one fixed task; without it
-    the script trains the 1-D CNN on MNIST-1D or, with ``--cifar10 DIR``, ResNet-20."""
+    the script trains the 1-D CNN on MNIST-1D or, with ``--cifar10 DIR``, ResNet-20.
+
+    ``variants``: ``{flag: help}`` of a script's other runs; ``--flag`` sets
+    ``args.flag`` and names the run (its files and default folder) ``name_flag``."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, text in (variants or {}).items():
+        parser.add_argument(f"--{flag}", action="store_true", help=text)
     parser.add_argument(
         "--quick", action="store_true", help="a small run for CI (minutes on a CPU)"
     )
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parent / "results" / name,
+        default=None,
         help="folder for the tables, figures and run record (default: the committed "
         f"experiments/results/{name}/, wherever the script is run from)",
     )
@@ -40,6 +47,8 @@ def parse(doc: str, argv=None, name: str = "", *, task: str | None = None) -> ar
             "on MNIST-1D (the deep-learning parts; longer runs, sized for one GPU)",
         )
     args = parser.parse_args(argv)
+    name = "_".join([name, *(flag for flag in variants or {} if getattr(args, flag))])
+    args.out = args.out or Path(__file__).resolve().parent / "results" / name
     if task is None:
         args.task = "CIFAR-10, ResNet-20" if args.cifar10 else "MNIST-1D, 1-D CNN"
     else:
@@ -57,7 +66,8 @@ def parse(doc: str, argv=None, name: str = "", *, task: str | None = None) -> ar
 
 
 def _commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), or ``"unknown"``."""
+    """The checkout's commit (``+dirty`` with uncommitted changes); on a copy of the
+    tree without git (a lent GPU machine), ``$EXPERIMENT_COMMIT`` or ``"unknown"``."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
@@ -73,7 +83,7 @@ def _commit() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("EXPERIMENT_COMMIT", "unknown")
     return head + ("+dirty" if dirty else "")
 
 
@@ -218,8 +228,8 @@ def best_interior(grid, scores, what: str) -> int:
     i = int(np.argmin(scores))
     if i in (0, len(scores) - 1):
         raise SystemExit(
-            f"{what}: the best learning rate {grid[i]} is at the edge of the grid {list(grid)}; "
-            "widen the grid"
+            f"{what}: the best learning rate {grid[i]} is at the edge of the grid {list(grid)} "
+            f"(mean final scores {[float(f'{v:.4g}') for v in scores]}); widen the grid"
         )
     return i
 

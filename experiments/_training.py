@@ -154,7 +154,13 @@ def _seeds(seeds) -> list[int]:
 
 
 def tune_then_report(
-    sweep, grid, tune_seeds, report_seeds, by=("n", "topology"), what: str = ""
+    sweep,
+    grid,
+    tune_seeds,
+    report_seeds,
+    by=("n", "topology"),
+    what: str = "",
+    metric: str = "train_loss",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pick each group's rate on ``tune_seeds``, then measure it on ``report_seeds``.
 
@@ -164,10 +170,11 @@ def tune_then_report(
     every rate's curves on the tuning seeds (for :func:`grid_table`) and, per
     group, the report seeds' curves at the chosen rate. The second sweep runs
     only the chosen rates. With ``report_seeds == tune_seeds`` (the quick
-    modes) nothing is re-run and the chosen rows are reported.
+    modes) nothing is re-run and the chosen rows are reported. ``metric``: the
+    column whose final mean (lower is better) picks the rate.
     """
     tuning = sweep(list(grid), _seeds(tune_seeds))
-    chosen = tune(tuning, grid, by, what)
+    chosen = tune(tuning, grid, by, what, metric)
     if _seeds(report_seeds) == _seeds(tune_seeds):
         return tuning, chosen
     rates = chosen.groupby(list(by), sort=False)["lr"].first().reset_index()
@@ -178,8 +185,10 @@ def tune_then_report(
     return tuning, reported.reset_index(drop=True)
 
 
-def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.DataFrame:
-    """Per group, the seeds of the learning rate with the best mean final training loss.
+def tune(
+    df: pd.DataFrame, grid, by=("n", "topology"), what: str = "", metric: str = "train_loss"
+) -> pd.DataFrame:
+    """Per group, the seeds of the learning rate with the best mean final ``metric``.
 
     A diverged run (non-finite loss) counts as infinitely bad. Exits non-zero
     (``_common.best_interior``) when the best rate is at an edge of the grid. A
@@ -190,7 +199,7 @@ def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.Dat
     last = df[df["step"] == df["step"].max()]
     frames = []
     for key, part in last.groupby(list(by), sort=False):
-        means = part.groupby("lr")["train_loss"].mean().reindex(list(grid))
+        means = part.groupby("lr")[metric].mean().reindex(list(grid))
         best = grid[_common.best_interior(grid, means.to_numpy(), f"{what} {key}")]
         mask = np.ones(len(df), bool)
         for column, value in zip(by, key if isinstance(key, tuple) else (key,), strict=True):
@@ -199,10 +208,10 @@ def tune(df: pd.DataFrame, grid, by=("n", "topology"), what: str = "") -> pd.Dat
     return pd.concat(frames, ignore_index=True)
 
 
-def grid_table(df: pd.DataFrame, by=("n", "topology")) -> pd.DataFrame:
-    """Mean final training loss for every learning rate of every group (to show the optimum)."""
+def grid_table(df: pd.DataFrame, by=("n", "topology"), metric: str = "train_loss") -> pd.DataFrame:
+    """Mean final ``metric`` for every learning rate of every group (to show the optimum)."""
     last = df[df["step"] == df["step"].max()]
-    return last.groupby([*by, "lr"], sort=False)["train_loss"].mean().reset_index()
+    return last.groupby([*by, "lr"], sort=False)[metric].mean().reset_index()
 
 
 def finals(tuned: pd.DataFrame, by=("n", "topology")) -> pd.DataFrame:
