@@ -89,8 +89,6 @@ def _commit() -> str:
 
 def provenance() -> dict:
     """Where and with what a run ran: device, library versions, date (for ``name_run.json``)."""
-    from importlib.metadata import version
-
     import jax
 
     device = jax.devices()[0]
@@ -102,8 +100,25 @@ def provenance() -> dict:
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        **{pkg: version(pkg) for pkg in ("decjax", "jax", "jaxlib", "optax", "flax", "numpy")},
+        **{pkg: _version(pkg) for pkg in ("decjax", "jax", "jaxlib", "optax", "flax", "numpy")},
     }
+
+
+def _version(package: str) -> str:
+    """The installed version; for a package run from a checkout without installing it
+    (``PYTHONPATH=.`` on a lent GPU machine), its ``__version__`` marked so."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            return "not installed"
+        where = Path(module.__file__ or "?").parent
+        return f"{getattr(module, '__version__', 'unversioned')}, not installed, run from {where}"
 
 
 def markdown_table(df, floatfmt: str = ".4g") -> str:

@@ -74,7 +74,7 @@ def averaged_sweep(
         eval_fn=eval_fn,
         eval_data=eval_data,
         eval_workers=False,
-        progress=False,
+        progress=True,  # a long run shows where it is (a chunk per evaluation)
         timing=timing,
     )
     return result.to_dataframe()

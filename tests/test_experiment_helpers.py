@@ -222,3 +222,31 @@ def test_exponential_graphs_training_runs_on_local_cifar10(load, tmp_path):
     assert set(df["seed"]) == {1}
     assert set(df["topology"]) == {"exponential", "one_peer_exponential", "ring", "complete"}
     assert np.isfinite(df["train_loss"]).all() and np.isfinite(df["test_accuracy"]).all()
+
+
+def test_run_record_names_a_package_run_from_the_checkout(load, monkeypatch):
+    """On a lent GPU machine decjax runs from the checkout (``PYTHONPATH=.``) without
+    package metadata: the run record says so instead of failing after the run."""
+    import importlib.metadata
+
+    common = load("_common")
+
+    def no_metadata(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_metadata)
+    assert "not installed, run from" in common._version("decjax")
+    assert common._version("no_such_package_xyz") == "not installed"
+
+
+def test_run_record_takes_the_commit_from_the_environment_without_git(load, monkeypatch):
+    common = load("_common")
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr("subprocess.run", no_git)
+    monkeypatch.delenv("EXPERIMENT_COMMIT", raising=False)
+    assert common._commit() == "unknown"
+    monkeypatch.setenv("EXPERIMENT_COMMIT", "abc123")
+    assert common._commit() == "abc123"
