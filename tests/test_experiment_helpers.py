@@ -250,3 +250,22 @@ def test_run_record_takes_the_commit_from_the_environment_without_git(load, monk
     assert common._commit() == "unknown"
     monkeypatch.setenv("EXPERIMENT_COMMIT", "abc123")
     assert common._commit() == "abc123"
+
+
+def test_a_variant_flag_names_its_run_and_folder(load, tmp_path):
+    """``--n32`` of beyond_spectral_gap writes ``beyond_spectral_gap_n32_*`` files to its own
+    folder, so the n = 16 run's committed results stay as they are."""
+    common = load("_common")
+    variants = {"n32": "the paper's size"}
+    plain = common.parse("doc", ["--out", str(tmp_path)], "bsg", variants=variants)
+    assert (plain.name, plain.n32) == ("bsg", False)
+    flagged = common.parse("doc", ["--n32"], "bsg", variants=variants)
+    assert (flagged.name, flagged.n32, flagged.out.name) == ("bsg_n32", True, "bsg_n32")
+    flagged.out.rmdir()  # parse made the (empty) default folder
+    vogels = load("beyond_spectral_gap")
+    plan = vogels.dl_plan(False, n=32)
+    assert plan["steps"] == 2_500 and list(plan["report_seeds"]) == list(range(5, 10))
+    # 25 epochs of the 80 % training split at 32 workers x 16, as the docs say
+    assert plan["steps"] * 32 * 16 / (0.8 * plan["samples"]) == 25
+    with pytest.raises(SystemExit, match="drop --cifar10"):
+        vogels.main(["--n32", "--cifar10", str(tmp_path), "--out", str(tmp_path)])
