@@ -34,6 +34,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 import decjax
 from decjax.algorithms import uniform_delay
@@ -195,6 +196,7 @@ def _figure(tuned: pd.DataFrame, summary: pd.DataFrame, ratios: pd.DataFrame, pl
                 ax, stats.index, stats["mean"], stats["std"].fillna(0), f"S={bound} (lr {lr:g})"
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # unlabelled minor ticks (no overlap)
         ax.set_yscale("log")
         ax.set_title(titles[task])
         ax.set_xlabel("epoch")
