@@ -234,7 +234,7 @@ def dl_plan(quick: bool, cifar10: bool = False, n: int = 16) -> dict:
             "steps": 150,
             "tune_seeds": (0, 1, 2),
             "report_seeds": (0, 1, 2),
-            "grid": list(2.0 ** np.arange(-7, 0)),
+            "grid": list(2.0 ** np.arange(-6, 0)),  # picks 2^-5 (solo) to 2^-2 (complete)
         }
     return {
         "samples": 8_000,
