@@ -2,6 +2,8 @@
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -73,3 +75,16 @@ def test_periodic_average_averages_on_the_last_step_of_each_period():
 def test_non_finite_circulant_weights_are_refused():
     with pytest.raises(ValueError, match="must be finite"):
         decjax.topology.from_offsets(4, [[-1, 0, 1]], [[0.25, float("nan"), 0.25]])
+
+
+def test_solo_gossip_is_free_and_periodic_averaging_still_averages():
+    """solo's W = I: its gossip computes no average (once it averaged and scaled by 0), in
+    jit and under a traced step alike; periodic averaging keeps its reduction."""
+    x = jnp.arange(12.0).reshape(4, 3)
+    solo = decjax.solo(4)
+    jaxpr = str(jax.make_jaxpr(lambda v, t: solo.delta(v, t))(x, 0))
+    assert "reduce_sum" not in jaxpr and "dot_general" not in jaxpr
+    np.testing.assert_array_equal(jax.jit(solo.delta)(x, jnp.int32(3)), jnp.zeros_like(x))
+    periodic = decjax.topology.periodic_average(4, every=2)
+    np.testing.assert_allclose(periodic.delta(x, 1), x.mean(0, keepdims=True) - x, rtol=1e-6)
+    np.testing.assert_array_equal(periodic.delta(x, 0), jnp.zeros_like(x))

@@ -54,8 +54,16 @@ class Average(Topology):
         return self.to("shift").lists()
 
     def delta(self, x: jax.Array, step: jax.Array) -> jax.Array:
+        if self._never_averages():  # solo: W = I, no average to compute and scale by 0
+            return jnp.zeros_like(x)
         a = self.weights[step % self.period].astype(x.dtype)
         return a * (_axis.mean_workers(x)[None] - x)
+
+    def _never_averages(self) -> bool:
+        """Whether the weights are known (not traced) and all zero: ``W = I`` at every step."""
+        return not isinstance(self.weights, jax.core.Tracer) and not np.any(
+            np.asarray(self.weights)
+        )
 
     def __post_init__(self):
         check_choice("exchange", self.exchange, EXCHANGES)
@@ -71,9 +79,7 @@ class Average(Topology):
         return jnp.where(self.weights[t] != 0, 2.0 * (self.n - 1) / self.n, 0.0).astype(jnp.float32)
 
     def exchange_of_average(self) -> str | None:
-        if self.n == 1 or (
-            not isinstance(self.weights, jax.core.Tracer) and not np.any(np.asarray(self.weights))
-        ):
+        if self.n == 1 or self._never_averages():
             return None  # never averages (solo)
         return self.exchange
 
