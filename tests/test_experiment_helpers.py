@@ -260,8 +260,10 @@ def test_a_variant_flag_names_its_run_and_folder(load, tmp_path):
     plain = common.parse("doc", ["--out", str(tmp_path)], "bsg", variants=variants)
     assert (plain.name, plain.n32) == ("bsg", False)
     flagged = common.parse("doc", ["--n32"], "bsg", variants=variants)
-    assert (flagged.name, flagged.n32, flagged.out.name) == ("bsg_n32", True, "bsg_n32")
-    flagged.out.rmdir()  # parse made the (empty) default folder
+    try:
+        assert (flagged.name, flagged.n32, flagged.out.name) == ("bsg_n32", True, "bsg_n32")
+    finally:
+        flagged.out.rmdir()  # parse made the (empty) default folder in the checkout
     vogels = load("beyond_spectral_gap")
     plan = vogels.dl_plan(False, n=32)
     assert plan["steps"] == 2_500 and list(plan["report_seeds"]) == list(range(5, 10))
