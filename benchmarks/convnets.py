@@ -30,6 +30,7 @@ from benchmarks.dpsgd_step import _timed
 MODELS = {
     "lenet5": (lambda: decjax.problems.lenet5(), (28, 28, 1)),
     "resnet20": (lambda: decjax.problems.resnet20(), (32, 32, 3)),
+    "resnet20_gn": (lambda: decjax.problems.resnet20(norm="group"), (32, 32, 3)),
 }
 
 

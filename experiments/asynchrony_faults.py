@@ -45,6 +45,7 @@ def run(steps: int, eval_every: int, n: int = 16) -> pd.DataFrame:
         "key": jax.random.key(1),
         "eval_fn": model.eval_fn,
         "eval_data": (ds.x_test, ds.y_test),
+        "eval_workers": True,
         "progress": False,
     }
     frames = []

@@ -111,6 +111,7 @@ def measured_rates(etas, steps: int, seeds: int) -> pd.DataFrame:
         key=jax.random.key(1),
         eval_fn=sq_norm,
         eval_data=None,
+        eval_workers=True,
         progress=False,
     )
     df = result.to_dataframe()

@@ -8,10 +8,12 @@ from benchmarks import (
     conv_lowering,
     convnets,
     dpsgd_step,
+    gpu,
     import_time,
     memory,
     push_sum,
     scale,
+    simulate_step,
     sweep_speed,
     timing,
     torch_compare,
@@ -80,3 +82,34 @@ def test_timing_benchmark_quick_mode_writes_results(tmp_path):
     rows = json.loads((tmp_path / "timing_quick.json").read_text())["rows"]
     assert {r["algorithm"] for r in rows} >= {"dpsgd ring", "diloco (H = 8)"}
     assert all(r["ratio"] > 0 and r["timed_ms"] > 0 for r in rows)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
+    assert gpu.main(["--quick", "--out", str(tmp_path)]) == 0  # 1: a measurement failed
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert set(report["sections"]) == set(gpu.SECTIONS)
+    assert report["commit"] and report["jax"] and report["device"]
+    for section in report["sections"].values():
+        assert section["rows"] and not section["skipped"]
+    record = report["sections"]["record"]["rows"]
+    assert record[0]["max_abs_diff"] < 1e-5  # the dense-matrix reference: the same numbers
+    assert all(row["worker_steps_per_s"] > 0 for row in record[1:])
+    dpsgd_row = report["sections"]["dpsgd"]["rows"][0]
+    assert dpsgd_row["max_abs_diff"] < 1e-4 and dpsgd_row["ratio"] > 0
+    assert "## convnets" in (tmp_path / "gpu.md").read_text()
+    # resuming one section keeps the others
+    assert gpu.main(["--quick", "--out", str(tmp_path), "--only", "gossip"]) == 0
+    again = json.loads((tmp_path / "gpu.json").read_text())
+    assert set(again["sections"]) == set(gpu.SECTIONS)
+    assert again["sections"]["record"] == report["sections"]["record"]
+
+
+def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):
+    assert simulate_step.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "simulate_step_quick.json").read_text())
+    assert {r["algorithm"] for r in report["rows"]} == set(simulate_step.ALGORITHMS)
+    for row in report["rows"]:
+        assert row["max_abs_diff"] < 1e-5  # simulate's program and the hand-written one agree
+        assert row["ratio"] > 0 and row["ratio_xla_reduction"] > 0
+    assert report["evaluation"]["workers_ratio"] > 0

@@ -54,6 +54,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         "key": jax.random.fold_in(key, 2000),
         "eval_fn": model.eval_fn,
         "eval_data": (dataset.x_test, dataset.y_test),
+        "eval_workers": True,  # the summary shows the mean worker's accuracy
         "progress": not args.no_progress,
         "timing": timing,
     }

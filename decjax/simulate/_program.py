@@ -92,7 +92,7 @@ class Program:
     batch_size: int | None
     eval_every: int
     eval_fn: Callable[[Any, Any], dict] | None = None
-    eval_workers: bool = True
+    eval_workers: bool = False
     worker_chunks: int | str = AUTO
     steps_per_iteration: int = STEPS_PER_ITERATION
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input

@@ -33,15 +33,19 @@ class Evaluation:
     Attributes:
       every: steps between records (default: about 25 records per run).
       fn: ``fn(single_params, data) -> {name: scalar}``, evaluated on the
-        averaged model (``test_<name>``) and on every worker (``worker_test_<name>``).
+        averaged model (``test_<name>``) and, with ``workers``, on every worker.
       data: the evaluation data passed to ``fn`` (replicated on a mesh).
-      workers: also evaluate every worker (costs ``n`` evaluations per record).
+      workers: also evaluate every worker (``worker_test_<name>``, the mean
+        over workers of each worker's own metric). Off by default: it costs
+        ``n`` evaluations per record, 9.8 times a run without evaluation for
+        64 workers on 10,000 test examples recorded every 35 steps, while the
+        averaged model's evaluation costs one.
     """
 
     every: int | None = None
     fn: Callable | None = None
     data: Any = None
-    workers: bool = True
+    workers: bool = False
 
     def __post_init__(self):
         if self.every is not None:

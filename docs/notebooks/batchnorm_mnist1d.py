@@ -52,6 +52,7 @@ result = decjax.sweep(
     eval_every=50,
     eval_fn=model.eval_fn,
     eval_data=(ds.x_test, ds.y_test),
+    eval_workers=True,
     model_state=decjax.replicate(state, n),
     progress=False,
 )

@@ -41,6 +41,7 @@ result = decjax.simulate(
     key=jax.random.key(1),
     eval_fn=model.eval_fn,
     eval_data=(ds.x_test, ds.y_test),
+    eval_workers=True,
     progress=False,
 )
 print(

@@ -29,7 +29,9 @@ def digits_setup():
 
 def _sim(quad, tx, **kw):
     kw = {"steps": 100, "key": jax.random.key(1), "progress": False, **kw}
-    return decjax.simulate(quad.loss, quad.init_params(), tx, quad.data, eval_fn=quad.eval_fn, **kw)
+    return decjax.simulate(
+        quad.loss, quad.init_params(), tx, quad.data, eval_fn=quad.eval_fn, eval_workers=True, **kw
+    )
 
 
 def test_simulate_records_metrics_and_compiles_once(quad):
@@ -168,6 +170,7 @@ def test_sweep_over_seeds_and_minibatches(digits_setup):
         key=jax.random.key(0),
         eval_fn=model.eval_fn,
         eval_data=(ds.x_test, ds.y_test),
+        eval_workers=True,
         progress=False,
     )
     loss = res.metrics["train_loss"]

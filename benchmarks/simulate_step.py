@@ -1,0 +1,295 @@
+"""Benchmark: the program ``simulate`` compiles against the same training written by hand.
+
+What a user gets from ``decjax.make_run`` (the core of ``simulate``: two steps
+per loop iteration, the per-step training loss averaged over the workers, and
+at every record the consensus distance and the traffic totals), jitted with its
+parameters donated, against a hand-written ``lax.scan`` of the same maths with
+the same records, also donated: ``vmap(value_and_grad)``, ``p - lr g``, then the
+topology's average (a ring by rolls, the complete graph and local SGD's periodic
+average as the workers' mean), and at each record the mean loss and
+:math:`\\frac1n \\sum_i \\lVert x_i - \\bar x \\rVert^2`. The hand-written
+program sums over the workers as a dot with ones, the fastest form on XLA:CPU.
+
+decjax is timed twice, compiled with ``Execution(lowering="cpu")`` (its CPU
+default: sums over the workers as a dot with ones) and ``lowering="plain"``
+(``jnp.sum(x, axis=0)``, XLA's reduction, which XLA:CPU wraps in a slow
+fusion): the before and after of that choice, in one run. The three programs
+are timed alternately, ``rounds`` times, and the median of the per-round
+ratios is reported. MLP 784-256-256-10, batch 32 per worker.
+
+    python -m benchmarks.simulate_step          # n = 16, 64, 256 on the CPU
+    python -m benchmarks.simulate_step --quick  # seconds, a smoke test
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+import decjax
+from benchmarks._report import arguments, write
+
+LAYERS = [784, 256, 256, 10]
+LR = 0.05
+PERIOD = 8  # local SGD's steps between averages
+ALGORITHMS = ("dpsgd ring", "dpsgd complete", f"local SGD (H = {PERIOD})")
+
+
+def _transformation(name: str, n: int):
+    if name == "dpsgd ring":
+        return decjax.dpsgd(LR, decjax.ring(n))
+    if name == "dpsgd complete":
+        return decjax.dpsgd(LR, decjax.complete(n))
+    return decjax.local_sgd(LR, n, every=PERIOD)
+
+
+def _workload(n: int):
+    model = decjax.problems.mlp(LAYERS)
+    x = jax.random.normal(jax.random.key(1), (n, 32, LAYERS[0]))
+    y = jax.random.randint(jax.random.key(2), (n, 32), 0, LAYERS[-1])
+    params = decjax.replicate(model.init(jax.random.key(3)), n)
+    # distinct workers, so the consensus distance and the averages are not trivially zero
+    noise = jax.random.split(jax.random.key(4), len(jax.tree.leaves(params)))
+    leaves, treedef = jax.tree.flatten(params)
+    leaves = [a + 0.01 * jax.random.normal(k, a.shape) for a, k in zip(leaves, noise, strict=True)]
+    return model, jax.tree.unflatten(treedef, leaves), (x, y)
+
+
+def decjax_program(name: str, n: int, model, data, *, steps: int, every: int, lowering: str):
+    """``make_run``'s program, params donated; returns the new params and the records."""
+    run = decjax.make_run(
+        model.loss,
+        _transformation(name, n),
+        steps=steps,
+        eval_every=every,
+        execution=decjax.Execution(lowering=lowering),
+    )
+    key = jax.random.key(0)
+
+    def program(params):
+        state, metrics = run(params, key, data)
+        return state.params, metrics
+
+    return jax.jit(program, donate_argnums=0)
+
+
+def hand_program(name: str, n: int, model, data, *, steps: int, every: int):
+    """The same training as a hand-written ``lax.scan``, params donated."""
+    value_and_grad = jax.vmap(jax.value_and_grad(model.loss))
+    ones = jnp.ones(n)
+
+    def mean(a):  # the workers' mean, as a dot with ones (fast on XLA:CPU)
+        return jnp.tensordot(ones, a, axes=1, precision=jax.lax.Precision.HIGHEST) / n
+
+    def average(p):
+        return jax.tree.map(lambda a: jnp.broadcast_to(mean(a), a.shape), p)
+
+    def mix(p, t):
+        if name == "dpsgd ring":
+            return jax.tree.map(lambda a: (jnp.roll(a, 1, 0) + a + jnp.roll(a, -1, 0)) / 3, p)
+        if name == "dpsgd complete":
+            return average(p)
+        return jax.lax.cond((t + 1) % PERIOD == 0, average, lambda p: p, p)
+
+    def step(carry, _):
+        p, t = carry
+        losses, g = value_and_grad(p, data)
+        p = mix(jax.tree.map(lambda a, b: a - LR * b, p, g), t)
+        return (p, t + 1), mean(losses)
+
+    def block(carry, _):
+        carry, losses = jax.lax.scan(step, carry, None, length=every)
+        distance = sum(jnp.sum((a - mean(a)) ** 2) for a in jax.tree.leaves(carry[0])) / n
+        return carry, {"train_loss": jnp.mean(losses), "consensus_distance": distance}
+
+    def program(params):
+        (params, _), records = jax.lax.scan(block, (params, 0), None, length=steps // every)
+        return params, records
+
+    return jax.jit(program, donate_argnums=0)
+
+
+def _seconds(program, params, calls: int):
+    """Median seconds of one call, chaining the donated params from call to call."""
+    params, records = program(params)  # compile and warm up
+    jax.block_until_ready((params, records))
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        params, records = program(params)
+        jax.block_until_ready((params, records))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), params
+
+
+def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: int) -> dict:
+    model, params, data = _workload(n)
+    programs = {
+        "now": decjax_program(name, n, model, data, steps=steps, every=every, lowering="cpu"),
+        "xla_reduction": decjax_program(
+            name, n, model, data, steps=steps, every=every, lowering="plain"
+        ),
+        "hand": hand_program(name, n, model, data, steps=steps, every=every),
+    }
+    # the same maths: final params agree to float32 rounding
+    copy = lambda: jax.tree.map(jnp.copy, params)  # noqa: E731
+    finals = {k: jax.tree.leaves(p(copy())[0]) for k, p in programs.items()}
+    diff = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for other in ("now", "xla_reduction")
+        for a, b in zip(finals[other], finals["hand"], strict=True)
+    )
+    state = {k: copy() for k in programs}
+    times = {k: [] for k in programs}
+    for _ in range(rounds):
+        for k, program in programs.items():
+            t, state[k] = _seconds(program, state[k], calls)
+            times[k].append(t)
+    ratio = lambda k: statistics.median(  # noqa: E731
+        a / b for a, b in zip(times[k], times["hand"], strict=True)
+    )
+    row = {
+        "algorithm": name,
+        "n": n,
+        "steps": steps,
+        "record_every": every,
+        **{f"{k}_ms": 1e3 * statistics.median(v) / steps for k, v in times.items()},
+        "ratio": ratio("now"),
+        "ratio_xla_reduction": ratio("xla_reduction"),
+        "max_abs_diff": diff,
+    }
+    print(
+        f"{name:20s} n={n:4d} record every {every:3d}: decjax {row['now_ms']:8.2f} ms/step, "
+        f"x{row['ratio']:.3f} the hand-written step (with XLA's reduction x"
+        f"{row['ratio_xla_reduction']:.3f}); max |diff| {diff:.1e}",
+        flush=True,
+    )
+    return row
+
+
+def evaluation_cost(n: int, *, examples: int, every: int, rounds: int) -> dict:
+    """A run recording every ``every`` steps without evaluation, with the averaged model's
+    evaluation on ``examples`` test examples, and with every worker's evaluation too."""
+    model, params, data = _workload(n)
+    test = (
+        jax.random.normal(jax.random.key(5), (examples, LAYERS[0])),
+        jax.random.randint(jax.random.key(6), (examples,), 0, LAYERS[-1]),
+    )
+    tx = _transformation("dpsgd ring", n)
+    key = jax.random.key(0)
+
+    def program(evaluation):
+        run = decjax.make_run(model.loss, tx, steps=2 * every, evaluation=evaluation)
+
+        def one(params):
+            state, metrics = run(params, key, data, test)
+            return state.params, metrics
+
+        return jax.jit(one, donate_argnums=0)
+
+    programs = {
+        "none": program(decjax.Evaluation(every=every)),
+        "averaged": program(decjax.Evaluation(every=every, fn=model.eval_fn)),
+        "workers": program(decjax.Evaluation(every=every, fn=model.eval_fn, workers=True)),
+    }
+    state = {k: jax.tree.map(jnp.copy, params) for k in programs}
+    times = {k: [] for k in programs}
+    for _ in range(rounds):
+        for k, program_ in programs.items():
+            t, state[k] = _seconds(program_, state[k], 1)
+            times[k].append(t)
+    ratio = lambda k: statistics.median(  # noqa: E731
+        a / b for a, b in zip(times[k], times["none"], strict=True)
+    )
+    row = {
+        "n": n,
+        "examples": examples,
+        "record_every": every,
+        **{f"{k}_ms": 1e3 * statistics.median(v) / (2 * every) for k, v in times.items()},
+        "averaged_ratio": ratio("averaged"),
+        "workers_ratio": ratio("workers"),
+    }
+    print(
+        f"evaluation n={n} on {examples} examples every {every} steps: averaged model "
+        f"x{row['averaged_ratio']:.3f}, every worker too x{row['workers_ratio']:.3f}",
+        flush=True,
+    )
+    return row
+
+
+def main(argv=None) -> int:
+    args = arguments(__doc__, argv)
+    if args.quick:
+        plan, steps, everies, rounds, calls = (
+            [(n, a) for n in (4,) for a in ALGORITHMS],
+            4,
+            (2,),
+            1,
+            1,
+        )
+    else:
+        plan = [(n, a) for n in (16, 64, 256) for a in ALGORITHMS]
+        steps, everies, rounds, calls = 16, (1, 16), 5, 1
+    rows = [
+        measure(name, n, steps=steps, every=every, rounds=rounds, calls=calls)
+        for n, name in plan
+        for every in everies
+    ]
+    n, examples, every = (4, 100, 2) if args.quick else (64, 10_000, 35)
+    evaluation = evaluation_cost(n, examples=examples, every=every, rounds=rounds)
+    device = jax.devices()[0]
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "device": f"{device.platform} ({device.device_kind})",
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "quick": args.quick,
+        "model": "MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker",
+        "rows": rows,
+        "evaluation": evaluation,
+    }
+    write(
+        args.out,
+        f"simulate_step_{'quick' if args.quick else device.platform}",
+        report,
+        to_markdown(report),
+    )
+    return 0
+
+
+def to_markdown(report: dict) -> str:
+    lines = [
+        f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
+        + (" (quick mode: not a measurement)" if report["quick"] else "")
+        + f". {report['model']}. Per-step time of make_run's program (params donated) against "
+        "a hand-written lax.scan with the same records; ratios: medians over alternating rounds.",
+        "",
+        "| algorithm | n | record every | decjax ms | hand-written ms | ratio | decjax with "
+        "XLA's reduction ms | ratio | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['algorithm']} | {r['n']} | {r['record_every']} | {r['now_ms']:.2f} | "
+            f"{r['hand_ms']:.2f} | {r['ratio']:.3f} | {r['xla_reduction_ms']:.2f} | "
+            f"{r['ratio_xla_reduction']:.3f} | {r['max_abs_diff']:.1e} |"
+        )
+    e = report["evaluation"]
+    lines += [
+        "",
+        f"Evaluation, D-PSGD on a ring, n = {e['n']}, {e['examples']:,} test examples, a record "
+        f"every {e['record_every']} steps: per-step time without evaluation {e['none_ms']:.2f} ms; "
+        f"evaluating the averaged model {e['averaged_ms']:.2f} ms (x{e['averaged_ratio']:.3f}); "
+        f"every worker too (`eval_workers=True`) {e['workers_ms']:.2f} ms "
+        f"(x{e['workers_ratio']:.3f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
