@@ -3,8 +3,8 @@
 Made for a GPU lent for minutes, with jax preinstalled and no package index:
 run from the checkout, nothing installed::
 
-    PYTHONPATH=. python -m benchmarks.gpu --out benchmarks/results/gpu --budget-s 480
-    PYTHONPATH=. python -m benchmarks.gpu --out benchmarks/results/gpu --only convnets memory
+    PYTHONPATH=. python -m benchmarks.gpu --budget-s 480       # -> benchmarks/results/gpu.json, .md
+    PYTHONPATH=. python -m benchmarks.gpu --only convnets memory  # resume: merged into gpu.json
     python -m benchmarks.gpu --quick --out /tmp/gpu    # the same code, tiny sizes, on the CPU
 
 Sections (``benchmarks/gpu_sections.py``; each ratio has its baseline measured
@@ -42,7 +42,10 @@ import jax
 
 from benchmarks.gpu_sections import SECTIONS, Plan
 
-STEM = "gpu"
+
+
+def _stem(quick: bool) -> str:
+    return "gpu_quick" if quick else "gpu"
 
 
 def _commit() -> str:
@@ -84,7 +87,7 @@ def _header(args) -> dict:
 
 def _load(out: Path, header: dict) -> dict:
     """The report in ``out`` to merge into (``--only``), else a fresh one."""
-    path = out / f"{STEM}.json"
+    path = out / f"{_stem(header['quick'])}.json"
     if not path.exists():
         return header
     report = json.loads(path.read_text())
@@ -94,8 +97,9 @@ def _load(out: Path, header: dict) -> dict:
 
 def _write(out: Path, report: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{STEM}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    (out / f"{STEM}.md").write_text(to_markdown(report))
+    stem = _stem(report["quick"])
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / f"{stem}.md").write_text(to_markdown(report))
 
 
 def run_sections(args) -> dict:
@@ -157,7 +161,7 @@ def to_markdown(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CPU smoke test)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--budget-s", type=float, default=480.0, help="wall seconds in all")
     parser.add_argument(
         "--reserve-s", type=float, default=30.0, help="start nothing with less than this left"
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
         for row in section["rows"]
         if "error" in row
     ]
-    print(f"wrote {args.out / STEM}.json and .md" + (f"; errors in {errors}" if errors else ""))
+    print(f"wrote {args.out / _stem(args.quick)}.json and .md" + (f"; errors in {errors}" if errors else ""))
     return 1 if errors else 0
 
 

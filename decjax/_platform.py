@@ -1,6 +1,6 @@
 """The platform choices, in one place: which lowering a run's program is traced with.
 
-XLA's CPU compiler needs three workarounds that other backends do not, and
+XLA's CPU compiler needs four workarounds that other backends do not, and
 decjax applies them only under the ``"cpu"`` lowering:
 
 * the convolution's weight gradient as a matmul of patches
@@ -12,6 +12,10 @@ decjax applies them only under the ``"cpu"`` lowering:
 * gossip whose input is the previous gossip's output passes through a
   conditional XLA cannot fuse across (:func:`separated`), where the CPU
   compiler would recompute the producer for every neighbour it reads.
+* sums over the workers (the complete graph, periodic averaging, the
+  consensus distance, averaged evaluation) as a dot with ones
+  (:func:`decjax._axis.sum_rows`): XLA:CPU's reduction over the leading axis
+  is 20 to 50 times slower (``python -m benchmarks.simulate_step``).
 
 The choice is ``Execution(lowering=...)``: ``"auto"`` (the default) is ``"cpu"``
 on the CPU backend and ``"plain"`` elsewhere; ``"plain"`` uses the plain XLA

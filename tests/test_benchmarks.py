@@ -87,7 +87,7 @@ def test_timing_benchmark_quick_mode_writes_results(tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
     assert gpu.main(["--quick", "--out", str(tmp_path)]) == 0  # 1: a measurement failed
-    report = json.loads((tmp_path / "gpu.json").read_text())
+    report = json.loads((tmp_path / "gpu_quick.json").read_text())
     assert set(report["sections"]) == set(gpu.SECTIONS)
     assert report["commit"] and report["jax"] and report["device"]
     for section in report["sections"].values():
@@ -97,10 +97,10 @@ def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
     assert all(row["worker_steps_per_s"] > 0 for row in record[1:])
     dpsgd_row = report["sections"]["dpsgd"]["rows"][0]
     assert dpsgd_row["max_abs_diff"] < 1e-4 and dpsgd_row["ratio"] > 0
-    assert "## convnets" in (tmp_path / "gpu.md").read_text()
+    assert "## convnets" in (tmp_path / "gpu_quick.md").read_text()
     # resuming one section keeps the others
     assert gpu.main(["--quick", "--out", str(tmp_path), "--only", "gossip"]) == 0
-    again = json.loads((tmp_path / "gpu.json").read_text())
+    again = json.loads((tmp_path / "gpu_quick.json").read_text())
     assert set(again["sections"]) == set(gpu.SECTIONS)
     assert again["sections"]["record"] == report["sections"]["record"]
 

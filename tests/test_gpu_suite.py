@@ -7,11 +7,11 @@ from benchmarks import gpu
 
 def test_a_spent_budget_skips_every_measurement_and_still_writes_the_report(tmp_path):
     assert gpu.main(["--quick", "--out", str(tmp_path), "--budget-s", "0"]) == 0
-    report = json.loads((tmp_path / "gpu.json").read_text())
+    report = json.loads((tmp_path / "gpu_quick.json").read_text())
     assert set(report["sections"]) == set(gpu.SECTIONS)
     for section in report["sections"].values():
         assert section["rows"] == [] and section["skipped"]
-    markdown = (tmp_path / "gpu.md").read_text()
+    markdown = (tmp_path / "gpu_quick.md").read_text()
     assert "quick mode: not a measurement" in markdown and "skipped (budget)" in markdown
 
 
@@ -21,5 +21,5 @@ def test_a_failing_measurement_is_recorded_and_the_run_goes_on(tmp_path, monkeyp
 
     monkeypatch.setitem(gpu.SECTIONS, "record", broken)
     assert gpu.main(["--quick", "--out", str(tmp_path), "--only", "record"]) == 1
-    rows = json.loads((tmp_path / "gpu.json").read_text())["sections"]["record"]["rows"]
+    rows = json.loads((tmp_path / "gpu_quick.json").read_text())["sections"]["record"]["rows"]
     assert rows[0]["error"].startswith("ZeroDivisionError") and rows[1]["value"] == 1.0

@@ -128,8 +128,9 @@ class Execution:
         and nowhere else, ``"cpu"`` applies them on any backend, ``"plain"`` on
         none. The workarounds: the convolution's patch-matmul weight gradient
         (:func:`decjax.problems.conv_general_dilated`), ``worker_chunks="auto"``
-        as one worker at a time for a loss with a convolution, and gossip whose
-        input is the previous gossip's output kept from fusing into it. Results
+        as one worker at a time for a loss with a convolution, gossip whose
+        input is the previous gossip's output kept from fusing into it, and
+        sums over the workers as a dot with ones. Results
         agree to float rounding; only speed and memory differ.
     """
 
