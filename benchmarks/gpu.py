@@ -43,7 +43,6 @@ import jax
 from benchmarks.gpu_sections import SECTIONS, Plan
 
 
-
 def _stem(quick: bool) -> str:
     return "gpu_quick" if quick else "gpu"
 
@@ -175,7 +174,10 @@ def main(argv=None) -> int:
         for row in section["rows"]
         if "error" in row
     ]
-    print(f"wrote {args.out / _stem(args.quick)}.json and .md" + (f"; errors in {errors}" if errors else ""))
+    print(
+        f"wrote {args.out / _stem(args.quick)}.json and .md"
+        + (f"; errors in {errors}" if errors else "")
+    )
     return 1 if errors else 0
 
 

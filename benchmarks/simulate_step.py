@@ -24,6 +24,7 @@ ratios is reported. MLP 784-256-256-10, batch 32 per worker.
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import statistics
 import time
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 import decjax
+from benchmarks import dpsgd_step
 from benchmarks._report import arguments, write
 
 LAYERS = [784, 256, 256, 10]
@@ -223,8 +225,57 @@ def evaluation_cost(n: int, *, examples: int, every: int, rounds: int) -> dict:
     return row
 
 
+def worker_sums(sizes, d: int, *, repeats: int) -> list[dict]:
+    """One sum over the workers of ``(n, d)`` floats: ``jnp.sum(x, axis=0)`` against a dot
+    with ones (what decjax's CPU lowering computes)."""
+    rows = []
+    for n in sizes:
+        x = jax.random.normal(jax.random.key(0), (n, d))
+        reduction = jax.jit(lambda x: jnp.sum(x, axis=0))
+        dot = jax.jit(
+            lambda x: jnp.tensordot(
+                jnp.ones(x.shape[0], x.dtype), x, axes=1, precision=jax.lax.Precision.HIGHEST
+            )
+        )
+        t_reduction = dpsgd_step._timed(reduction, x, repeats=repeats)
+        t_dot = dpsgd_step._timed(dot, x, repeats=repeats)
+        diff = float(jnp.max(jnp.abs(reduction(x) - dot(x))))
+        rows.append(
+            {
+                "n": n,
+                "d": d,
+                "reduction_ms": 1e3 * t_reduction,
+                "dot_ms": 1e3 * t_dot,
+                "reduction_over_dot": t_reduction / t_dot,
+                "max_abs_diff": diff,
+            }
+        )
+        print(f"sum over {n} workers x {d} floats: reduction x{t_reduction / t_dot:.1f} the dot")
+    return rows
+
+
 def main(argv=None) -> int:
-    args = arguments(__doc__, argv)
+    args = arguments(
+        __doc__,
+        argv,
+        lambda p: p.add_argument(
+            "--sums-only",
+            action="store_true",
+            help="measure the sums alone and add them to the report already in --out",
+        ),
+    )
+    device = jax.devices()[0]
+    stem = f"simulate_step_{'quick' if args.quick else device.platform}"
+    sums = worker_sums(
+        (4,) if args.quick else (16, 64, 256),
+        1024 if args.quick else 200_704,
+        repeats=1 if args.quick else 7,
+    )
+    if args.sums_only:
+        report = json.loads((args.out / f"{stem}.json").read_text())
+        report["sums"] = sums
+        write(args.out, stem, report, to_markdown(report))
+        return 0
     if args.quick:
         plan, steps, everies, rounds, calls = (
             [(n, a) for n in (4,) for a in ALGORITHMS],
@@ -243,7 +294,6 @@ def main(argv=None) -> int:
     ]
     n, examples, every = (4, 100, 2) if args.quick else (64, 10_000, 35)
     evaluation = evaluation_cost(n, examples=examples, every=every, rounds=rounds)
-    device = jax.devices()[0]
     report = {
         "date": datetime.date.today().isoformat(),
         "device": f"{device.platform} ({device.device_kind})",
@@ -253,6 +303,7 @@ def main(argv=None) -> int:
         "model": "MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker",
         "rows": rows,
         "evaluation": evaluation,
+        "sums": sums,
     }
     write(
         args.out,
@@ -289,6 +340,20 @@ def to_markdown(report: dict) -> str:
         f"every worker too (`eval_workers=True`) {e['workers_ms']:.2f} ms "
         f"(x{e['workers_ratio']:.3f}).",
     ]
+    if "sums" in report:
+        lines += [
+            "",
+            "One sum over the workers, `jnp.sum(x, axis=0)` (XLA's reduction) against a dot "
+            "with ones (decjax's CPU lowering):",
+            "",
+            "| n | floats per worker | reduction ms | dot ms | reduction / dot | max abs diff |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["sums"]:
+            lines.append(
+                f"| {r['n']} | {r['d']:,} | {r['reduction_ms']:.3f} | {r['dot_ms']:.3f} | "
+                f"{r['reduction_over_dot']:.1f} | {r['max_abs_diff']:.1e} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ decjax applies them only under the ``"cpu"`` lowering:
 * sums over the workers (the complete graph, periodic averaging, the
   consensus distance, averaged evaluation) as a dot with ones
   (:func:`decjax._axis.sum_rows`): XLA:CPU's reduction over the leading axis
-  is 20 to 50 times slower (``python -m benchmarks.simulate_step``).
+  is 40 to 60 times slower (``python -m benchmarks.simulate_step``).
 
 The choice is ``Execution(lowering=...)``: ``"auto"`` (the default) is ``"cpu"``
 on the CPU backend and ``"plain"`` elsewhere; ``"plain"`` uses the plain XLA

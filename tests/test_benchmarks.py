@@ -113,3 +113,4 @@ def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):
         assert row["max_abs_diff"] < 1e-5  # simulate's program and the hand-written one agree
         assert row["ratio"] > 0 and row["ratio_xla_reduction"] > 0
     assert report["evaluation"]["workers_ratio"] > 0
+    assert report["sums"][0]["max_abs_diff"] < 1e-4 and report["sums"][0]["reduction_over_dot"] > 0

@@ -113,7 +113,8 @@ def _text(page: str) -> str:
 
 
 # Numbers from elsewhere: page -> token -> where it comes from: "paper: ..." (the page marks
-# it as the paper's), "closed form: ..." (the page shows the formula) or "commit <sha> <path>"
+# it as the paper's), "review: ..." (a reviewer's measurement the page quotes as such), "closed
+# form: ..." (the page shows the formula) or "commit <sha> <path>"
 # (an earlier run's committed file, read from git history).
 _YING_ORDER = "experiments/results/exponential_graphs/exponential_graphs_order.md"
 SOURCES: dict[str, dict[str, str]] = {
@@ -135,6 +136,8 @@ SOURCES: dict[str, dict[str, str]] = {
     "docs/benchmarks.md": {
         "8,752": "commit fca5c38 benchmarks/results/convnets_cpu.md",
         "2,454": "commit fca5c38 benchmarks/results/convnets_cpu.md",
+        "2.9": "review: issue 28's complete / ring step ratios on the CPU, quoted as the review's",
+        "3.3": "review: issue 28's complete / ring step ratios on the CPU, quoted as the review's",
     },
 }
 

@@ -37,9 +37,10 @@ class Evaluation:
       data: the evaluation data passed to ``fn`` (replicated on a mesh).
       workers: also evaluate every worker (``worker_test_<name>``, the mean
         over workers of each worker's own metric). Off by default: it costs
-        ``n`` evaluations per record, 9.8 times a run without evaluation for
-        64 workers on 10,000 test examples recorded every 35 steps, while the
-        averaged model's evaluation costs one.
+        ``n`` evaluations per record (on the CPU, 64 workers, 10,000 test
+        examples recorded every 35 steps: 2.1 times a run without evaluation,
+        while the averaged model's evaluation costs nothing measurable;
+        ``benchmarks/results/simulate_step_cpu.md``).
     """
 
     every: int | None = None

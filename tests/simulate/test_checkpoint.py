@@ -342,7 +342,7 @@ def _digits_run(directory, model=None, **kwargs):
     [
         ({"model": decjax.problems.mlp([64, 16, 10], activation=jax.nn.tanh)}, "loss_fn"),
         pytest.param({"model": decjax.problems.mlp([64, 16, 10], l2=1e-2)}, "loss_fn", marks=SLOW),
-        ({"eval_workers": False}, "eval_workers"),
+        ({"eval_workers": True}, "eval_workers"),
         pytest.param({"mix_model_state": decjax.ring(N)}, "mix_model_state", marks=SLOW),
     ],
 )
