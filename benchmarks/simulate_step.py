@@ -106,7 +106,7 @@ def hand_program(name: str, n: int, model, data, *, steps: int, every: int):
 
     def block(carry, _):
         carry, losses = jax.lax.scan(step, carry, None, length=every)
-        distance = sum(jnp.sum((a - mean(a)) ** 2) for a in jax.tree.leaves(carry[0])) / n
+        distance = sum(jnp.sum((a - mean(a)[None]) ** 2) for a in jax.tree.leaves(carry[0])) / n
         return carry, {"train_loss": jnp.mean(losses), "consensus_distance": distance}
 
     def program(params):
