@@ -254,63 +254,125 @@ def worker_sums(sizes, d: int, *, repeats: int) -> list[dict]:
     return rows
 
 
+def compile_times(quick: bool, repeats: int) -> list[dict]:
+    """Seconds to compile ``make_run``'s program (``steps_per_iteration`` as chosen by
+    ``"auto"`` and as given) against the hand-written program, without the compilation
+    cache: what a user waits for before the first step. Each program is compiled ``repeats``
+    times in rotation and the least time is kept."""
+    from benchmarks import convnets
+
+    cached = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    rows = []
+    try:
+        plans = [("mlp", 4), ("lenet5", 2)] if quick else [("mlp", 16), ("lenet5", 16)]
+        plans += [] if quick else [("resnet20", 4)]
+        for name, n in plans:
+            if name == "mlp":
+                model, params, data = _workload(n)
+                stateful, state = False, None
+            else:
+                model, stateful, params, state, data = convnets._setup(name, n, 32)
+            tx = decjax.dpsgd(LR, decjax.ring(n), momentum=0.9)
+            key = jax.random.key(3)
+
+            def seconds(fn):
+                start = time.perf_counter()
+                jax.jit(fn).lower(params, key, data, state).compile()
+                return time.perf_counter() - start
+
+            def decjax_program(spi, model=model, tx=tx, stateful=stateful):
+                run = decjax.make_run(
+                    model.loss,
+                    tx,
+                    steps=4,
+                    eval_every=4,
+                    stateful=stateful,
+                    steps_per_iteration=spi,
+                )
+                return lambda p, k, d, s: run(p, k, d, None, None, s)[0].params
+
+            def hand_program(model=model, stateful=stateful):
+                hand = convnets._hand_run(model, stateful, 4, LR, 0.9)
+                return lambda p, k, d, s: hand(p, s, d, k)
+
+            # factories: every compile traces a new function, so no in-memory cache answers
+            programs = {
+                "decjax_auto_s": lambda: decjax_program("auto"),
+                "decjax_one_s": lambda: decjax_program(1),
+                "decjax_two_s": lambda: decjax_program(2),
+                "hand_written_s": hand_program,
+            }
+            seconds(hand_program())  # the first compile of the process: not counted
+            times = {label: [] for label in programs}
+            for _ in range(repeats):  # in rotation, the least of each
+                for label, make in programs.items():
+                    times[label].append(seconds(make()))
+            row = {"model": name, "n": n, **{k: min(v) for k, v in times.items()}}
+            for label in ("auto", "one", "two"):
+                row[f"ratio_{label}"] = row[f"decjax_{label}_s"] / row["hand_written_s"]
+            print(
+                f"compile {name} n={n}: decjax x{row['ratio_auto']:.2f} the hand-written "
+                f"program (one step per iteration x{row['ratio_one']:.2f}, two "
+                f"x{row['ratio_two']:.2f})",
+                flush=True,
+            )
+            rows.append(row)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cached)
+    return rows
+
+
+SECTIONS = ("steps", "evaluation", "sums", "compile")
+
+
 def main(argv=None) -> int:
     args = arguments(
         __doc__,
         argv,
         lambda p: p.add_argument(
-            "--sums-only",
-            action="store_true",
-            help="measure the sums alone and add them to the report already in --out",
+            "--only",
+            nargs="+",
+            choices=SECTIONS,
+            help="measure these parts and merge them into the report already in --out",
         ),
     )
     device = jax.devices()[0]
     stem = f"simulate_step_{'quick' if args.quick else device.platform}"
-    sums = worker_sums(
-        (4,) if args.quick else (16, 64, 256),
-        1024 if args.quick else 200_704,
-        repeats=1 if args.quick else 7,
-    )
-    if args.sums_only:
-        report = json.loads((args.out / f"{stem}.json").read_text())
-        report["sums"] = sums
-        write(args.out, stem, report, to_markdown(report))
-        return 0
     if args.quick:
-        plan, steps, everies, rounds, calls = (
-            [(n, a) for n in (4,) for a in ALGORITHMS],
-            4,
-            (2,),
-            1,
-            1,
-        )
+        plan, steps, everies, rounds = [(4, a) for a in ALGORITHMS], 4, (2,), 1
     else:
         plan = [(n, a) for n in (16, 64, 256) for a in ALGORITHMS]
-        steps, everies, rounds, calls = 16, (1, 16), 3, 1
-    rows = [
-        measure(name, n, steps=steps, every=every, rounds=rounds, calls=calls)
-        for n, name in plan
-        for every in everies
-    ]
+        steps, everies, rounds = 16, (1, 16), 3
     n, examples, every = (4, 100, 2) if args.quick else (64, 10_000, 35)
-    evaluation = evaluation_cost(n, examples=examples, every=every, rounds=rounds)
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "model": "MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker",
-        "rows": rows,
-        "evaluation": evaluation,
-        "sums": sums,
+    parts = {
+        "steps": lambda: [
+            measure(name, n, steps=steps, every=every, rounds=rounds, calls=1)
+            for n, name in plan
+            for every in everies
+        ],
+        "evaluation": lambda: evaluation_cost(n, examples=examples, every=every, rounds=rounds),
+        "sums": lambda: worker_sums(
+            (4,) if args.quick else (16, 64, 256),
+            1024 if args.quick else 200_704,
+            repeats=1 if args.quick else 7,
+        ),
+        "compile": lambda: compile_times(args.quick, repeats=1 if args.quick else 3),
     }
-    write(
-        args.out,
-        f"simulate_step_{'quick' if args.quick else device.platform}",
-        report,
-        to_markdown(report),
-    )
+    if args.only:
+        report = json.loads((args.out / f"{stem}.json").read_text())
+    else:
+        report = {
+            "date": datetime.date.today().isoformat(),
+            "device": f"{device.platform} ({device.device_kind})",
+            "jax": jax.__version__,
+            "python": platform.python_version(),
+            "quick": args.quick,
+            "model": "MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker",
+        }
+    for part in args.only or SECTIONS:
+        report["rows" if part == "steps" else part] = parts[part]()
+    write(args.out, stem, report, to_markdown(report))
     return 0
 
 
@@ -340,6 +402,22 @@ def to_markdown(report: dict) -> str:
         f"every worker too (`eval_workers=True`) {e['workers_ms']:.2f} ms "
         f"(x{e['workers_ratio']:.3f}).",
     ]
+    if "compile" in report:
+        lines += [
+            "",
+            "Compile time (seconds, no compilation cache) of make_run's program, 4 steps, "
+            "against the hand-written program:",
+            "",
+            "| model | n | decjax, auto | one step per iteration | two | hand-written | ratio, "
+            "auto | ratio, one | ratio, two |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["compile"]:
+            lines.append(
+                f"| {r['model']} | {r['n']} | {r['decjax_auto_s']:.2f} | {r['decjax_one_s']:.2f} | "
+                f"{r['decjax_two_s']:.2f} | {r['hand_written_s']:.2f} | {r['ratio_auto']:.2f} | "
+                f"{r['ratio_one']:.2f} | {r['ratio_two']:.2f} |"
+            )
     if "sums" in report:
         lines += [
             "",

@@ -23,12 +23,16 @@ from decjax.metrics import (
     traffic_metrics,
     zero_totals,
 )
-from decjax.simulate._lowering import AUTO, resolve_worker_chunks
+from decjax.simulate._lowering import (
+    AUTO,
+    STEPS_PER_ITERATION,
+    resolve_steps_per_iteration,
+    resolve_worker_chunks,
+)
 from decjax.timing import TimeModel
 
 TxFactory = Callable[..., optax.GradientTransformation]
 
-STEPS_PER_ITERATION = 2
 NONFINITE_STEP = "_nonfinite_step"  # an internal metric, removed before results are returned
 
 
@@ -94,7 +98,7 @@ class Program:
     eval_fn: Callable[[Any, Any], dict] | None = None
     eval_workers: bool = False
     worker_chunks: int | str = AUTO
-    steps_per_iteration: int = STEPS_PER_ITERATION
+    steps_per_iteration: int | str = AUTO  # see _lowering.resolve_steps_per_iteration
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
@@ -160,6 +164,18 @@ class Program:
             return loss, grads, model_state, aux
 
         return jax.vmap(stateful)
+
+    def _loss_arguments(self, state: RunState, data) -> tuple:
+        """The shapes of the loss's arguments for all the workers (nothing runs)."""
+
+        def arguments():
+            batch = self.batch(data, state.key, state.step)
+            if not self.stateful:
+                return state.params, batch
+            n = jax.tree.leaves(state.params)[0].shape[0]
+            return state.params, batch, state.model_state, worker_keys(state.key, n)
+
+        return jax.eval_shape(arguments)
 
     @_lowered
     def gradients(self, params, data, key, model_state=None, step=0):
@@ -235,7 +251,10 @@ class Program:
             return new, (_axis.mean_workers(losses), aux)
 
         start = state
-        state, (losses, aux) = scan_steps(step, state, self.eval_every, self.steps_per_iteration)
+        unroll = resolve_steps_per_iteration(
+            self.steps_per_iteration, self.loss_fn, *self._loss_arguments(state, data)
+        )
+        state, (losses, aux) = scan_steps(step, state, self.eval_every, unroll)
         bad = ~jnp.isfinite(losses)
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from decjax._validation import check_bool, check_int
-from decjax.simulate._program import STEPS_PER_ITERATION
+from decjax.simulate._lowering import AUTO
 from decjax.simulate._run import Run, as_lists, program_of, run_simulation, run_sweep
 from decjax.simulate.options import (
     Checkpointing,
@@ -55,7 +55,7 @@ def make_run(
     eval_fn: Callable | None = None,
     eval_workers: bool = False,
     worker_chunks: int | str = "auto",
-    steps_per_iteration: int = STEPS_PER_ITERATION,
+    steps_per_iteration: int | str = AUTO,
     evaluation: Evaluation | None = None,
     execution: Execution | None = None,
     stateful: bool = False,
@@ -153,7 +153,7 @@ def simulate(
     eval_data: Any = None,
     eval_workers: bool = False,
     worker_chunks: int | str = "auto",
-    steps_per_iteration: int = STEPS_PER_ITERATION,
+    steps_per_iteration: int | str = AUTO,
     on_divergence: str = "raise",
     progress: bool = True,
     chunks: int | None = None,
@@ -196,7 +196,7 @@ def simulate(
       worker_chunks: groups of workers whose gradients are computed one after another
         (``Execution.worker_chunks``; ``"auto"`` chooses by device and model).
       steps_per_iteration: training steps per iteration of the compiled loop
-        (``Execution.steps_per_iteration``).
+        (``Execution.steps_per_iteration``; ``"auto"``: 1 for a convnet, else 2).
       on_divergence: on a non-finite loss: ``"raise"`` (``FloatingPointError`` naming the
         step), ``"stop"`` (records up to the last finite one, ``diverged_at``) or ``"ignore"``.
       progress: show a progress bar.

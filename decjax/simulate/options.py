@@ -23,7 +23,7 @@ from typing import Any
 
 from decjax._platform import check_lowering
 from decjax._validation import check_bool, check_callable, check_int
-from decjax.simulate._lowering import AUTO, check_worker_chunks
+from decjax.simulate._lowering import AUTO, check_steps_per_iteration, check_worker_chunks
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,13 @@ class Execution:
       chunks: compiled calls with a progress bar between them (default about
         20; a divisor of the number of records).
       steps_per_iteration: training steps per iteration of the compiled loop.
-        With 2 (the default) every step writes its new params over the params
-        of two steps before, instead of into a fresh buffer that is then
-        copied back: one pass over the params (and over every gossiped state
-        leaf) less per step, for one more params-sized temporary. Use 1 when
+        With 2 every step writes its new params over the params of two steps
+        before, instead of into a fresh buffer that is then copied back: one
+        pass over the params (and over every gossiped state leaf) less per
+        step, for one more params-sized temporary and a compiled program
+        twice the size. ``"auto"`` (the default): 1 for a loss with a
+        convolution (compute-bound steps, where the copy is negligible and
+        the doubled program costs compile time), 2 otherwise. Use 1 when
         memory, not time, is the limit. Results agree to float32 rounding.
       worker_chunks: compute minibatches and gradients for this many groups
         of workers one after another (``lax.map``), to bound activation memory
@@ -136,7 +139,7 @@ class Execution:
     """
 
     chunks: int | None = None
-    steps_per_iteration: int = 2
+    steps_per_iteration: int | str = AUTO
     worker_chunks: int | str = AUTO
     mesh: Any = None
     lowering: str = AUTO
@@ -144,7 +147,7 @@ class Execution:
     def __post_init__(self):
         if self.chunks is not None:
             check_int("Execution.chunks", self.chunks, minimum=1)
-        check_int("Execution.steps_per_iteration", self.steps_per_iteration, minimum=1)
+        check_steps_per_iteration("Execution.steps_per_iteration", self.steps_per_iteration)
         check_worker_chunks("Execution.worker_chunks", self.worker_chunks)
         check_lowering("Execution.lowering", self.lowering)
 
@@ -267,6 +270,8 @@ def _from_keywords(kind, flat: dict[str, Any]):
 def _is_default(value, default) -> bool:
     if value is default:
         return True
+    if isinstance(value, str) and isinstance(default, str):
+        return value == default
     if default is None or not isinstance(value, bool | int | float):
         return False
     return value == default and type(value) is type(default)

@@ -241,7 +241,11 @@ def test_result_dataframe_and_plot(quad):
         ({"on_divergence": "panic"}, ValueError, "on_divergence must be one of"),
         ({"chunks": 7}, ValueError, "chunks"),
         ({"eval_fn": 3}, TypeError, "eval_fn must be callable"),
-        ({"steps_per_iteration": 0}, ValueError, "steps_per_iteration must be >= 1"),
+        (
+            {"steps_per_iteration": 0},
+            ValueError,
+            "steps_per_iteration must be a positive int or 'auto'",
+        ),
         ({"worker_chunks": 3}, ValueError, r"worker_chunks \(3\) must divide"),
     ],
 )

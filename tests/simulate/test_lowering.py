@@ -10,7 +10,12 @@ import pytest
 import decjax
 from decjax import _platform
 from decjax.problems import cnn1d
-from decjax.simulate._lowering import check_worker_chunks, has_convolution, resolve_worker_chunks
+from decjax.simulate._lowering import (
+    check_worker_chunks,
+    has_convolution,
+    resolve_steps_per_iteration,
+    resolve_worker_chunks,
+)
 
 N = 4
 
@@ -114,3 +119,26 @@ def _convnet_run(tx, steps, **options):
         progress=False,
         **options,
     )
+
+
+def test_auto_steps_per_iteration_is_one_for_a_convnet_and_two_otherwise():
+    """Two steps per loop iteration save a params copy a compute-bound convnet step does not
+    notice, and double the compiled program: ``"auto"`` keeps them for everything else."""
+    conv, mlp = cnn1d(channels=4), decjax.problems.mlp([40, 8, 10])
+    batch = (jnp.ones((N, 5, 40)), jnp.zeros((N, 5), jnp.int32))
+    conv_params = decjax.replicate(conv.init(jax.random.key(0)), N)
+    mlp_params = decjax.replicate(mlp.init(jax.random.key(0)), N)
+    assert resolve_steps_per_iteration("auto", conv.loss, conv_params, batch) == 1
+    assert resolve_steps_per_iteration("auto", mlp.loss, mlp_params, batch) == 2
+    assert resolve_steps_per_iteration(3, conv.loss, conv_params, batch) == 3
+
+    def program(model, params, **kw):
+        tx = decjax.dpsgd(0.1, decjax.ring(N))
+        run = decjax.make_run(model.loss, tx, steps=8, eval_every=4, **kw)
+        return str(jax.make_jaxpr(lambda p: run(p, jax.random.key(1), batch))(params))
+
+    assert program(conv, conv_params) == program(conv, conv_params, steps_per_iteration=1)
+    assert program(conv, conv_params) != program(conv, conv_params, steps_per_iteration=2)
+    assert program(mlp, mlp_params) == program(mlp, mlp_params, steps_per_iteration=2)
+    with pytest.raises(ValueError, match="steps_per_iteration must be a positive int or 'auto'"):
+        decjax.Execution(steps_per_iteration=0)

@@ -149,7 +149,7 @@ def test_gather_converts_the_flat_keywords_once_into_the_objects():
     options = gather(
         (None, keywords(decjax.Evaluation, 5, None, None, False)),
         (None, keywords(decjax.Checkpointing, None, 2, "a", False)),
-        (decjax.Execution(chunks=4), keywords(decjax.Execution, None, 2, "auto", None)),
+        (decjax.Execution(chunks=4), keywords(decjax.Execution, None, "auto", "auto", None)),
     )
     assert options == Options(
         decjax.Evaluation(every=5, workers=False),
