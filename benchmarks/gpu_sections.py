@@ -25,6 +25,7 @@ from benchmarks import (
     dpsgd_step,
     memory,
     push_sum,
+    robust,
     timing,
     torch_compare,
     torch_convnets,
@@ -248,7 +249,8 @@ def _step_ms(loss, tx, params, data, *, steps, repeats, stateful=False, state=No
 
 
 def overheads(plan: Plan) -> list:
-    """What the newer layers add to a D-PSGD step: the clock, push-sum, DiLoCo, model state."""
+    """What the newer layers add to a D-PSGD step: the clock, push-sum, DiLoCo, model state,
+    robust combines."""
     n, steps = plan.overhead_n, plan.steps
     rounds = 3 if not plan.quick else 1
     mlp = decjax.problems.mlp(LAYERS["mlp"])
@@ -286,6 +288,12 @@ def overheads(plan: Plan) -> list:
             f"{k} / dpsgd ring": v / base for k, v in times.items() if k != "dpsgd ring"
         }
 
+    def robust_combine():
+        rows = robust.measure(
+            n, steps=steps, rounds=rounds, repeats=plan.repeats, graphs=("exponential",)
+        )
+        return {"n": n, **{f"{r['rule']} / gossip": r["ratio"] for r in rows}}
+
     def model_state():
         size = min(n, 16)
         times = {}
@@ -314,7 +322,7 @@ def overheads(plan: Plan) -> list:
         ("push-sum", push),
         ("local SGD and DiLoCo", periodic),
         ("model state (ResNet-20 BatchNorm vs GroupNorm)", model_state),
-        ("robust combine", lambda: {"status": "not built yet (issue 29)"}),
+        ("robust combine (exponential graph)", robust_combine),
     ]
 
 

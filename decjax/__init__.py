@@ -7,6 +7,7 @@ algorithms are optax transformations, and sweeps are ``jax.vmap``-s.
 
 from decjax import (
     algorithms,
+    byzantine,
     data,
     gossip,
     learn,
@@ -85,6 +86,7 @@ __all__ = [
     "SimulationResult",
     "Topology",
     "algorithms",
+    "byzantine",
     "chain",
     "choco_sgd",
     "combine",

@@ -20,8 +20,10 @@ from decjax.algorithms._common import (
     local_then,
     zeros_count,
 )
+from decjax.byzantine.combine import Robust, neighbour_lists, robust_mix
 from decjax.gossip import TRAFFIC, Links, Traffic, worker_bytes
 from decjax.topology import Topology
+from decjax.topology.kinds.sparse import Sparse
 
 ORDERS = ("atc", "parallel")
 
@@ -87,6 +89,7 @@ def combine(
     rounds: int = 1,
     backend: str | None = None,
     average_every: int | None = None,
+    robust: Robust | None = None,
 ) -> DecentralizedTransformation:
     r"""Turn local updates into decentralized ones by gossiping the parameters.
 
@@ -114,6 +117,8 @@ def combine(
       rounds: gossip rounds per step, ``>= 1``.
       backend: force a gossip backend (see :func:`decjax.mix`).
       average_every: ``None`` or ``H >= 1``: exact global averaging every ``H`` steps.
+      robust: a :class:`decjax.byzantine.Robust`: Byzantine workers' messages and a robust
+        rule in place of the linear combine (one round, no exact averaging).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its ``update`` requires ``params``.
@@ -126,6 +131,7 @@ def combine(
     check_choice("order", order, ORDERS)
     if average_every is not None:
         average_every = check_int("average_every", average_every, minimum=1)
+    lists = _robust_lists(robust, topology, gossip.rounds, average_every)
 
     def init(params):
         del params
@@ -138,6 +144,8 @@ def combine(
             traffic = gossip.traffic(tree, state.count)
             if average_every is not None:  # the same record as everyone's, for lax.cond
                 traffic[TRAFFIC] = traffic[TRAFFIC].replace(allreduce=jnp.float32(0.0))
+            if robust is not None:
+                return robust_mix(robust, lists, tree, state.count), traffic
             return gossip(tree, state.count), traffic
 
         def mixed(tree):
@@ -155,6 +163,20 @@ def combine(
         return new, CombineState(state.count + 1), sent
 
     return from_step(init, step)
+
+
+def _robust_lists(robust, topology: Topology, rounds: int, average_every) -> Sparse | None:
+    """The neighbour lists a robust combine gathers over (``None`` without one); refused
+    with several rounds or exact averaging, which a robust rule does not compose with."""
+    if robust is None:
+        return None
+    if not isinstance(robust, Robust):
+        raise TypeError(f"robust must be a decjax.byzantine.Robust, got {type(robust).__name__}")
+    if rounds != 1 or average_every is not None:
+        raise ValueError(
+            "robust= combines one round of neighbour messages: drop rounds= and average_every="
+        )
+    return neighbour_lists(topology, robust.rule)
 
 
 def _everyone(tree, topology: Topology, rounds: int):
@@ -178,6 +200,7 @@ def decentralize(
     rounds: int = 1,
     backend: str | None = None,
     average_every: int | None = None,
+    robust: Robust | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Make any optax optimizer decentralized: ``chain(per_worker(tx), combine(topology))``.
 
@@ -190,5 +213,12 @@ def decentralize(
     """
     return local_then(
         per_worker(tx),
-        combine(topology, order=order, rounds=rounds, backend=backend, average_every=average_every),
+        combine(
+            topology,
+            order=order,
+            rounds=rounds,
+            backend=backend,
+            average_every=average_every,
+            robust=robust,
+        ),
     )

@@ -9,6 +9,7 @@ import optax
 from decjax._validation import check_bool, check_in_range, check_positive
 from decjax.algorithms._combine import decentralize
 from decjax.algorithms._common import constructor
+from decjax.byzantine import Robust
 from decjax.topology import Topology
 
 
@@ -22,6 +23,7 @@ def dpsgd(
     order: str = "atc",
     rounds: int = 1,
     backend: str | None = None,
+    robust: Robust | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Decentralized parallel SGD (D-PSGD), with optional local momentum (DmSGD).
 
@@ -44,6 +46,8 @@ def dpsgd(
       order: ``"atc"`` (adapt-then-combine) or ``"parallel"``.
       rounds: gossip rounds per step.
       backend: force a gossip backend (see :func:`decjax.mix`).
+      robust: a :class:`decjax.byzantine.Robust` (Byzantine workers and a robust rule in
+        place of the linear combine; see :mod:`decjax.byzantine`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` over stacked ``(n, ...)`` params.
@@ -64,7 +68,7 @@ def dpsgd(
       Momentum SGD for Distributed Non-Convex Optimization*, ICML 2019.
     """
     local = local_sgd_optimizer(learning_rate, momentum, nesterov)
-    return decentralize(local, topology, order=order, rounds=rounds, backend=backend)
+    return decentralize(local, topology, order=order, rounds=rounds, backend=backend, robust=robust)
 
 
 def local_sgd_optimizer(learning_rate, momentum, nesterov) -> optax.GradientTransformation:

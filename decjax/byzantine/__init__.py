@@ -1,0 +1,62 @@
+"""Byzantine-robust decentralized learning: attacks, robust combines, honest-only metrics.
+
+Some workers are Byzantine (:class:`Byzantine`: their indices and what they send);
+every honest worker combines what it receives with a robust rule instead of the
+linear gossip average (:class:`Robust`, taken by ``decjax.dpsgd(..., robust=...)``
+and every algorithm built with :func:`decjax.combine` / :func:`decjax.decentralize`).
+
+    >>> import decjax
+    >>> from decjax import byzantine as byz
+    >>> n = 16
+    >>> robust = byz.Robust(byz.Clipping(), byz.Byzantine(byz.place(n, 3), byz.Dissensus()))
+    >>> tx = decjax.dpsgd(0.05, decjax.exponential(n), robust=robust)
+"""
+
+from decjax.byzantine.attacks import (
+    ALIE,
+    ATTACKS,
+    IPM,
+    Attack,
+    Dissensus,
+    Gaussian,
+    SignFlip,
+    alie_z,
+)
+from decjax.byzantine.combine import Byzantine, Robust, neighbour_lists, place, robust_mix
+from decjax.byzantine.metrics import honest_consensus_distance, honest_mean
+from decjax.byzantine.rules import (
+    RULES,
+    Clipping,
+    GeometricMedian,
+    Gossip,
+    Krum,
+    Median,
+    Rule,
+    TrimmedMean,
+)
+
+__all__ = [
+    "ALIE",
+    "ATTACKS",
+    "IPM",
+    "RULES",
+    "Attack",
+    "Byzantine",
+    "Clipping",
+    "Dissensus",
+    "Gaussian",
+    "GeometricMedian",
+    "Gossip",
+    "Krum",
+    "Median",
+    "Robust",
+    "Rule",
+    "SignFlip",
+    "TrimmedMean",
+    "alie_z",
+    "honest_consensus_distance",
+    "honest_mean",
+    "neighbour_lists",
+    "place",
+    "robust_mix",
+]

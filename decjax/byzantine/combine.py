@@ -1,0 +1,157 @@
+"""Robust gossip: Byzantine workers' messages replaced by an attack, the linear combine by a rule.
+
+:class:`Robust` is what an algorithm takes (``decjax.dpsgd(..., robust=...)``):
+every worker receives its neighbours' current models over the topology's
+neighbour lists (a gather, ``O(n k d)`` memory for ``k`` slots), the slots whose
+sender is Byzantine carry the attack's vector instead, and each honest worker
+replaces :math:`\\sum_j W_{ij} x_j` by the rule's aggregate of its own model and
+what it received. The whole model is one vector here (norms and distances are
+over all of a worker's parameters). Byzantine workers train like honest ones
+(their own model is what :class:`~decjax.byzantine.attacks.SignFlip` negates)
+but never combine: they keep their own model. Messages are counted exactly as
+for plain gossip (the same links, the same bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from decjax import _axis
+from decjax.byzantine.attacks import Attack, View
+from decjax.byzantine.rules import Clipping, Rule
+from decjax.topology import Topology
+from decjax.topology.kinds.sparse import Sparse
+
+
+@dataclasses.dataclass(frozen=True)
+class Byzantine:
+    """Which workers are Byzantine (global indices) and what they send."""
+
+    workers: tuple[int, ...]
+    attack: Attack
+
+    def __post_init__(self):
+        workers = tuple(int(i) for i in np.asarray(self.workers, dtype=np.int64).reshape(-1))
+        if len(set(workers)) != len(workers):
+            raise ValueError(f"Byzantine.workers lists a worker twice: {workers}")
+        if not isinstance(self.attack, Attack):
+            raise TypeError(
+                f"Byzantine.attack must be a decjax.byzantine attack (SignFlip(), ALIE(z), ...), "
+                f"got {type(self.attack).__name__}"
+            )
+        object.__setattr__(self, "workers", workers)
+
+    def mask(self, n: int) -> np.ndarray:
+        """``(n,)`` bool: which workers are Byzantine; refused when an index is out of range
+        or when no honest worker would be left."""
+        if any(not 0 <= i < n for i in self.workers):
+            raise ValueError(f"Byzantine.workers must be indices in [0, {n}), got {self.workers}")
+        if len(self.workers) >= n:
+            raise ValueError(f"{len(self.workers)} Byzantine workers leave no honest one of n={n}")
+        out = np.zeros(n, bool)
+        out[list(self.workers)] = True
+        return out
+
+
+def place(n: int, count: int, *, seed: int = 0) -> tuple[int, ...]:
+    """``count`` Byzantine workers out of ``n``, drawn uniformly without replacement (sorted)."""
+    if not 0 <= count < n:
+        raise ValueError(f"count must be in [0, n={n}) Byzantine workers, got {count}")
+    chosen = np.random.default_rng(seed).choice(n, size=count, replace=False)
+    return tuple(sorted(int(i) for i in chosen))
+
+
+@dataclasses.dataclass(frozen=True)
+class Robust:
+    """A robust combine: the rule every honest worker applies, and the Byzantine workers (if
+    any). ``seed`` seeds random attacks (a fresh draw per step and receiver)."""
+
+    rule: Rule = dataclasses.field(default_factory=Clipping)
+    byzantine: Byzantine | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.rule, Rule):
+            raise TypeError(
+                "Robust.rule must be a decjax.byzantine rule (Clipping(), Median(), ...), got "
+                f"{type(self.rule).__name__}"
+            )
+        if self.byzantine is not None and not isinstance(self.byzantine, Byzantine):
+            raise TypeError(f"Robust.byzantine must be a Byzantine, got {self.byzantine!r}")
+
+
+def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
+    """``topology`` as neighbour lists, refused when it has none or when some worker receives
+    fewer messages than ``rule`` needs."""
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
+    if topology.unstackable() is not None:
+        raise ValueError(
+            f"robust gossip needs the graph's neighbour lists in advance, and {topology.name} "
+            "draws its links at every step (random or faulty): not supported yet"
+        )
+    lists = topology.to("sparse") if "sparse" in topology.backends else None
+    if not isinstance(lists, Sparse):
+        raise ValueError(
+            f"robust gossip needs neighbour lists, and {topology.name} ({topology.representation}) "
+            "has none: use a graph topology (ring, torus, exponential, from_networkx, ...)"
+        )
+    nbr, w = lists.lists()
+    if isinstance(nbr, jax.core.Tracer) or isinstance(w, jax.core.Tracer):
+        return lists  # rebuilt inside a traced program: checked when it was first built
+    others = (np.asarray(nbr) != np.arange(topology.n)[None, :, None]) & (np.asarray(w) != 0)
+    received = others.sum(axis=2).min()
+    if received < rule.needs():
+        raise ValueError(
+            f"{type(rule).__name__} needs every worker to receive at least {rule.needs()} "
+            f"messages, and on {topology.name} some receive {received}: use a denser topology "
+            "or a smaller b / f"
+        )
+    return lists
+
+
+def _flat(tree: Any):
+    one = jax.tree.map(lambda x: x[0], tree)
+    _, unravel = ravel_pytree(one)
+    return jax.vmap(lambda t: ravel_pytree(t)[0])(tree), jax.vmap(unravel)
+
+
+def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:
+    """One round of robust gossip on ``tree`` (stacked per-worker models) at ``step``."""
+    x, unravel = _flat(tree)
+    n = lists.n
+    nbr_all, w_all = lists.realized_lists(step)
+    nbr, w = _axis.local_rows(nbr_all), _axis.local_rows(w_all).astype(x.dtype)
+    rows = _axis.offset() + jnp.arange(x.shape[0])
+    valid = (nbr != rows[:, None]) & (w != 0)
+    everyone = _axis.gather_rows(x)
+    neighbours = jnp.take(everyone, nbr, axis=0)  # (rows, k, d)
+    if robust.byzantine is None:
+        messages, byzantine_rows = neighbours, jnp.zeros(x.shape[0], bool)
+    else:
+        mask = jnp.asarray(robust.byzantine.mask(n))
+        byzantine_rows = mask[rows]
+        sent_by_byzantine = valid & mask[nbr]
+        keys = jax.vmap(
+            lambda r: jax.random.fold_in(jax.random.fold_in(jax.random.key(robust.seed), step), r)
+        )(rows)
+        views = View(
+            own=x,
+            neighbours=neighbours,
+            honest=valid & ~mask[nbr],
+            byzantine=sent_by_byzantine,
+            weights=w,
+            receiver_honest=~byzantine_rows,
+            key=keys,
+        )
+        per_slot = jax.vmap(robust.byzantine.attack, in_axes=(None, 0))  # one view, k senders
+        attacked = jax.vmap(per_slot)(views, neighbours)
+        messages = jnp.where(sent_by_byzantine[..., None], attacked, neighbours)
+    combined = jax.vmap(robust.rule)(x, messages, w, valid)
+    return unravel(jnp.where(byzantine_rows[:, None], x, combined))

@@ -1,0 +1,191 @@
+r"""Robust aggregation rules: what a worker makes of its own model and its neighbours' messages.
+
+Each rule is a frozen dataclass called on one worker (``jax.vmap`` maps it over
+the workers): ``rule(own, messages, weights, valid) -> new own``, with ``own`` the
+worker's flattened model ``(d,)``, ``messages`` the ``(k, d)`` vectors received on
+its ``k`` neighbour slots, ``weights`` the gossip weights :math:`W_{ij}` of those
+slots and ``valid`` which slots hold a real neighbour (padding slots of the
+neighbour lists point to the worker itself with weight 0). Rules that ignore the
+weights (median, trimmed mean, geometric median, Krum) aggregate the worker's own
+model together with its valid messages, as in the authors' code of He, Karimireddy
+and Jaggi (2022).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from decjax._validation import check_int, check_positive
+
+
+def _inputs(own, messages, valid):
+    """``[own] + messages`` ``(k + 1, d)``, which of them count, and how many do."""
+    stacked = jnp.concatenate([own[None], messages], axis=0)
+    counts = jnp.concatenate([jnp.ones((1,), bool), valid])
+    return stacked, counts, jnp.sum(counts)
+
+
+def _sorted_valid(stacked, counts):
+    """Per coordinate, the counted values ascending, the others (``+inf``) after them."""
+    return jnp.sort(jnp.where(counts[:, None], stacked, jnp.inf), axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A robust aggregation rule (see the module docstring)."""
+
+    def needs(self) -> int:
+        """The least number of valid messages every worker must receive."""
+        return 0
+
+    def __call__(self, own, messages, weights, valid):
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Gossip(Rule):
+    r"""Plain gossip, :math:`x_i + \sum_j W_{ij} (m_j - x_i)`: not robust (the baseline)."""
+
+    def __call__(self, own, messages, weights, valid):
+        del valid
+        return own + sum(weights[k] * (messages[k] - own) for k in range(messages.shape[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Clipping(Rule):
+    r"""Self-centred clipping (ClippedGossip, He, Karimireddy & Jaggi 2022, arXiv 2202.01545).
+
+    .. math:: x_i \leftarrow x_i + \sum_j W_{ij}\, \mathrm{clip}_\tau(m_j - x_i), \qquad
+       \mathrm{clip}_\tau(z) = \min(1, \tau / \lVert z \rVert)\, z.
+
+    With ``tau=None`` the radius is chosen per worker and step as in the
+    authors' code: the second largest distance :math:`\lVert m_j - x_i \rVert`
+    over the worker's neighbours (the largest when it has one). With a ``tau``
+    larger than every distance it is plain gossip, bit for bit.
+    """
+
+    tau: float | None = None
+
+    def __post_init__(self):
+        if self.tau is not None:
+            check_positive("tau", self.tau)
+
+    def _radius(self, distances, valid):
+        if self.tau is not None:
+            return jnp.asarray(self.tau, distances.dtype)
+        ordered = jnp.sort(jnp.where(valid, distances, -jnp.inf))  # valid ones last, ascending
+        count = jnp.sum(valid)
+        return jnp.where(count >= 2, ordered[-2], ordered[-1])
+
+    def __call__(self, own, messages, weights, valid):
+        differences = messages - own[None]
+        distances = jnp.sqrt(jnp.sum(differences**2, axis=1))
+        tau = self._radius(distances, valid)
+        safe = jnp.where(distances > tau, distances, 1.0)
+        scale = jnp.where(distances > tau, tau / safe, 1.0)
+        return own + sum(weights[k] * (scale[k] * differences[k]) for k in range(messages.shape[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Median(Rule):
+    """Coordinate-wise median of the worker's own model and its messages (the mean of the two
+    middle values for an even count)."""
+
+    def __call__(self, own, messages, weights, valid):
+        del weights
+        stacked, counts, c = _inputs(own, messages, valid)
+        ordered = _sorted_valid(stacked, counts)
+        lower = jnp.take(ordered, (c - 1) // 2, axis=0)
+        upper = jnp.take(ordered, c // 2, axis=0)
+        return (lower + upper) / 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrimmedMean(Rule):
+    """Coordinate-wise trimmed mean: per coordinate, drop the ``b`` largest and ``b`` smallest of
+    the worker's own value and its messages, average the rest (``b = 0``: the mean)."""
+
+    b: int = 1
+
+    def __post_init__(self):
+        check_int("b", self.b, minimum=0)
+
+    def needs(self) -> int:
+        return 2 * self.b  # own + 2b messages leave one value
+
+    def __call__(self, own, messages, weights, valid):
+        del weights
+        stacked, counts, c = _inputs(own, messages, valid)
+        ordered = _sorted_valid(stacked, counts)
+        rank = jnp.arange(ordered.shape[0])[:, None]
+        kept = (rank >= self.b) & (rank < c - self.b)
+        total = jnp.sum(jnp.where(kept, ordered, 0.0), axis=0)
+        return total / (c - 2 * self.b).astype(own.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeometricMedian(Rule):
+    r"""Geometric median by the smoothed Weiszfeld iteration (Pillutla, Kakade & Harchaoui,
+    RFA, arXiv 1912.13445): ``iterations`` steps of
+    :math:`z \leftarrow \sum_j \beta_j v_j / \sum_j \beta_j`,
+    :math:`\beta_j = 1 / \max(\lVert z - v_j \rVert, \nu)`, over the worker's own model and
+    its messages with equal weights, from their mean."""
+
+    iterations: int = 8
+    nu: float = 1e-6
+
+    def __post_init__(self):
+        check_int("iterations", self.iterations, minimum=1)
+        check_positive("nu", self.nu)
+
+    def __call__(self, own, messages, weights, valid):
+        del weights
+        stacked, counts, c = _inputs(own, messages, valid)
+        alpha = counts.astype(own.dtype)
+        z = jnp.sum(alpha[:, None] * stacked, axis=0) / c.astype(own.dtype)
+
+        def weiszfeld(z, _):
+            distance = jnp.sqrt(jnp.sum((stacked - z[None]) ** 2, axis=1))
+            beta = alpha / jnp.maximum(distance, self.nu)
+            return jnp.sum(beta[:, None] * stacked, axis=0) / jnp.sum(beta), None
+
+        return jax.lax.scan(weiszfeld, z, None, length=self.iterations)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Krum(Rule):
+    """Krum (Blanchard et al., NeurIPS 2017) over the worker's own model and its messages:
+    the input whose ``c - f - 2`` nearest other inputs are closest (sum of squared distances),
+    ``c`` the number of inputs and ``f`` the Byzantine inputs it tolerates."""
+
+    f: int = 1
+
+    def __post_init__(self):
+        check_int("f", self.f, minimum=0)
+
+    def needs(self) -> int:
+        return self.f + 2  # c - f - 2 >= 1 with c = own + messages
+
+    def __call__(self, own, messages, weights, valid):
+        del weights
+        stacked, counts, c = _inputs(own, messages, valid)
+        squared = jnp.sum((stacked[:, None] - stacked[None]) ** 2, axis=-1)
+        others = counts[None, :] & ~jnp.eye(stacked.shape[0], dtype=bool)
+        ordered = jnp.sort(jnp.where(others, squared, jnp.inf), axis=1)
+        rank = jnp.arange(stacked.shape[0])[None, :]
+        scores = jnp.sum(jnp.where(rank < c - self.f - 2, ordered, 0.0), axis=1)
+        scores = jnp.where(counts, scores, jnp.inf)
+        return stacked[jnp.argmin(scores)]
+
+
+RULES = {
+    "gossip": Gossip,
+    "clipping": Clipping,
+    "median": Median,
+    "trimmed_mean": TrimmedMean,
+    "geometric_median": GeometricMedian,
+    "krum": Krum,
+}

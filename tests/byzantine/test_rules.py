@@ -1,0 +1,232 @@
+"""Robust rules and attacks against references written from their papers, and the oracles."""
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import pytest
+
+import decjax
+from decjax import byzantine as byz
+
+N = 8
+
+
+def _np_inputs(own, messages, valid):
+    return np.concatenate([own[None], messages[valid]], axis=0)
+
+
+def _np_median(own, messages, valid):
+    return np.median(_np_inputs(own, messages, valid), axis=0)
+
+
+def _np_trimmed_mean(own, messages, valid, b):
+    values = np.sort(_np_inputs(own, messages, valid), axis=0)
+    return values[b : values.shape[0] - b].mean(axis=0)
+
+
+def _np_geometric_median(own, messages, valid, iterations, nu):
+    v = _np_inputs(own, messages, valid)
+    z = v.mean(axis=0)
+    for _ in range(iterations):
+        beta = 1.0 / np.maximum(np.linalg.norm(v - z, axis=1), nu)
+        z = (beta[:, None] * v).sum(axis=0) / beta.sum()
+    return z
+
+
+def _np_krum(own, messages, valid, f):
+    v = _np_inputs(own, messages, valid)
+    c = v.shape[0]
+    scores = []
+    for i in range(c):
+        d = sorted(float(np.sum((v[i] - v[j]) ** 2)) for j in range(c) if j != i)
+        scores.append(sum(d[: c - f - 2]))
+    return v[int(np.argmin(scores))]
+
+
+def _np_clipping(own, messages, weights, valid, tau):
+    out = own.copy()
+    distances = np.linalg.norm(messages - own, axis=1)
+    if tau is None:
+        ordered = np.sort(distances[valid])
+        tau = ordered[-2] if ordered.size >= 2 else ordered[-1]
+    for k in range(messages.shape[0]):
+        z = messages[k] - own
+        scale = min(1.0, tau / distances[k]) if distances[k] > 0 else 1.0
+        out += weights[k] * scale * z
+    return out
+
+
+CASES = {
+    "random": (np.arange(5) % 5 != 4),  # the last slot is padding
+    "all valid": np.ones(5, bool),
+}
+
+
+def _vectors(kind):
+    rng = np.random.default_rng(0)
+    own = rng.normal(size=6)
+    messages = rng.normal(size=(5, 6))
+    if kind == "ties":
+        messages[1] = messages[0]
+        messages[2, :3] = own[:3]
+    if kind == "all equal":
+        messages[:] = own
+    weights = np.array([0.15, 0.2, 1 / 7, 0.1, 0.0])
+    return own, messages, weights
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "all equal"])
+@pytest.mark.parametrize("valid", list(CASES.values()), ids=list(CASES))
+def test_each_rule_equals_a_numpy_implementation_of_its_paper(kind, valid):
+    own, messages, weights = _vectors(kind)
+    args = (*(jnp.asarray(a) for a in (own, messages, weights)), jnp.asarray(valid))
+    with jax.enable_x64(True):
+        args64 = tuple(jnp.asarray(a, jnp.float64) for a in (own, messages, weights))
+        args64 += (jnp.asarray(valid),)
+        check = {
+            "median": (byz.Median(), _np_median(own, messages, valid)),
+            "trimmed mean b=1": (byz.TrimmedMean(1), _np_trimmed_mean(own, messages, valid, 1)),
+            "geometric median": (
+                byz.GeometricMedian(iterations=20, nu=1e-8),
+                _np_geometric_median(own, messages, valid, 20, 1e-8),
+            ),
+            "krum f=1": (byz.Krum(1), _np_krum(own, messages, valid, 1)),
+            "clipping tau=0.5": (
+                byz.Clipping(0.5),
+                _np_clipping(own, messages, weights, valid, 0.5),
+            ),
+            "clipping adaptive": (
+                byz.Clipping(),
+                _np_clipping(own, messages, weights, valid, None),
+            ),
+        }
+        for name, (rule, expected) in check.items():
+            got = np.asarray(jax.jit(rule)(*args64))
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=name)
+    for rule, expected in check.values():  # float32 too
+        np.testing.assert_allclose(np.asarray(rule(*args)), expected, rtol=2e-5, atol=2e-6)
+
+
+def test_trimmed_mean_without_trimming_is_the_mean_and_the_median_of_odd_counts_the_middle():
+    own, messages, weights = _vectors("random")
+    valid = jnp.ones(5, bool)
+    inputs = np.concatenate([own[None], messages])
+    got = byz.TrimmedMean(0)(jnp.asarray(own), jnp.asarray(messages), jnp.asarray(weights), valid)
+    np.testing.assert_allclose(got, inputs.mean(axis=0), rtol=1e-6)
+    values = jnp.array([3.0, -1.0, 7.0, 2.0, 5.0])  # 5 inputs (own + 4), one coordinate
+    median = byz.Median()(values[:1], values[1:, None], jnp.zeros(4), jnp.ones(4, bool))
+    assert float(median[0]) == 3.0
+
+
+def test_alie_z_max_is_the_papers_formula():
+    assert round(byz.alie_z(25, 11), 4) == 1.0676
+    with pytest.raises(ValueError, match="fewer than n"):
+        byz.alie_z(5, 5)
+
+
+def _metropolis(n, seed):
+    graph = nx.random_regular_graph(3, n, seed=seed)
+    return decjax.from_networkx(graph)  # Metropolis weights: 1/4, non-dyadic sums
+
+
+TOPOLOGIES = {
+    "ring": lambda: decjax.ring(N),
+    "exponential": lambda: decjax.exponential(N),
+    "random regular (Metropolis)": lambda: _metropolis(N, 1),
+}
+
+
+@pytest.mark.parametrize("make", list(TOPOLOGIES.values()), ids=list(TOPOLOGIES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_clipping_with_a_radius_above_every_distance_is_plain_gossip_bit_for_bit(make, dtype):
+    with jax.enable_x64(dtype == "float64"):
+        topology = make()
+        x = jax.random.normal(jax.random.key(0), (N, 7), dtype)
+        lists = byz.neighbour_lists(topology, byz.Clipping(1e30))
+        for step in range(3):
+            robust = byz.robust_mix(byz.Robust(byz.Clipping(1e30)), lists, x, jnp.int32(step))
+            plain = decjax.mix(topology, x, step, backend="sparse")
+            np.testing.assert_array_equal(robust, plain)
+            x = plain
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dissensus_with_epsilon_one_leaves_its_targets_unchanged_under_plain_gossip(dtype):
+    with jax.enable_x64(dtype == "float64"):
+        topology = _metropolis(N, 2)
+        bad = (0, 5)
+        x = jax.random.normal(jax.random.key(1), (N, 4), dtype)
+        robust = byz.Robust(byz.Gossip(), byz.Byzantine(bad, byz.Dissensus(1.0)))
+        lists = byz.neighbour_lists(topology, robust.rule)
+        out = byz.robust_mix(robust, lists, x, jnp.int32(0))
+        nbr, w = (np.asarray(a)[0] for a in lists.lists())
+        targets = [i for i in range(N) if i not in bad and set(nbr[i][w[i] != 0]) & set(bad)]
+        others = [i for i in range(N) if i not in bad and i not in targets]
+        assert targets and others
+        tol = 1e-6 if dtype == "float32" else 1e-14
+        np.testing.assert_allclose(out[np.array(targets)], x[np.array(targets)], atol=tol)
+        plain = decjax.mix(topology, x, 0, backend="sparse")
+        np.testing.assert_array_equal(out[np.array(others)], plain[np.array(others)])
+        np.testing.assert_array_equal(out[np.array(bad)], x[np.array(bad)])  # no combine
+
+
+def test_per_receiver_attacks_see_the_receivers_honest_neighbourhood():
+    """ALIE, IPM and sign flip against a hand computation on the ring: worker 2 receives from
+    1 and 3; worker 3 is Byzantine."""
+    x = jnp.arange(N * 2, dtype=jnp.float32).reshape(N, 2) ** 1.5
+    lists = byz.neighbour_lists(decjax.ring(N), byz.Gossip())
+    honest = np.asarray(x)[[2, 1]]  # the receiver and its honest neighbour
+    expected = {
+        byz.IPM(0.1): -0.1 * honest.mean(axis=0),
+        byz.ALIE(1.5): honest.mean(axis=0) - 1.5 * honest.std(axis=0, ddof=1),
+        byz.SignFlip(): -np.asarray(x)[3],
+    }
+    for attack, message in expected.items():
+        robust = byz.Robust(byz.Gossip(), byz.Byzantine((3,), attack))
+        out = byz.robust_mix(robust, lists, x, jnp.int32(0))
+        third = 1 / 3
+        by_hand = np.asarray(x)[2] + third * (honest[1] - x[2]) + third * (message - x[2])
+        np.testing.assert_allclose(out[2], by_hand, rtol=1e-5, atol=1e-5)
+
+
+def test_robust_dpsgd_sends_what_plain_dpsgd_sends():
+    x = jax.random.normal(jax.random.key(2), (N, 3))
+    grads = jax.random.normal(jax.random.key(3), (N, 3))
+    robust = byz.Robust(byz.Median(), byz.Byzantine((1,), byz.Gaussian(2.0)))
+    plain, tx = decjax.dpsgd(0.1, decjax.ring(N)), decjax.dpsgd(0.1, decjax.ring(N), robust=robust)
+    _, _, info = tx.step(grads, tx.init(x), x)
+    _, _, info_plain = plain.step(grads, plain.init(x), x)
+    assert float(info["bytes_sent"]) == float(info_plain["bytes_sent"]) > 0
+
+
+def test_bad_robust_arguments_are_refused_in_one_line():
+    ring = decjax.ring(N)
+    cases = [
+        (lambda: byz.Byzantine((1,), "alie"), TypeError, "attack must be"),
+        (lambda: byz.Robust("median"), TypeError, "rule must be"),
+        (lambda: byz.Byzantine((1, 1), byz.IPM()), ValueError, "twice"),
+        (lambda: byz.Byzantine(tuple(range(N)), byz.IPM()).mask(N), ValueError, "no honest"),
+        (lambda: byz.Byzantine((N,), byz.IPM()).mask(N), ValueError, "indices in"),
+        (lambda: byz.neighbour_lists(ring, byz.TrimmedMean(2)), ValueError, "at least 4"),
+        (lambda: byz.neighbour_lists(ring, byz.Krum(1)), ValueError, "at least 3"),
+        (
+            lambda: byz.neighbour_lists(_faulty(), byz.Median()),
+            ValueError,
+            "draws its links",
+        ),
+        (
+            lambda: decjax.dpsgd(0.1, ring, rounds=2, robust=byz.Robust()),
+            ValueError,
+            "one round",
+        ),
+        (lambda: byz.Clipping(-1.0), ValueError, "tau"),
+        (lambda: byz.place(N, N), ValueError, "count"),
+    ]
+    for build, error, match in cases:
+        with pytest.raises(error, match=match):
+            build()
+
+
+def _faulty():
+    return decjax.topology.with_faults(decjax.ring(N), key=jax.random.key(0), link_failure=0.1)
