@@ -7,13 +7,29 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from decjax import _axis
 from decjax._validation import check_callable, check_stacked
 
 
-def worker_mean(tree: Any) -> Any:
-    r"""The averaged model :math:`\bar x = \frac1n \sum_i x_i` (mean over axis 0 of every leaf).
+def _rows(mask, x: jax.Array) -> jax.Array:
+    """The local rows of a global ``(n,)`` mask, shaped to broadcast against ``x``."""
+    m = _axis.local_rows(jnp.asarray(mask, bool))
+    return m.reshape(m.shape[0], *(1,) * (x.ndim - 1))
+
+
+def masked_mean(x: jax.Array, mask=None) -> jax.Array:
+    """Mean over the workers of ``x`` (axis 0), over those of ``mask`` only when given."""
+    if mask is None:
+        return _axis.mean_workers(x)
+    count = int(np.sum(np.asarray(mask)))
+    return _axis.sum_workers(jnp.where(_rows(mask, x), x, 0)) / count
+
+
+def worker_mean(tree: Any, mask=None) -> Any:
+    r"""The averaged model :math:`\bar x = \frac1n \sum_i x_i` (mean over axis 0 of every leaf);
+    with a boolean ``(n,)`` ``mask``, the mean over the workers it selects (the honest ones).
 
     Examples:
       >>> import jax.numpy as jnp, decjax
@@ -22,14 +38,16 @@ def worker_mean(tree: Any) -> Any:
     """
     if _axis.current() is None:
         check_stacked("tree", tree)
-    return jax.tree.map(_axis.mean_workers, tree)
+    return jax.tree.map(lambda x: masked_mean(x, mask), tree)
 
 
-def consensus_distance(tree: Any) -> jax.Array:
+def consensus_distance(tree: Any, mask=None) -> jax.Array:
     r"""Consensus distance :math:`\Xi^2 = \frac1n \sum_i \lVert x_i - \bar x \rVert^2` (all leaves).
 
     Zero exactly when all workers hold the same model. This is the squared
-    quantity of Kong et al. (2021); its square root is :math:`\Xi`.
+    quantity of Kong et al. (2021); its square root is :math:`\Xi`. With a
+    boolean ``(n,)`` ``mask``, over the workers it selects and their mean (the
+    honest workers' consensus distance).
 
     Examples:
       >>> import jax.numpy as jnp, decjax
@@ -40,10 +58,13 @@ def consensus_distance(tree: Any) -> jax.Array:
     if not leaves:
         raise ValueError("tree must have at least one leaf")
     n = _axis.total_workers(leaves[0].shape[0])
+    if mask is not None:
+        n = int(np.sum(np.asarray(mask)))
 
     def deviation(x):
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        return x - _axis.mean_workers(x)[None]
+        away = x - masked_mean(x, mask)[None]
+        return away if mask is None else jnp.where(_rows(mask, x), away, 0)
 
     return sum_of_squares(jax.tree.map(deviation, tree)) / n
 
@@ -76,6 +97,7 @@ def evaluate(
     workers: bool = True,
     prefix: str = "",
     model_state: Any = None,
+    mask=None,
 ) -> dict[str, jax.Array]:
     """Evaluate the averaged model and (optionally) every worker on ``data``.
 
@@ -90,6 +112,9 @@ def evaluate(
         model (BatchNorm statistics): the averaged model is evaluated with the
         averaged state (floating leaves averaged over workers, others taken
         from worker 0), each worker with its own.
+      mask: ``None``, or a boolean ``(n,)`` selecting the workers that count (the honest
+        ones): the averaged model is theirs, the per-worker mean is over them, and
+        ``worker_<prefix><name>_min`` / ``_max`` give the worst and best of them.
 
     Returns:
       ``{prefix + name: value of the averaged model}`` plus
@@ -104,11 +129,17 @@ def evaluate(
     """
     check_callable("eval_fn", eval_fn)
     states = () if model_state is None else (model_state,)  # eval_fn's optional third argument
-    averaged = eval_fn(worker_mean(params), data, *map(_averaged_state, states))
+    averaged_states = (_averaged_state(s, mask) for s in states)
+    averaged = eval_fn(worker_mean(params, mask), data, *averaged_states)
     out = {prefix + k: v for k, v in averaged.items()}
     if workers:
         per = _per_worker(eval_fn, params, data, states)
-        out.update({f"worker_{prefix}{k}": _axis.mean_workers(v) for k, v in per.items()})
+        out.update({f"worker_{prefix}{k}": masked_mean(v, mask) for k, v in per.items()})
+        if mask is not None:
+            for k, v in per.items():
+                m = _rows(mask, v)
+                out[f"worker_{prefix}{k}_max"] = _axis.max_workers(jnp.where(m, v, -jnp.inf))
+                out[f"worker_{prefix}{k}_min"] = -_axis.max_workers(jnp.where(m, -v, -jnp.inf))
     return out
 
 
@@ -128,10 +159,11 @@ def _per_worker(eval_fn, params, data, states: tuple) -> dict:
     return jax.lax.map(lambda p: eval_fn(p[0], data, *p[1:]), (params, *states), batch_size=group)
 
 
-def _averaged_state(model_state: Any) -> Any:
-    """Floating leaves averaged over workers; integer ones (counters) from the first row."""
+def _averaged_state(model_state: Any, mask=None) -> Any:
+    """Floating leaves averaged over workers (those of ``mask``); integer ones (counters)
+    from the first row."""
     return jax.tree.map(
-        lambda x: _axis.mean_workers(x) if jnp.issubdtype(x.dtype, jnp.inexact) else x[0],
+        lambda x: masked_mean(x, mask) if jnp.issubdtype(x.dtype, jnp.inexact) else x[0],
         model_state,
     )
 

@@ -162,7 +162,9 @@ def combine(
             new = optax.apply_updates(mixed_params, updates)
         return new, CombineState(state.count + 1), sent
 
-    return from_step(init, step)
+    tx = from_step(init, step)
+    tx.byzantine = None if robust is None else robust.byzantine
+    return tx
 
 
 def _robust_lists(robust, topology: Topology, rounds: int, average_every) -> Sparse | None:

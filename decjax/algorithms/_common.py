@@ -286,4 +286,13 @@ def local_then(local: optax.GradientTransformation, last: StepTransformation):
         new, second, info = last.step(updates, state[1], params, **extra_args)
         return new, (first, second), info
 
-    return DecentralizedTransformation(chained.init, chained.update, step)
+    out = DecentralizedTransformation(chained.init, chained.update, step)
+    out.byzantine = byzantine_of(last)
+    return out
+
+
+def byzantine_of(tx: Any):
+    """The :class:`decjax.byzantine.Byzantine` workers of a transformation built with a
+    robust combine (kept through :func:`local_then` and ``decjax.chain``), else ``None``:
+    what ``simulate`` reads to keep them out of its records."""
+    return getattr(tx, "byzantine", None)

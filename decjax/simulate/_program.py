@@ -9,17 +9,20 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from decjax import _axis, _platform, _random
 from decjax._validation import is_prng_key
 from decjax.algorithms import apply_step
+from decjax.algorithms._common import byzantine_of
 from decjax.data import WorkerData, gather_batch, sample_batch, worker_keys
 from decjax.gossip import TRAFFIC, mix
 from decjax.metrics import (
     accumulate,
     consensus_distance,
     evaluate,
+    masked_mean,
     traffic_metrics,
     zero_totals,
 )
@@ -226,8 +229,10 @@ class Program:
 
     @_lowered
     def block(self, state: RunState, data, eval_data, hyper):
-        """``eval_every`` training steps, then the metrics of the new state."""
+        """``eval_every`` training steps, then the metrics of the new state (with Byzantine
+        workers, of the honest ones only: :func:`honest_mask`)."""
         tx = self.make_tx(**hyper)
+        honest = honest_mask(tx, state.params)
 
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
@@ -247,8 +252,8 @@ class Program:
                 totals=totals,
                 model_state=model_state,
             )
-            aux = {f"train_{k}": _axis.mean_workers(v) for k, v in aux.items()}
-            return new, (_axis.mean_workers(losses), aux)
+            aux = {f"train_{k}": masked_mean(v, honest) for k, v in aux.items()}
+            return new, (masked_mean(losses, honest), aux)
 
         start = state
         unroll = resolve_steps_per_iteration(
@@ -259,7 +264,7 @@ class Program:
         metrics = {
             "train_loss": jnp.mean(losses),  # already averaged over workers
             **{name: jnp.mean(values) for name, values in aux.items()},
-            "consensus_distance": consensus_distance(state.params),
+            "consensus_distance": consensus_distance(state.params, honest),
             **traffic_metrics(state.totals),
             # the step whose training loss was first non-finite in this block (0: none)
             NONFINITE_STEP: jnp.where(bad.any(), start.step + jnp.argmax(bad) + 1, 0),
@@ -276,6 +281,7 @@ class Program:
                     workers=self.eval_workers,
                     prefix="test_",
                     model_state=state.model_state if self.stateful else None,
+                    mask=honest,
                 )
             )
         return state, metrics
@@ -287,6 +293,16 @@ class Program:
             return self.block(state, data, eval_data, hyper)
 
         return jax.lax.scan(body, state, None, length=blocks)
+
+
+def honest_mask(tx, params) -> np.ndarray | None:
+    """``(n,)`` bool: the honest workers of a transformation with Byzantine workers (a robust
+    combine, :mod:`decjax.byzantine`), whose rows every record leaves out; ``None`` without."""
+    byzantine = byzantine_of(tx)
+    if byzantine is None:
+        return None
+    n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
+    return ~byzantine.mask(n)
 
 
 def mix_floating(topology, tree: Any, step) -> Any:

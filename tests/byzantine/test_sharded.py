@@ -32,7 +32,14 @@ def test_robust_gossip_sharded_agrees_with_one_device(rule, attack, n):
     assert jax.device_count() == 8
     q = decjax.problems.quadratics(n, 3, key=jax.random.key(n))
     robust = byz.Robust(rule, byz.Byzantine(byz.place(n, 2, seed=n), attack))
-    kwargs = {"steps": 20, "eval_every": 10, "key": jax.random.key(1), "progress": False}
+    kwargs = {
+        "steps": 20,
+        "eval_every": 10,
+        "key": jax.random.key(1),
+        "progress": False,
+        "eval_fn": q.eval_fn,
+        "eval_workers": True,  # honest-only records: masked sums and extremes across devices
+    }
 
     def run(**extra):
         tx = decjax.dpsgd(0.05, decjax.exponential(n), robust=robust)
@@ -40,6 +47,8 @@ def test_robust_gossip_sharded_agrees_with_one_device(rule, attack, n):
 
     single, multi = run(), run(mesh=worker_mesh())
     np.testing.assert_allclose(multi.params, single.params, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        multi.metrics["train_loss"], single.metrics["train_loss"], rtol=1e-5, atol=1e-6
-    )
+    assert "worker_test_suboptimality_min" in single.metrics
+    for metric, values in single.metrics.items():
+        np.testing.assert_allclose(
+            multi.metrics[metric], values, rtol=1e-4, atol=1e-6, err_msg=metric
+        )

@@ -3,6 +3,7 @@ workers every rule learns what plain gossip learns."""
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import decjax
@@ -72,3 +73,47 @@ def test_without_byzantine_workers_every_rule_learns_what_gossip_learns(name):
     robust = _sweep(byz.Robust(RULES[name]), seeds).final("test_accuracy")
     spread = max(3 * np.std(gossip, ddof=1), 0.01)
     assert abs(np.mean(robust) - np.mean(gossip)) < spread, (name, gossip, robust)
+
+
+def test_simulate_records_only_the_honest_workers():
+    """With Byzantine workers every record of simulate is over the honest ones: the averaged
+    model is theirs, the consensus distance too, and the worst honest worker is reported."""
+    bad = byz.Byzantine((2, 5), byz.SignFlip())
+    ds, data, model, params = _digits()
+    run = decjax.simulate(
+        model.loss,
+        params,
+        decjax.chain(
+            optax.clip_by_global_norm(5.0),
+            decjax.dpsgd(0.2, decjax.exponential(N), robust=byz.Robust(byz.Median(), bad)),
+        ),
+        data,
+        steps=40,
+        batch_size=16,
+        eval_every=20,
+        key=jax.random.key(1),
+        eval_fn=model.eval_fn,
+        eval_data=(ds.x_test, ds.y_test),
+        eval_workers=True,
+        progress=False,
+    )
+    honest = np.array([i for i in range(N) if i not in bad.workers])
+    params = run.params
+    np.testing.assert_allclose(
+        run.final("consensus_distance"),
+        float(byz.honest_consensus_distance(params, bad)),
+        rtol=1e-5,
+    )
+    expected = model.eval_fn(byz.honest_mean(params, bad), (ds.x_test, ds.y_test))
+    np.testing.assert_allclose(run.final("test_accuracy"), float(expected["accuracy"]), rtol=1e-6)
+    each = [
+        float(
+            model.eval_fn(jax.tree.map(lambda x, i=i: x[i], params), (ds.x_test, ds.y_test))[
+                "accuracy"
+            ]
+        )
+        for i in honest
+    ]
+    np.testing.assert_allclose(run.final("worker_test_accuracy"), np.mean(each), rtol=1e-5)
+    np.testing.assert_allclose(run.final("worker_test_accuracy_min"), min(each), rtol=1e-6)
+    np.testing.assert_allclose(run.final("worker_test_accuracy_max"), max(each), rtol=1e-6)
