@@ -485,3 +485,29 @@ def test_cli_takes_any_steps_and_records_the_last_partial_interval(tmp_path):
     assert main(argv) == 0
     results = pd.read_csv(tmp_path / "results.csv")
     assert sorted(results["step"].unique()) == [20, 30]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--byzantine", "1", "--algorithm", "gradient_tracking"], "apply to --algorithm dpsgd"),
+        (["--attack", "ipm"], "--attack needs --byzantine"),
+        (["--byzantine", "8"], "leaves no honest worker"),
+        (["--byzantine", "2", "--robust", "trimmed_mean", "--topologies", "ring"], "at least 4"),
+        (["--robust", "mean"], "invalid choice"),
+    ],
+)
+def test_cli_rejects_bad_byzantine_flags(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*SMALL, *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_runs_byzantine_workers_against_a_robust_rule(tmp_path, capsys):
+    argv = [*SMALL, "--topologies", "exponential", "--byzantine", "1", "--attack", "alie"]
+    assert main([*argv, "--robust", "median", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Byzantine workers 1, attack alie, robust median" in out
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["flags"]["byzantine"] == 1 and config["flags"]["robust"] == "median"

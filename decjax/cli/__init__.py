@@ -175,6 +175,7 @@ def _settings(args) -> list[str]:
         ("link failure", args.drop_prob),
         ("node failure", args.node_failure),
         ("stragglers", args.stragglers),
+        ("Byzantine workers", args.byzantine),
         ("bandwidth Gb/s", args.bandwidth),
         ("latency s", args.latency),
         ("compute s", args.compute_time),
@@ -185,7 +186,12 @@ def _settings(args) -> list[str]:
         out.append(f"max delay {4 if args.max_delay is None else args.max_delay}")
     out += [
         f"{name} {value}"
-        for name, value in (("cluster", args.cluster), ("exchange", args.exchange))
+        for name, value in (
+            ("cluster", args.cluster),
+            ("exchange", args.exchange),
+            ("attack", args.attack or ("dissensus" if args.byzantine else None)),
+            ("robust", args.robust),
+        )
         if value
     ]
     return out

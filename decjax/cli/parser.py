@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, default=Path("decjax-out"), help="output folder")
     add("--no-progress", action="store_true", help="hide the progress bar")
     _add_fault_flags(parser)
+    _add_byzantine_flags(parser)
     _add_clock_flags(parser)
     add(
         "--checkpoint-dir",
@@ -149,6 +150,32 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
         type=probability,
         default=0.0,
         help="fraction of workers that run at half speed (they reuse their last gradient)",
+    )
+
+
+def _add_byzantine_flags(parser: argparse.ArgumentParser) -> None:
+    """Byzantine workers, their attack and the robust rule (decjax.byzantine)."""
+    group = parser.add_argument_group(
+        "Byzantine workers (with --algorithm dpsgd; records are the honest workers')"
+    ).add_argument
+    group(
+        "--byzantine",
+        type=nonnegative_int,
+        default=0,
+        help="number of Byzantine workers, drawn uniformly with --seed",
+    )
+    group(
+        "--attack",
+        choices=list(decjax.byzantine.ATTACKS),
+        default=None,
+        help="what they send (default dissensus; alie uses the paper's z_max)",
+    )
+    group(
+        "--robust",
+        choices=list(decjax.byzantine.RULES),
+        default=None,
+        help="the honest workers' combine (default gossip); trimmed_mean trims and krum "
+        "tolerates as many as --byzantine (at least 1)",
     )
 
 

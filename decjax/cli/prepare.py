@@ -54,6 +54,12 @@ def _make_factory(args, key):
     slow = round(args.stragglers * args.workers)
     speeds = [1.0] * (args.workers - slow) + [0.5] * slow
     build = workloads.algorithm(algorithm, args.momentum, args.every)
+    robust = robust_of(args)
+    if robust is not None:
+        momentum = args.momentum
+
+        def build(lr, topology):
+            return decjax.dpsgd(lr, topology, momentum=momentum, robust=robust)
 
     def factory(topology):
         if algorithm == "dasgd":
@@ -69,6 +75,36 @@ def _make_factory(args, key):
         return tx
 
     return factory
+
+
+def robust_of(args) -> decjax.byzantine.Robust | None:
+    """The run's robust combine from --byzantine, --attack and --robust (``None`` without)."""
+    byz = decjax.byzantine
+    if args.byzantine == 0 and args.attack is None and args.robust is None:
+        return None
+    if args.algorithm != "dpsgd":
+        raise ValueError(
+            "--byzantine, --attack and --robust apply to --algorithm dpsgd; not to "
+            f"{args.algorithm}"
+        )
+    if args.attack is not None and args.byzantine == 0:
+        raise ValueError("--attack needs --byzantine K > 0 workers to send it")
+    if args.byzantine >= args.workers:
+        raise ValueError(
+            f"--byzantine {args.byzantine} leaves no honest worker of --workers {args.workers}"
+        )
+    tolerated = max(args.byzantine, 1)
+    rules = {
+        "trimmed_mean": lambda: byz.TrimmedMean(tolerated),
+        "krum": lambda: byz.Krum(tolerated),
+    }
+    rule = rules.get(args.robust, byz.RULES[args.robust or "gossip"])()
+    if args.byzantine == 0:
+        return byz.Robust(rule)
+    attacks = {"alie": lambda: byz.ALIE(byz.alie_z(args.workers, args.byzantine))}
+    attack = attacks.get(args.attack, byz.ATTACKS[args.attack or "dissensus"])()
+    workers = byz.place(args.workers, args.byzantine, seed=args.seed)
+    return byz.Robust(rule, byz.Byzantine(workers, attack), seed=args.seed)
 
 
 def time_model(args) -> decjax.timing.TimeModel | None:
