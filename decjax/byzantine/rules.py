@@ -28,9 +28,30 @@ def _inputs(own, messages, valid):
     return stacked, counts, jnp.sum(counts)
 
 
+# Up to this many inputs a coordinate-wise sort is a sorting network of elementwise min/max
+# (odd-even transposition: m passes over the m rows); XLA's sort of millions of short columns
+# is far slower on the CPU.
+NETWORK_SORT_UP_TO = 16
+
+
+def sort_rows(values: jax.Array) -> jax.Array:
+    """``jnp.sort(values, axis=0)`` for ``(m, d)`` values (the same result, NaN aside)."""
+    m = values.shape[0]
+    if m > NETWORK_SORT_UP_TO:
+        return jnp.sort(values, axis=0)
+    rows = list(values)
+    for phase in range(m):
+        for i in range(phase % 2, m - 1, 2):
+            rows[i], rows[i + 1] = (
+                jnp.minimum(rows[i], rows[i + 1]),
+                jnp.maximum(rows[i], rows[i + 1]),
+            )
+    return jnp.stack(rows)
+
+
 def _sorted_valid(stacked, counts):
     """Per coordinate, the counted values ascending, the others (``+inf``) after them."""
-    return jnp.sort(jnp.where(counts[:, None], stacked, jnp.inf), axis=0)
+    return sort_rows(jnp.where(counts[:, None], stacked, jnp.inf))
 
 
 @dataclasses.dataclass(frozen=True)

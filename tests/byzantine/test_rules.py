@@ -134,6 +134,7 @@ TOPOLOGIES = {
     "ring": lambda: decjax.ring(N),
     "exponential": lambda: decjax.exponential(N),
     "random regular (Metropolis)": lambda: _metropolis(N, 1),
+    "one-peer exponential (time-varying)": lambda: decjax.one_peer_exponential(N),
 }
 
 
@@ -230,3 +231,10 @@ def test_bad_robust_arguments_are_refused_in_one_line():
 
 def _faulty():
     return decjax.topology.with_faults(decjax.ring(N), key=jax.random.key(0), link_failure=0.1)
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 9, 16, 17])
+def test_the_sorting_network_sorts_like_jnp_sort(m):
+    values = jax.random.normal(jax.random.key(m), (m, 300))
+    values = values.at[0, :10].set(jnp.inf).at[-1, 5:15].set(values[0, 5:15])  # inf, ties
+    np.testing.assert_array_equal(byz.rules.sort_rows(values), jnp.sort(values, axis=0))
