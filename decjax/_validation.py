@@ -47,6 +47,13 @@ def check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
+def check_finite(name: str, value: Any) -> None:
+    """A finite real number (traced values pass)."""
+    x = _concrete_scalar(name, value)
+    if x is not None and not np.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 def check_nonnegative(name: str, value: Any) -> None:
     """``value >= 0`` (schedules and traced values pass)."""
     x = _concrete_scalar(name, value)

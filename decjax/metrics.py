@@ -23,6 +23,12 @@ def masked_mean(x: jax.Array, mask=None) -> jax.Array:
     """Mean over the workers of ``x`` (axis 0), over those of ``mask`` only when given."""
     if mask is None:
         return _axis.mean_workers(x)
+    n = _axis.total_workers(x.shape[0])
+    if np.shape(mask) != (n,) or np.asarray(mask).dtype != bool or not np.any(mask):
+        raise ValueError(
+            f"mask must be a boolean array of one entry per worker (n={n}) selecting at least "
+            f"one, got {np.asarray(mask)!r}"
+        )
     count = int(np.sum(np.asarray(mask)))
     return _axis.sum_workers(jnp.where(_rows(mask, x), x, 0)) / count
 

@@ -1427,6 +1427,44 @@ CASES.update(
 
 # Public names that take no input to get wrong: records, states and protocols (their
 # constructors are NamedTuple/dataclass fields filled by decjax itself).
+from decjax import byzantine as byz  # noqa: E402
+
+CASES.update(
+    {
+        "byz-alie-z-nan": (lambda: byz.ALIE(math.nan), "z must be"),
+        "byz-alie-z-max": (lambda: byz.alie_z(5, 5), "fewer than n"),
+        "byz-ipm-eps": (lambda: byz.IPM(-1.0), "epsilon must be"),
+        "byz-dissensus-eps": (lambda: byz.Dissensus(0.0), "epsilon must be"),
+        "byz-gaussian-std": (lambda: byz.Gaussian(-1.0), "std must be"),
+        "byz-clipping-tau": (lambda: byz.Clipping(0.0), "tau must be"),
+        "byz-trimmed-b": (lambda: byz.TrimmedMean(-1), "b must be"),
+        "byz-krum-f": (lambda: byz.Krum(1.5), "f must be"),
+        "byz-gm-iterations": (lambda: byz.GeometricMedian(iterations=0), "iterations"),
+        "byz-byzantine-attack": (lambda: byz.Byzantine((1,), "alie"), "attack must be"),
+        "byz-robust-rule": (lambda: byz.Robust("median"), "rule must be"),
+        "byz-place-count": (lambda: byz.place(N, N), "count must be"),
+        "byz-lists-needs": (
+            lambda: byz.neighbour_lists(decjax.ring(N), byz.TrimmedMean(2)),
+            "at least 4",
+        ),
+        "byz-mix-types": (
+            lambda: byz.robust_mix("robust", decjax.ring(N), jnp.zeros((N, 2)), 0),
+            "robust_mix takes",
+        ),
+        "byz-honest-mean-type": (lambda: byz.honest_mean(jnp.zeros((N, 2)), (1,)), "byzantine"),
+        "byz-honest-distance-range": (
+            lambda: byz.honest_consensus_distance(
+                jnp.zeros((N, 2)), byz.Byzantine((N + 1,), byz.IPM())
+            ),
+            "indices in",
+        ),
+        "metrics-masked-mean-mask": (
+            lambda: decjax.metrics.masked_mean(jnp.zeros((N, 2)), np.ones(N - 1, bool)),
+            "one entry per worker",
+        ),
+    }
+)
+
 NO_INPUT = set(
     # records, states and protocols: NamedTuple/dataclass fields that decjax itself fills
     "RunState CombineState ChocoState ChurnState ConsensusControlState DASGDState DeTAGState "
@@ -1435,7 +1473,7 @@ NO_INPUT = set(
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
-    "sign identity representations "
+    "sign identity representations SignFlip Gossip Median Attack Rule "
     # any pytree is valid: replicated specs of any leaves, host copies of any leaves
     "replicated_specs to_host".split()
 )
@@ -1594,6 +1632,7 @@ PUBLIC_MODULES = (
     "decjax.metrics",
     "decjax.learn",
     "decjax.distributed",
+    "decjax.byzantine",
 )
 
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from decjax._validation import check_int, check_positive
+from decjax._validation import check_finite, check_int, check_positive
 
 
 class View(NamedTuple):
@@ -102,6 +102,9 @@ class ALIE(Attack):
     neighbourhood (itself and its honest neighbours); ``z`` from :func:`alie_z` by default."""
 
     z: float
+
+    def __post_init__(self):
+        check_finite("z", self.z)
 
     def __call__(self, view, sender):
         mean, stacked, mask, count = _honest_mean(view)

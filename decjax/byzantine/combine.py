@@ -124,6 +124,11 @@ def _flat(tree: Any):
 
 def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:
     """One round of robust gossip on ``tree`` (stacked per-worker models) at ``step``."""
+    if not isinstance(robust, Robust) or not isinstance(lists, Sparse):
+        raise TypeError(
+            "robust_mix takes a Robust and the neighbour lists of neighbour_lists(topology, rule), "
+            f"got {type(robust).__name__} and {type(lists).__name__}"
+        )
     x, unravel = _flat(tree)
     n = lists.n
     nbr_all, w_all = lists.realized_lists(step)

@@ -12,6 +12,8 @@ from decjax.byzantine.combine import Byzantine
 
 
 def _honest(tree: Any, byzantine: Byzantine) -> tuple[np.ndarray, Any]:
+    if not isinstance(byzantine, Byzantine):
+        raise TypeError(f"byzantine must be a decjax.byzantine.Byzantine, got {byzantine!r}")
     n = jax.tree.leaves(tree)[0].shape[0]
     keep = np.flatnonzero(~byzantine.mask(n))
     return keep, jax.tree.map(lambda x: x[keep], tree)
