@@ -18,6 +18,32 @@ def arguments(doc: str, argv=None, extra: Callable | None = None) -> argparse.Na
     return parser.parse_args(argv)
 
 
+def header(quick: bool, **fields) -> dict:
+    """The start of every report: date, device, jax and python versions, quick mode, then
+    ``fields``."""
+    import datetime
+    import platform
+
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "date": datetime.date.today().isoformat(),
+        "device": f"{device.platform} ({device.device_kind})",
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "quick": quick,
+        **fields,
+    }
+
+
+def measured_on(report: dict) -> str:
+    """``Measured on <device>, jax <version>, <date>`` and the quick-mode warning."""
+    return f"Measured on {report['device']}, jax {report['jax']}, {report['date']}" + (
+        " (quick mode: not a measurement)" if report["quick"] else ""
+    )
+
+
 def write(out: Path, stem: str, report, markdown: str) -> None:
     """``out/stem.json`` (the report) and ``out/stem.md`` (its table)."""
     out.mkdir(parents=True, exist_ok=True)

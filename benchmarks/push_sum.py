@@ -21,15 +21,13 @@ gradient tracking likewise. Written to ``--out`` as JSON and Markdown.
 
 from __future__ import annotations
 
-import datetime
-import platform
 import statistics
 
 import jax
 import networkx as nx
 
 import decjax
-from benchmarks._report import arguments, write
+from benchmarks._report import arguments, header, measured_on, write
 from benchmarks.dpsgd_step import _timed
 from decjax.simulate._program import STEPS_PER_ITERATION, scan_steps
 
@@ -147,18 +145,13 @@ def main(argv=None) -> int:
     rows = [row for n in sizes for row in measure(n, steps=steps, rounds=rounds, repeats=repeats)]
     fused = fusion(8 if args.quick else 64, steps=2 if args.quick else 4)
     device = jax.devices()[0]
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "rows": rows,
-        "fusion": fused,
-    }
+    report = header(
+        args.quick,
+        rows=rows,
+        fusion=fused,
+    )
     lines = [
-        f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
-        + (" (quick mode: not a measurement)" if args.quick else "")
+        measured_on(report)
         + ". MLP 784-256-256-10, batch 32 per worker; per-step time in simulate's loop; ratio:"
         " median over 7 alternating rounds.",
         "",

@@ -16,13 +16,10 @@ them; plain gossip on a ring is two shifted reads.
 
 from __future__ import annotations
 
-import datetime
-import platform
-
 import jax
 
 import decjax
-from benchmarks._report import arguments, write
+from benchmarks._report import arguments, header, measured_on, write
 from benchmarks.push_sum import _compiled, _paired, _workload
 from decjax import byzantine as byz
 
@@ -84,17 +81,12 @@ def main(argv=None) -> int:
     else:
         rows = measure(256, steps=4, rounds=3, repeats=1)
     device = jax.devices()[0]
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "rows": rows,
-    }
+    report = header(
+        args.quick,
+        rows=rows,
+    )
     lines = [
-        f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
-        + (" (quick mode: not a measurement)" if args.quick else "")
+        measured_on(report)
         + ". D-PSGD, MLP 784-256-256-10, batch 32 per worker; robust runs with 2 Byzantine "
         "workers sending the dissensus attack; ratio: median over alternating rounds.",
         "",

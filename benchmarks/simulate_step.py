@@ -23,9 +23,7 @@ ratios is reported. MLP 784-256-256-10, batch 32 per worker.
 
 from __future__ import annotations
 
-import datetime
 import json
-import platform
 import statistics
 import time
 
@@ -34,7 +32,7 @@ import jax.numpy as jnp
 
 import decjax
 from benchmarks import dpsgd_step
-from benchmarks._report import arguments, write
+from benchmarks._report import arguments, header, write
 
 LAYERS = [784, 256, 256, 10]
 LR = 0.05
@@ -362,14 +360,9 @@ def main(argv=None) -> int:
     if args.only:
         report = json.loads((args.out / f"{stem}.json").read_text())
     else:
-        report = {
-            "date": datetime.date.today().isoformat(),
-            "device": f"{device.platform} ({device.device_kind})",
-            "jax": jax.__version__,
-            "python": platform.python_version(),
-            "quick": args.quick,
-            "model": "MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker",
-        }
+        report = header(
+            args.quick, model="MLP " + "-".join(map(str, LAYERS)) + ", batch 32 per worker"
+        )
     for part in args.only or SECTIONS:
         report["rows" if part == "steps" else part] = parts[part]()
     write(args.out, stem, report, to_markdown(report))

@@ -17,14 +17,11 @@ the per-round ratios is reported. Written to ``--out`` as JSON and Markdown.
 
 from __future__ import annotations
 
-import datetime
-import platform
-
 import jax
 import optax
 
 import decjax
-from benchmarks._report import arguments, write
+from benchmarks._report import arguments, header, measured_on, write
 from benchmarks.push_sum import _paired
 
 LAYERS = [784, 256, 256, 10]
@@ -99,17 +96,12 @@ def main(argv=None) -> int:
         for row in measure(n, model, name, steps=steps, rounds=rounds, repeats=repeats, only=only)
     ]
     device = jax.devices()[0]
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "device": f"{device.platform} ({device.device_kind})",
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "quick": args.quick,
-        "rows": rows,
-    }
+    report = header(
+        args.quick,
+        rows=rows,
+    )
     lines = [
-        f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
-        + (" (quick mode: not a measurement)" if args.quick else "")
+        measured_on(report)
         + ". Batch 32 per worker; per-step time of make_run's loop with and without a "
         "TimeModel; ratio: median over 7 alternating rounds.",
         "",
