@@ -91,7 +91,7 @@ def resolve_steps_per_iteration(steps: int | str, loss_fn: Callable, *stacked) -
     carry), and double the compiled program. For a loss with a convolution the
     step is compute-bound and the copy negligible (ResNet-20's 270k parameters
     per worker against its convolutions), while the doubled program costs
-    compile time (ResNet-20, n = 4, on the CPU: 5.88 s against 4.41 s), so
+    compile time (ResNet-20, n = 4, on the CPU: 5.46 s against 4.25 s), so
     ``"auto"`` is one step per iteration there and :data:`STEPS_PER_ITERATION`
     otherwise (MLPs, transformers, linear models: memory-bound steps).
     """
