@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from decjax import _platform
 
@@ -82,6 +83,14 @@ def gather_rows(x: jax.Array) -> jax.Array:
     if axis is None:
         return x
     return jax.lax.all_gather(x, axis.name, axis=0, tiled=True)
+
+
+def flatten_rows(tree) -> tuple[jax.Array, Any]:
+    """``(n, d)`` matrix of each worker's flattened tree, and the inverse map."""
+    one = jax.tree.map(lambda x: x[0], tree)
+    _, unravel = ravel_pytree(one)
+    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
+    return flat, jax.vmap(unravel)
 
 
 def sum_rows(x: jax.Array) -> jax.Array:

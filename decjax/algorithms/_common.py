@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
 from decjax._closures import nonfinite_number
 from decjax._validation import check_callable, check_int, check_positive, is_traced
@@ -111,14 +110,6 @@ def also_sent(first: Info, second: Info, when: Any = True) -> Info:
         else first[key] + jnp.where(when, second[key], 0.0)
         for key in first
     }
-
-
-def flatten_rows(tree: Any) -> tuple[jax.Array, Any]:
-    """``(n, d)`` matrix of each worker's flattened tree, and the inverse map."""
-    one = jax.tree.map(lambda x: x[0], tree)
-    _, unravel = ravel_pytree(one)
-    flat = jax.vmap(lambda t: ravel_pytree(t)[0])(tree)
-    return flat, jax.vmap(unravel)
 
 
 FIXES = {

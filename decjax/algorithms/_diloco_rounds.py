@@ -13,7 +13,6 @@ from decjax import _axis
 from decjax.algorithms._common import (
     Gossip,
     also_sent,
-    flatten_rows,
     zeros_count,
 )
 from decjax.gossip import TRAFFIC, Compressor, Links, Traffic, worker_bytes
@@ -176,7 +175,7 @@ class Rounds:
 
     def _compress(self, u, key):
         """Each worker's drift of one fragment (a list of leaves), compressed as one vector."""
-        flat, unravel = flatten_rows(u)
+        flat, unravel = _axis.flatten_rows(u)
         return unravel(compress_rows(self.compressor, key, flat))
 
     def _message_bytes(self, u) -> int:

@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from decjax._axis import flatten_rows
 from decjax._validation import as_key, check_in_range
 from decjax.algorithms._common import (
     Gossip,
     check_learning_rate,
     constructor,
-    flatten_rows,
     from_step,
     learning_rate_at,
     zeros_count,

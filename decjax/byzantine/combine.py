@@ -20,7 +20,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from decjax import _axis
 from decjax.byzantine.attacks import Attack, View
@@ -116,12 +115,6 @@ def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
     return lists
 
 
-def _flat(tree: Any):
-    one = jax.tree.map(lambda x: x[0], tree)
-    _, unravel = ravel_pytree(one)
-    return jax.vmap(lambda t: ravel_pytree(t)[0])(tree), jax.vmap(unravel)
-
-
 def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:
     """One round of robust gossip on ``tree`` (stacked per-worker models) at ``step``."""
     if not isinstance(robust, Robust) or not isinstance(lists, Sparse):
@@ -129,7 +122,7 @@ def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any
             "robust_mix takes a Robust and the neighbour lists of neighbour_lists(topology, rule), "
             f"got {type(robust).__name__} and {type(lists).__name__}"
         )
-    x, unravel = _flat(tree)
+    x, unravel = _axis.flatten_rows(tree)
     n = lists.n
     nbr_all, w_all = lists.realized_lists(step)
     nbr, w = _axis.local_rows(nbr_all), _axis.local_rows(w_all).astype(x.dtype)
