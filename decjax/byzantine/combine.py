@@ -57,6 +57,10 @@ class Byzantine:
         out[list(self.workers)] = True
         return out
 
+    def honest(self, n: int) -> np.ndarray:
+        """``(n,)`` bool: the honest workers (``~mask(n)``), what every record averages over."""
+        return ~self.mask(n)
+
 
 def place(n: int, count: int, *, seed: int = 0) -> tuple[int, ...]:
     """``count`` Byzantine workers out of ``n``, drawn uniformly without replacement (sorted)."""

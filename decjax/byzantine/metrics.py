@@ -5,22 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from decjax.byzantine.combine import Byzantine
+from decjax.metrics import consensus_distance, worker_mean
 
 
-def _honest(tree: Any, byzantine: Byzantine) -> tuple[np.ndarray, Any]:
+def _honest(tree: Any, byzantine: Byzantine) -> np.ndarray:
+    """The honest workers' ``(n,)`` mask, for the ``mask=`` of :mod:`decjax.metrics`."""
     if not isinstance(byzantine, Byzantine):
         raise TypeError(f"byzantine must be a decjax.byzantine.Byzantine, got {byzantine!r}")
-    n = jax.tree.leaves(tree)[0].shape[0]
-    keep = np.flatnonzero(~byzantine.mask(n))
-    return keep, jax.tree.map(lambda x: x[keep], tree)
+    return byzantine.honest(jax.tree.leaves(tree)[0].shape[0])
 
 
 def honest_mean(tree: Any, byzantine: Byzantine) -> Any:
-    r"""The honest workers' averaged model :math:`\bar x_H = \frac1{|H|} \sum_{i \in H} x_i`.
+    r"""The honest workers' averaged model :math:`\bar x_H = \frac1{|H|} \sum_{i \in H} x_i`
+    (``decjax.metrics.worker_mean`` over the honest workers).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -29,12 +29,12 @@ def honest_mean(tree: Any, byzantine: Byzantine) -> Any:
       >>> honest_mean(jnp.array([[1.0], [3.0], [100.0]]), b).tolist()
       [2.0]
     """
-    _, honest = _honest(tree, byzantine)
-    return jax.tree.map(lambda x: jnp.mean(x, axis=0), honest)
+    return worker_mean(tree, _honest(tree, byzantine))
 
 
 def honest_consensus_distance(tree: Any, byzantine: Byzantine) -> jax.Array:
-    r""":math:`\frac1{|H|} \sum_{i \in H} \lVert x_i - \bar x_H \rVert^2` over all leaves.
+    r""":math:`\frac1{|H|} \sum_{i \in H} \lVert x_i - \bar x_H \rVert^2` over all leaves
+    (``decjax.metrics.consensus_distance`` over the honest workers).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -43,8 +43,4 @@ def honest_consensus_distance(tree: Any, byzantine: Byzantine) -> jax.Array:
       >>> float(honest_consensus_distance(jnp.array([[1.0], [3.0], [100.0]]), b))
       1.0
     """
-    keep, honest = _honest(tree, byzantine)
-    total = sum(
-        jnp.sum((x - jnp.mean(x, axis=0, keepdims=True)) ** 2) for x in jax.tree.leaves(honest)
-    )
-    return jnp.asarray(total / keep.size)
+    return consensus_distance(tree, _honest(tree, byzantine))

@@ -301,8 +301,7 @@ def honest_mask(tx, params) -> np.ndarray | None:
     byzantine = byzantine_of(tx)
     if byzantine is None:
         return None
-    n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
-    return ~byzantine.mask(n)
+    return byzantine.honest(_axis.total_workers(jax.tree.leaves(params)[0].shape[0]))
 
 
 def mix_floating(topology, tree: Any, step) -> Any:
