@@ -168,15 +168,16 @@ class Program:
 
         return jax.vmap(stateful)
 
-    def _loss_arguments(self, state: RunState, data) -> tuple:
-        """The shapes of the loss's arguments for all the workers (nothing runs)."""
+    def _loss_arguments(self, params, data, key, step, model_state) -> tuple:
+        """The shapes of the loss's arguments for all the workers (nothing runs): what the
+        ``"auto"`` choices of ``worker_chunks`` and ``steps_per_iteration`` read."""
 
         def arguments():
-            batch = self.batch(data, state.key, state.step)
+            batch = self.batch(data, key, step)
             if not self.stateful:
-                return state.params, batch
-            n = jax.tree.leaves(state.params)[0].shape[0]
-            return state.params, batch, state.model_state, worker_keys(state.key, n)
+                return params, batch
+            n = jax.tree.leaves(params)[0].shape[0]
+            return params, batch, model_state, worker_keys(key, n)
 
         return jax.eval_shape(arguments)
 
@@ -200,8 +201,8 @@ class Program:
         grad_fn = self._grad_fn()
         chunks = self.worker_chunks
         if chunks == AUTO:  # trace the minibatch's shapes only when the choice needs them
-            batch = jax.eval_shape(lambda: self.batch(data, key, step))
-            chunks = resolve_worker_chunks(chunks, self.loss_fn, params, batch, *extra)
+            shapes = self._loss_arguments(params, data, key, step, model_state)
+            chunks = resolve_worker_chunks(chunks, self.loss_fn, *shapes)
         if chunks == 1:
             return grad_fn(params, self.batch(data, key, step), *extra)
 
@@ -256,9 +257,8 @@ class Program:
             return new, (masked_mean(losses, honest), aux)
 
         start = state
-        unroll = resolve_steps_per_iteration(
-            self.steps_per_iteration, self.loss_fn, *self._loss_arguments(state, data)
-        )
+        shapes = self._loss_arguments(state.params, data, state.key, state.step, state.model_state)
+        unroll = resolve_steps_per_iteration(self.steps_per_iteration, self.loss_fn, *shapes)
         state, (losses, aux) = scan_steps(step, state, self.eval_every, unroll)
         bad = ~jnp.isfinite(losses)
         metrics = {
