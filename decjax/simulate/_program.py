@@ -257,12 +257,12 @@ class Program:
             return new, (masked_mean(losses, honest), aux)
 
         start = state
-        unroll = self.steps_per_iteration
-        if unroll == AUTO:  # trace the arguments' shapes only when the choice needs them
+        shapes: tuple = ()
+        if self.steps_per_iteration == AUTO:  # trace the shapes only when the choice needs them
             shapes = self._loss_arguments(
                 state.params, data, state.key, state.step, state.model_state
             )
-            unroll = resolve_steps_per_iteration(unroll, self.loss_fn, *shapes)
+        unroll = resolve_steps_per_iteration(self.steps_per_iteration, self.loss_fn, *shapes)
         state, (losses, aux) = scan_steps(step, state, self.eval_every, unroll)
         bad = ~jnp.isfinite(losses)
         metrics = {
