@@ -69,10 +69,15 @@ def decjax_program(name: str, n: int, model, data, *, steps: int, every: int, lo
         eval_every=every,
         execution=decjax.Execution(lowering=lowering),
     )
-    key = jax.random.key(0)
+    return _donated(run, jax.random.key(0), data)
+
+
+def _donated(run, *args):
+    """``run(params, *args)`` jitted with the params donated: ``params -> (new params,
+    records)``."""
 
     def program(params):
-        state, metrics = run(params, key, data)
+        state, metrics = run(params, *args)
         return state.params, metrics
 
     return jax.jit(program, donate_argnums=0)
@@ -126,6 +131,21 @@ def _seconds(program, params, calls: int):
     return statistics.median(times), params
 
 
+def _alternate(programs: dict, states: dict, *, rounds: int, calls: int, baseline: str):
+    """Each program's per-round seconds (timed in turn, ``rounds`` times, from ``states``) and
+    the median over rounds of its time over ``baseline``'s."""
+    times = {k: [] for k in programs}
+    for _ in range(rounds):
+        for k, program in programs.items():
+            t, states[k] = _seconds(program, states[k], calls)
+            times[k].append(t)
+    ratios = {
+        k: statistics.median(a / b for a, b in zip(v, times[baseline], strict=True))
+        for k, v in times.items()
+    }
+    return times, ratios
+
+
 def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: int) -> dict:
     model, params, data = _workload(n)
     programs = {
@@ -143,23 +163,16 @@ def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: in
         for other in ("now", "xla_reduction")
         for a, b in zip(finals[other], finals["hand"], strict=True)
     )
-    state = {k: copy() for k in programs}
-    times = {k: [] for k in programs}
-    for _ in range(rounds):
-        for k, program in programs.items():
-            t, state[k] = _seconds(program, state[k], calls)
-            times[k].append(t)
-    ratio = lambda k: statistics.median(  # noqa: E731
-        a / b for a, b in zip(times[k], times["hand"], strict=True)
-    )
+    states = {k: copy() for k in programs}
+    times, ratio = _alternate(programs, states, rounds=rounds, calls=calls, baseline="hand")
     row = {
         "algorithm": name,
         "n": n,
         "steps": steps,
         "record_every": every,
         **{f"{k}_ms": 1e3 * statistics.median(v) / steps for k, v in times.items()},
-        "ratio": ratio("now"),
-        "ratio_xla_reduction": ratio("xla_reduction"),
+        "ratio": ratio["now"],
+        "ratio_xla_reduction": ratio["xla_reduction"],
         "max_abs_diff": diff,
     }
     print(
@@ -184,12 +197,7 @@ def evaluation_cost(n: int, *, examples: int, every: int, rounds: int) -> dict:
 
     def program(evaluation):
         run = decjax.make_run(model.loss, tx, steps=2 * every, evaluation=evaluation)
-
-        def one(params):
-            state, metrics = run(params, key, data, test)
-            return state.params, metrics
-
-        return jax.jit(one, donate_argnums=0)
+        return _donated(run, key, data, test)
 
     programs = {
         "none": program(decjax.Evaluation(every=every)),
@@ -199,21 +207,14 @@ def evaluation_cost(n: int, *, examples: int, every: int, rounds: int) -> dict:
     state = {k: jax.tree.map(jnp.copy, params) for k in programs}
     for k, program_ in programs.items():  # compile and warm up
         state[k] = jax.block_until_ready(program_(state[k])[0])
-    times = {k: [] for k in programs}
-    for _ in range(rounds):
-        for k, program_ in programs.items():
-            t, state[k] = _seconds(program_, state[k], 1)
-            times[k].append(t)
-    ratio = lambda k: statistics.median(  # noqa: E731
-        a / b for a, b in zip(times[k], times["none"], strict=True)
-    )
+    times, ratio = _alternate(programs, state, rounds=rounds, calls=1, baseline="none")
     row = {
         "n": n,
         "examples": examples,
         "record_every": every,
         **{f"{k}_ms": 1e3 * statistics.median(v) / (2 * every) for k, v in times.items()},
-        "averaged_ratio": ratio("averaged"),
-        "workers_ratio": ratio("workers"),
+        "averaged_ratio": ratio["averaged"],
+        "workers_ratio": ratio["workers"],
     }
     print(
         f"evaluation n={n} on {examples} examples every {every} steps: averaged model "
