@@ -15,7 +15,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import decjax
@@ -26,6 +25,7 @@ from benchmarks import (
     memory,
     push_sum,
     robust,
+    scale,
     timing,
     torch_compare,
     torch_convnets,
@@ -128,24 +128,12 @@ def convnets_section(plan: Plan) -> list:
     return [(f"{m} n={n}", lambda m=m, n=n: one(m, n)) for m, n in plans]
 
 
-def _worker_data(n: int, inputs: int):
-    rng = np.random.default_rng(0)
-    size = max(4096, 2 * n)
-    ds = decjax.data.from_arrays(
-        rng.random((size, inputs), dtype=np.float32),
-        rng.integers(0, 10, size),
-        x_test=np.zeros((10, inputs), np.float32),
-        y_test=np.zeros(10, np.int64),
-    )
-    return decjax.data.distribute(ds, n, "iid", key=0)
-
-
 def throughput(model: str, n: int, *, steps: int, repeats: int) -> dict:
     """Simulated worker-steps per second: D-PSGD on a ring, batch 32 per worker gathered
     from each worker's shard on the device, the program ``make_run`` compiles."""
     net = decjax.problems.mlp(LAYERS[model])
     params = decjax.replicate(net.init(jax.random.key(0)), n)
-    data = _worker_data(n, LAYERS[model][0])
+    data = scale.worker_data(n, LAYERS[model][0], size=max(4096, 2 * n))
     run = decjax.make_run(
         net.loss, decjax.dpsgd(LR, decjax.ring(n)), steps=steps, batch_size=32, eval_every=steps
     )

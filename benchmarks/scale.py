@@ -22,25 +22,34 @@ from pathlib import Path
 LAYERS = {"mlp": [784, 256, 256, 10], "logistic": [784, 10]}
 
 
+def worker_data(n: int, inputs: int, size: int):
+    """``size`` random examples of ``inputs`` features and 10 classes, split iid over ``n``
+    workers (``WorkerData`` on the device, minibatches gathered per step)."""
+    import numpy as np
+
+    import decjax
+
+    rng = np.random.default_rng(0)
+    ds = decjax.data.from_arrays(
+        rng.random((size, inputs), dtype=np.float32),
+        rng.integers(0, 10, size),
+        x_test=np.zeros((10, inputs), np.float32),
+        y_test=np.zeros(10, np.int64),
+    )
+    return decjax.data.distribute(ds, n, "iid", key=0)
+
+
 def one(model: str, n: int, chunks: int) -> dict:
     """Train ``n`` workers for a few steps; return timing and peak memory (runs in a subprocess)."""
     import time
 
     import jax
-    import numpy as np
 
     import decjax
 
     layers = LAYERS[model]
-    rng = np.random.default_rng(0)
-    size = max(60000, 2 * n)  # MNIST-sized, or two examples per worker beyond that
-    ds = decjax.data.from_arrays(
-        rng.random((size, 784), dtype=np.float32),
-        rng.integers(0, 10, size),
-        x_test=np.zeros((10, 784), np.float32),
-        y_test=np.zeros(10, np.int64),
-    )
-    data = decjax.data.distribute(ds, n, "iid", key=0)
+    # MNIST-sized, or two examples per worker beyond that
+    data = worker_data(n, 784, size=max(60000, 2 * n))
     net = decjax.problems.mlp(layers)
     params = decjax.replicate(net.init(jax.random.key(0)), n)
     per_worker = sum(x.size // n * x.dtype.itemsize for x in jax.tree.leaves(params))
