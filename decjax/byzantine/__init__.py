@@ -19,14 +19,24 @@ from decjax.byzantine.attacks import (
     Attack,
     Dissensus,
     Gaussian,
+    LabelFlip,
     SignFlip,
     alie_z,
 )
-from decjax.byzantine.combine import Byzantine, Robust, neighbour_lists, place, robust_mix
+from decjax.byzantine.combine import (
+    Byzantine,
+    Robust,
+    neighbour_lists,
+    place,
+    place_by_degree,
+    robust_mix,
+)
 from decjax.byzantine.metrics import honest_consensus_distance, honest_mean
 from decjax.byzantine.rules import (
+    IOS,
     RULES,
     Clipping,
+    CSPlus,
     GeometricMedian,
     Gossip,
     Krum,
@@ -38,16 +48,19 @@ from decjax.byzantine.rules import (
 __all__ = [
     "ALIE",
     "ATTACKS",
+    "IOS",
     "IPM",
     "RULES",
     "Attack",
     "Byzantine",
+    "CSPlus",
     "Clipping",
     "Dissensus",
     "Gaussian",
     "GeometricMedian",
     "Gossip",
     "Krum",
+    "LabelFlip",
     "Median",
     "Robust",
     "Rule",
@@ -58,5 +71,6 @@ __all__ = [
     "honest_mean",
     "neighbour_lists",
     "place",
+    "place_by_degree",
     "robust_mix",
 ]

@@ -54,6 +54,11 @@ class Attack:
     def __call__(self, view: View, sender: jax.Array) -> jax.Array:
         raise NotImplementedError
 
+    def poisons_data(self) -> bool:
+        """Whether the Byzantine workers train on altered data (:class:`LabelFlip`, whose
+        labels a run flips before it starts)."""
+        return False
+
 
 @dataclasses.dataclass(frozen=True)
 class SignFlip(Attack):
@@ -74,6 +79,29 @@ class Gaussian(Attack):
 
     def __call__(self, view, sender):
         return self.std * jax.random.normal(view.key, sender.shape, sender.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelFlip(Attack):
+    """Train on flipped labels :math:`y \\mapsto C - 1 - y` and send the resulting model as it is
+    (He, Karimireddy & Jaggi 2022 use ``9 - y`` on MNIST). ``classes`` is :math:`C`.
+
+    The message is the sender's own model; what makes it Byzantine is its data:
+    :func:`~decjax.simulate`, :func:`~decjax.sweep` and :func:`~decjax.make_run` flip
+    the Byzantine workers' training labels before the run
+    (:func:`decjax.data.flip_labels`), so the attack cannot be forgotten.
+    """
+
+    classes: int = 10
+
+    def __post_init__(self):
+        check_int("classes", self.classes, minimum=2)
+
+    def __call__(self, view, sender):
+        return sender
+
+    def poisons_data(self) -> bool:
+        return True
 
 
 def alie_z(n: int, f: int) -> float:
@@ -163,4 +191,5 @@ ATTACKS = {
     "alie": ALIE,
     "ipm": IPM,
     "dissensus": Dissensus,
+    "label_flip": LabelFlip,
 }

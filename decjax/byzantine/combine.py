@@ -70,6 +70,20 @@ def place(n: int, count: int, *, seed: int = 0) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in chosen))
 
 
+def place_by_degree(topology: Topology, count: int, *, highest: bool = True) -> tuple[int, ...]:
+    """The ``count`` workers of highest (``highest=False``: lowest) degree on ``topology``
+    (messages received per step, averaged over a time-varying topology's period; ties
+    go to the lower index), sorted: hubs are where an attacker does the most harm."""
+    lists = neighbour_lists(topology, Rule())
+    if not 0 <= count < lists.n:
+        raise ValueError(f"count must be in [0, n={lists.n}) Byzantine workers, got {count}")
+    nbr, w = (np.asarray(a) for a in lists.lists())
+    rows = np.arange(lists.n)[:, None]
+    received = ((nbr != rows) & (w != 0)).sum(axis=-1).reshape(-1, lists.n).mean(axis=0)
+    order = np.lexsort((np.arange(lists.n), -received if highest else received))
+    return tuple(sorted(int(i) for i in order[:count]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Robust:
     """A robust combine: the rule every honest worker applies, and the Byzantine workers (if

@@ -54,6 +54,19 @@ def _sorted_valid(stacked, counts):
     return sort_rows(jnp.where(counts[:, None], stacked, jnp.inf))
 
 
+def _differences(own, messages):
+    """``m_j - x_i`` ``(k, d)`` and their norms ``(k,)``."""
+    differences = messages - own[None]
+    return differences, jnp.sqrt(jnp.sum(differences**2, axis=1))
+
+
+def _clipped_gossip(own, differences, distances, weights, tau):
+    r""":math:`x_i + \sum_j W_{ij} \min(1, \tau / \lVert z_j \rVert) z_j` (``tau`` may be inf)."""
+    safe = jnp.where(distances > tau, distances, 1.0)
+    scale = jnp.where(distances > tau, tau / safe, 1.0)
+    return own + sum(weights[k] * (scale[k] * differences[k]) for k in range(differences.shape[0]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
     """A robust aggregation rule (see the module docstring)."""
@@ -102,12 +115,8 @@ class Clipping(Rule):
         return jnp.where(count >= 2, ordered[-2], ordered[-1])
 
     def __call__(self, own, messages, weights, valid):
-        differences = messages - own[None]
-        distances = jnp.sqrt(jnp.sum(differences**2, axis=1))
-        tau = self._radius(distances, valid)
-        safe = jnp.where(distances > tau, distances, 1.0)
-        scale = jnp.where(distances > tau, tau / safe, 1.0)
-        return own + sum(weights[k] * (scale[k] * differences[k]) for k in range(messages.shape[0]))
+        differences, distances = _differences(own, messages)
+        return _clipped_gossip(own, differences, distances, weights, self._radius(distances, valid))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +211,85 @@ class Krum(Rule):
         return stacked[jnp.argmin(scores)]
 
 
+@dataclasses.dataclass(frozen=True)
+class CSPlus(Rule):
+    r"""CS\ :sup:`+`-RG (Gaucher, Dieuleveut & Hendrikx, ICML 2025, arXiv 2410.10418): clipped
+    gossip whose radius clips the neighbours carrying the largest :math:`2 b\,w` of weight.
+
+    With the neighbours sorted by distance :math:`\lVert m_j - x_i \rVert` and
+    :math:`C_j` the cumulative weight of the ``j`` nearest, the radius is the distance
+    of the farthest neighbour with :math:`C_j \le \sum_j W_{ij} - 2 b\,w` (0 when
+    none is), then :math:`x_i + \sum_j W_{ij}\, \mathrm{clip}_\tau(m_j - x_i)` as in
+    :class:`Clipping`. ``w``, the weight of one Byzantine neighbour, is the largest
+    weight the worker gives a neighbour (the authors' code takes the Byzantine
+    edges' weight, equal to every edge's with uniform weights); ``b = 0`` is plain
+    gossip. Cumulative weights within a few float roundings of the target count as
+    reaching it.
+    """
+
+    b: int = 1
+
+    def __post_init__(self):
+        check_int("b", self.b, minimum=0)
+
+    def needs(self) -> int:
+        return 2 * self.b  # 2b clipped neighbours at least
+
+    def __call__(self, own, messages, weights, valid):
+        differences, distances = _differences(own, messages)
+        w = jnp.where(valid, weights, 0.0)
+        order = jnp.argsort(jnp.where(valid, distances, jnp.inf))
+        cumulative = jnp.cumsum(w[order])
+        total = jnp.sum(w)
+        target = total - 2 * self.b * jnp.max(w)
+        slack = 8 * jnp.finfo(own.dtype).eps * total
+        within = valid[order] & (cumulative <= target + slack)
+        count = jnp.sum(within)
+        farthest = jnp.take(distances[order], jnp.maximum(count - 1, 0))
+        tau = jnp.where(count > 0, farthest, 0.0)
+        tau = jnp.where(self.b == 0, jnp.inf, tau).astype(own.dtype)
+        return _clipped_gossip(own, differences, distances, weights, tau)
+
+
+@dataclasses.dataclass(frozen=True)
+class IOS(Rule):
+    r"""Iterative outlier scissor (Wu, Chen & Ling, IEEE TSP 2023, arXiv 2206.04568).
+
+    Starting from the worker's own model and its valid messages, weighted by the
+    gossip weights (the worker's own weight :math:`W_{ii} = 1 - \sum_j W_{ij}`),
+    ``f`` times: take the weighted average of the inputs still kept and drop the
+    message farthest from it (never the worker's own model; the first of ties).
+    The result is the weighted average of what is left, the weights renormalised.
+    """
+
+    f: int = 1
+
+    def __post_init__(self):
+        check_int("f", self.f, minimum=0)
+
+    def needs(self) -> int:
+        return self.f
+
+    def __call__(self, own, messages, weights, valid):
+        stacked = jnp.concatenate([own[None], messages], axis=0)
+        w = jnp.where(valid, weights, 0.0)
+        w = jnp.concatenate([(1 - jnp.sum(w))[None], w])
+        kept = jnp.concatenate([jnp.ones((1,), bool), valid & (weights > 0)])
+
+        def average(kept):
+            mass = jnp.where(kept, w, 0.0)
+            return jnp.sum(mass[:, None] * stacked, axis=0) / jnp.sum(mass)
+
+        def scissor(kept, _):
+            distances = jnp.sqrt(jnp.sum((stacked - average(kept)[None]) ** 2, axis=1))
+            candidates = kept.at[0].set(False)
+            drop = jnp.argmax(jnp.where(candidates, distances, -jnp.inf))
+            return kept.at[drop].set(kept[drop] & ~jnp.any(candidates)), None
+
+        kept = jax.lax.scan(scissor, kept, None, length=self.f)[0] if self.f else kept
+        return average(kept)
+
+
 RULES = {
     "gossip": Gossip,
     "clipping": Clipping,
@@ -209,4 +297,6 @@ RULES = {
     "trimmed_mean": TrimmedMean,
     "geometric_median": GeometricMedian,
     "krum": Krum,
+    "ios": IOS,
+    "cs_plus": CSPlus,
 }

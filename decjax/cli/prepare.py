@@ -97,6 +97,8 @@ def robust_of(args) -> decjax.byzantine.Robust | None:
     rules = {
         "trimmed_mean": lambda: byz.TrimmedMean(tolerated),
         "krum": lambda: byz.Krum(tolerated),
+        "ios": lambda: byz.IOS(tolerated),
+        "cs_plus": lambda: byz.CSPlus(tolerated),
     }
     rule = rules.get(args.robust, byz.RULES[args.robust or "gossip"])()
     if args.byzantine == 0:

@@ -11,6 +11,7 @@ from decjax.data.files import (
     load_text,
     synthetic_images,
 )
+from decjax.data.labels import flip_labels
 from decjax.data.sampling import WorkerData, distribute, gather_batch, sample_batch, worker_keys
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "WorkerData",
     "augmented",
     "distribute",
+    "flip_labels",
     "from_arrays",
     "gather_batch",
     "label_histogram",

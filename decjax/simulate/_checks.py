@@ -19,6 +19,7 @@ import numpy as np
 from decjax._closures import schedules
 from decjax._validation import check_callable, check_int
 from decjax.algorithms._chain import holds_algorithm
+from decjax.algorithms._common import byzantine_of
 from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
@@ -328,14 +329,20 @@ def check_callback(callback) -> None:
         return
 
 
-def check_configurations(make_tx, grid, steps: int) -> None:
+def check_configurations(make_tx, grid, steps: int):
     """Build every configuration of a sweep's grid once with concrete values, so each
     constructor's validation (e.g. D²'s spectral condition) runs before the traced,
-    vmapped build; a ``make_tx`` that does not take the grid's names is told so."""
+    vmapped build; a ``make_tx`` that does not take the grid's names is told so.
+
+    Returns the configurations' Byzantine workers (:mod:`decjax.byzantine`; ``None``
+    without), refused when they differ: every record leaves the same rows out."""
+    seen = []
     for combo in itertools.product(*(grid[k] for k in grid)):
         config = {k: v for k, v in zip(grid, combo, strict=True) if k != "seed"}
         try:
-            check_against_steps(check_composition(make_tx(**config)), steps)
+            tx = make_tx(**config)
+            check_against_steps(check_composition(tx), steps)
+            seen.append(byzantine_of(tx))
         except TypeError as err:
             if "argument" not in str(err):  # a constructor's own TypeError: let it speak
                 raise
@@ -343,3 +350,9 @@ def check_configurations(make_tx, grid, steps: int) -> None:
                 f"make_tx must accept the grid's names as keywords {sorted(config)}: "
                 f"{first_line(err)}"
             ) from None
+    if any(b != seen[0] for b in seen):
+        raise ValueError(
+            "a sweep's configurations must share their Byzantine workers and attack (every "
+            "record leaves the same rows out): sweep over them with separate calls"
+        )
+    return seen[0] if seen else None

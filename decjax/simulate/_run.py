@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -19,9 +19,11 @@ import optax
 
 from decjax import distributed
 from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
+from decjax.algorithms._common import byzantine_of
 from decjax.simulate import _checks as checks
 from decjax.simulate._execute import Layout, Saving, SweepLayout, execute
 from decjax.simulate._lowering import AUTO, check_worker_chunks
+from decjax.simulate._poison import poison
 from decjax.simulate._program import Program, TxFactory
 from decjax.simulate._schedule import Schedule
 from decjax.simulate.identity import run_identity
@@ -222,6 +224,7 @@ def run_simulation(run: Run, tx, on_divergence: str) -> SimulationResult:
         raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
     check_choice("on_divergence", on_divergence, DIVERGENCE)
     checks.check_composition(tx)
+    run = replace(run, data=poison(run.data, byzantine_of(tx)))
     ready = prepare(run, lambda: tx, on_divergence == "stop")
     checks.check_against_steps(tx, ready.steps)
     state = ready.program.init(run.params, ready.key, {}, run.model_state)
@@ -248,7 +251,9 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
     ready = prepare(run, make_tx, False)
     n = jax.tree.leaves(run.params)[0].shape[0]
     hyper, configs, seeds = flatten_grid(grid, n)
-    checks.check_configurations(make_tx, grid, ready.steps)
+    run = replace(
+        run, data=poison(run.data, checks.check_configurations(make_tx, grid, ready.steps))
+    )
     if "seed" in grid:
         keys = jax.vmap(lambda s: jax.random.fold_in(ready.key, s))(seeds)
     else:  # the key simulate would use, for every configuration

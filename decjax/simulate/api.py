@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import optax
 
 from decjax._validation import check_bool, check_int
+from decjax.algorithms._common import byzantine_of
 from decjax.simulate._lowering import AUTO
+from decjax.simulate._poison import poison
 from decjax.simulate._run import Run, as_lists, program_of, run_simulation, run_sweep
 from decjax.simulate.options import (
     Checkpointing,
@@ -133,6 +135,7 @@ def make_run(
 
     def run(params, key, data, eval_data=None, hyper=None, model_state=None):
         hyper = {} if hyper is None else hyper
+        data = poison(data, byzantine_of(program.make_tx(**hyper)))
         state = program.init(params, key, hyper, model_state)
         return program.chunk(state, data, eval_data, hyper, blocks=blocks)
 

@@ -57,6 +57,45 @@ def _np_clipping(own, messages, weights, valid, tau):
     return out
 
 
+def _np_ios(own, messages, weights, valid, f):
+    """The authors' loop (Gaucher et al.'s aggregators/ios.py): weights with the own one."""
+    inputs = np.concatenate([own[None], messages], axis=0)
+    w = np.concatenate([[1 - weights[valid].sum()], np.where(valid, weights, 0.0)])
+    trusted = w > 0
+    for _ in range(f):
+        average = (w[trusted, None] * inputs[trusted]).sum(axis=0) / w[trusted].sum()
+        distances = np.linalg.norm(inputs - average, axis=1)
+        farthest, index = 0.0, None
+        for k, d in enumerate(distances):
+            if k > 0 and trusted[k] and d > farthest:
+                farthest, index = d, k
+        if index is not None:
+            trusted[index] = False
+    return (w[trusted, None] * inputs[trusted]).sum(axis=0) / w[trusted].sum()
+
+
+def _np_cs_plus(own, messages, weights, valid, b):
+    """The authors' cs_plus (Gaucher et al.'s aggregators/robust_gossip.py), the own model
+    first with its weight, Byzantine weight b times the largest neighbour weight."""
+    inputs = np.concatenate([own[None], messages[valid]], axis=0)
+    w = np.concatenate([[1 - weights[valid].sum()], weights[valid]])
+    differences = own - inputs
+    distances = np.linalg.norm(differences, axis=1)
+    order = np.argsort(distances, kind="stable")
+    cumulative = np.cumsum(w[order])
+    byzantine_weight = b * weights[valid].max()
+    target = cumulative[-1] - 2 * byzantine_weight
+    idx = int(np.searchsorted(cumulative, target))
+    if byzantine_weight == 0 or idx >= len(w):
+        tau = np.inf
+    elif np.isclose(cumulative[idx], target, rtol=0, atol=1e-12):
+        tau = distances[order][idx]
+    else:
+        tau = distances[order][idx - 1] if idx >= 1 else 0.0
+    scale = np.where(distances > tau, tau / np.where(distances > 0, distances, 1), 1.0)
+    return own - (w[:, None] * scale[:, None] * differences).sum(axis=0)
+
+
 CASES = {
     "random": (np.arange(5) % 5 != 4),  # the last slot is padding
     "all valid": np.ones(5, bool),
@@ -100,6 +139,10 @@ def test_each_rule_equals_a_numpy_implementation_of_its_paper(kind, valid):
                 byz.Clipping(),
                 _np_clipping(own, messages, weights, valid, None),
             ),
+            "ios f=1": (byz.IOS(1), _np_ios(own, messages, weights, valid, 1)),
+            "ios f=2": (byz.IOS(2), _np_ios(own, messages, weights, valid, 2)),
+            "cs+ b=1": (byz.CSPlus(1), _np_cs_plus(own, messages, weights, valid, 1)),
+            "cs+ b=0": (byz.CSPlus(0), _np_cs_plus(own, messages, weights, valid, 0)),
         }
         for name, (rule, expected) in check.items():
             got = np.asarray(jax.jit(rule)(*args64))
@@ -140,16 +183,48 @@ TOPOLOGIES = {
 
 @pytest.mark.parametrize("make", list(TOPOLOGIES.values()), ids=list(TOPOLOGIES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_clipping_with_a_radius_above_every_distance_is_plain_gossip_bit_for_bit(make, dtype):
+@pytest.mark.parametrize("rule", [byz.Clipping(1e30), byz.CSPlus(0)], ids=str)
+def test_clipping_with_a_radius_above_every_distance_is_plain_gossip_bit_for_bit(make, dtype, rule):
+    """Clipping with a radius above every distance, and CS+ tolerating no Byzantine
+    neighbour (an infinite radius), are plain gossip bit for bit."""
     with jax.enable_x64(dtype == "float64"):
         topology = make()
         x = jax.random.normal(jax.random.key(0), (N, 7), dtype)
-        lists = byz.neighbour_lists(topology, byz.Clipping(1e30))
+        lists = byz.neighbour_lists(topology, rule)
         for step in range(3):
-            robust = byz.robust_mix(byz.Robust(byz.Clipping(1e30)), lists, x, jnp.int32(step))
+            robust = byz.robust_mix(byz.Robust(rule), lists, x, jnp.int32(step))
             plain = decjax.mix(topology, x, step, backend="sparse")
             np.testing.assert_array_equal(robust, plain)
             x = plain
+
+
+def test_cs_plus_clips_the_two_b_farthest_to_the_next_distance_with_uniform_weights():
+    """Uniform weights 1/6 over 5 neighbours at distances 1..5 along one axis, b = 1: the
+    radius is the third distance (3), so the two farthest move only 3 each."""
+    own = jnp.zeros(2)
+    messages = jnp.array([[1.0, 0], [2, 0], [3, 0], [4, 0], [5, 0]])
+    got = byz.CSPlus(1)(own, messages, jnp.full(5, 1 / 6), jnp.ones(5, bool))
+    np.testing.assert_allclose(got, [(1 + 2 + 3 + 3 + 3) / 6, 0], rtol=1e-6)
+
+
+def test_ios_drops_the_outlier_and_averages_the_rest_with_renormalised_weights():
+    own = jnp.zeros(1)
+    messages = jnp.array([[1.0], [2.0], [100.0], [0.0]])
+    valid = jnp.array([True, True, True, False])  # the last slot is padding
+    weights = jnp.array([0.25, 0.25, 0.25, 0.0])
+    np.testing.assert_allclose(byz.IOS(1)(own, messages, weights, valid), [3 / 3 / 1], rtol=1e-6)
+    np.testing.assert_allclose(byz.IOS(0)(own, messages, weights, valid), [103 / 4], rtol=1e-6)
+
+
+def test_byzantine_workers_placed_by_degree_are_the_hubs():
+    star = decjax.topology.from_networkx(nx.star_graph(N - 1))
+    assert byz.place_by_degree(star, 1) == (0,)
+    assert byz.place_by_degree(star, 2, highest=False) == (1, 2)  # ties: lower indices
+    degrees = dict(nx.barabasi_albert_graph(N, 2, seed=3).degree())
+    hubs = byz.place_by_degree(
+        decjax.topology.from_networkx(nx.barabasi_albert_graph(N, 2, seed=3)), 2
+    )
+    assert sorted(degrees, key=lambda i: (-degrees[i], i))[:2] == sorted(hubs)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -223,6 +298,11 @@ def test_bad_robust_arguments_are_refused_in_one_line():
         ),
         (lambda: byz.Clipping(-1.0), ValueError, "tau"),
         (lambda: byz.place(N, N), ValueError, "count"),
+        (lambda: byz.place_by_degree(ring, N), ValueError, "count"),
+        (lambda: byz.neighbour_lists(ring, byz.CSPlus(2)), ValueError, "at least 4"),
+        (lambda: byz.neighbour_lists(ring, byz.IOS(3)), ValueError, "at least 3"),
+        (lambda: byz.LabelFlip(1), ValueError, "classes"),
+        (lambda: byz.IOS(-1), ValueError, "f"),
     ]
     for build, error, match in cases:
         with pytest.raises(error, match=match):

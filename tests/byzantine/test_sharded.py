@@ -15,6 +15,8 @@ RULES = [
     byz.TrimmedMean(1),
     byz.GeometricMedian(),
     byz.Krum(1),
+    byz.IOS(1),
+    byz.CSPlus(1),
 ]
 ATTACKS = [
     byz.Dissensus(),
@@ -23,6 +25,8 @@ ATTACKS = [
     byz.SignFlip(),
     byz.Gaussian(0.5),
     byz.Dissensus(0.5),
+    byz.ALIE(2.0),
+    byz.SignFlip(),
 ]
 
 

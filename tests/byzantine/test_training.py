@@ -17,6 +17,8 @@ RULES = {
     "trimmed mean": byz.TrimmedMean(1),
     "geometric median": byz.GeometricMedian(),
     "krum": byz.Krum(1),
+    "ios": byz.IOS(1),
+    "cs+": byz.CSPlus(1),
 }
 
 
@@ -126,3 +128,38 @@ def test_simulate_records_only_the_honest_workers():
     np.testing.assert_allclose(run.final("worker_test_accuracy"), np.mean(each), rtol=1e-5)
     np.testing.assert_allclose(run.final("worker_test_accuracy_min"), min(each), rtol=1e-6)
     np.testing.assert_allclose(run.final("worker_test_accuracy_max"), max(each), rtol=1e-6)
+
+
+class _Honest(byz.Attack):
+    """Sends the sender's own model: a Byzantine worker that only withholds its combine."""
+
+    def __call__(self, view, sender):
+        return sender
+
+
+def test_label_flip_trains_the_byzantine_workers_on_flipped_labels_and_nothing_else():
+    """A label-flip run equals, bit for bit, a run whose Byzantine workers send their own
+    model honestly but train on data flipped beforehand: simulate flips them itself."""
+    _, data, model, params = _digits()
+    workers = (1, 6)
+
+    def run(attack, data):
+        robust = byz.Robust(byz.Median(), byz.Byzantine(workers, attack))
+        return decjax.simulate(
+            model.loss,
+            params,
+            decjax.dpsgd(0.2, decjax.exponential(N), robust=robust),
+            data,
+            steps=20,
+            batch_size=16,
+            eval_every=10,
+            key=jax.random.key(1),
+            progress=False,
+        )
+
+    flipped = run(byz.LabelFlip(10), data)
+    by_hand = run(_Honest(), decjax.data.flip_labels(data, workers, 10))
+    untouched = run(_Honest(), data)
+    for a, b in zip(jax.tree.leaves(flipped.params), jax.tree.leaves(by_hand.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(flipped.metrics["train_loss"], untouched.metrics["train_loss"])
