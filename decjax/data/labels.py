@@ -38,7 +38,7 @@ def flip_labels(data: Any, workers, classes: int) -> Any:
         flipped = jnp.where(
             jnp.asarray(rows).reshape(-1, *([1] * (y.ndim - 1))), classes - 1 - y, y
         )
-        return type(data)((x, flipped))
+        return (x, flipped) if isinstance(data, tuple) else [x, flipped]
     raise TypeError(
         "label flipping needs decjax.data.WorkerData or (x, y) stacked over the workers, got "
         f"{type(data).__name__}"
