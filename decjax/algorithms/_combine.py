@@ -178,7 +178,7 @@ def _robust_lists(robust, topology: Topology, rounds: int, average_every) -> Spa
         raise ValueError(
             "robust= combines one round of neighbour messages: drop rounds= and average_every="
         )
-    return neighbour_lists(topology, robust.rule)
+    return neighbour_lists(topology, robust.rule, robust.byzantine)
 
 
 def _everyone(tree, topology: Topology, rounds: int):

@@ -103,9 +103,12 @@ class Robust:
             raise TypeError(f"Robust.byzantine must be a Byzantine, got {self.byzantine!r}")
 
 
-def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
-    """``topology`` as neighbour lists, refused when it has none or when some worker receives
-    fewer messages than ``rule`` needs."""
+def neighbour_lists(
+    topology: Topology, rule: Rule, byzantine: Byzantine | None = None
+) -> Sparse:
+    """``topology`` as neighbour lists, refused when it has none or when some worker that
+    combines (every honest one: ``byzantine`` workers never do) receives fewer messages
+    than ``rule`` needs."""
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
     if topology.unstackable() is not None:
@@ -113,7 +116,12 @@ def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
             f"robust gossip needs the graph's neighbour lists in advance, and {topology.name} "
             "draws its links at every step (random or faulty): not supported yet"
         )
-    lists = topology.to("sparse") if "sparse" in topology.backends else None
+    if "sparse" in topology.backends:
+        lists = topology.to("sparse")
+    elif topology.representation == "dense":
+        lists = _lists_of_matrices(topology)
+    else:
+        lists = None
     if not isinstance(lists, Sparse):
         raise ValueError(
             f"robust gossip needs neighbour lists, and {topology.name} ({topology.representation}) "
@@ -123,7 +131,8 @@ def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
     if isinstance(nbr, jax.core.Tracer) or isinstance(w, jax.core.Tracer):
         return lists  # rebuilt inside a traced program: checked when it was first built
     others = (np.asarray(nbr) != np.arange(topology.n)[None, :, None]) & (np.asarray(w) != 0)
-    received = others.sum(axis=2).min()
+    combining = np.ones(topology.n, bool) if byzantine is None else byzantine.honest(topology.n)
+    received = others.sum(axis=2)[:, combining].min()
     if received < rule.needs():
         raise ValueError(
             f"{type(rule).__name__} needs every worker to receive at least {rule.needs()} "
@@ -131,6 +140,29 @@ def neighbour_lists(topology: Topology, rule: Rule) -> Sparse:
             "or a smaller b / f"
         )
     return lists
+
+
+def _lists_of_matrices(topology: Topology) -> Sparse:
+    """A matrix topology (``from_matrix``) as compact neighbour lists: each row's non-zero
+    off-diagonal entries, padded to the largest degree with the worker itself at weight 0."""
+    matrices = topology.numpy_matrices()  # (T, n, n), float64 on the host
+    period, n, _ = matrices.shape
+    off = matrices.copy()
+    off[:, np.arange(n), np.arange(n)] = 0.0
+    slots = max(1, int((off != 0).sum(axis=-1).max()))
+    neighbours = np.broadcast_to(np.arange(n)[None, :, None], (period, n, slots)).copy()
+    weights = np.zeros((period, n, slots))
+    for t in range(period):
+        for i in range(n):
+            columns = np.flatnonzero(off[t, i])
+            neighbours[t, i, : columns.size] = columns
+            weights[t, i, : columns.size] = off[t, i, columns]
+    dtype = topology.matrices().dtype
+    return Sparse(
+        weights=jnp.asarray(weights, dtype),
+        neighbors=jnp.asarray(neighbours, jnp.int32),
+        **topology.common_fields(),
+    )
 
 
 def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:

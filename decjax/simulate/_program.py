@@ -182,7 +182,7 @@ class Program:
         return jax.eval_shape(arguments)
 
     @_lowered
-    def gradients(self, params, data, key, model_state=None, step=0):
+    def gradients(self, params, data, key, model_state=None, step=0, rows=None):
         """Per-worker losses, gradients, new model state and auxiliary outputs.
 
         ``worker_chunks`` groups of workers are computed one after another (a
@@ -192,6 +192,10 @@ class Program:
         device and model (:mod:`decjax.simulate._lowering`). A stateful model gets
         its state and a key of its own per worker and step (dropout,
         augmentation), drawn independently of the minibatch.
+
+        ``rows`` (static indices, or ``None`` for all): the only workers whose gradients
+        are computed, the others' are zero (Byzantine workers whose messages ignore
+        their model: :func:`trained_rows`); the computed rows see the same minibatches.
         """
         n = jax.tree.leaves(params)[0].shape[0]
         extra = ()
@@ -203,6 +207,12 @@ class Program:
         if chunks == AUTO:  # trace the minibatch's shapes only when the choice needs them
             shapes = self._loss_arguments(params, data, key, step, model_state)
             chunks = resolve_worker_chunks(chunks, self.loss_fn, *shapes)
+        if chunks == 1 and rows is not None and not self.stateful:
+            pick = functools.partial(jax.tree.map, lambda x: x[rows])
+            out = grad_fn(pick(params), pick(self.batch(data, key, step)))
+            return jax.tree.map(
+                lambda part: jnp.zeros((n, *part.shape[1:]), part.dtype).at[rows].set(part), out
+            )
         if chunks == 1:
             return grad_fn(params, self.batch(data, key, step), *extra)
 
@@ -234,12 +244,13 @@ class Program:
         workers, of the honest ones only: :func:`honest_mask`)."""
         tx = self.make_tx(**hyper)
         honest = honest_mask(tx, state.params)
+        rows = trained_rows(tx, state.params)
 
         def step(state: RunState, _):
             key, sub = jax.random.split(state.key)
             with _random.run_key(state.run_key):
                 losses, grads, model_state, aux = self.gradients(
-                    state.params, data, sub, state.model_state, state.step
+                    state.params, data, sub, state.model_state, state.step, rows
                 )
                 params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
                 if self.state_topology is not None:
@@ -306,6 +317,17 @@ def honest_mask(tx, params) -> np.ndarray | None:
     if byzantine is None:
         return None
     return byzantine.honest(_axis.total_workers(jax.tree.leaves(params)[0].shape[0]))
+
+
+def trained_rows(tx, params) -> np.ndarray | None:
+    """The workers whose gradients a step needs: all (``None``) but the Byzantine workers
+    of an attack whose messages ignore the sender's own model (ALIE, IPM, dissensus,
+    Gaussian noise: :meth:`~decjax.byzantine.Attack.uses_own_model`), which then keep
+    their initial model. On one device only (sharded runs compute every row)."""
+    byzantine = byzantine_of(tx)
+    if byzantine is None or byzantine.attack.uses_own_model() or _axis.current() is not None:
+        return None
+    return np.flatnonzero(honest_mask(tx, params))
 
 
 def mix_floating(topology, tree: Any, step) -> Any:

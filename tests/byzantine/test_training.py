@@ -163,3 +163,43 @@ def test_label_flip_trains_the_byzantine_workers_on_flipped_labels_and_nothing_e
     for a, b in zip(jax.tree.leaves(flipped.params), jax.tree.leaves(by_hand.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(flipped.metrics["train_loss"], untouched.metrics["train_loss"])
+
+
+class _DissensusNeedingItsModel(byz.Dissensus):
+    """Dissensus that claims to read its sender's model: every worker's gradient runs."""
+
+    def uses_own_model(self):
+        return True
+
+
+def test_byzantine_workers_whose_messages_ignore_their_model_skip_their_gradients():
+    """Skipping the gradients of Byzantine workers whose attack ignores their model leaves
+    the honest workers' training unchanged; those workers keep their initial model."""
+    _, data, model, params = _digits()
+    workers = (0, 3, 5)
+
+    def run(attack):
+        robust = byz.Robust(byz.Clipping(), byz.Byzantine(workers, attack))
+        return decjax.simulate(
+            model.loss,
+            params,
+            decjax.dpsgd(0.2, decjax.exponential(N), momentum=0.9, robust=robust),
+            data,
+            steps=20,
+            batch_size=16,
+            eval_every=10,
+            key=jax.random.key(1),
+            progress=False,
+        )
+
+    skipped, computed = run(byz.Dissensus(1.5)), run(_DissensusNeedingItsModel(1.5))
+    honest = np.array([i for i in range(N) if i not in workers])
+    for a, b, p in zip(
+        *(jax.tree.leaves(r) for r in (skipped.params, computed.params, params)), strict=True
+    ):
+        np.testing.assert_allclose(a[honest], b[honest], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(a[np.array(workers)], p[np.array(workers)])
+        assert not np.array_equal(b[np.array(workers)], p[np.array(workers)])
+    np.testing.assert_allclose(
+        skipped.metrics["train_loss"], computed.metrics["train_loss"], rtol=1e-6
+    )
