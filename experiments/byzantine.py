@@ -149,7 +149,7 @@ GRAPHS = {
 
 def sweep(ds, model, graph: str, rule: str, attack: str | None, rates, seeds, steps: int):
     """One vmapped sweep (rates x seeds) of D-PSGD with ``rule`` on ``graph`` under
-    ``attack`` (``None``: every worker honest): a tidy DataFrame."""
+    ``attack`` (``None``: every worker honest, and no worst-worker column): a DataFrame."""
     matrix, bad = GRAPHS[graph]()
     n = matrix.shape[0]
     topology = decjax.from_matrix(matrix, name=graph)
@@ -186,7 +186,7 @@ def sweep(ds, model, graph: str, rule: str, attack: str | None, rates, seeds, st
         }
     )
     keep = ["lr", "seed", "step", "train_loss_averaged", "test_accuracy", "worst_worker_accuracy"]
-    df = df[keep].rename(columns={"train_loss_averaged": "train_loss"})
+    df = df.reindex(columns=keep).rename(columns={"train_loss_averaged": "train_loss"})
     return df.assign(graph=graph, rule=rule, attack=attack or "none")
 
 
