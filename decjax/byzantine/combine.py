@@ -103,9 +103,7 @@ class Robust:
             raise TypeError(f"Robust.byzantine must be a Byzantine, got {self.byzantine!r}")
 
 
-def neighbour_lists(
-    topology: Topology, rule: Rule, byzantine: Byzantine | None = None
-) -> Sparse:
+def neighbour_lists(topology: Topology, rule: Rule, byzantine: Byzantine | None = None) -> Sparse:
     """``topology`` as neighbour lists, refused when it has none or when some worker that
     combines (every honest one: ``byzantine`` workers never do) receives fewer messages
     than ``rule`` needs."""
@@ -118,7 +116,7 @@ def neighbour_lists(
         )
     if "sparse" in topology.backends:
         lists = topology.to("sparse")
-    elif topology.representation == "dense":
+    elif topology.has_fixed_matrices():  # a matrix topology (from_matrix): its non-zeros
         lists = _lists_of_matrices(topology)
     else:
         lists = None

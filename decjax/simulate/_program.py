@@ -327,7 +327,8 @@ def trained_rows(tx, params) -> np.ndarray | None:
     byzantine = byzantine_of(tx)
     if byzantine is None or byzantine.attack.uses_own_model() or _axis.current() is not None:
         return None
-    return np.flatnonzero(honest_mask(tx, params))
+    n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
+    return np.flatnonzero(byzantine.honest(n))
 
 
 def mix_floating(topology, tree: Any, step) -> Any:

@@ -73,7 +73,7 @@ table.loc[list(attacks), list(rules)].round(3)
 # under every model-poisoning attack; a label flip only biases it. Note
 # `LabelFlip`: `simulate` flips the Byzantine workers' labels itself, so the
 # attack cannot be forgotten, and the attacks that ignore the sender's model
-# (ALIE, dissensus) skip the Byzantine workers' gradients.
+# (dissensus here) skip the Byzantine workers' gradients.
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
