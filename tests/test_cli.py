@@ -511,3 +511,19 @@ def test_cli_runs_byzantine_workers_against_a_robust_rule(tmp_path, capsys):
     assert "Byzantine workers 1, attack alie, robust median" in out
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["flags"]["byzantine"] == 1 and config["flags"]["robust"] == "median"
+
+
+def test_cli_label_flip_flips_within_the_datasets_classes_and_new_rules_tolerate_k():
+    import argparse
+
+    from decjax import byzantine
+    from decjax.cli import prepare
+
+    args = argparse.Namespace(
+        byzantine=2, attack="label_flip", robust="ios", algorithm="dpsgd", workers=8, seed=0
+    )
+    robust = prepare.robust_of(args, classes=3)
+    assert robust.byzantine.attack == byzantine.LabelFlip(3)
+    assert robust.rule == byzantine.IOS(2)
+    args.robust = "cs_plus"
+    assert prepare.robust_of(args, classes=3).rule == byzantine.CSPlus(2)

@@ -20,6 +20,7 @@ from decjax.byzantine.attacks import (
     Dissensus,
     Gaussian,
     LabelFlip,
+    NoAttack,
     SignFlip,
     alie_z,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Krum",
     "LabelFlip",
     "Median",
+    "NoAttack",
     "Robust",
     "Rule",
     "SignFlip",

@@ -67,6 +67,16 @@ class Attack:
 
 
 @dataclasses.dataclass(frozen=True)
+class NoAttack(Attack):
+    """Send the sender's own model, as an honest worker would: a baseline in which the
+    "Byzantine" workers follow the protocol except that they never combine (a defence's
+    cost without attackers, on the same graph)."""
+
+    def __call__(self, view, sender):
+        return sender
+
+
+@dataclasses.dataclass(frozen=True)
 class SignFlip(Attack):
     """Send the negation of the sender's own model, :math:`-x_j` (bit flipping in He et al.)."""
 
@@ -204,6 +214,7 @@ class Dissensus(Attack):
 
 
 ATTACKS = {
+    "none": NoAttack,
     "sign_flip": SignFlip,
     "gaussian": Gaussian,
     "alie": ALIE,

@@ -40,7 +40,7 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"--out {out} is not a writable directory ({err.strerror})") from None
 
 
-def _make_factory(args, key):
+def _make_factory(args, key, classes: int = 10):
     """``topology -> tx`` for the chosen algorithm and fault options.
 
     The factory closes over the values that shape the run only (not over
@@ -54,7 +54,7 @@ def _make_factory(args, key):
     slow = round(args.stragglers * args.workers)
     speeds = [1.0] * (args.workers - slow) + [0.5] * slow
     build = workloads.algorithm(algorithm, args.momentum, args.every)
-    robust = robust_of(args)
+    robust = robust_of(args, classes)
     if robust is not None:
         momentum = args.momentum
 
@@ -77,8 +77,9 @@ def _make_factory(args, key):
     return factory
 
 
-def robust_of(args) -> decjax.byzantine.Robust | None:
-    """The run's robust combine from --byzantine, --attack and --robust (``None`` without)."""
+def robust_of(args, classes: int = 10) -> decjax.byzantine.Robust | None:
+    """The run's robust combine from --byzantine, --attack and --robust (``None`` without);
+    ``classes``: the dataset's, which ``--attack label_flip`` flips within."""
     byz = decjax.byzantine
     if args.byzantine == 0 and args.attack is None and args.robust is None:
         return None
@@ -103,7 +104,10 @@ def robust_of(args) -> decjax.byzantine.Robust | None:
     rule = rules.get(args.robust, byz.RULES[args.robust or "gossip"])()
     if args.byzantine == 0:
         return byz.Robust(rule)
-    attacks = {"alie": lambda: byz.ALIE(byz.alie_z(args.workers, args.byzantine))}
+    attacks = {
+        "alie": lambda: byz.ALIE(byz.alie_z(args.workers, args.byzantine)),
+        "label_flip": lambda: byz.LabelFlip(classes),
+    }
     attack = attacks.get(args.attack, byz.ATTACKS[args.attack or "dissensus"])()
     workers = byz.place(args.workers, args.byzantine, seed=args.seed)
     return byz.Robust(rule, byz.Byzantine(workers, attack), seed=args.seed)
@@ -283,7 +287,7 @@ def _prepare(parser, args):
         if args.augment and dataset.x_train.ndim != 4:
             raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
         timing = time_model(args)
-        factory = _make_factory(args, jax.random.fold_in(key, 4000))
+        factory = _make_factory(args, jax.random.fold_in(key, 4000), dataset.num_classes)
         topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
             dataset,

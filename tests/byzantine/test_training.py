@@ -130,13 +130,6 @@ def test_simulate_records_only_the_honest_workers():
     np.testing.assert_allclose(run.final("worker_test_accuracy_max"), max(each), rtol=1e-6)
 
 
-class _Honest(byz.Attack):
-    """Sends the sender's own model: a Byzantine worker that only withholds its combine."""
-
-    def __call__(self, view, sender):
-        return sender
-
-
 def test_label_flip_trains_the_byzantine_workers_on_flipped_labels_and_nothing_else():
     """A label-flip run equals, bit for bit, a run whose Byzantine workers send their own
     model honestly but train on data flipped beforehand: simulate flips them itself."""
@@ -158,8 +151,8 @@ def test_label_flip_trains_the_byzantine_workers_on_flipped_labels_and_nothing_e
         )
 
     flipped = run(byz.LabelFlip(10), data)
-    by_hand = run(_Honest(), decjax.data.flip_labels(data, workers, 10))
-    untouched = run(_Honest(), data)
+    by_hand = run(byz.NoAttack(), decjax.data.flip_labels(data, workers, 10))
+    untouched = run(byz.NoAttack(), data)
     for a, b in zip(jax.tree.leaves(flipped.params), jax.tree.leaves(by_hand.params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(flipped.metrics["train_loss"], untouched.metrics["train_loss"])
