@@ -32,6 +32,8 @@ class View(NamedTuple):
     weights: jax.Array  # (k,) the gossip weights W_ij of the slots
     receiver_honest: jax.Array  # () bool
     key: jax.Array  # a key for this receiver and step (random attacks)
+    fiedler: jax.Array  # () phi_i, the receiver's entry of the honest Fiedler vector (or 0)
+    spectral: jax.Array  # (d,) sum_j phi_j x_j over the honest workers (or 0)
 
 
 def _honest_stack(view: View):
@@ -57,6 +59,11 @@ class Attack:
     def poisons_data(self) -> bool:
         """Whether the Byzantine workers train on altered data (:class:`LabelFlip`, whose
         labels a run flips before it starts)."""
+        return False
+
+    def uses_fiedler(self) -> bool:
+        """Whether the attack reads the honest graph's Fiedler vector (:class:`Spectral`):
+        the combine then computes it once, and ``View.fiedler`` / ``View.spectral``."""
         return False
 
     def uses_own_model(self) -> bool:
@@ -213,6 +220,36 @@ class Dissensus(Attack):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Spectral(Attack):
+    r"""The spectral heterogeneity attack (Gaucher, Dieuleveut & Hendrikx, ICML 2025,
+    arXiv 2410.10418; ``spectral`` in their code): to receiver :math:`i`,
+
+    .. math:: x_i + c\, \phi_i \sum_{j\ \mathrm{honest}} \phi_j x_j,
+
+    :math:`\phi` the Fiedler vector of the honest subgraph's weighted Laplacian (the
+    eigenvector of its second smallest eigenvalue, unit norm; a time-varying
+    topology's weights averaged over its period). It pushes the two sides of the
+    honest graph's sparsest cut apart along the direction in which they already
+    differ. Their code searches :math:`c` at every step against the defence (a line
+    search over 16 values); here :math:`c` is fixed (``factor``).
+    """
+
+    factor: float = 1.0
+
+    def __post_init__(self):
+        check_finite("factor", self.factor)
+
+    def uses_fiedler(self) -> bool:
+        return True
+
+    def uses_own_model(self) -> bool:
+        return False
+
+    def __call__(self, view, sender):
+        return view.own + self.factor * view.fiedler * view.spectral
+
+
 ATTACKS = {
     "none": NoAttack,
     "sign_flip": SignFlip,
@@ -221,4 +258,5 @@ ATTACKS = {
     "ipm": IPM,
     "dissensus": Dissensus,
     "label_flip": LabelFlip,
+    "spectral": Spectral,
 }

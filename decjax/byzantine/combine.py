@@ -163,6 +163,33 @@ def _lists_of_matrices(topology: Topology) -> Sparse:
     )
 
 
+def honest_fiedler(lists: Sparse, honest: np.ndarray) -> np.ndarray:
+    """``(n,)``: the Fiedler vector of the honest workers' weighted graph (its Laplacian's
+    eigenvector of the second smallest eigenvalue, unit norm), 0 on Byzantine workers;
+    weights symmetrised and averaged over a time-varying topology's period."""
+    nbr, w = lists.lists()
+    if isinstance(nbr, jax.core.Tracer) or isinstance(w, jax.core.Tracer):
+        raise ValueError(
+            "the spectral attack reads the graph's Fiedler vector: build the topology outside "
+            "the traced program (not a swept topology)"
+        )
+    nbr, w = np.asarray(nbr), np.asarray(w, np.float64)
+    n = lists.n
+    adjacency = np.zeros((n, n))
+    for t in range(nbr.shape[0]):
+        np.add.at(adjacency, (np.repeat(np.arange(n), nbr.shape[2]), nbr[t].ravel()), w[t].ravel())
+    adjacency /= nbr.shape[0]
+    adjacency = (adjacency + adjacency.T) / 2
+    np.fill_diagonal(adjacency, 0.0)
+    kept = np.flatnonzero(honest)
+    sub = adjacency[np.ix_(kept, kept)]
+    laplacian = np.diag(sub.sum(axis=1)) - sub
+    out = np.zeros(n)
+    if kept.size >= 2:
+        out[kept] = np.linalg.eigh(laplacian)[1][:, 1]
+    return out
+
+
 def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:
     """One round of robust gossip on ``tree`` (stacked per-worker models) at ``step``."""
     if not isinstance(robust, Robust) or not isinstance(lists, Sparse):
@@ -187,6 +214,10 @@ def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any
         keys = jax.vmap(
             lambda r: jax.random.fold_in(jax.random.fold_in(jax.random.key(robust.seed), step), r)
         )(rows)
+        fiedler = jnp.zeros((n,), x.dtype)
+        if robust.byzantine.attack.uses_fiedler():
+            fiedler = jnp.asarray(honest_fiedler(lists, robust.byzantine.honest(n)), x.dtype)
+        spectral = jnp.matmul(fiedler, everyone, precision=jax.lax.Precision.HIGHEST)
         views = View(
             own=x,
             neighbours=neighbours,
@@ -195,6 +226,8 @@ def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any
             weights=w,
             receiver_honest=~byzantine_rows,
             key=keys,
+            fiedler=fiedler[rows],
+            spectral=jnp.broadcast_to(spectral, x.shape),
         )
         per_slot = jax.vmap(robust.byzantine.attack, in_axes=(None, 0))  # one view, k senders
         attacked = jax.vmap(per_slot)(views, neighbours)

@@ -207,7 +207,7 @@ class Program:
         if chunks == AUTO:  # trace the minibatch's shapes only when the choice needs them
             shapes = self._loss_arguments(params, data, key, step, model_state)
             chunks = resolve_worker_chunks(chunks, self.loss_fn, *shapes)
-        if chunks == 1 and rows is not None and not self.stateful:
+        if chunks == 1 and rows is not None and not self.stateful and _axis.current() is None:
             pick = functools.partial(jax.tree.map, lambda x: x[rows])
             out = grad_fn(pick(params), pick(self.batch(data, key, step)))
             return jax.tree.map(
@@ -252,6 +252,8 @@ class Program:
                 losses, grads, model_state, aux = self.gradients(
                     state.params, data, sub, state.model_state, state.step, rows
                 )
+                if rows is not None:  # where every row was computed (sharded, chunked, stateful)
+                    grads = _only_rows(grads, rows, _axis.total_workers(losses.shape[0]))
                 params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
                 if self.state_topology is not None:
                     model_state = mix_floating(self.state_topology, model_state, state.step)
@@ -323,12 +325,23 @@ def trained_rows(tx, params) -> np.ndarray | None:
     """The workers whose gradients a step needs: all (``None``) but the Byzantine workers
     of an attack whose messages ignore the sender's own model (ALIE, IPM, dissensus,
     Gaussian noise: :meth:`~decjax.byzantine.Attack.uses_own_model`), which then keep
-    their initial model. On one device only (sharded runs compute every row)."""
+    their initial model. Sharded runs compute every row and zero the others' gradients,
+    so they agree with one device."""
     byzantine = byzantine_of(tx)
-    if byzantine is None or byzantine.attack.uses_own_model() or _axis.current() is not None:
+    if byzantine is None or byzantine.attack.uses_own_model():
         return None
     n = _axis.total_workers(jax.tree.leaves(params)[0].shape[0])
     return np.flatnonzero(byzantine.honest(n))
+
+
+def _only_rows(grads: Any, rows: np.ndarray, n: int) -> Any:
+    """``grads`` (this device's rows) with every row outside ``rows`` (global) set to 0."""
+    kept = np.zeros(n, bool)
+    kept[rows] = True
+    local = _axis.local_rows(jnp.asarray(kept))
+    return jax.tree.map(
+        lambda g: jnp.where(local.reshape(-1, *([1] * (g.ndim - 1))), g, jnp.zeros_like(g)), grads
+    )
 
 
 def mix_floating(topology, tree: Any, step) -> Any:

@@ -318,3 +318,36 @@ def test_the_sorting_network_sorts_like_jnp_sort(m):
     values = jax.random.normal(jax.random.key(m), (m, 300))
     values = values.at[0, :10].set(jnp.inf).at[-1, 5:15].set(values[0, 5:15])  # inf, ties
     np.testing.assert_array_equal(byz.rules.sort_rows(values), jnp.sort(values, axis=0))
+
+
+def test_the_spectral_attack_sends_its_formula_with_networkx_fiedler_vector():
+    """Two honest cliques joined by one edge, a Byzantine worker on each bridge end: the
+    honest Fiedler vector is networkx's (weighted, up to sign) and every Byzantine message
+    is x_i + c phi_i sum_j phi_j x_j (checked through gossip: one Byzantine neighbour)."""
+    graph = nx.barbell_graph(3, 0)  # 0-1-2 and 3-4-5, edge 2-3
+    graph.add_edges_from([(2, 6), (3, 7)])
+    topology = decjax.topology.from_networkx(graph, weights="metropolis")
+    bad = byz.Byzantine((6, 7), byz.Spectral(0.7))
+    lists = byz.neighbour_lists(topology, byz.Gossip(), bad)
+    phi = byz.honest_fiedler(lists, bad.honest(8))
+    w = np.asarray(topology.numpy_matrices()[0])
+    honest_graph = nx.Graph()
+    honest_graph.add_weighted_edges_from(
+        (i, j, w[i, j]) for i in range(6) for j in range(i + 1, 6) if w[i, j] > 0
+    )
+    reference = nx.fiedler_vector(honest_graph, weight="weight", method="tracemin_lu", seed=0)
+    reference = reference[np.argsort(list(honest_graph.nodes))]
+    assert np.allclose(np.abs(phi[:6] @ reference), 1.0, atol=1e-8)
+    assert np.all(phi[6:] == 0)
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(3), (8, 4), jnp.float64)
+        out = byz.robust_mix(byz.Robust(byz.Gossip(), bad), lists, x, jnp.int32(0))
+        x = np.asarray(x)
+        attack = x + 0.7 * phi[:, None] * (phi @ x)[None, :]
+        expected = x.copy()
+        for i in range(6):
+            for j in range(8):
+                if i != j and w[i, j] > 0:
+                    sent = attack[i] if j >= 6 else x[j]
+                    expected[i] += w[i, j] * (sent - x[i])
+        np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
