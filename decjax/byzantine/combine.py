@@ -167,13 +167,13 @@ def honest_fiedler(lists: Sparse, honest: np.ndarray) -> np.ndarray:
     """``(n,)``: the Fiedler vector of the honest workers' weighted graph (its Laplacian's
     eigenvector of the second smallest eigenvalue, unit norm), 0 on Byzantine workers;
     weights symmetrised and averaged over a time-varying topology's period."""
-    nbr, w = lists.lists()
-    if isinstance(nbr, jax.core.Tracer) or isinstance(w, jax.core.Tracer):
+    traced_nbr, traced_w = lists.lists()
+    if isinstance(traced_nbr, jax.core.Tracer) or isinstance(traced_w, jax.core.Tracer):
         raise ValueError(
             "the spectral attack reads the graph's Fiedler vector: build the topology outside "
             "the traced program (not a swept topology)"
         )
-    nbr, w = np.asarray(nbr), np.asarray(w, np.float64)
+    nbr, w = np.asarray(traced_nbr), np.asarray(traced_w, np.float64)
     n = lists.n
     adjacency = np.zeros((n, n))
     for t in range(nbr.shape[0]):
