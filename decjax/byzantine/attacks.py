@@ -84,6 +84,21 @@ class NoAttack(Attack):
 
 
 @dataclasses.dataclass(frozen=True)
+class Echo(Attack):
+    """Send the receiver its own model back: a mute neighbour. Under plain gossip it is
+    exactly the graph without the Byzantine workers (their weight stays on the
+    receiver), so it measures a rule's cost without attack on the same graph without
+    training the Byzantine workers (their gradients are skipped)."""
+
+    def uses_own_model(self) -> bool:
+        return False
+
+    def __call__(self, view, sender):
+        del sender
+        return view.own
+
+
+@dataclasses.dataclass(frozen=True)
 class SignFlip(Attack):
     """Send the negation of the sender's own model, :math:`-x_j` (bit flipping in He et al.)."""
 
@@ -252,6 +267,7 @@ class Spectral(Attack):
 
 ATTACKS = {
     "none": NoAttack,
+    "echo": Echo,
     "sign_flip": SignFlip,
     "gaussian": Gaussian,
     "alie": ALIE,
