@@ -351,3 +351,19 @@ def test_the_spectral_attack_sends_its_formula_with_networkx_fiedler_vector():
                     sent = attack[i] if j >= 6 else x[j]
                     expected[i] += w[i, j] * (sent - x[i])
         np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_echo_under_plain_gossip_is_gossip_without_the_byzantine_workers():
+    topology = _metropolis(N, 2)
+    bad = byz.Byzantine((1, 4), byz.Echo())
+    lists = byz.neighbour_lists(topology, byz.Gossip(), bad)
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(5), (N, 3), jnp.float64)
+        out = np.asarray(byz.robust_mix(byz.Robust(byz.Gossip(), bad), lists, x, jnp.int32(0)))
+    w = np.asarray(topology.numpy_matrices()[0])
+    x = np.asarray(x)
+    honest = [i for i in range(N) if i not in bad.workers]
+    for i in honest:
+        expected = x[i] + sum(w[i, j] * (x[j] - x[i]) for j in honest if j != i)
+        np.testing.assert_allclose(out[i], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(out[list(bad.workers)], x[list(bad.workers)])
