@@ -23,6 +23,7 @@ from decjax.algorithms._common import (
 from decjax.byzantine.combine import Robust, neighbour_lists, robust_mix
 from decjax.gossip import TRAFFIC, Links, Traffic, worker_bytes
 from decjax.topology import Topology
+from decjax.topology.kinds.faulty import Faulty
 from decjax.topology.kinds.sparse import Sparse
 
 ORDERS = ("atc", "parallel")
@@ -167,7 +168,7 @@ def combine(
     return tx
 
 
-def _robust_lists(robust, topology: Topology, rounds: int, average_every) -> Sparse | None:
+def _robust_lists(robust, topology: Topology, rounds: int, average_every) -> Sparse | Faulty | None:
     """The neighbour lists a robust combine gathers over (``None`` without one); refused
     with several rounds or exact averaging, which a robust rule does not compose with."""
     if robust is None:

@@ -25,6 +25,7 @@ from decjax import _axis
 from decjax.byzantine.attacks import Attack, View
 from decjax.byzantine.rules import Clipping, Rule
 from decjax.topology import Topology
+from decjax.topology.kinds.faulty import Faulty
 from decjax.topology.kinds.sparse import Sparse
 
 
@@ -103,16 +104,22 @@ class Robust:
             raise TypeError(f"Robust.byzantine must be a Byzantine, got {self.byzantine!r}")
 
 
-def neighbour_lists(topology: Topology, rule: Rule, byzantine: Byzantine | None = None) -> Sparse:
+def neighbour_lists(
+    topology: Topology, rule: Rule, byzantine: Byzantine | None = None
+) -> Sparse | Faulty:
     """``topology`` as neighbour lists, refused when it has none or when some worker that
     combines (every honest one: ``byzantine`` workers never do) receives fewer messages
-    than ``rule`` needs."""
+    than ``rule`` needs. A faulty topology keeps its faults over its base's lists (checked
+    on the base graph: at a step, failed links deliver nothing and the rules take what
+    arrives)."""
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
-    if topology.unstackable() is not None:
+    if isinstance(topology, Faulty):  # the base's lists; a step receives on its live links
+        return topology.replace(base=neighbour_lists(topology.base, rule, byzantine))
+    if not topology.has_fixed_matrices():
         raise ValueError(
             f"robust gossip needs the graph's neighbour lists in advance, and {topology.name} "
-            "draws its links at every step (random or faulty): not supported yet"
+            "draws its links at random at every step: not supported yet (faulty graphs are)"
         )
     if "sparse" in topology.backends:
         lists = topology.to("sparse")
@@ -163,7 +170,7 @@ def _lists_of_matrices(topology: Topology) -> Sparse:
     )
 
 
-def honest_fiedler(lists: Sparse, honest: np.ndarray) -> np.ndarray:
+def honest_fiedler(lists: Sparse | Faulty, honest: np.ndarray) -> np.ndarray:
     """``(n,)``: the Fiedler vector of the honest workers' weighted graph (its Laplacian's
     eigenvector of the second smallest eigenvalue, unit norm), 0 on Byzantine workers;
     weights symmetrised and averaged over a time-varying topology's period."""
@@ -190,16 +197,21 @@ def honest_fiedler(lists: Sparse, honest: np.ndarray) -> np.ndarray:
     return out
 
 
-def robust_mix(robust: Robust, lists: Sparse, tree: Any, step: jax.Array) -> Any:
+def robust_mix(robust: Robust, lists: Sparse | Faulty, tree: Any, step: jax.Array) -> Any:
     """One round of robust gossip on ``tree`` (stacked per-worker models) at ``step``."""
-    if not isinstance(robust, Robust) or not isinstance(lists, Sparse):
+    if not isinstance(robust, Robust) or not isinstance(lists, Sparse | Faulty):
         raise TypeError(
             "robust_mix takes a Robust and the neighbour lists of neighbour_lists(topology, rule), "
             f"got {type(robust).__name__} and {type(lists).__name__}"
         )
     x, unravel = _axis.flatten_rows(tree)
     n = lists.n
-    nbr_all, w_all = lists.realized_lists(step)
+    if isinstance(lists, Faulty):  # only the links alive at this step deliver
+        alive = lists.realized(step)
+        assert isinstance(alive, Sparse)  # neighbour_lists made its base lists
+        nbr_all, w_all = alive.realized_lists(0)
+    else:
+        nbr_all, w_all = lists.realized_lists(step)
     nbr, w = _axis.local_rows(nbr_all), _axis.local_rows(w_all).astype(x.dtype)
     rows = _axis.offset() + jnp.arange(x.shape[0])
     valid = (nbr != rows[:, None]) & (w != 0)

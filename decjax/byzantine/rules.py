@@ -136,7 +136,9 @@ class Median(Rule):
 @dataclasses.dataclass(frozen=True)
 class TrimmedMean(Rule):
     """Coordinate-wise trimmed mean: per coordinate, drop the ``b`` largest and ``b`` smallest of
-    the worker's own value and its messages, average the rest (``b = 0``: the mean)."""
+    the worker's own value and its messages, average the rest (``b = 0``: the mean). With
+    fewer than ``2b + 1`` inputs at a step (failed links) it trims as many as leave one, as
+    the authors' code does."""
 
     b: int = 1
 
@@ -150,10 +152,11 @@ class TrimmedMean(Rule):
         del weights
         stacked, counts, c = _inputs(own, messages, valid)
         ordered = _sorted_valid(stacked, counts)
+        b = jnp.minimum(self.b, (c - 1) // 2)  # fewer inputs than 2b + 1 (failed links)
         rank = jnp.arange(ordered.shape[0])[:, None]
-        kept = (rank >= self.b) & (rank < c - self.b)
+        kept = (rank >= b) & (rank < c - b)
         total = jnp.sum(jnp.where(kept, ordered, 0.0), axis=0)
-        return total / (c - 2 * self.b).astype(own.dtype)
+        return total / (c - 2 * b).astype(own.dtype)
 
 
 @dataclasses.dataclass(frozen=True)

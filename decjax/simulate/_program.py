@@ -252,8 +252,7 @@ class Program:
                 losses, grads, model_state, aux = self.gradients(
                     state.params, data, sub, state.model_state, state.step, rows
                 )
-                if rows is not None:  # where every row was computed (sharded, chunked, stateful)
-                    grads = _only_rows(grads, rows, _axis.total_workers(losses.shape[0]))
+                grads = _only_rows(grads, rows, _axis.total_workers(losses.shape[0]))
                 params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
                 if self.state_topology is not None:
                     model_state = mix_floating(self.state_topology, model_state, state.step)
@@ -334,8 +333,11 @@ def trained_rows(tx, params) -> np.ndarray | None:
     return np.flatnonzero(byzantine.honest(n))
 
 
-def _only_rows(grads: Any, rows: np.ndarray, n: int) -> Any:
-    """``grads`` (this device's rows) with every row outside ``rows`` (global) set to 0."""
+def _only_rows(grads: Any, rows: np.ndarray | None, n: int) -> Any:
+    """``grads`` (this device's rows) with every row outside ``rows`` (global) set to 0, for
+    the paths that computed every row (sharded, chunked, stateful); all kept for ``None``."""
+    if rows is None:
+        return grads
     kept = np.zeros(n, bool)
     kept[rows] = True
     local = _axis.local_rows(jnp.asarray(kept))

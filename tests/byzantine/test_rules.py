@@ -178,6 +178,9 @@ TOPOLOGIES = {
     "exponential": lambda: decjax.exponential(N),
     "random regular (Metropolis)": lambda: _metropolis(N, 1),
     "one-peer exponential (time-varying)": lambda: decjax.one_peer_exponential(N),
+    "faulty random regular (links fail per step)": lambda: decjax.topology.with_faults(
+        _metropolis(N, 1), key=jax.random.key(0), link_failure=0.3
+    ),
 }
 
 
@@ -287,9 +290,9 @@ def test_bad_robust_arguments_are_refused_in_one_line():
         (lambda: byz.neighbour_lists(ring, byz.TrimmedMean(2)), ValueError, "at least 4"),
         (lambda: byz.neighbour_lists(ring, byz.Krum(1)), ValueError, "at least 3"),
         (
-            lambda: byz.neighbour_lists(_faulty(), byz.Median()),
+            lambda: byz.neighbour_lists(decjax.topology.epidemic(N, 2), byz.Median()),
             ValueError,
-            "draws its links",
+            "draws its links at random",
         ),
         (
             lambda: decjax.dpsgd(0.1, ring, rounds=2, robust=byz.Robust()),
@@ -307,10 +310,6 @@ def test_bad_robust_arguments_are_refused_in_one_line():
     for build, error, match in cases:
         with pytest.raises(error, match=match):
             build()
-
-
-def _faulty():
-    return decjax.topology.with_faults(decjax.ring(N), key=jax.random.key(0), link_failure=0.1)
 
 
 @pytest.mark.parametrize("m", [1, 2, 5, 9, 16, 17])
@@ -367,3 +366,24 @@ def test_echo_under_plain_gossip_is_gossip_without_the_byzantine_workers():
         expected = x[i] + sum(w[i, j] * (x[j] - x[i]) for j in honest if j != i)
         np.testing.assert_allclose(out[i], expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(out[list(bad.workers)], x[list(bad.workers)])
+
+
+def test_on_a_faulty_graph_the_rules_take_what_arrives_and_trimming_shrinks():
+    """On a ring whose links fail, a worker whose two links are down at a step keeps its
+    model under every rule, and the trimmed mean with fewer inputs than 2b + 1 trims less
+    (the mean of three values with b = 2 drops one each side)."""
+    faulty = decjax.topology.with_faults(decjax.ring(N), key=jax.random.key(2), link_failure=0.5)
+    x = jax.random.normal(jax.random.key(4), (N, 3))
+    seen = 0
+    for rule in (byz.Median(), byz.TrimmedMean(1), byz.GeometricMedian(), byz.IOS(1)):
+        lists = byz.neighbour_lists(faulty, rule)
+        for step in range(4):
+            out = byz.robust_mix(byz.Robust(rule), lists, x, jnp.int32(step))
+            _, w = faulty.realized(step).realized_lists(0)
+            isolated = np.asarray((w != 0).sum(axis=1) == 0)
+            seen += int(isolated.sum())
+            np.testing.assert_array_equal(np.asarray(out)[isolated], np.asarray(x)[isolated])
+    assert seen > 0  # the draw isolates some worker at some step
+    values = jnp.array([[3.0], [-1.0], [7.0]])  # own + 2 messages, b = 2
+    got = byz.TrimmedMean(2)(values[0], values[1:], jnp.ones(2), jnp.ones(2, bool))
+    assert float(got[0]) == 3.0
