@@ -1443,6 +1443,28 @@ CASES.update(
         "byz-byzantine-attack": (lambda: byz.Byzantine((1,), "alie"), "attack must be"),
         "byz-robust-rule": (lambda: byz.Robust("median"), "rule must be"),
         "byz-place-count": (lambda: byz.place(N, N), "count must be"),
+        "byz-place-by-degree-count": (
+            lambda: byz.place_by_degree(decjax.ring(N), N),
+            "count must be",
+        ),
+        "byz-csplus-b": (lambda: byz.CSPlus(-1), "b must be"),
+        "byz-ios-f": (lambda: byz.IOS(1.5), "f must be"),
+        "byz-label-flip-classes": (lambda: byz.LabelFlip(1), "classes must be"),
+        "byz-spectral-factor": (lambda: byz.Spectral(math.nan), "factor must be"),
+        "byz-fiedler-type": (
+            lambda: byz.honest_fiedler(decjax.ring(N), np.ones(N, bool)),
+            "honest_fiedler takes",
+        ),
+        "data-flip-labels-float": (
+            lambda: decjax.data.flip_labels((jnp.zeros((N, 2, 3)), jnp.zeros((N, 2))), (1,), 10),
+            "integer class labels",
+        ),
+        "data-flip-labels-range": (
+            lambda: decjax.data.flip_labels(
+                (jnp.zeros((N, 2, 3)), jnp.full((N, 2), 12, jnp.int32)), (1,), 10
+            ),
+            "labels in",
+        ),
         "byz-lists-needs": (
             lambda: byz.neighbour_lists(decjax.ring(N), byz.TrimmedMean(2)),
             "at least 4",
@@ -1473,7 +1495,7 @@ NO_INPUT = set(
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
-    "sign identity representations SignFlip Gossip Median Attack Rule "
+    "sign identity representations SignFlip Gossip Median Attack Rule Echo NoAttack "
     # any pytree is valid: replicated specs of any leaves, host copies of any leaves
     "replicated_specs to_host".split()
 )

@@ -174,6 +174,11 @@ def honest_fiedler(lists: Sparse | Faulty, honest: np.ndarray) -> np.ndarray:
     """``(n,)``: the Fiedler vector of the honest workers' weighted graph (its Laplacian's
     eigenvector of the second smallest eigenvalue, unit norm), 0 on Byzantine workers;
     weights symmetrised and averaged over a time-varying topology's period."""
+    if not isinstance(lists, Sparse | Faulty):
+        raise TypeError(
+            "honest_fiedler takes the neighbour lists of neighbour_lists(topology, rule), got "
+            f"{type(lists).__name__}"
+        )
     traced_nbr, traced_w = lists.lists()
     if isinstance(traced_nbr, jax.core.Tracer) or isinstance(traced_w, jax.core.Tracer):
         raise ValueError(
