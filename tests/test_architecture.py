@@ -20,7 +20,11 @@ LAYERS = [
         "decjax._closures",
     ),
     ("decjax.topology", "decjax.metrics"),
-    ("decjax.gossip", "decjax.byzantine"),  # gossip writes the traffic record (gossip/traffic.py)
+    (
+        "decjax.gossip",
+        "decjax.byzantine",
+        "decjax.privacy",
+    ),  # gossip writes the traffic record (gossip/traffic.py)
     ("decjax.algorithms",),
     ("decjax.timing",),  # reads it: no algorithm or gossip module imports the clock
     ("decjax.data", "decjax.problems"),

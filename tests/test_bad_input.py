@@ -1448,6 +1448,30 @@ CASES.update(
             "count must be",
         ),
         "byz-csplus-b": (lambda: byz.CSPlus(-1), "b must be"),
+        "privacy-clip-norm": (
+            lambda: decjax.privacy.clip_per_example({"w": jnp.ones((2, 3))}, 0.0),
+            "clip_norm must be",
+        ),
+        "privacy-noise": (
+            lambda: decjax.privacy.private_gradient(
+                lambda p, b: jnp.sum(p),
+                jnp.ones(2),
+                jnp.ones((2, 1)),
+                jax.random.key(0),
+                clip_norm=1.0,
+                noise_multiplier=-1.0,
+            ),
+            "noise_multiplier must be",
+        ),
+        "privacy-loss-fn": (
+            lambda: decjax.privacy.per_example_gradients("loss", jnp.ones(2), jnp.ones((2, 1))),
+            "loss_fn",
+        ),
+        "privacy-delta": (lambda: decjax.privacy.epsilon(10, 1.0, delta=1.0), "delta must be"),
+        "privacy-accountant": (
+            lambda: decjax.privacy.epsilon(10, 1.0, delta=1e-5, accountant="moments"),
+            "accountant must be",
+        ),
         "byz-ios-f": (lambda: byz.IOS(1.5), "f must be"),
         "byz-label-flip-classes": (lambda: byz.LabelFlip(1), "classes must be"),
         "byz-spectral-factor": (lambda: byz.Spectral(math.nan), "factor must be"),
