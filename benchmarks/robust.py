@@ -29,6 +29,8 @@ RULES = {
     "trimmed mean (b = 1)": byz.TrimmedMean(1),
     "geometric median": byz.GeometricMedian(),
     "krum (f = 1)": byz.Krum(1),
+    "IOS (f = 1)": byz.IOS(1),
+    "CS+ (b = 1)": byz.CSPlus(1),
 }
 GRAPHS = {"ring": decjax.ring, "exponential": decjax.exponential}
 

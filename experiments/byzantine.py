@@ -73,6 +73,7 @@ ATTACKS = {
 }
 GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 TUNE_SEEDS, REPORT_SEEDS = (0,), (1, 2, 3, 4, 5)
+QUICK_RATES = {"gossip": 0.1}  # the full run's tuned rates (byzantine_tuning.md); others 0.03
 STEPS = 200  # about 5 epochs of each worker's shard (300 examples, batch 32)
 # the costly attack (sign flip trains all 16 workers) runs on the honest-minority ring only
 ATTACKS_PER_GRAPH = {
@@ -285,6 +286,25 @@ def check(final: pd.DataFrame, quick: bool) -> None:
         )
     if quick:
         return
+    for attack in ("ALIE", "IPM", "sign flip"):
+        others = [cell[(ring, attack, r)] for r in RULES if r != "clipping"]
+        _common.require(
+            cell[(ring, attack, "clipping")] > max(others) + 2,
+            f"clipping is the best rule under {attack} on the honest-minority ring",
+        )
+    for rule in ("trimmed mean", "median", "geometric median"):
+        _common.require(
+            cell[(ring, "dissensus", rule)] < 12
+            and cell[("ring, honest majority", "dissensus", rule)] > 25,
+            f"{rule} collapses under dissensus without an honest majority, not with one",
+        )
+    for rule in RULES:
+        survives = cell[("dumbbell", "dissensus", rule)] > 40
+        _common.require(
+            survives != (rule == "gossip"),
+            f"on the dumbbell under dissensus, {rule} "
+            + ("collapses" if rule == "gossip" else "keeps over 40 %"),
+        )
 
 
 def main(argv=None) -> int:
@@ -293,7 +313,7 @@ def main(argv=None) -> int:
     if args.quick:
         graphs, attacks = ["ring, honest minority"], ["dissensus"]
         rules = ["gossip", "clipping", "trimmed mean", "geometric median"]
-        steps, rates, seeds = 80, {rule: 0.03 for rule in rules}, (0, 1)
+        steps, rates, seeds = 80, {rule: QUICK_RATES.get(rule, 0.03) for rule in rules}, (1, 2)
         tuning = pd.DataFrame()
     else:
         graphs, attacks, rules = list(GRAPHS), ATTACKS_PER_GRAPH, list(RULES)

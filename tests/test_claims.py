@@ -122,6 +122,10 @@ SOURCES: dict[str, dict[str, str]] = {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
         "11.4": "paper: the authors' ring rate over their solo rate, 0.0625 / 0.0055",
     },
+    "docs/experiments/byzantine.md": {
+        "3,750": "closed form: MNIST's 60,000 training images over the paper's 16 workers",
+        "60,000": "paper: MNIST's training set, as the authors use it",
+    },
     "docs/experiments/detag.md": {
         "2.5e-4": "paper: DSGT's tuned rate at 0 % shuffled (LeNet, CIFAR-10)",
     },

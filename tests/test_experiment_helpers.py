@@ -271,3 +271,33 @@ def test_a_variant_flag_names_its_run_and_folder(load, tmp_path):
     assert plan["steps"] * 32 * 16 / (0.8 * plan["samples"]) == 25
     with pytest.raises(SystemExit, match="drop --cifar10"):
         vogels.main(["--n32", "--cifar10", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_the_byzantine_full_results_support_every_conclusion_its_script_checks(load):
+    """The committed full run of experiments/byzantine.py passes the script's checks (some
+    were written after the run), and a reversed ranking fails them."""
+    byzantine = load("byzantine")
+    results = EXPERIMENTS / "results/byzantine/byzantine_final.csv"
+    final = pd.read_csv(results)
+    byzantine.check(final, quick=False)
+    reversed_ = final.copy()
+    clipping = (reversed_["rule"] == "clipping") & (reversed_["attack"] == "dissensus")
+    reversed_.loc[clipping, "accuracy_mean"] = 8.3
+    with pytest.raises(SystemExit, match="conclusion reversed"):
+        byzantine.check(reversed_, quick=True)
+
+
+def test_the_malicious_rings_and_dumbbell_are_the_authors_graphs(load):
+    byzantine = load("byzantine")
+    w, bad = byzantine.malicious_ring(5, honest_majority=False)
+    assert w.shape == (16, 16) and bad == tuple(range(5, 16))
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    np.testing.assert_allclose(w, w.T)
+    assert sorted(np.flatnonzero(w[0] * (1 - np.eye(16)[0]))) == [1, 4, 5, 10, 15]
+    # the authors' normalize: + (1 - min honest self weight) on the diagonal, renormalised
+    lift = 5 / 6  # worker 0's Metropolis self weight is 1/6 (degree 5, every edge 1/6)
+    assert w[0, 1] == pytest.approx((1 / 6) / (1 + lift))
+    w, bad = byzantine.dumbbell(5, 1)
+    assert w.shape == (12, 12) and bad == (10, 11)
+    assert w[0, 9] == w[0, 10] == w[9, 11] == pytest.approx(1 / 7)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
