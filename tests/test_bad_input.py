@@ -1448,6 +1448,7 @@ CASES.update(
             "count must be",
         ),
         "byz-csplus-b": (lambda: byz.CSPlus(-1), "b must be"),
+        "byz-paper-clipping-b": (lambda: byz.PaperClipping(0.5), "b must be"),
         "privacy-clip-norm": (
             lambda: decjax.privacy.clip_per_example({"w": jnp.ones((2, 3))}, 0.0),
             "clip_norm must be",

@@ -45,6 +45,7 @@ from decjax.byzantine.rules import (
     Gossip,
     Krum,
     Median,
+    PaperClipping,
     Rule,
     TrimmedMean,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "LabelFlip",
     "Median",
     "NoAttack",
+    "PaperClipping",
     "Robust",
     "Rule",
     "SignFlip",

@@ -255,6 +255,45 @@ class CSPlus(Rule):
 
 
 @dataclasses.dataclass(frozen=True)
+class PaperClipping(Rule):
+    r"""Self-centred clipping with the ClippedGossip paper's adaptive radius (He, Karimireddy &
+    Jaggi 2022, their Section 4 rule as Gaucher et al.'s code implements it, ``cs_he``):
+
+    .. math:: \tau_i = \sqrt{\frac{1}{b\,w} \sum_{j \le J} W_{ij}
+       \lVert m_{(j)} - x_i \rVert^2},
+
+    the neighbours sorted by distance, :math:`J` those before the cumulative weight
+    reaches :math:`\sum_j W_{ij} - b\,w` (``w`` the largest neighbour weight: ``b``
+    Byzantine neighbours carry at most :math:`b\,w`; a cumulative weight within float
+    rounding of it counts as reaching it): the weighted spread of the nearest
+    neighbours, scaled up by the Byzantine weight. Radius 0 when no neighbour comes
+    before; ``b = 0`` is plain gossip. (:class:`Clipping` with
+    ``tau=None`` is the authors' own code's simpler choice.)
+    """
+
+    b: int = 1
+
+    def __post_init__(self):
+        check_int("b", self.b, minimum=0)
+
+    def needs(self) -> int:
+        return self.b
+
+    def __call__(self, own, messages, weights, valid):
+        differences, distances = _differences(own, messages)
+        w = jnp.where(valid, weights, 0.0)
+        order = jnp.argsort(jnp.where(valid, distances, jnp.inf))
+        cumulative = jnp.cumsum(w[order])
+        byzantine_weight = self.b * jnp.max(w)
+        slack = 8 * jnp.finfo(own.dtype).eps * jnp.sum(w)  # a tie (common: w is one weight)
+        before = valid[order] & (cumulative < jnp.sum(w) - byzantine_weight - slack)
+        spread = jnp.sum(jnp.where(before, w[order] * distances[order] ** 2, 0.0))
+        safe = jnp.where(byzantine_weight > 0, byzantine_weight, 1.0)
+        tau = jnp.where(byzantine_weight > 0, jnp.sqrt(spread / safe), jnp.inf)
+        return _clipped_gossip(own, differences, distances, weights, tau.astype(own.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
 class IOS(Rule):
     r"""Iterative outlier scissor (Wu, Chen & Ling, IEEE TSP 2023, arXiv 2206.04568).
 
@@ -302,4 +341,5 @@ RULES = {
     "krum": Krum,
     "ios": IOS,
     "cs_plus": CSPlus,
+    "paper_clipping": PaperClipping,
 }

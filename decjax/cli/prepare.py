@@ -100,6 +100,7 @@ def robust_of(args, classes: int = 10) -> decjax.byzantine.Robust | None:
         "krum": lambda: byz.Krum(tolerated),
         "ios": lambda: byz.IOS(tolerated),
         "cs_plus": lambda: byz.CSPlus(tolerated),
+        "paper_clipping": lambda: byz.PaperClipping(tolerated),
     }
     rule = rules.get(args.robust, byz.RULES[args.robust or "gossip"])()
     if args.byzantine == 0:

@@ -96,6 +96,28 @@ def _np_cs_plus(own, messages, weights, valid, b):
     return own - (w[:, None] * scale[:, None] * differences).sum(axis=0)
 
 
+def _np_cs_he(own, messages, weights, valid, b):
+    """Gaucher et al.'s cs_he (aggregators/robust_gossip.py): He et al.'s adaptive radius."""
+    inputs = np.concatenate([own[None], messages[valid]], axis=0)
+    w = np.concatenate([[1 - weights[valid].sum()], weights[valid]])
+    differences = own - inputs
+    distances = np.linalg.norm(differences, axis=1)
+    order = np.argsort(distances, kind="stable")
+    cumulative = np.cumsum(w[order])
+    byzantine_weight = b * weights[valid].max()
+    # reaching the target within rounding counts (exact arithmetic's tie, e.g. the farthest
+    # neighbour carrying the largest weight)
+    idx = int(np.searchsorted(cumulative, cumulative[-1] - byzantine_weight - 1e-12))
+    if idx == 0:
+        tau = 0.0
+    elif byzantine_weight == 0 or idx >= len(w):
+        tau = np.inf
+    else:
+        tau = np.sqrt((w[order][:idx] * distances[order][:idx] ** 2).sum() / byzantine_weight)
+    scale = np.where(distances > tau, tau / np.where(distances > 0, distances, 1), 1.0)
+    return own - (w[:, None] * scale[:, None] * differences).sum(axis=0)
+
+
 CASES = {
     "random": (np.arange(5) % 5 != 4),  # the last slot is padding
     "all valid": np.ones(5, bool),
@@ -143,6 +165,14 @@ def test_each_rule_equals_a_numpy_implementation_of_its_paper(kind, valid):
             "ios f=2": (byz.IOS(2), _np_ios(own, messages, weights, valid, 2)),
             "cs+ b=1": (byz.CSPlus(1), _np_cs_plus(own, messages, weights, valid, 1)),
             "cs+ b=0": (byz.CSPlus(0), _np_cs_plus(own, messages, weights, valid, 0)),
+            "paper clipping b=1": (
+                byz.PaperClipping(1),
+                _np_cs_he(own, messages, weights, valid, 1),
+            ),
+            "paper clipping b=2": (
+                byz.PaperClipping(2),
+                _np_cs_he(own, messages, weights, valid, 2),
+            ),
         }
         for name, (rule, expected) in check.items():
             got = np.asarray(jax.jit(rule)(*args64))
@@ -186,7 +216,7 @@ TOPOLOGIES = {
 
 @pytest.mark.parametrize("make", list(TOPOLOGIES.values()), ids=list(TOPOLOGIES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("rule", [byz.Clipping(1e30), byz.CSPlus(0)], ids=str)
+@pytest.mark.parametrize("rule", [byz.Clipping(1e30), byz.CSPlus(0), byz.PaperClipping(0)], ids=str)
 def test_clipping_with_a_radius_above_every_distance_is_plain_gossip_bit_for_bit(make, dtype, rule):
     """Clipping with a radius above every distance, and CS+ tolerating no Byzantine
     neighbour (an infinite radius), are plain gossip bit for bit."""
