@@ -60,6 +60,16 @@ def _differences(own, messages):
     return differences, jnp.sqrt(jnp.sum(differences**2, axis=1))
 
 
+def _nearest_first(distances, weights, valid):
+    """The valid slots' weights, the slots ordered by distance (invalid ones last), the
+    cumulative weight in that order, and a few float roundings of the total: a cumulative
+    weight within that of a target counts as reaching it (ties are common: with one
+    weight on every edge, the cumulative weights hit the target exactly)."""
+    w = jnp.where(valid, weights, 0.0)
+    order = jnp.argsort(jnp.where(valid, distances, jnp.inf))
+    return w, order, jnp.cumsum(w[order]), 8 * jnp.finfo(distances.dtype).eps * jnp.sum(w)
+
+
 def _clipped_gossip(own, differences, distances, weights, tau):
     r""":math:`x_i + \sum_j W_{ij} \min(1, \tau / \lVert z_j \rVert) z_j` (``tau`` may be inf)."""
     safe = jnp.where(distances > tau, distances, 1.0)
@@ -240,12 +250,8 @@ class CSPlus(Rule):
 
     def __call__(self, own, messages, weights, valid):
         differences, distances = _differences(own, messages)
-        w = jnp.where(valid, weights, 0.0)
-        order = jnp.argsort(jnp.where(valid, distances, jnp.inf))
-        cumulative = jnp.cumsum(w[order])
-        total = jnp.sum(w)
-        target = total - 2 * self.b * jnp.max(w)
-        slack = 8 * jnp.finfo(own.dtype).eps * total
+        w, order, cumulative, slack = _nearest_first(distances, weights, valid)
+        target = jnp.sum(w) - 2 * self.b * jnp.max(w)
         within = valid[order] & (cumulative <= target + slack)
         count = jnp.sum(within)
         farthest = jnp.take(distances[order], jnp.maximum(count - 1, 0))
@@ -281,11 +287,8 @@ class PaperClipping(Rule):
 
     def __call__(self, own, messages, weights, valid):
         differences, distances = _differences(own, messages)
-        w = jnp.where(valid, weights, 0.0)
-        order = jnp.argsort(jnp.where(valid, distances, jnp.inf))
-        cumulative = jnp.cumsum(w[order])
+        w, order, cumulative, slack = _nearest_first(distances, weights, valid)
         byzantine_weight = self.b * jnp.max(w)
-        slack = 8 * jnp.finfo(own.dtype).eps * jnp.sum(w)  # a tie (common: w is one weight)
         before = valid[order] & (cumulative < jnp.sum(w) - byzantine_weight - slack)
         spread = jnp.sum(jnp.where(before, w[order] * distances[order] ** 2, 0.0))
         safe = jnp.where(byzantine_weight > 0, byzantine_weight, 1.0)

@@ -74,15 +74,21 @@ def _np_ios(own, messages, weights, valid, f):
     return (w[trusted, None] * inputs[trusted]).sum(axis=0) / w[trusted].sum()
 
 
-def _np_cs_plus(own, messages, weights, valid, b):
-    """The authors' cs_plus (Gaucher et al.'s aggregators/robust_gossip.py), the own model
-    first with its weight, Byzantine weight b times the largest neighbour weight."""
+def _with_own_sorted(own, messages, weights, valid):
+    """As Gaucher et al.'s code lists them: the worker itself first (its weight W_ii), its
+    differences own - m_j, their norms, the order by distance and the cumulative weights."""
     inputs = np.concatenate([own[None], messages[valid]], axis=0)
     w = np.concatenate([[1 - weights[valid].sum()], weights[valid]])
     differences = own - inputs
     distances = np.linalg.norm(differences, axis=1)
     order = np.argsort(distances, kind="stable")
-    cumulative = np.cumsum(w[order])
+    return w, differences, distances, order, np.cumsum(w[order])
+
+
+def _np_cs_plus(own, messages, weights, valid, b):
+    """The authors' cs_plus (Gaucher et al.'s aggregators/robust_gossip.py), the own model
+    first with its weight, Byzantine weight b times the largest neighbour weight."""
+    w, differences, distances, order, cumulative = _with_own_sorted(own, messages, weights, valid)
     byzantine_weight = b * weights[valid].max()
     target = cumulative[-1] - 2 * byzantine_weight
     idx = int(np.searchsorted(cumulative, target))
@@ -98,12 +104,7 @@ def _np_cs_plus(own, messages, weights, valid, b):
 
 def _np_cs_he(own, messages, weights, valid, b):
     """Gaucher et al.'s cs_he (aggregators/robust_gossip.py): He et al.'s adaptive radius."""
-    inputs = np.concatenate([own[None], messages[valid]], axis=0)
-    w = np.concatenate([[1 - weights[valid].sum()], weights[valid]])
-    differences = own - inputs
-    distances = np.linalg.norm(differences, axis=1)
-    order = np.argsort(distances, kind="stable")
-    cumulative = np.cumsum(w[order])
+    w, differences, distances, order, cumulative = _with_own_sorted(own, messages, weights, valid)
     byzantine_weight = b * weights[valid].max()
     # reaching the target within rounding counts (exact arithmetic's tie, e.g. the farthest
     # neighbour carrying the largest weight)

@@ -47,21 +47,25 @@ def _sweep(robust, seeds, steps=150):
     )
 
 
-def test_a_byzantine_run_trains_through_simulate_and_its_honest_models_stay_close():
-    bad = byz.Byzantine((3,), byz.SignFlip())
-    robust = byz.Robust(byz.Clipping(), bad)
-    _, data, model, params = _digits()
-    res = decjax.simulate(
+def _train(robust, data=None, *, steps=20, momentum=0.0):
+    """D-PSGD with ``robust`` on the exponential graph, digits (or ``data``)."""
+    _, digits, model, params = _digits()
+    return decjax.simulate(
         model.loss,
         params,
-        decjax.dpsgd(0.2, decjax.exponential(N), robust=robust),
-        data,
-        steps=60,
+        decjax.dpsgd(0.2, decjax.exponential(N), momentum=momentum, robust=robust),
+        digits if data is None else data,
+        steps=steps,
         batch_size=16,
-        eval_every=30,
+        eval_every=steps // 2,
         key=jax.random.key(1),
         progress=False,
     )
+
+
+def test_a_byzantine_run_trains_through_simulate_and_its_honest_models_stay_close():
+    bad = byz.Byzantine((3,), byz.SignFlip())
+    res = _train(byz.Robust(byz.Clipping(), bad), steps=60)
     assert np.all(np.isfinite(res.metrics["train_loss"]))
     assert float(byz.honest_consensus_distance(res.params, bad)) < float(
         decjax.consensus_distance(res.params)
@@ -133,22 +137,11 @@ def test_simulate_records_only_the_honest_workers():
 def test_label_flip_trains_the_byzantine_workers_on_flipped_labels_and_nothing_else():
     """A label-flip run equals, bit for bit, a run whose Byzantine workers send their own
     model honestly but train on data flipped beforehand: simulate flips them itself."""
-    _, data, model, params = _digits()
+    _, data, _, _ = _digits()
     workers = (1, 6)
 
     def run(attack, data):
-        robust = byz.Robust(byz.Median(), byz.Byzantine(workers, attack))
-        return decjax.simulate(
-            model.loss,
-            params,
-            decjax.dpsgd(0.2, decjax.exponential(N), robust=robust),
-            data,
-            steps=20,
-            batch_size=16,
-            eval_every=10,
-            key=jax.random.key(1),
-            progress=False,
-        )
+        return _train(byz.Robust(byz.Median(), byz.Byzantine(workers, attack)), data)
 
     flipped = run(byz.LabelFlip(10), data)
     by_hand = run(byz.NoAttack(), decjax.data.flip_labels(data, workers, 10))
@@ -168,22 +161,11 @@ class _DissensusNeedingItsModel(byz.Dissensus):
 def test_byzantine_workers_whose_messages_ignore_their_model_skip_their_gradients():
     """Skipping the gradients of Byzantine workers whose attack ignores their model leaves
     the honest workers' training unchanged; those workers keep their initial model."""
-    _, data, model, params = _digits()
+    _, _, _, params = _digits()
     workers = (0, 3, 5)
 
     def run(attack):
-        robust = byz.Robust(byz.Clipping(), byz.Byzantine(workers, attack))
-        return decjax.simulate(
-            model.loss,
-            params,
-            decjax.dpsgd(0.2, decjax.exponential(N), momentum=0.9, robust=robust),
-            data,
-            steps=20,
-            batch_size=16,
-            eval_every=10,
-            key=jax.random.key(1),
-            progress=False,
-        )
+        return _train(byz.Robust(byz.Clipping(), byz.Byzantine(workers, attack)), momentum=0.9)
 
     skipped, computed = run(byz.Dissensus(1.5)), run(_DissensusNeedingItsModel(1.5))
     honest = np.array([i for i in range(N) if i not in workers])
