@@ -17,6 +17,7 @@ RULES = [
     byz.Krum(1),
     byz.IOS(1),
     byz.CSPlus(1),
+    byz.PaperClipping(1),
 ]
 ATTACKS = [
     byz.Dissensus(),
@@ -27,6 +28,7 @@ ATTACKS = [
     byz.Dissensus(0.5),
     byz.ALIE(2.0),
     byz.SignFlip(),
+    byz.Spectral(0.5),
 ]
 
 
