@@ -311,18 +311,18 @@ def main(argv=None) -> int:
     args = _common.parse(__doc__, argv, "byzantine", task="MNIST-1D, 1-D CNN")
     ds, model = _training.mnist1d(SAMPLES)
     if args.quick:
-        graphs, attacks = ["ring, honest minority"], ["dissensus"]
+        attacks = {"ring, honest minority": ("dissensus",)}
         rules = ["gossip", "clipping", "trimmed mean", "geometric median"]
         steps, rates, seeds = 80, {rule: QUICK_RATES.get(rule, 0.03) for rule in rules}, (1, 2)
         tuning = pd.DataFrame()
     else:
-        graphs, attacks, rules = list(GRAPHS), ATTACKS_PER_GRAPH, list(RULES)
+        attacks, rules = ATTACKS_PER_GRAPH, list(RULES)
         steps, seeds = STEPS, REPORT_SEEDS
         tuning, rates = tune_rates(ds, model, rules, GRID, steps)
         print("tuned rates:", rates, flush=True)
     frames = []
-    for graph in graphs:
-        for attack in attacks[graph] if isinstance(attacks, dict) else attacks:
+    for graph, graph_attacks in attacks.items():
+        for attack in graph_attacks:
             for rule in rules:
                 print(f"{graph} / {attack} / {rule} (lr {rates[rule]})", flush=True)
                 frames.append(sweep(ds, model, graph, rule, attack, [rates[rule]], seeds, steps))

@@ -78,9 +78,7 @@ def place_by_degree(topology: Topology, count: int, *, highest: bool = True) -> 
     lists = neighbour_lists(topology, Rule())
     if not 0 <= count < lists.n:
         raise ValueError(f"count must be in [0, n={lists.n}) Byzantine workers, got {count}")
-    nbr, w = (np.asarray(a) for a in lists.lists())
-    rows = np.arange(lists.n)[:, None]
-    received = ((nbr != rows) & (w != 0)).sum(axis=-1).reshape(-1, lists.n).mean(axis=0)
+    received = _received(*lists.lists()).mean(axis=0)
     order = np.lexsort((np.arange(lists.n), -received if highest else received))
     return tuple(sorted(int(i) for i in order[:count]))
 
@@ -123,10 +121,8 @@ def neighbour_lists(
         )
     if "sparse" in topology.backends:
         lists = topology.to("sparse")
-    elif topology.has_fixed_matrices():  # a matrix topology (from_matrix): its non-zeros
+    else:  # a matrix topology (from_matrix): its non-zeros
         lists = _lists_of_matrices(topology)
-    else:
-        lists = None
     if not isinstance(lists, Sparse):
         raise ValueError(
             f"robust gossip needs neighbour lists, and {topology.name} ({topology.representation}) "
@@ -135,9 +131,8 @@ def neighbour_lists(
     nbr, w = lists.lists()
     if isinstance(nbr, jax.core.Tracer) or isinstance(w, jax.core.Tracer):
         return lists  # rebuilt inside a traced program: checked when it was first built
-    others = (np.asarray(nbr) != np.arange(topology.n)[None, :, None]) & (np.asarray(w) != 0)
     combining = np.ones(topology.n, bool) if byzantine is None else byzantine.honest(topology.n)
-    received = others.sum(axis=2)[:, combining].min()
+    received = _received(nbr, w)[:, combining].min()
     if received < rule.needs():
         raise ValueError(
             f"{type(rule).__name__} needs every worker to receive at least {rule.needs()} "
@@ -145,6 +140,13 @@ def neighbour_lists(
             "or a smaller b / f"
         )
     return lists
+
+
+def _received(nbr, w) -> np.ndarray:
+    """``(T, n)``: how many messages each worker receives at each step of the period (its
+    slots that hold another worker with a non-zero weight)."""
+    nbr, w = np.asarray(nbr), np.asarray(w)
+    return ((nbr != np.arange(nbr.shape[1])[None, :, None]) & (w != 0)).sum(axis=2)
 
 
 def _lists_of_matrices(topology: Topology) -> Sparse:
@@ -231,10 +233,10 @@ def robust_mix(robust: Robust, lists: Sparse | Faulty, tree: Any, step: jax.Arra
         keys = jax.vmap(
             lambda r: jax.random.fold_in(jax.random.fold_in(jax.random.key(robust.seed), step), r)
         )(rows)
-        fiedler = jnp.zeros((n,), x.dtype)
-        if robust.byzantine.attack.uses_fiedler():
+        fiedler, spectral = jnp.zeros((n,), x.dtype), jnp.zeros(x.shape[1:], x.dtype)
+        if robust.byzantine.attack.uses_fiedler():  # an (n, d) product only when read
             fiedler = jnp.asarray(honest_fiedler(lists, robust.byzantine.honest(n)), x.dtype)
-        spectral = jnp.matmul(fiedler, everyone, precision=jax.lax.Precision.HIGHEST)
+            spectral = jnp.matmul(fiedler, everyone, precision=jax.lax.Precision.HIGHEST)
         views = View(
             own=x,
             neighbours=neighbours,

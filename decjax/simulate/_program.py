@@ -214,7 +214,8 @@ class Program:
                 lambda part: jnp.zeros((n, *part.shape[1:]), part.dtype).at[rows].set(part), out
             )
         if chunks == 1:
-            return grad_fn(params, self.batch(data, key, step), *extra)
+            out = grad_fn(params, self.batch(data, key, step), *extra)
+            return _zero_gradients(out, rows, _axis.total_workers(n))
 
         def split(tree):
             return jax.tree.map(
@@ -236,7 +237,8 @@ class Program:
             return grad_fn(p, batch_of(*w), *e)
 
         out = jax.lax.map(one, (split(params), split(per_worker), split(extra)))
-        return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+        out = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+        return _zero_gradients(out, rows, _axis.total_workers(n))
 
     @_lowered
     def block(self, state: RunState, data, eval_data, hyper):
@@ -252,7 +254,6 @@ class Program:
                 losses, grads, model_state, aux = self.gradients(
                     state.params, data, sub, state.model_state, state.step, rows
                 )
-                grads = _only_rows(grads, rows, _axis.total_workers(losses.shape[0]))
                 params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
                 if self.state_topology is not None:
                     model_state = mix_floating(self.state_topology, model_state, state.step)
@@ -333,17 +334,21 @@ def trained_rows(tx, params) -> np.ndarray | None:
     return np.flatnonzero(byzantine.honest(n))
 
 
-def _only_rows(grads: Any, rows: np.ndarray | None, n: int) -> Any:
-    """``grads`` (this device's rows) with every row outside ``rows`` (global) set to 0, for
-    the paths that computed every row (sharded, chunked, stateful); all kept for ``None``."""
+def _zero_gradients(out: tuple, rows: np.ndarray | None, n: int) -> tuple:
+    """``(losses, grads, model_state, aux)`` with the gradients of every row outside ``rows``
+    (global indices) set to 0, for the paths that computed every row (sharded, chunked,
+    stateful); unchanged for ``None``."""
     if rows is None:
-        return grads
+        return out
     kept = np.zeros(n, bool)
     kept[rows] = True
     local = _axis.local_rows(jnp.asarray(kept))
-    return jax.tree.map(
-        lambda g: jnp.where(local.reshape(-1, *([1] * (g.ndim - 1))), g, jnp.zeros_like(g)), grads
+    losses, grads, *rest = out
+    grads = jax.tree.map(
+        lambda g: jnp.where(local.reshape(-1, *([1] * (g.ndim - 1))), g, jnp.zeros_like(g)),
+        grads,
     )
+    return (losses, grads, *rest)
 
 
 def mix_floating(topology, tree: Any, step) -> Any:
