@@ -18,13 +18,17 @@ Named ``privacy`` so that it cannot be confused with ``decjax.dpsgd``
     1.0
 """
 
-from decjax.privacy.accounting import ACCOUNTANTS, epsilon
+from decjax.privacy.accounting import ACCOUNTANTS, epsilon, epsilon_curve, steps_within
+from decjax.privacy.clip import Clip
 from decjax.privacy.mechanism import clip_per_example, per_example_gradients, private_gradient
 
 __all__ = [
     "ACCOUNTANTS",
+    "Clip",
     "clip_per_example",
     "epsilon",
+    "epsilon_curve",
     "per_example_gradients",
     "private_gradient",
+    "steps_within",
 ]

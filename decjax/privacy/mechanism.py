@@ -27,22 +27,66 @@ def per_example_gradients(loss_fn: Callable, params: Any, batch: Any) -> Any:
     """The gradient of ``loss_fn`` at each example of ``batch`` (every leaf's leading axis is
     the batch): a tree of ``(B, ...)`` leaves. ``loss_fn(params, batch)`` is called on
     one-example batches, so a loss that averages over its batch gives each example's."""
+    return per_example_losses_and_gradients(loss_fn, params, batch)[1]
+
+
+def per_example_losses_and_gradients(
+    loss_fn: Callable, params: Any, batch: Any, keys: jax.Array | None = None
+) -> tuple[jax.Array, Any]:
+    """``(losses (B,), gradients)`` of ``loss_fn`` at each example of ``batch``. With ``keys``
+    (one per example), ``loss_fn(params, example, key)`` (a stateful model's dropout)."""
     check_callable("loss_fn", loss_fn)
 
-    def one(example):
-        return jax.grad(loss_fn)(params, jax.tree.map(lambda x: x[None], example))
+    def one(example, *key):
+        return jax.value_and_grad(loss_fn)(params, jax.tree.map(lambda x: x[None], example), *key)
 
-    return jax.vmap(one)(batch)
+    return jax.vmap(one)(batch, *(() if keys is None else (keys,)))
+
+
+def check_clip_norm(name: str, value: Any) -> None:
+    """``value > 0``; ``inf`` (no clipping) passes, as do traced values."""
+    if isinstance(value, int | float) and value == float("inf"):
+        return
+    check_positive(name, value)
 
 
 def clip_per_example(per_example: Any, clip_norm: float) -> Any:
     """Each example's gradient scaled to norm at most ``clip_norm`` (over all its leaves)."""
-    check_positive("clip_norm", clip_norm)
+    check_clip_norm("clip_norm", clip_norm)
     leaves = jax.tree.leaves(per_example)
     squares = sum(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1) for x in leaves)
     norms = jnp.sqrt(squares)
     scale = jnp.minimum(1.0, clip_norm / jnp.where(norms > 0, norms, 1.0))
     return jax.tree.map(lambda x: x * scale.reshape(-1, *([1] * (x.ndim - 1))), per_example)
+
+
+def clipped_sum(
+    loss_fn: Callable,
+    params: Any,
+    batch: Any,
+    clip_norm: float,
+    weights: jax.Array | None = None,
+    keys: jax.Array | None = None,
+) -> tuple[jax.Array, Any]:
+    """``(sum of the losses, sum of the clipped per-example gradients)`` over ``batch``, each
+    example weighted by ``weights`` (0 or 1: which slots of a padded batch are examples)."""
+    losses, per = per_example_losses_and_gradients(loss_fn, params, batch, keys)
+    clipped = clip_per_example(per, clip_norm)
+    if weights is None:
+        return jnp.sum(losses), jax.tree.map(lambda x: jnp.sum(x, axis=0), clipped)
+    total = jnp.sum(jnp.where(weights > 0, losses, 0.0))
+    return total, jax.tree.map(lambda x: jnp.tensordot(weights.astype(x.dtype), x, axes=1), clipped)
+
+
+def add_noise(tree: Any, key: jax.Array, std: Any) -> Any:
+    """``tree`` plus Gaussian noise of standard deviation ``std`` per coordinate, one draw per
+    leaf from ``jax.random.split(key, leaves)``."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [
+        x + std * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, noisy)
 
 
 def private_gradient(
@@ -59,15 +103,10 @@ def private_gradient(
     (one draw per leaf, from ``jax.random.split(key, leaves)``). ``noise_multiplier = 0``
     adds nothing."""
     check_nonnegative("noise_multiplier", noise_multiplier)
-    clipped = clip_per_example(per_example_gradients(loss_fn, params, batch), clip_norm)
-    size = jax.tree.leaves(clipped)[0].shape[0]
-    mean = jax.tree.map(lambda x: jnp.sum(x, axis=0) / size, clipped)
+    check_clip_norm("clip_norm", clip_norm)
+    size = jax.tree.leaves(batch)[0].shape[0]
+    _, total = clipped_sum(loss_fn, params, batch, clip_norm)
+    mean = jax.tree.map(lambda x: x / size, total)
     if noise_multiplier == 0:
         return mean
-    leaves, treedef = jax.tree.flatten(mean)
-    keys = jax.random.split(key, len(leaves))
-    std = noise_multiplier * clip_norm / size
-    noisy = [
-        x + std * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, noisy)
+    return add_noise(mean, key, noise_multiplier * clip_norm / size)

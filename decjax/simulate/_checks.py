@@ -329,16 +329,17 @@ def check_callback(callback) -> None:
         return
 
 
-def check_configurations(make_tx, grid, steps: int):
+def check_configurations(make_tx, grid, steps: int, skip: tuple[str, ...] = ("seed",)):
     """Build every configuration of a sweep's grid once with concrete values, so each
     constructor's validation (e.g. D²'s spectral condition) runs before the traced,
     vmapped build; a ``make_tx`` that does not take the grid's names is told so.
 
     Returns the configurations' Byzantine workers (:mod:`decjax.byzantine`; ``None``
-    without), refused when they differ: every record leaves the same rows out."""
+    without), refused when they differ: every record leaves the same rows out. The grid's
+    names in ``skip`` are not passed to ``make_tx`` (the seed; the privacy option's values)."""
     seen = []
     for combo in itertools.product(*(grid[k] for k in grid)):
-        config = {k: v for k, v in zip(grid, combo, strict=True) if k != "seed"}
+        config = {k: v for k, v in zip(grid, combo, strict=True) if k not in skip}
         try:
             tx = make_tx(**config)
             check_against_steps(check_composition(tx), steps)

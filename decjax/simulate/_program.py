@@ -26,12 +26,14 @@ from decjax.metrics import (
     traffic_metrics,
     zero_totals,
 )
+from decjax.privacy.clip import GRID_KEYS
 from decjax.simulate._lowering import (
     AUTO,
     STEPS_PER_ITERATION,
     resolve_steps_per_iteration,
     resolve_worker_chunks,
 )
+from decjax.simulate._private import PRIVACY_STEPS, private_gradients, within_budget
 from decjax.timing import TimeModel
 
 TxFactory = Callable[..., optax.GradientTransformation]
@@ -107,12 +109,19 @@ class Program:
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
     timing: dict[str, TimeModel] | None = None  # record name ("time", "time_<label>") -> model
     lowering: str = _platform.AUTO  # the platform's workarounds (decjax._platform)
+    privacy: Any = None  # a decjax.privacy.Clip: DP-SGD's gradient on every worker
+
+    def tx_hyper(self, hyper: dict) -> dict:
+        """``hyper`` without the privacy option's values (:func:`private_values`)."""
+        if self.privacy is None:
+            return hyper
+        return {k: v for k, v in hyper.items() if k not in (*GRID_KEYS, PRIVACY_STEPS)}
 
     @_lowered
     def init(self, params, key, hyper, model_state=None) -> RunState:
         """The state at step 0. Every key of the transformation's state (compression,
         delays, stragglers) is folded with the run's ``key``, like every draw of the run."""
-        tx = self.make_tx(**hyper)
+        tx = self.make_tx(**self.tx_hyper(hyper))
         with _random.run_key(key):
             opt_state = jax.tree.map(
                 lambda x: _random.varied(x) if is_prng_key(x) else x, tx.init(params)
@@ -182,7 +191,7 @@ class Program:
         return jax.eval_shape(arguments)
 
     @_lowered
-    def gradients(self, params, data, key, model_state=None, step=0, rows=None):
+    def gradients(self, params, data, key, model_state=None, step=0, rows=None, hyper=None):
         """Per-worker losses, gradients, new model state and auxiliary outputs.
 
         ``worker_chunks`` groups of workers are computed one after another (a
@@ -196,8 +205,14 @@ class Program:
         ``rows`` (static indices, or ``None`` for all): the only workers whose gradients
         are computed, the others' are zero (Byzantine workers whose messages ignore
         their model: :func:`trained_rows`); the computed rows see the same minibatches.
+
+        With ``privacy``, DP-SGD's gradients (:func:`private_gradients`), its values
+        read from ``hyper`` (a sweep's grid) or the option.
         """
         n = jax.tree.leaves(params)[0].shape[0]
+        if self.privacy is not None:
+            out = private_gradients(self, params, data, key, model_state, hyper or {})
+            return _zero_gradients(out, rows, _axis.total_workers(n))
         extra = ()
         if self.stateful:
             key, model_key = jax.random.split(key)
@@ -244,7 +259,7 @@ class Program:
     def block(self, state: RunState, data, eval_data, hyper):
         """``eval_every`` training steps, then the metrics of the new state (with Byzantine
         workers, of the honest ones only: :func:`honest_mask`)."""
-        tx = self.make_tx(**hyper)
+        tx = self.make_tx(**self.tx_hyper(hyper))
         honest = honest_mask(tx, state.params)
         rows = trained_rows(tx, state.params)
 
@@ -252,20 +267,15 @@ class Program:
             key, sub = jax.random.split(state.key)
             with _random.run_key(state.run_key):
                 losses, grads, model_state, aux = self.gradients(
-                    state.params, data, sub, state.model_state, state.step, rows
+                    state.params, data, sub, state.model_state, state.step, rows, hyper
                 )
                 params, opt_state, info = apply_step(tx, grads, state.opt_state, state.params)
                 if self.state_topology is not None:
                     model_state = mix_floating(self.state_topology, model_state, state.step)
                 totals = accumulate(state.totals, self.record(info, state.step, state.params))
-            new = state._replace(
-                params=params,
-                opt_state=opt_state,
-                key=key,
-                step=state.step + 1,
-                totals=totals,
-                model_state=model_state,
-            )
+            trained = {"params": params, "opt_state": opt_state, "totals": totals}
+            trained = within_budget(hyper, state, {**trained, "model_state": model_state})
+            new = state._replace(key=key, step=state.step + 1, **trained)
             aux = {f"train_{k}": masked_mean(v, honest) for k, v in aux.items()}
             return new, (masked_mean(losses, honest), aux)
 

@@ -20,10 +20,17 @@ import optax
 from decjax import distributed
 from decjax._validation import as_key, check_bool, check_callable, check_choice, check_int
 from decjax.algorithms._common import byzantine_of
+from decjax.privacy.clip import GRID_KEYS
 from decjax.simulate import _checks as checks
 from decjax.simulate._execute import Layout, Saving, SweepLayout, execute
 from decjax.simulate._lowering import AUTO, check_worker_chunks
 from decjax.simulate._poison import poison
+from decjax.simulate._private import (
+    PRIVACY_STEPS,
+    check_privacy,
+    privacy_of_configs,
+    record_epsilon,
+)
 from decjax.simulate._program import Program, TxFactory
 from decjax.simulate._schedule import Schedule
 from decjax.simulate.identity import run_identity
@@ -56,6 +63,7 @@ class Run:
     timing: Any = None
     progress: bool = True
     callback: Callable[[int, dict], None] | None = None
+    privacy: Any = None  # a decjax.privacy.Clip
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ def program_of(make_tx: TxFactory, run: Run, keep_finite: bool = False) -> Progr
         state_topology=checks.check_state_topology(run.mix_model_state, run.params),
         timing=checks.check_timing(run.timing, run.params),
         lowering=execution.lowering,
+        privacy=run.privacy,
     )
 
 
@@ -150,6 +159,7 @@ def saving(run: Run, ready: Prepared, tx, hyper, state, grid=None) -> Saving:
             mix_model_state=run.mix_model_state,
             run_id=checkpointing.run_id,
             timing=run.timing,
+            privacy=run.privacy,
         )
     return Saving(checkpointing.dir, checkpointing.every, identity, checkpointing.overwrite)
 
@@ -225,10 +235,15 @@ def run_simulation(run: Run, tx, on_divergence: str) -> SimulationResult:
     check_choice("on_divergence", on_divergence, DIVERGENCE)
     checks.check_composition(tx)
     run = replace(run, data=poison(run.data, byzantine_of(tx)))
+    rate = check_privacy(run.privacy, run.data, run.batch_size, run.model_state)
+    if run.privacy is not None:  # the run ends where its budget does
+        run = replace(
+            run, steps=run.privacy.steps_allowed(check_int("steps", run.steps, minimum=1), rate)
+        )
     ready = prepare(run, lambda: tx, on_divergence == "stop")
     checks.check_against_steps(tx, ready.steps)
     state = ready.program.init(run.params, ready.key, {}, run.model_state)
-    return execute(
+    result = execute(
         ready.program,
         state,
         run.data,
@@ -243,6 +258,9 @@ def run_simulation(run: Run, tx, on_divergence: str) -> SimulationResult:
         saving=saving(run, ready, tx, {}, state),
         callback=run.callback,
     )
+    if run.privacy is None:
+        return result
+    return record_epsilon(result, [run.privacy], rate, [ready.steps])
 
 
 def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
@@ -251,8 +269,14 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
     ready = prepare(run, make_tx, False)
     n = jax.tree.leaves(run.params)[0].shape[0]
     hyper, configs, seeds = flatten_grid(grid, n)
+    rate = check_privacy(run.privacy, run.data, run.batch_size, run.model_state)
+    clips, allowed = privacy_of_configs(run.privacy, configs, ready.steps, rate)
+    if any(a < ready.steps for a in allowed):
+        hyper[PRIVACY_STEPS] = jnp.asarray(allowed, jnp.int32)
+    skip = ("seed", *GRID_KEYS) if run.privacy is not None else ("seed",)
     run = replace(
-        run, data=poison(run.data, checks.check_configurations(make_tx, grid, ready.steps))
+        run,
+        data=poison(run.data, checks.check_configurations(make_tx, grid, ready.steps, skip)),
     )
     if "seed" in grid:
         keys = jax.vmap(lambda s: jax.random.fold_in(ready.key, s))(seeds)
@@ -269,7 +293,7 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
         lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), (run.params, run.model_state)
     )
     state = jax.jit(jax.vmap(ready.program.init))(params_b, keys, hyper, model_b)
-    return execute(
+    result = execute(
         ready.program,
         state,
         run.data,
@@ -284,3 +308,6 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
         saving=saving(run, ready, make_tx, hyper, state, grid),
         callback=run.callback,
     )
+    if run.privacy is None:
+        return result
+    return record_epsilon(result, clips, rate, allowed)

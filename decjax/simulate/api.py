@@ -18,8 +18,10 @@ import optax
 
 from decjax._validation import check_bool, check_int
 from decjax.algorithms._common import byzantine_of
+from decjax.privacy.clip import Clip
 from decjax.simulate._lowering import AUTO
 from decjax.simulate._poison import poison
+from decjax.simulate._private import check_make_run
 from decjax.simulate._run import Run, as_lists, program_of, run_simulation, run_sweep
 from decjax.simulate.options import (
     Checkpointing,
@@ -63,6 +65,7 @@ def make_run(
     stateful: bool = False,
     mix_model_state: Topology | None = None,
     timing: TimeModel | None = None,
+    privacy: Clip | None = None,
 ) -> Callable:
     """The pure core of :func:`simulate`: ``run(params, key, data, eval_data=None, hyper=None)``.
 
@@ -90,6 +93,8 @@ def make_run(
       stateful: ``loss_fn`` is a stateful model's loss; ``run`` takes ``model_state=``.
       mix_model_state: gossip the model state with this topology.
       timing: a :class:`decjax.timing.TimeModel` or ``{label: it}``.
+      privacy: a :class:`decjax.privacy.Clip` (DP-SGD on every worker; no ``epsilon``
+        record and no ``epsilon_budget`` here: ``Clip.epsilons`` of the steps gives it).
 
     Examples:
       >>> import jax, jax.numpy as jnp, decjax
@@ -117,6 +122,7 @@ def make_run(
         )
     make_tx = tx if not isinstance(tx, optax.GradientTransformation) else (lambda: tx)
     check_bool("stateful", stateful)
+    check_make_run(privacy, batch_size)
     run_args = Run(
         loss_fn,
         steps,
@@ -125,6 +131,7 @@ def make_run(
         stateful=stateful,
         mix_model_state=mix_model_state,
         timing=timing,
+        privacy=privacy,
     )
     program = program_of(make_tx, run_args)
     blocks, remainder = divmod(steps, program.eval_every)
@@ -172,6 +179,7 @@ def simulate(
     model_state: Any = None,
     mix_model_state: Topology | None = None,
     timing: TimeModel | None = None,
+    privacy: Clip | None = None,
 ) -> SimulationResult:
     """Run decentralized training: ``steps`` steps of ``tx`` on stacked ``params``.
 
@@ -218,6 +226,9 @@ def simulate(
         then ``loss_fn(params, batch, state, key) -> (loss, (state, aux))``.
       mix_model_state: gossip the model state with this topology; ``None`` keeps it local.
       timing: a :class:`decjax.timing.TimeModel` (records carry ``time``) or ``{label: it}``.
+      privacy: a :class:`decjax.privacy.Clip`: every worker's gradient is DP-SGD's on a
+        Poisson sample of its shard (expected size ``batch_size``), and the records carry
+        ``epsilon``; with ``epsilon_budget`` the run ends where the budget does.
 
     Returns: a :class:`SimulationResult`.
 
@@ -251,6 +262,7 @@ def simulate(
         timing=timing,
         progress=progress,
         callback=callback,
+        privacy=privacy,
     )
     return run_simulation(run, tx, on_divergence)
 
@@ -268,6 +280,7 @@ def sweep(
     model_state: Any = None,
     mix_model_state: Topology | None = None,
     timing: TimeModel | None = None,
+    privacy: Clip | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     evaluation: Evaluation | None = None,
@@ -323,6 +336,10 @@ def sweep(
       model_state: stacked state of a stateful model, as in :func:`simulate`.
       mix_model_state: gossip the model state with this topology.
       timing: a :class:`decjax.timing.TimeModel` or ``{label: it}``.
+      privacy: a :class:`decjax.privacy.Clip`, as in :func:`simulate`. The grid's
+        ``clip_norm`` and ``noise_multiplier`` then set the option's values per
+        configuration (not passed to ``make_tx``); with ``epsilon_budget`` each
+        configuration stops training (keeps its state) where its budget does.
       progress: show a progress bar.
       callback: ``callback(step, metrics)`` after every chunk, metrics of shape ``(B, ...)``.
       evaluation: an :class:`~decjax.Evaluation` instead of the ``eval_*`` keywords.
@@ -360,5 +377,6 @@ def sweep(
         timing=timing,
         progress=progress,
         callback=callback,
+        privacy=privacy,
     )
     return run_sweep(run, make_tx, as_lists(grid))

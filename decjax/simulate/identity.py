@@ -66,6 +66,7 @@ FIELDS = (
     "eval_workers",
     "mix_model_state",
     "timing",
+    "privacy",
     "run_id",
 )
 _READABLE = 160  # longer texts are stored as digests
@@ -224,6 +225,7 @@ def run_identity(
     mix_model_state: Any,
     run_id: str | None,
     timing: Any = None,
+    privacy: Any = None,
 ) -> dict[str, Any]:
     """The identity fields of a run (see the module docstring), in :data:`FIELDS` order.
 
@@ -255,6 +257,7 @@ def run_identity(
         "eval_workers": repr(bool(eval_workers)),
         "mix_model_state": _topology_text(mix_model_state),
         "timing": _timing_text(timing),
+        "privacy": repr(privacy),
         "run_id": "None" if run_id is None else str(run_id),
     }
 
