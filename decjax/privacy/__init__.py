@@ -19,16 +19,33 @@ Named ``privacy`` so that it cannot be confused with ``decjax.dpsgd``
 """
 
 from decjax.privacy.accounting import ACCOUNTANTS, epsilon, epsilon_curve, steps_within
+from decjax.privacy.audit import knowledge_matrix, reconstructed
 from decjax.privacy.clip import Clip
+from decjax.privacy.correlated import ZeroSum, decor_variance, zero_sum_noise
 from decjax.privacy.mechanism import clip_per_example, per_example_gradients, private_gradient
+from decjax.privacy.network import by_distance, local_epsilon, pairwise_epsilon, rdp_to_dp
+from decjax.privacy.secure import SecureSums, decode, encode, secure_neighbour_sums
 
 __all__ = [
     "ACCOUNTANTS",
     "Clip",
+    "SecureSums",
+    "ZeroSum",
+    "by_distance",
     "clip_per_example",
+    "decode",
+    "decor_variance",
+    "encode",
     "epsilon",
     "epsilon_curve",
+    "knowledge_matrix",
+    "local_epsilon",
+    "pairwise_epsilon",
     "per_example_gradients",
     "private_gradient",
+    "rdp_to_dp",
+    "reconstructed",
+    "secure_neighbour_sums",
     "steps_within",
+    "zero_sum_noise",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from decjax._validation import check_choice, check_in_range, check_nonnegative, check_positive
 from decjax.privacy.accounting import ACCOUNTANTS, epsilon, epsilon_curve, steps_within
+from decjax.privacy.correlated import ZeroSum
 from decjax.privacy.mechanism import check_clip_norm
 
 # a sweep's grid keys that set the privacy option instead of the transformation
@@ -37,6 +38,10 @@ class Clip:
       accountant: ``"pld"`` (privacy loss distributions, tight) or ``"rdp"``.
       epsilon_budget: stop training when the next step would spend more than this
         epsilon: ``simulate`` ends the run there, ``sweep`` freezes that configuration.
+      zero_sum: pairwise noise that cancels in the worker mean (DECOR,
+        :class:`~decjax.privacy.ZeroSum`), added to the gradients besides the
+        independent noise. ``epsilon`` accounts only for the independent noise (the
+        local guarantee against a neighbour that holds the pair's seed).
 
     Examples:
       >>> from decjax import privacy
@@ -50,6 +55,7 @@ class Clip:
     delta: float = 1e-5
     accountant: str = "pld"
     epsilon_budget: float | None = None
+    zero_sum: ZeroSum | None = None
 
     def __post_init__(self):
         check_clip_norm("Clip.clip_norm", self.clip_norm)
@@ -63,6 +69,13 @@ class Clip:
         check_choice("Clip.accountant", self.accountant, ACCOUNTANTS)
         if self.epsilon_budget is not None:
             check_positive("Clip.epsilon_budget", self.epsilon_budget)
+        if self.zero_sum is not None and not isinstance(self.zero_sum, ZeroSum):
+            raise TypeError(
+                "Clip.zero_sum must be a decjax.privacy.ZeroSum, got "
+                f"{type(self.zero_sum).__name__}"
+            )
+        if self.zero_sum is not None and self.clip_norm == float("inf"):
+            raise ValueError("Clip.zero_sum scales with clip_norm: give a finite clip_norm")
 
     def with_values(self, **values: float) -> Clip:
         """This option with some of :data:`GRID_KEYS` replaced (a sweep's configuration)."""

@@ -17,10 +17,16 @@ import numpy as np
 
 from decjax.data import WorkerData, worker_keys
 from decjax.privacy.clip import GRID_KEYS, Clip
-from decjax.privacy.poisson import full_batch_private_gradient, poisson_private_gradient
+from decjax.privacy.correlated import zero_sum_noise
+from decjax.privacy.poisson import (
+    full_batch_private_gradient,
+    noise_std,
+    poisson_private_gradient,
+)
 from decjax.simulate._lowering import AUTO, resolve_worker_chunks
 
 NOISE = 0x5EED  # folded into the step's key for the noise's keys
+PAIRS = 0x9A125  # folded into the step's key for the pairs' shared noise
 PRIVACY_STEPS = "_privacy_steps"  # a sweep's per-configuration budget, in steps
 
 
@@ -55,8 +61,10 @@ def private_gradients(program, params, data, key, model_state, hyper: dict):
 
     if isinstance(data, WorkerData):
         per_worker, one = _poisson_worker(program, data, key, n, values)
+        batch = program.batch_size
     else:
         per_worker, one = _full_batch_worker(program, data, values)
+        batch = jax.tree.leaves(data)[0].shape[1]
     args = (params, model_state, noise_keys, model_keys, *per_worker)
     chunks = program.worker_chunks
     if chunks == AUTO:
@@ -73,6 +81,11 @@ def private_gradients(program, params, data, key, model_state, hyper: dict):
 
         losses, grads = jax.lax.map(lambda a: jax.vmap(one)(*a), split(args))
         losses, grads = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), (losses, grads))
+    pairs = program.privacy.zero_sum
+    if pairs is not None:
+        std = noise_std(values["clip_norm"], pairs.noise_multiplier, batch)
+        noise = zero_sum_noise(pairs, grads, jax.random.fold_in(key, PAIRS), std)
+        grads = jax.tree.map(jnp.add, grads, noise)
     return losses, grads, model_state, {}
 
 
@@ -137,7 +150,9 @@ def check_make_run(privacy, batch_size) -> None:
         )
 
 
-def check_privacy(privacy, data, batch_size: int | None, model_state) -> float | None:
+def check_privacy(
+    privacy, data, batch_size: int | None, model_state, n: int | None = None
+) -> float | None:
     """The sampling rate the accountant uses: the largest worker's (its smallest shard's),
     1 with full-batch data, ``None`` without data (``make_run``) or without ``privacy``.
     What DP-SGD here does not support is refused in one line."""
@@ -146,6 +161,11 @@ def check_privacy(privacy, data, batch_size: int | None, model_state) -> float |
     if not isinstance(privacy, Clip):
         raise TypeError(
             f"privacy must be a decjax.privacy.Clip or None, got {type(privacy).__name__}"
+        )
+    if n is not None and privacy.zero_sum is not None and privacy.zero_sum.n != n:
+        raise ValueError(
+            f"privacy: Clip.zero_sum pairs {privacy.zero_sum.n} workers and the run has {n}: "
+            "build it with ZeroSum.on(the run's topology, ...)"
         )
     if jax.tree.leaves(model_state):
         raise ValueError(

@@ -235,7 +235,9 @@ def run_simulation(run: Run, tx, on_divergence: str) -> SimulationResult:
     check_choice("on_divergence", on_divergence, DIVERGENCE)
     checks.check_composition(tx)
     run = replace(run, data=poison(run.data, byzantine_of(tx)))
-    rate = check_privacy(run.privacy, run.data, run.batch_size, run.model_state)
+    rate = check_privacy(
+        run.privacy, run.data, run.batch_size, run.model_state, _workers(run.params)
+    )
     if run.privacy is not None:  # the run ends where its budget does
         run = replace(
             run, steps=run.privacy.steps_allowed(check_int("steps", run.steps, minimum=1), rate)
@@ -269,7 +271,9 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
     ready = prepare(run, make_tx, False)
     n = jax.tree.leaves(run.params)[0].shape[0]
     hyper, configs, seeds = flatten_grid(grid, n)
-    rate = check_privacy(run.privacy, run.data, run.batch_size, run.model_state)
+    rate = check_privacy(
+        run.privacy, run.data, run.batch_size, run.model_state, _workers(run.params)
+    )
     clips, allowed = privacy_of_configs(run.privacy, configs, ready.steps, rate)
     if any(a < ready.steps for a in allowed):
         hyper[PRIVACY_STEPS] = jnp.asarray(allowed, jnp.int32)
@@ -311,3 +315,7 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
     if run.privacy is None:
         return result
     return record_epsilon(result, clips, rate, allowed)
+
+
+def _workers(params) -> int:
+    return jax.tree.leaves(params)[0].shape[0]
