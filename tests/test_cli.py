@@ -527,3 +527,36 @@ def test_cli_label_flip_flips_within_the_datasets_classes_and_new_rules_tolerate
     assert robust.rule == byzantine.IOS(2)
     args.robust = "cs_plus"
     assert prepare.robust_of(args, classes=3).rule == byzantine.CSPlus(2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--noise-multiplier", "1"], "--noise-multiplier applies to DP-SGD: give --clip C"),
+        (["--epsilon-budget", "1"], "--epsilon-budget applies to DP-SGD"),
+        (["--clip", "0"], "argument --clip: must be a finite number > 0"),
+        (["--clip", "1", "--noise-multiplier", "-1"], "argument --noise-multiplier"),
+        (["--clip", "1", "--delta", "1"], "argument --delta"),
+        (["--clip", "1", "--noise-multiplier", "0.3", "--epsilon-budget", "0.1"], "spent by"),
+        (["--clip", "1", "--batch-size", "1000"], "smallest shard"),
+    ],
+)
+def test_cli_rejects_bad_privacy_flags(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*SMALL, *argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_trains_with_dp_sgd_and_reports_the_accountants_epsilon(tmp_path, capsys):
+    import decjax
+
+    argv = [*SMALL, "--topologies", "ring", "--clip", "1", "--noise-multiplier", "2"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "clip 1, noise multiplier 2" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    data = decjax.data.distribute(decjax.data.load_digits(), 8, "sorted", key=0)
+    rate = 16 / int(data.counts.min())
+    steps = int(pd.read_csv(tmp_path / "results.csv")["step"].max())
+    want = decjax.privacy.Clip(1.0, noise_multiplier=2.0).epsilon(steps, rate)
+    assert summary["epsilon"].iloc[0] == pytest.approx(want)

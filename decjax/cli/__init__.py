@@ -25,7 +25,14 @@ import numpy as np
 import decjax
 from decjax import workloads
 from decjax.cli.parser import build_parser
-from decjax.cli.prepare import IGNORE_TOPOLOGY, _prepare, allreduce_label, check_memory, time_model
+from decjax.cli.prepare import (
+    IGNORE_TOPOLOGY,
+    _prepare,
+    allreduce_label,
+    check_memory,
+    privacy_of,
+    time_model,
+)
 
 __all__ = ["build_parser", "check_memory", "diverged", "main", "time_model"]
 
@@ -57,6 +64,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         "eval_workers": True,  # the summary shows the mean worker's accuracy
         "progress": not args.no_progress,
         "timing": timing,
+        "privacy": privacy_of(args),
     }
     if any(t.unstackable() is not None for t in topologies):
         # Faulty and random topologies draw new matrices every step: they cannot be
@@ -156,6 +164,7 @@ def _summarize(args, result, topologies, initial_loss):
         "consensus_distance",
         *(["staleness_avg"] if "staleness_avg" in summary else []),
         "train_loss",
+        *(["epsilon"] if "epsilon" in summary else []),
         *timed,
         *(["diverged"] if summary["diverged"].any() else []),
     ]
@@ -180,6 +189,10 @@ def _settings(args) -> list[str]:
         ("latency s", args.latency),
         ("compute s", args.compute_time),
         ("message scale", args.message_scale),
+        ("clip", args.clip),
+        ("noise multiplier", args.noise_multiplier),
+        ("delta", args.delta),
+        ("epsilon budget", args.epsilon_budget),
     ]
     out = [f"{name} {value:g}" for name, value in flags if value]
     if args.algorithm == "dasgd":

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-progress", action="store_true", help="hide the progress bar")
     _add_fault_flags(parser)
     _add_byzantine_flags(parser)
+    _add_privacy_flags(parser)
     _add_clock_flags(parser)
     add(
         "--checkpoint-dir",
@@ -176,6 +177,37 @@ def _add_byzantine_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the honest workers' combine (default gossip); trimmed_mean trims and krum "
         "tolerates as many as --byzantine (at least 1)",
+    )
+
+
+def _add_privacy_flags(parser: argparse.ArgumentParser) -> None:
+    """DP-SGD on every worker (decjax.privacy.Clip)."""
+    group = parser.add_argument_group(
+        "differential privacy (DP-SGD per worker on Poisson samples; records gain epsilon)"
+    ).add_argument
+    group(
+        "--clip",
+        type=positive_float,
+        default=None,
+        help="C: clip every example's gradient to this norm (turns DP-SGD on)",
+    )
+    group(
+        "--noise-multiplier",
+        type=nonnegative_float,
+        default=None,
+        help="sigma: Gaussian noise of sigma * C / batch per coordinate (default 0)",
+    )
+    group(
+        "--delta",
+        type=probability,
+        default=None,
+        help="the delta at which epsilon is recorded (default 1e-5)",
+    )
+    group(
+        "--epsilon-budget",
+        type=positive_float,
+        default=None,
+        help="stop training where this epsilon is spent",
     )
 
 

@@ -77,6 +77,32 @@ def _make_factory(args, key, classes: int = 10):
     return factory
 
 
+def privacy_of(args) -> decjax.privacy.Clip | None:
+    """The run's DP-SGD option from --clip, --noise-multiplier, --delta and --epsilon-budget
+    (``None`` without --clip; the others need it)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--noise-multiplier", args.noise_multiplier),
+            ("--delta", args.delta),
+            ("--epsilon-budget", args.epsilon_budget),
+        )
+        if value is not None
+    ]
+    if args.clip is None:
+        if given:
+            raise ValueError(f"{given[0]} applies to DP-SGD: give --clip C too")
+        return None
+    if args.algorithm == "dasgd":
+        raise ValueError("--clip applies to synchronous algorithms; not to --algorithm dasgd")
+    return decjax.privacy.Clip(
+        args.clip,
+        noise_multiplier=args.noise_multiplier or 0.0,
+        delta=1e-5 if args.delta is None else args.delta,
+        epsilon_budget=args.epsilon_budget,
+    )
+
+
 def robust_of(args, classes: int = 10) -> decjax.byzantine.Robust | None:
     """The run's robust combine from --byzantine, --attack and --robust (``None`` without);
     ``classes``: the dataset's, which ``--attack label_flip`` flips within."""
@@ -288,6 +314,7 @@ def _prepare(parser, args):
         if args.augment and dataset.x_train.ndim != 4:
             raise ValueError(f"--augment needs images; --dataset {args.dataset} has none")
         timing = time_model(args)
+        privacy_of(args)
         factory = _make_factory(args, jax.random.fold_in(key, 4000), dataset.num_classes)
         topologies = _supported(_topologies(args, key), factory, args.algorithm)
         data = decjax.data.distribute(
