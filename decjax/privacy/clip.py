@@ -35,7 +35,8 @@ class Clip:
       noise_multiplier: :math:`\\sigma`; the noise's per-coordinate standard deviation
         is :math:`\\sigma C / B` (``B`` the expected batch size).
       delta: the :math:`\\delta` at which ``epsilon`` is recorded.
-      accountant: ``"pld"`` (privacy loss distributions, tight) or ``"rdp"``.
+      accountant: ``"pld"`` (privacy loss distributions, tight), ``"rdp"`` or
+        ``"rdp_classic"`` (:mod:`decjax.privacy.accounting`).
       epsilon_budget: stop training when the next step would spend more than this
         epsilon: ``simulate`` ends the run there, ``sweep`` freezes that configuration.
       zero_sum: pairwise noise that cancels in the worker mean (DECOR,

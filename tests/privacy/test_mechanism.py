@@ -99,3 +99,20 @@ def test_the_accountant_gives_the_gaussian_mechanisms_exact_epsilon():
     assert sampled < exact / 3  # subsampling amplifies privacy
     assert privacy.epsilon(0, 1.0, delta=1e-5) == 0.0
     assert privacy.epsilon(5, 0.0, delta=1e-5) == float("inf")
+
+
+@pytest.mark.parametrize(
+    "sigma, epochs, published", [(1.12, 60, 2.92), (0.6, 30, 9.74), (1.2, 10, 1.20)]
+)
+def test_the_classic_rdp_accountant_reproduces_tf_privacys_published_epsilons(
+    sigma, epochs, published
+):
+    """TF Privacy's MNIST tutorial table (tutorials/README.md): batch 256 of 60,000,
+    delta 1e-5; its steps are epochs * 60000 // 256."""
+    steps = epochs * 60000 // 256
+    got = privacy.epsilon(
+        steps, sigma, delta=1e-5, sampling_rate=256 / 60000, accountant="rdp_classic"
+    )
+    assert got == pytest.approx(published, abs=0.025)
+    tighter = privacy.epsilon(steps, sigma, delta=1e-5, sampling_rate=256 / 60000)
+    assert tighter < got  # PLD is tight: below every RDP conversion
