@@ -23,7 +23,13 @@ from decjax.privacy.audit import knowledge_matrix, reconstructed
 from decjax.privacy.clip import Clip
 from decjax.privacy.correlated import ZeroSum, decor_variance, zero_sum_noise
 from decjax.privacy.mechanism import clip_per_example, per_example_gradients, private_gradient
-from decjax.privacy.network import by_distance, local_epsilon, pairwise_epsilon, rdp_to_dp
+from decjax.privacy.network import (
+    by_distance,
+    gd_pairwise_epsilon,
+    local_epsilon,
+    pairwise_epsilon,
+    rdp_to_dp,
+)
 from decjax.privacy.secure import SecureSums, decode, encode, secure_neighbour_sums
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "encode",
     "epsilon",
     "epsilon_curve",
+    "gd_pairwise_epsilon",
     "knowledge_matrix",
     "local_epsilon",
     "pairwise_epsilon",

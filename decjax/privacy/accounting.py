@@ -6,8 +6,8 @@ in independently with probability ``sampling_rate``; 1 is the full batch), is
 ``(epsilon, delta)``-DP for each worker's data, per worker (local DP of the
 updates it releases). ``accountant="pld"`` (privacy loss distributions, tight),
 ``"rdp"`` (Rényi DP, an upper bound) or ``"rdp_classic"`` (Rényi DP at TF Privacy's
-orders with the classic conversion: the numbers its tutorials published). The extra ``decjax[privacy]``
-installs the package.
+orders with the classic conversion: the numbers its tutorials published). The
+extra ``decjax[privacy]`` installs the package.
 """
 
 from __future__ import annotations

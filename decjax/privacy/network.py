@@ -55,6 +55,24 @@ def pairwise_epsilon(
     return out
 
 
+def gd_pairwise_epsilon(
+    topology: Topology, rounds: int, steps: int, noise_multiplier: float, delta: float
+) -> np.ndarray:
+    """``(n, n)`` ``(epsilon, delta)``-DP from ``u`` to ``v`` after ``steps`` steps of
+    Muffliato-GD: each step every worker's gradient gets Gaussian noise of
+    ``noise_multiplier`` times its sensitivity, then ``rounds`` gossip rounds. The steps'
+    Rényi DP (:func:`pairwise_epsilon`, linear in the order) add up and convert at the best
+    order in closed form, :math:`c + 2\\sqrt{c \\log(1/\\delta)}` with
+    :math:`c = T m_{uv} / (2\\sigma^2)`; with :math:`m_{uv} = 1` (a neighbour, or the
+    complete graph) it is the local Gaussian mechanism's RDP bound. No amplification by
+    subsampling is counted."""
+    check_int("steps", steps, minimum=1)
+    check_in_range("delta", delta, 0.0, 1.0, closed="neither")
+    share = pairwise_epsilon(topology, rounds, sigma=1.0, alpha=2.0)  # min(sum, 1)
+    c = steps * share / (2 * noise_multiplier**2)
+    return c + 2 * np.sqrt(c * math.log(1 / delta))
+
+
 def local_epsilon(sigma: float, alpha: float, sensitivity: float = 1.0) -> float:
     """The Gaussian mechanism's Rényi DP of order ``alpha``:
     :math:`\\alpha\\Delta^2/(2\\sigma^2)`."""
