@@ -287,6 +287,21 @@ def test_the_byzantine_full_results_support_every_conclusion_its_script_checks(l
         byzantine.check(reversed_, quick=True)
 
 
+def test_the_privacy_full_results_support_every_conclusion_its_script_checks(load):
+    """The committed full run of experiments/privacy.py passes the script's checks (some
+    were written after the run), and a reversed ranking fails them."""
+    script = load("privacy")
+    folder = EXPERIMENTS / "results/privacy"
+    final = pd.read_csv(folder / "privacy_final.csv")
+    reference = pd.read_csv(folder / "privacy_reference.csv")
+    script.check(final, reference, quick=False)
+    reversed_ = final.copy()
+    ring = (reversed_["graph"] == "ring") & (reversed_["method"] == "local DP")
+    reversed_.loc[ring, "worker_accuracy_mean"] = 40.0
+    with pytest.raises(SystemExit, match="conclusion reversed"):
+        script.check(reversed_, reference, quick=False)
+
+
 def test_the_malicious_rings_and_dumbbell_are_the_authors_graphs(load):
     byzantine = load("byzantine")
     w, bad = byzantine.malicious_ring(5, honest_majority=False)

@@ -53,10 +53,7 @@ def check_clip_norm(name: str, value: Any) -> None:
 def clip_per_example(per_example: Any, clip_norm: float) -> Any:
     """Each example's gradient scaled to norm at most ``clip_norm`` (over all its leaves)."""
     check_clip_norm("clip_norm", clip_norm)
-    leaves = jax.tree.leaves(per_example)
-    squares = sum(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1) for x in leaves)
-    norms = jnp.sqrt(squares)
-    scale = jnp.minimum(1.0, clip_norm / jnp.where(norms > 0, norms, 1.0))
+    scale = clip_factors(per_example, clip_norm)
     return jax.tree.map(lambda x: x * scale.reshape(-1, *([1] * (x.ndim - 1))), per_example)
 
 
@@ -69,13 +66,39 @@ def clipped_sum(
     keys: jax.Array | None = None,
 ) -> tuple[jax.Array, Any]:
     """``(sum of the losses, sum of the clipped per-example gradients)`` over ``batch``, each
-    example weighted by ``weights`` (0 or 1: which slots of a padded batch are examples)."""
-    losses, per = per_example_losses_and_gradients(loss_fn, params, batch, keys)
-    clipped = clip_per_example(per, clip_norm)
-    if weights is None:
-        return jnp.sum(losses), jax.tree.map(lambda x: jnp.sum(x, axis=0), clipped)
-    total = jnp.sum(jnp.where(weights > 0, losses, 0.0))
-    return total, jax.tree.map(lambda x: jnp.tensordot(weights.astype(x.dtype), x, axes=1), clipped)
+    example weighted by ``weights`` (0 or 1: which slots of a padded batch are examples).
+
+    The per-example gradients give the norms only; the sum is the gradient of the
+    examples' losses weighted by their clipping factors (held constant), one batched
+    backward pass: the same sum, without scaling and summing the per-example buffer."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    weights = jnp.ones(size) if weights is None else weights
+    _, per = per_example_losses_and_gradients(loss_fn, params, batch, keys)
+    factors = jax.lax.stop_gradient(clip_factors(per, clip_norm) * weights)
+
+    def weighted(p):
+        losses = _example_losses(loss_fn, p, batch, keys)
+        return jnp.sum(jnp.where(weights > 0, losses, 0.0) * factors), losses
+
+    grads, losses = jax.grad(weighted, has_aux=True)(params)
+    return jnp.sum(jnp.where(weights > 0, losses, 0.0)), grads
+
+
+def clip_factors(per_example: Any, clip_norm) -> jax.Array:
+    """``(B,)``: :math:`\\min(1, C / \\lVert g_b \\rVert)` of each example's gradient."""
+    leaves = jax.tree.leaves(per_example)
+    squares = sum(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1) for x in leaves)
+    norms = jnp.sqrt(squares)
+    return jnp.minimum(1.0, clip_norm / jnp.where(norms > 0, norms, 1.0))
+
+
+def _example_losses(loss_fn: Callable, params: Any, batch: Any, keys) -> jax.Array:
+    """``(B,)``: ``loss_fn`` on each one-example batch, vmapped (one batched forward)."""
+
+    def one(example, *key):
+        return loss_fn(params, jax.tree.map(lambda x: x[None], example), *key)
+
+    return jax.vmap(one)(batch, *(() if keys is None else (keys,)))
 
 
 def add_noise(tree: Any, key: jax.Array, std: Any) -> Any:

@@ -65,7 +65,13 @@ def gd_pairwise_epsilon(
     order in closed form, :math:`c + 2\\sqrt{c \\log(1/\\delta)}` with
     :math:`c = T m_{uv} / (2\\sigma^2)`; with :math:`m_{uv} = 1` (a neighbour, or the
     complete graph) it is the local Gaussian mechanism's RDP bound. No amplification by
-    subsampling is counted."""
+    subsampling is counted.
+
+    The composition is step by step: each step's bound treats the models at the start
+    of the step as known to the observer, so what later messages reveal about earlier
+    steps' data through those models is not counted (an exact analysis of that leakage,
+    e.g. Koskela and Kulkarni 2025, arXiv 2505.19969, is not implemented). Read it as
+    the network amplification of one step, repeated."""
     check_int("steps", steps, minimum=1)
     check_in_range("delta", delta, 0.0, 1.0, closed="neither")
     share = pairwise_epsilon(topology, rounds, sigma=1.0, alpha=2.0)  # min(sum, 1)
