@@ -1187,6 +1187,88 @@ def _mesh():
     return decjax.distributed.worker_mesh()
 
 
+# -- decjax.privacy ------------------------------------------------------------------------
+_P = decjax.privacy
+
+
+def _sim_private(clip, **overrides):
+    return _sim(privacy=clip, **overrides)
+
+
+CASES.update(
+    {
+        "clip-zero": (lambda: _P.Clip(0.0), "clip_norm must be > 0"),
+        "clip-noise-negative": (lambda: _P.Clip(1.0, noise_multiplier=-1), "noise_multiplier"),
+        "clip-delta-one": (lambda: _P.Clip(1.0, delta=1.0), "delta must be in"),
+        "clip-budget-spent": (
+            lambda: _sim_private(_P.Clip(1.0, noise_multiplier=0.1, epsilon_budget=0.01)),
+            "spent by the first step",
+        ),
+        "clip-not-a-clip": (lambda: _sim_private(0.5), "privacy must be a decjax.privacy.Clip"),
+        "clip-zero-sum-size": (
+            lambda: _sim_private(_P.Clip(1.0, zero_sum=_P.ZeroSum.on(decjax.ring(4), 1.0))),
+            "pairs 4 workers",
+        ),
+        "zero-sum-topology": (lambda: _P.ZeroSum.on("ring", 1.0), "topology must be"),
+        "zero-sum-noise-pairs": (
+            lambda: _P.zero_sum_noise("ring", jnp.zeros((N, 2)), KEY, 1.0),
+            "pairs must be",
+        ),
+        "epsilon-steps": (lambda: _P.epsilon(-1, 1.0, delta=1e-5), "steps must be >= 0"),
+        "epsilon-curve-order": (
+            lambda: _P.epsilon_curve([3, 1], 1.0, delta=1e-5),
+            "non-decreasing",
+        ),
+        "steps-within-budget": (lambda: _P.steps_within(0.0, 10, 1.0, delta=1e-5), "budget"),
+        "per-example-loss": (
+            lambda: _P.per_example_gradients("loss", jnp.zeros(2), jnp.zeros((3, 2))),
+            "loss_fn",
+        ),
+        "clip-per-example-zero": (lambda: _P.clip_per_example(jnp.ones((2, 3)), 0.0), "clip"),
+        "private-gradient-noise": (
+            lambda: _P.private_gradient(
+                lambda w, b: jnp.sum(w),
+                jnp.zeros(2),
+                jnp.zeros((3, 2)),
+                KEY,
+                clip_norm=1.0,
+                noise_multiplier=-1.0,
+            ),
+            "noise_multiplier",
+        ),
+        "pairwise-directed": (
+            lambda: _P.pairwise_epsilon(decjax.exponential(N), 3, 1.0, 2.0),
+            "not symmetric",
+        ),
+        "gd-pairwise-noise": (
+            lambda: _P.gd_pairwise_epsilon(decjax.ring(N), 3, 10, 0.0, 1e-5),
+            "noise_multiplier must be > 0",
+        ),
+        "by-distance-shape": (lambda: _P.by_distance(np.zeros((3, 3)), decjax.ring(N)), "matrix"),
+        "local-epsilon-alpha": (lambda: _P.local_epsilon(1.0, 1.0), "alpha must be in"),
+        "rdp-to-dp-delta": (lambda: _P.rdp_to_dp(1.0, 2.0, 0.0), "delta must be in"),
+        "decor-variance-epsilon": (
+            lambda: _P.decor_variance(0.0, 1e-5, 10, 1.0),
+            "epsilon must be > 0",
+        ),
+        "encode-overflow": (lambda: _P.encode(np.array([1e9])), "overflow"),
+        "decode-floats": (lambda: _P.decode(np.array([1.5])), "words must be uint32"),
+        "secure-sums-shape": (
+            lambda: _P.secure_neighbour_sums(np.zeros((3, 2)), decjax.ring(N), 0),
+            "values must be",
+        ),
+        "knowledge-view": (
+            lambda: _P.knowledge_matrix(decjax.ring(N), [0], 2, view="all"),
+            "view",
+        ),
+        "reconstructed-attackers": (
+            lambda: _P.reconstructed(decjax.ring(N), [N + 3], 2),
+            "attackers must be",
+        ),
+    }
+)
+
+
 CASES.update(
     {
         "evaluation-every": (lambda: decjax.Evaluation(every=0), "Evaluation.every"),
@@ -1518,6 +1600,7 @@ NO_INPUT = set(
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
     "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
+    "SecureSums "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
     "sign identity representations SignFlip Gossip Median Attack Rule Echo NoAttack "
@@ -1680,6 +1763,7 @@ PUBLIC_MODULES = (
     "decjax.learn",
     "decjax.distributed",
     "decjax.byzantine",
+    "decjax.privacy",
 )
 
 

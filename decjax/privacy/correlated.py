@@ -62,6 +62,9 @@ def zero_sum_noise(pairs: ZeroSum, like: Any, key: jax.Array, std) -> Any:
     """A tree shaped like ``like`` (stacked over the workers, possibly this device's rows of
     a sharded run): each worker's sum of its pairs' noises, of standard deviation ``std`` per
     pair and coordinate, summing to zero over all the workers."""
+    if not isinstance(pairs, ZeroSum):
+        raise TypeError(f"pairs must be a decjax.privacy.ZeroSum, got {type(pairs).__name__}")
+    check_nonnegative("std", std)
     edges = np.asarray(pairs.edges)
     leaves, treedef = jax.tree.flatten(like)
     keys = jax.random.split(key, len(leaves))

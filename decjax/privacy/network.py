@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 
 from decjax._validation import check_in_range, check_int, check_positive
@@ -73,6 +72,7 @@ def gd_pairwise_epsilon(
     e.g. Koskela and Kulkarni 2025, arXiv 2505.19969, is not implemented). Read it as
     the network amplification of one step, repeated."""
     check_int("steps", steps, minimum=1)
+    check_positive("noise_multiplier", noise_multiplier)
     check_in_range("delta", delta, 0.0, 1.0, closed="neither")
     share = pairwise_epsilon(topology, rounds, sigma=1.0, alpha=2.0)  # min(sum, 1)
     c = steps * share / (2 * noise_multiplier**2)
@@ -99,6 +99,14 @@ def rdp_to_dp(epsilon_rdp, alpha: float, delta: float):
 def by_distance(matrix: np.ndarray, topology: Topology) -> dict[int, float]:
     """The mean of ``matrix[u, v]`` over the pairs at each graph distance ``k >= 1`` (hops on
     ``topology``'s communication graph at step 0)."""
+    _check_topology(topology)
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (topology.n, topology.n):
+        raise ValueError(
+            f"matrix must be ({topology.n}, {topology.n}) for {topology.name}, got {matrix.shape}"
+        )
+    import networkx as nx  # imported here: `import decjax` leaves networkx for later
+
     graph = nx.from_numpy_array(_links(topology.numpy_matrices()[0]))
     distance = dict(nx.all_pairs_shortest_path_length(graph))
     groups: dict[int, list[float]] = {}
@@ -114,8 +122,7 @@ def _powers(topology: Topology, steps: int):
     round's matrix, whose links carry the round's messages; refusing what the bound does
     not cover."""
     steps = check_int("steps", steps, minimum=1)
-    if not isinstance(topology, Topology):
-        raise TypeError(f"topology must be a decjax Topology, got {type(topology).__name__}")
+    _check_topology(topology)
     if not topology.has_fixed_matrices():
         raise ValueError(
             f"pairwise_epsilon: {topology.name} draws W_t at random, and Muffliato's bound "
@@ -132,6 +139,11 @@ def _powers(topology: Topology, steps: int):
         w = matrices[t % len(matrices)]
         yield power, w
         power = w @ power
+
+
+def _check_topology(topology) -> None:
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a decjax Topology, got {type(topology).__name__}")
 
 
 def _links(w: np.ndarray) -> np.ndarray:

@@ -47,7 +47,11 @@ def encode(values, fraction_bits: int = 16) -> np.ndarray:
 
 def decode(words: np.ndarray, fraction_bits: int = 16) -> np.ndarray:
     """The inverse of :func:`encode` (two's complement, then the scale)."""
-    return np.asarray(words, np.uint32).view(np.int32).astype(np.float64) / 2.0**fraction_bits
+    fraction_bits = check_int("fraction_bits", fraction_bits, minimum=0)
+    words = np.asarray(words)
+    if words.dtype != np.uint32:
+        raise TypeError(f"words must be uint32 (what encode returns), got {words.dtype}")
+    return words.view(np.int32).astype(np.float64) / 2.0**fraction_bits
 
 
 def secure_neighbour_sums(

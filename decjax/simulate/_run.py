@@ -317,5 +317,7 @@ def run_sweep(run: Run, make_tx, grid) -> SimulationResult:
     return record_epsilon(result, clips, rate, allowed)
 
 
-def _workers(params) -> int:
-    return jax.tree.leaves(params)[0].shape[0]
+def _workers(params) -> int | None:
+    """The params' leading axis (``None`` for params the checks will refuse)."""
+    leaves = jax.tree.leaves(params)
+    return leaves[0].shape[0] if leaves and jnp.ndim(leaves[0]) > 0 else None
