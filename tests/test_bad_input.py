@@ -1197,6 +1197,10 @@ def _sim_private(clip, **overrides):
 
 CASES.update(
     {
+        "dpsgd-gossip-momentum": (
+            lambda: decjax.dpsgd(0.1, decjax.ring(N), rounds=3, gossip_momentum=1.5),
+            "gossip_momentum must be in",
+        ),
         "clip-zero": (lambda: _P.Clip(0.0), "clip_norm must be > 0"),
         "clip-noise-negative": (lambda: _P.Clip(1.0, noise_multiplier=-1), "noise_multiplier"),
         "clip-delta-one": (lambda: _P.Clip(1.0, delta=1.0), "delta must be in"),

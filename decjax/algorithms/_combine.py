@@ -91,6 +91,7 @@ def combine(
     backend: str | None = None,
     average_every: int | None = None,
     robust: Robust | None = None,
+    gossip_momentum: float = 0.0,
 ) -> DecentralizedTransformation:
     r"""Turn local updates into decentralized ones by gossiping the parameters.
 
@@ -120,6 +121,9 @@ def combine(
       average_every: ``None`` or ``H >= 1``: exact global averaging every ``H`` steps.
       robust: a :class:`decjax.byzantine.Robust`: Byzantine workers' messages and a robust
         rule in place of the linear combine (one round, no exact averaging).
+      gossip_momentum: :math:`\\eta_g \\in [0, 1)`: the ``rounds`` are accelerated
+        gossip (:func:`decjax.gossip.accelerated_mix`; e.g.
+        :func:`decjax.gossip.optimal_momentum`), the same messages per round.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its ``update`` requires ``params``.
@@ -128,8 +132,10 @@ def combine(
       >>> import optax, decjax
       >>> dpsgd = decjax.chain(optax.sgd(0.1), decjax.combine(decjax.ring(8)))
     """
-    gossip = Gossip(topology, rounds=rounds, backend=backend)
+    gossip = Gossip(topology, rounds=rounds, backend=backend, momentum=gossip_momentum)
     check_choice("order", order, ORDERS)
+    if robust is not None and gossip_momentum:
+        raise ValueError("robust= combines one plain round: drop gossip_momentum=")
     if average_every is not None:
         average_every = check_int("average_every", average_every, minimum=1)
     lists = _robust_lists(robust, topology, gossip.rounds, average_every)
@@ -204,6 +210,7 @@ def decentralize(
     backend: str | None = None,
     average_every: int | None = None,
     robust: Robust | None = None,
+    gossip_momentum: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Make any optax optimizer decentralized: ``chain(per_worker(tx), combine(topology))``.
 
@@ -223,5 +230,6 @@ def decentralize(
             backend=backend,
             average_every=average_every,
             robust=robust,
+            gossip_momentum=gossip_momentum,
         ),
     )

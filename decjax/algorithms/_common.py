@@ -14,11 +14,12 @@ import numpy as np
 import optax
 
 from decjax._closures import nonfinite_number
-from decjax._validation import check_callable, check_int, check_positive, is_traced
+from decjax._validation import check_callable, check_in_range, check_int, check_positive, is_traced
 from decjax.gossip import (
     TRAFFIC,
     Links,
     Traffic,
+    accelerated_mix,
     bytes_per_round,
     link_bytes,
     mix,
@@ -52,7 +53,9 @@ class Gossip:
     """``W_t`` applied to trees at a traced round, plus the bytes that round sends.
 
     A small closure object built once by each algorithm's factory, after the
-    topology and backend are validated.
+    topology and backend are validated. With ``momentum`` :math:`\\eta_g > 0` the
+    ``rounds`` are accelerated (Chebyshev / heavy-ball) gossip,
+    :func:`decjax.gossip.accelerated_mix`: the same messages, another polynomial of W.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Gossip:
         rounds: int = 1,
         backend: str | None = None,
         needs: str = "row",
+        momentum: float = 0.0,
     ):
         if not isinstance(topology, Topology):
             raise TypeError(f"topology must be a Topology, got {type(topology).__name__}")
@@ -69,16 +73,32 @@ class Gossip:
         self.topology = topology
         self.backend = resolve_backend(topology, backend)
         self.rounds = check_int("rounds", rounds, minimum=1)
+        check_in_range("gossip_momentum", momentum, 0.0, 1.0, closed="left")
+        self.momentum = momentum
 
     def __call__(self, tree: Any, step: jax.Array) -> Any:
-        """``W_{t+k-1} ... W_t tree`` with ``t = step * rounds``."""
-        return mix(
-            self.topology, tree, step * self.rounds, rounds=self.rounds, backend=self.backend
-        )
+        """``W_{t+k-1} ... W_t tree`` with ``t = step * rounds`` (with ``momentum``, the
+        accelerated rounds' polynomial)."""
+        t = step * self.rounds
+        if self.momentum:
+            return accelerated_mix(
+                self.topology,
+                tree,
+                t,
+                rounds=self.rounds,
+                momentum=self.momentum,
+                backend=self.backend,
+            )
+        return mix(self.topology, tree, t, rounds=self.rounds, backend=self.backend)
 
     def delta(self, tree: Any, step: jax.Array) -> Any:
         """``W_{t+k-1} ... W_t tree - tree``, without cancellation (see ``mix_delta``)."""
         t = step * self.rounds
+        if self.momentum:
+            raise ValueError(
+                "gossip_momentum applies to algorithms that gossip their parameters "
+                "(dpsgd, decentralize, combine)"
+            )
         return mix_delta(self.topology, tree, t, rounds=self.rounds, backend=self.backend)
 
     def bytes(self, tree: Any, step: jax.Array, vectors: int = 1) -> jax.Array:

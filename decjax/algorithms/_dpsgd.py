@@ -24,6 +24,7 @@ def dpsgd(
     rounds: int = 1,
     backend: str | None = None,
     robust: Robust | None = None,
+    gossip_momentum: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Decentralized parallel SGD (D-PSGD), with optional local momentum (DmSGD).
 
@@ -48,6 +49,9 @@ def dpsgd(
       backend: force a gossip backend (see :func:`decjax.mix`).
       robust: a :class:`decjax.byzantine.Robust` (Byzantine workers and a robust rule in
         place of the linear combine; see :mod:`decjax.byzantine`).
+      gossip_momentum: :math:`\\eta_g \\in [0, 1)`: the ``rounds`` are accelerated
+        (Chebyshev / heavy-ball) gossip, as Muffliato's averaging uses
+        (:func:`decjax.gossip.accelerated_mix`); 0 is plain gossip.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` over stacked ``(n, ...)`` params.
@@ -68,7 +72,15 @@ def dpsgd(
       Momentum SGD for Distributed Non-Convex Optimization*, ICML 2019.
     """
     local = local_sgd_optimizer(learning_rate, momentum, nesterov)
-    return decentralize(local, topology, order=order, rounds=rounds, backend=backend, robust=robust)
+    return decentralize(
+        local,
+        topology,
+        order=order,
+        rounds=rounds,
+        backend=backend,
+        robust=robust,
+        gossip_momentum=gossip_momentum,
+    )
 
 
 def local_sgd_optimizer(learning_rate, momentum, nesterov) -> optax.GradientTransformation:

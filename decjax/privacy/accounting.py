@@ -42,7 +42,7 @@ PLD_GRID = 1e-3
 def _dp_accounting() -> Any:
     try:
         import dp_accounting
-    except ImportError as err:  # pragma: no cover - exercised only without the extra
+    except ImportError as err:
         raise ImportError(
             "privacy accounting needs dp-accounting: pip install 'decjax[privacy]'"
         ) from err
@@ -100,6 +100,8 @@ def epsilon_curve(
     out = np.zeros(len(counts))
     if noise_multiplier == 0:
         return np.where(np.asarray(counts) > 0, np.inf, 0.0)
+    if not any(counts):  # nothing to account
+        return out
     dp = _dp_accounting()
     event = dp.GaussianDpEvent(noise_multiplier)
     if sampling_rate < 1:

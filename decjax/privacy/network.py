@@ -34,10 +34,15 @@ def pairwise_epsilon(
     alpha: float,
     *,
     sensitivity: float = 1.0,
+    momentum: float = 0.0,
 ) -> np.ndarray:
     """``(n, n)``: entry ``[u, v]`` bounds node ``v``'s Rényi-DP loss of order ``alpha`` about
     node ``u``'s value after ``steps`` rounds of gossip on ``topology`` (the diagonal is
-    ``nan``: a node knows its own value).
+    ``nan``: a node knows its own value). With ``momentum`` :math:`\\eta_g > 0` the rounds
+    are accelerated (Chebyshev / heavy-ball) gossip, Muffliato's accelerated averaging:
+    the messages of round :math:`t` are :math:`P_t x^0` with :math:`P_{-1} = P_0 = I`,
+    :math:`P_{t+1} = (1 + \\eta_g) W_t P_t - \\eta_g P_{t-1}`
+    (:func:`decjax.gossip.accelerated_mix`), in place of :math:`W^t`.
 
     Examples:
       >>> import decjax
@@ -47,7 +52,7 @@ def pairwise_epsilon(
     """
     local = local_epsilon(sigma, alpha, sensitivity)
     total = np.zeros((topology.n, topology.n))
-    for power, w in _powers(topology, steps):
+    for power, w in _powers(topology, steps, momentum):
         total += _seen(power, w)
     out = np.minimum(local * total, local)
     np.fill_diagonal(out, np.nan)
@@ -55,11 +60,18 @@ def pairwise_epsilon(
 
 
 def gd_pairwise_epsilon(
-    topology: Topology, rounds: int, steps: int, noise_multiplier: float, delta: float
+    topology: Topology,
+    rounds: int,
+    steps: int,
+    noise_multiplier: float,
+    delta: float,
+    *,
+    momentum: float = 0.0,
 ) -> np.ndarray:
     """``(n, n)`` ``(epsilon, delta)``-DP from ``u`` to ``v`` after ``steps`` steps of
     Muffliato-GD: each step every worker's gradient gets Gaussian noise of
-    ``noise_multiplier`` times its sensitivity, then ``rounds`` gossip rounds. The steps'
+    ``noise_multiplier`` times its sensitivity, then ``rounds`` gossip rounds (accelerated
+    with ``momentum``, as ``dpsgd(..., gossip_momentum=)`` runs them). The steps'
     Rényi DP (:func:`pairwise_epsilon`, linear in the order) add up and convert at the best
     order in closed form, :math:`c + 2\\sqrt{c \\log(1/\\delta)}` with
     :math:`c = T m_{uv} / (2\\sigma^2)`; with :math:`m_{uv} = 1` (a neighbour, or the
@@ -74,7 +86,7 @@ def gd_pairwise_epsilon(
     check_int("steps", steps, minimum=1)
     check_positive("noise_multiplier", noise_multiplier)
     check_in_range("delta", delta, 0.0, 1.0, closed="neither")
-    share = pairwise_epsilon(topology, rounds, sigma=1.0, alpha=2.0)  # min(sum, 1)
+    share = pairwise_epsilon(topology, rounds, sigma=1.0, alpha=2.0, momentum=momentum)
     c = steps * share / (2 * noise_multiplier**2)
     return c + 2 * np.sqrt(c * math.log(1 / delta))
 
@@ -117,7 +129,7 @@ def by_distance(matrix: np.ndarray, topology: Topology) -> dict[int, float]:
     return {k: float(np.mean(values)) for k, values in sorted(groups.items())}
 
 
-def _powers(topology: Topology, steps: int):
+def _powers(topology: Topology, steps: int, momentum: float = 0.0):
     """``(P_t, W_t)`` for ``t < steps``: :math:`P_0 = I, P_1 = W_0, \\dots` (float64) and the
     round's matrix, whose links carry the round's messages; refusing what the bound does
     not cover."""
@@ -134,11 +146,12 @@ def _powers(topology: Topology, steps: int):
             f"pairwise_epsilon: {topology.name}'s W is not symmetric, and Muffliato's bound "
             "is for symmetric gossip matrices: give an undirected topology"
         )
-    power = np.eye(topology.n)
+    check_in_range("momentum", momentum, 0.0, 1.0, closed="left")
+    power = previous = np.eye(topology.n)
     for t in range(steps):
         w = matrices[t % len(matrices)]
         yield power, w
-        power = w @ power
+        power, previous = (1 + momentum) * (w @ power) - momentum * previous, power
 
 
 def _check_topology(topology) -> None:

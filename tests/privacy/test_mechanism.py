@@ -116,3 +116,12 @@ def test_the_classic_rdp_accountant_reproduces_tf_privacys_published_epsilons(
     assert got == pytest.approx(published, abs=0.025)
     tighter = privacy.epsilon(steps, sigma, delta=1e-5, sampling_rate=256 / 60000)
     assert tighter < got  # PLD is tight: below every RDP conversion
+
+
+def test_without_dp_accounting_the_accountant_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dp_accounting", None)  # an import of it now fails
+    with pytest.raises(ImportError, match=r"pip install 'decjax\[privacy\]'"):
+        privacy.epsilon(10, 1.0, delta=1e-5)
+    assert privacy.epsilon(0, 1.0, delta=1e-5) == 0.0  # nothing to account: no import

@@ -151,3 +151,43 @@ def test_the_audit_on_a_path_the_complete_graph_and_the_florentine_families():
     assert seen == [{"Salviati"}, {"Salviati", "Medici"}]  # Salviati's other neighbour
     everyone = privacy.reconstructed(florence, [names.index("Medici")], 20)
     assert len(everyone) == 14  # the hub recovers every family in time
+
+
+def test_accelerated_gossip_uses_the_polynomials_accelerated_mix_applies():
+    """With momentum the messages are p_t(W) x: the accountant's matrices are those
+    accelerated_mix computes (applied to the identity), and dpsgd's rounds apply them."""
+    ring = decjax.ring(16)
+    eta = 0.4
+    got = privacy.pairwise_epsilon(ring, 4, sigma=2.0, alpha=2.0, momentum=eta)
+    w = np.asarray(ring.numpy_matrices()[0])
+    local = 2.0 / (2 * 2.0**2)
+    total = np.zeros((16, 16))
+    for t in range(4):
+        if t == 0:
+            p = np.eye(16)
+        else:
+            p = np.asarray(
+                decjax.gossip.accelerated_mix(ring, jnp.eye(16), rounds=t, momentum=eta),
+                np.float64,
+            )
+        for u, v in itertools.permutations(range(16), 2):
+            norm = np.sum(p[:, u] ** 2)
+            total[u, v] += sum(p[x, u] ** 2 / norm for x in range(16) if x != v and w[v, x])
+    want = np.minimum(local * total, local)
+    np.fill_diagonal(want, np.nan)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.allclose(got, privacy.pairwise_epsilon(ring, 4, sigma=2.0, alpha=2.0))
+    x = jnp.arange(16.0)[:, None]
+    tx = decjax.dpsgd(0.1, ring, rounds=4, gossip_momentum=eta)
+    updates, _ = tx.update(jnp.zeros_like(x), tx.init(x), x)
+    np.testing.assert_allclose(
+        x + updates, decjax.gossip.accelerated_mix(ring, x, rounds=4, momentum=eta), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="drop gossip_momentum"):
+        byz = decjax.byzantine
+        decjax.dpsgd(
+            0.1,
+            ring,
+            gossip_momentum=0.3,
+            robust=byz.Robust(byz.Median(), byz.Byzantine((0,), byz.Echo())),
+        )
