@@ -208,6 +208,13 @@ def tune(
     return pd.concat(frames, ignore_index=True)
 
 
+def last_records(curves: pd.DataFrame, run: list[str]) -> pd.DataFrame:
+    """Each run's last record, in the order the runs first appear in ``curves`` (a diverged
+    run's last record is its final one: a sweep stops when all its runs have diverged)."""
+    last = curves.sort_values("step", kind="stable").groupby(run, sort=False).tail(1)
+    return last.set_index(run).reindex(curves[run].drop_duplicates()).reset_index()
+
+
 def grid_table(df: pd.DataFrame, by=("n", "topology"), metric: str = "train_loss") -> pd.DataFrame:
     """Mean final ``metric`` for every learning rate of every group (to show the optimum)."""
     last = df[df["step"] == df["step"].max()]

@@ -221,9 +221,7 @@ def final_table(curves: pd.DataFrame) -> pd.DataFrame:
     runs that diverged (a diverged run's last record is its final one: a sweep stops
     when all its runs have diverged, and a NaN model scores chance), the authors'
     MNIST number beside it."""
-    run = ["graph", "attack", "rule", "lr", "seed"]
-    last = curves.sort_values("step", kind="stable").groupby(run, sort=False).tail(1)
-    last = last.set_index(run).reindex(curves[run].drop_duplicates()).reset_index()
+    last = _training.last_records(curves, ["graph", "attack", "rule", "lr", "seed"])
     rows = []
     for (graph, attack, rule), part in last.groupby(["graph", "attack", "rule"], sort=False):
         accuracy = 100 * part["test_accuracy"].fillna(0.0)
