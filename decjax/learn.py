@@ -34,6 +34,7 @@ from decjax.topology.learned import (
     heterogeneity_objective,
     label_proportions,
     neighbors_objective,
+    neighbourhood_heterogeneity,
     traced_topology,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "label_proportions",
     "learn_weights",
     "neighbors_objective",
+    "neighbourhood_heterogeneity",
     "traced_topology",
     "training_objective",
 ]

@@ -1205,7 +1205,9 @@ CASES.update(
         "clip-noise-negative": (lambda: _P.Clip(1.0, noise_multiplier=-1), "noise_multiplier"),
         "clip-delta-one": (lambda: _P.Clip(1.0, delta=1.0), "delta must be in"),
         "clip-budget-spent": (
-            lambda: _sim_private(_P.Clip(1.0, noise_multiplier=0.1, epsilon_budget=0.01)),
+            lambda: _sim_private(
+                _P.Clip(1.0, noise_multiplier=0.1, epsilon_budget=0.01, accountant="rdp")
+            ),
             "spent by the first step",
         ),
         "clip-not-a-clip": (lambda: _sim_private(0.5), "privacy must be a decjax.privacy.Clip"),

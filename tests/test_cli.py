@@ -560,3 +560,13 @@ def test_cli_trains_with_dp_sgd_and_reports_the_accountants_epsilon(tmp_path, ca
     steps = int(pd.read_csv(tmp_path / "results.csv")["step"].max())
     want = decjax.privacy.Clip(1.0, noise_multiplier=2.0).epsilon(steps, rate)
     assert summary["epsilon"].iloc[0] == pytest.approx(want)
+
+
+def test_cli_reports_the_partitions_heterogeneity_at_the_initial_model(tmp_path, capsys):
+    argv = [*SMALL, "--topologies", "ring", "--partition", "dirichlet", "--alpha", "0.1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert "heterogeneity zeta^2 at the initial model" in capsys.readouterr().out
+    skewed = json.loads((tmp_path / "config.json").read_text())["zeta2_at_init"]
+    assert main([*SMALL, "--topologies", "ring", "--partition", "iid", "--out", str(tmp_path)]) == 0
+    iid = json.loads((tmp_path / "config.json").read_text())["zeta2_at_init"]
+    assert skewed > 5 * iid > 0

@@ -106,6 +106,20 @@ def _say_resumed(result, directory) -> None:
         print(f"resumed from step {result.resumed_from} (the checkpoint in {directory})")
 
 
+ZETA2_SAMPLE = 256  # examples of each shard the initial zeta^2 is measured on
+
+
+def _zeta2_at_init(prepared) -> float | None:
+    """zeta^2 (decjax.data.heterogeneity) of the partition at the initial model, on a fixed
+    sample of each shard, so a Dirichlet alpha maps to the quantity the theory uses;
+    ``None`` for a stateful model (its loss needs a state and a key)."""
+    _, _, _, _, data, model, params, _ = prepared
+    if workloads.is_stateful(model):
+        return None
+    one = jax.tree.map(lambda x: x[0], params)
+    return float(decjax.data.heterogeneity(model.loss, one, data, sample=ZETA2_SAMPLE))
+
+
 def _initial_loss(model, params, dataset) -> float:
     """The loss of the initial model on (up to 5,000 of) the training examples."""
     one = jax.tree.map(lambda x: x[0], params)
@@ -225,7 +239,12 @@ def _config(args) -> dict:
     device = jax.devices()[0]
     return {
         "command": ["python", "-m", "decjax", *sys.argv[1:]],
-        "flags": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "flags": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k != "zeta2_at_init"
+        },
+        "zeta2_at_init": getattr(args, "zeta2_at_init", None),
         "seed": args.seed,
         "versions": {
             "decjax": decjax.__version__,
@@ -265,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.model}, {args.algorithm} lr={args.lr}{settings}, {args.steps} steps x batch "
             f"{args.batch_size}"
         )
+        args.zeta2_at_init = _zeta2_at_init(prepared)
+        if args.zeta2_at_init is not None:
+            print(
+                f"heterogeneity zeta^2 at the initial model: {args.zeta2_at_init:.4g} "
+                f"(gradients on up to {ZETA2_SAMPLE} examples of each worker's shard)"
+            )
         start = time.perf_counter()
         try:
             result = _train(args, *prepared)

@@ -11,6 +11,7 @@ from decjax.data.files import (
     load_text,
     synthetic_images,
 )
+from decjax.data.heterogeneity import heterogeneity
 from decjax.data.labels import flip_labels
 from decjax.data.sampling import WorkerData, distribute, gather_batch, sample_batch, worker_keys
 
@@ -24,6 +25,7 @@ __all__ = [
     "flip_labels",
     "from_arrays",
     "gather_batch",
+    "heterogeneity",
     "label_histogram",
     "load_cifar",
     "load_digits",

@@ -184,6 +184,37 @@ def heterogeneity_objective(proportions, *, regularization: float = 0.1) -> Obje
     return objective
 
 
+def neighbourhood_heterogeneity(w, proportions) -> float:
+    r"""Le Bars et al.'s neighbourhood heterogeneity (AISTATS 2023) of a mixing matrix for
+    label proportions ``Pi`` (``(n, classes)``, :func:`label_proportions`):
+
+    .. math:: \frac1n \lVert W \Pi - \mathbf{1}\bar\pi^\top \rVert_F^2,
+
+    how far each worker's neighbourhood-averaged label distribution is from the global
+    one: 0 on the complete graph, the workers' own spread with no communication
+    (the first term of :func:`heterogeneity_objective`). ``w``: a ``Topology`` (its
+    first matrix) or an ``(n, n)`` matrix.
+
+    Examples:
+      >>> import numpy as np, decjax
+      >>> pi = np.eye(4)  # one class per worker
+      >>> round(neighbourhood_heterogeneity(decjax.complete(4), pi), 6)
+      0.0
+      >>> round(neighbourhood_heterogeneity(np.eye(4), pi), 4)  # alone: 1 - 1/4
+      0.75
+    """
+    if isinstance(w, Topology):
+        w = w.numpy_matrices()[0]
+    w = np.asarray(w, np.float64)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"w must be a Topology or a square (n, n) matrix, got {w.shape}")
+    heterogeneity_objective(proportions)  # validates them
+    pi = np.asarray(proportions, np.float64)
+    if pi.shape[0] != w.shape[0]:
+        raise ValueError(f"proportions has {pi.shape[0]} rows and w is {w.shape[0]} x {w.shape[0]}")
+    return float(np.sum((w @ pi - pi.mean(axis=0)) ** 2) / w.shape[0])  # float64
+
+
 def neighbors_objective(gamma: float) -> Objective:
     r"""``-n_W(gamma)``, the effective number of neighbours (Vogels et al. 2022) to maximise.
 
