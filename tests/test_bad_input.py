@@ -1191,6 +1191,10 @@ def _mesh():
 _P = decjax.privacy
 
 
+def _digits_data():
+    return decjax.data.distribute(decjax.data.load_digits(), N, key=0)
+
+
 def _sim_private(clip, **overrides):
     return _sim(privacy=clip, **overrides)
 
@@ -1200,6 +1204,20 @@ CASES.update(
         "dpsgd-gossip-momentum": (
             lambda: decjax.dpsgd(0.1, decjax.ring(N), rounds=3, gossip_momentum=1.5),
             "gossip_momentum must be in",
+        ),
+        "heterogeneity-loss": (
+            lambda: decjax.data.heterogeneity("loss", jnp.zeros(2), jnp.zeros((N, 3, 2))),
+            "loss_fn",
+        ),
+        "heterogeneity-sample": (
+            lambda: decjax.data.heterogeneity(
+                lambda p, b: jnp.sum(p), jnp.zeros(2), _digits_data(), sample=0
+            ),
+            "sample must be >= 1",
+        ),
+        "neighbourhood-heterogeneity-rows": (
+            lambda: decjax.learn.neighbourhood_heterogeneity(decjax.ring(N), np.eye(3)),
+            "proportions has 3 rows",
         ),
         "clip-zero": (lambda: _P.Clip(0.0), "clip_norm must be > 0"),
         "clip-noise-negative": (lambda: _P.Clip(1.0, noise_multiplier=-1), "noise_multiplier"),

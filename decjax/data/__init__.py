@@ -11,7 +11,7 @@ from decjax.data.files import (
     load_text,
     synthetic_images,
 )
-from decjax.data.heterogeneity import heterogeneity
+from decjax.data.gradients import heterogeneity
 from decjax.data.labels import flip_labels
 from decjax.data.sampling import WorkerData, distribute, gather_batch, sample_batch, worker_keys
 
