@@ -32,10 +32,10 @@ result = decjax.sweep(
     data,
     {
         "topology": [decjax.ring(n), decjax.complete(n)],
-        "noise_multiplier": [0.5, 1.0, 2.0, 4.0],
+        "noise_multiplier": [0.5, 1.0, 4.0],
         "seed": [0, 1],
     },
-    steps=150,
+    steps=100,
     batch_size=16,
     eval_every=50,
     key=jax.random.key(1),
