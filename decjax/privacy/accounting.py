@@ -64,11 +64,6 @@ def epsilon(
       >>> round(epsilon(100, 10.0, delta=1e-5), 4)  # a Gaussian mechanism with mu = 1
       4.3772
     """
-    steps = check_int("steps", steps, minimum=0)
-    check_nonnegative("noise_multiplier", noise_multiplier)
-    check_in_range("delta", delta, 0.0, 1.0, closed="neither")
-    check_in_range("sampling_rate", sampling_rate, 0.0, 1.0, closed="right")
-    check_choice("accountant", accountant, ACCOUNTANTS)
     return float(
         epsilon_curve(
             [steps],
@@ -90,7 +85,7 @@ def epsilon_curve(
 ) -> np.ndarray:
     """:func:`epsilon` after each of the non-decreasing ``steps`` (a run's records), composed
     incrementally: one accountant for the whole curve."""
-    counts = [check_int("steps", int(t), minimum=0) for t in steps]
+    counts = [check_int("steps", t, minimum=0) for t in steps]
     if any(b < a for a, b in itertools.pairwise(counts)):
         raise ValueError(f"steps must be non-decreasing, got {list(steps)}")
     check_nonnegative("noise_multiplier", noise_multiplier)

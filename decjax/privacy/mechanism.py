@@ -38,9 +38,14 @@ def per_example_losses_and_gradients(
     check_callable("loss_fn", loss_fn)
 
     def one(example, *key):
-        return jax.value_and_grad(loss_fn)(params, jax.tree.map(lambda x: x[None], example), *key)
+        return jax.value_and_grad(_on_one_example)(params, loss_fn, example, *key)
 
     return jax.vmap(one)(batch, *(() if keys is None else (keys,)))
+
+
+def _on_one_example(params: Any, loss_fn: Callable, example: Any, *key) -> jax.Array:
+    """``loss_fn`` on a batch of the one ``example`` (every leaf given a batch axis of 1)."""
+    return loss_fn(params, jax.tree.map(lambda x: x[None], example), *key)
 
 
 def check_clip_norm(name: str, value: Any) -> None:
@@ -96,7 +101,7 @@ def _example_losses(loss_fn: Callable, params: Any, batch: Any, keys) -> jax.Arr
     """``(B,)``: ``loss_fn`` on each one-example batch, vmapped (one batched forward)."""
 
     def one(example, *key):
-        return loss_fn(params, jax.tree.map(lambda x: x[None], example), *key)
+        return _on_one_example(params, loss_fn, example, *key)
 
     return jax.vmap(one)(batch, *(() if keys is None else (keys,)))
 
@@ -127,9 +132,34 @@ def private_gradient(
     adds nothing."""
     check_nonnegative("noise_multiplier", noise_multiplier)
     check_clip_norm("clip_norm", clip_norm)
+    _, grads = full_batch_private_gradient(
+        loss_fn, params, batch, key, clip_norm=clip_norm, noise_multiplier=noise_multiplier
+    )
+    return grads
+
+
+def full_batch_private_gradient(
+    loss_fn: Callable,
+    params: Any,
+    batch: Any,
+    noise_key: jax.Array,
+    *,
+    clip_norm,
+    noise_multiplier,
+    example_keys: jax.Array | None = None,
+) -> tuple[jax.Array, Any]:
+    """``(mean loss, privatised gradient)`` of one worker on its whole ``batch`` every step
+    (sampling rate 1: the full-batch Gaussian mechanism). Traced values pass unchecked."""
     size = jax.tree.leaves(batch)[0].shape[0]
-    _, total = clipped_sum(loss_fn, params, batch, clip_norm)
-    mean = jax.tree.map(lambda x: x / size, total)
-    if noise_multiplier == 0:
-        return mean
-    return add_noise(mean, key, noise_multiplier * clip_norm / size)
+    loss_sum, grad_sum = clipped_sum(loss_fn, params, batch, clip_norm, keys=example_keys)
+    grads = jax.tree.map(lambda g: g / size, grad_sum)
+    grads = add_noise(grads, noise_key, noise_std(clip_norm, noise_multiplier, size))
+    return loss_sum / size, grads
+
+
+def noise_std(clip_norm, noise_multiplier, denominator):
+    r"""The noise's per-coordinate standard deviation :math:`\sigma C / B` (0 without noise,
+    also when :math:`C = \infty`)."""
+    return jnp.where(
+        jnp.asarray(noise_multiplier) == 0, 0.0, noise_multiplier * clip_norm / denominator
+    )

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decjax.privacy.mechanism import add_noise, clipped_sum
+from decjax.privacy.mechanism import add_noise, clipped_sum, noise_std
 
 
 def capacity(expected_batch: int, slots: int) -> int:
@@ -90,30 +90,3 @@ def poisson_private_gradient(
     grads = jax.tree.map(lambda g: g / expected_batch, grad_sum)
     grads = add_noise(grads, noise_key, noise_std(clip_norm, noise_multiplier, expected_batch))
     return loss_sum / jnp.maximum(size, 1), grads
-
-
-def full_batch_private_gradient(
-    loss_fn: Callable,
-    params: Any,
-    batch: Any,
-    noise_key: jax.Array,
-    *,
-    clip_norm,
-    noise_multiplier,
-    example_keys: jax.Array | None = None,
-) -> tuple[jax.Array, Any]:
-    """``(mean loss, privatised gradient)`` of one worker on its whole ``batch`` every step
-    (sampling rate 1: the full-batch Gaussian mechanism)."""
-    size = jax.tree.leaves(batch)[0].shape[0]
-    loss_sum, grad_sum = clipped_sum(loss_fn, params, batch, clip_norm, keys=example_keys)
-    grads = jax.tree.map(lambda g: g / size, grad_sum)
-    grads = add_noise(grads, noise_key, noise_std(clip_norm, noise_multiplier, size))
-    return loss_sum / size, grads
-
-
-def noise_std(clip_norm, noise_multiplier, denominator):
-    r"""The noise's per-coordinate standard deviation :math:`\sigma C / B` (0 without noise,
-    also when :math:`C = \infty`)."""
-    return jnp.where(
-        jnp.asarray(noise_multiplier) == 0, 0.0, noise_multiplier * clip_norm / denominator
-    )

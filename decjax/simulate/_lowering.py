@@ -112,3 +112,18 @@ def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked)
         return 1
     n = jax.tree.leaves(stacked[0])[0].shape[0]
     return n if has_convolution(loss_fn, *_one_worker(stacked)) else 1
+
+
+def over_worker_groups(fn: Callable, args: tuple, groups: int):
+    """``fn(*args)`` for ``fn`` vmapped over the workers (every leaf of ``args`` stacked
+    ``(n, ...)``), computed ``groups`` groups of workers one after another (a ``lax.map``)
+    and stacked back to ``(n, ...)``; one call for ``groups == 1``."""
+    if groups == 1:
+        return fn(*args)
+    n = jax.tree.leaves(args)[0].shape[0]
+
+    def split(x):
+        return x.reshape(groups, n // groups, *x.shape[1:])
+
+    out = jax.lax.map(lambda part: fn(*part), jax.tree.map(split, args))
+    return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)

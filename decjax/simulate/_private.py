@@ -18,12 +18,9 @@ import numpy as np
 from decjax.data import WorkerData, worker_keys
 from decjax.privacy.clip import GRID_KEYS, Clip
 from decjax.privacy.correlated import zero_sum_noise
-from decjax.privacy.poisson import (
-    full_batch_private_gradient,
-    noise_std,
-    poisson_private_gradient,
-)
-from decjax.simulate._lowering import AUTO, resolve_worker_chunks
+from decjax.privacy.mechanism import full_batch_private_gradient, noise_std
+from decjax.privacy.poisson import poisson_private_gradient
+from decjax.simulate._lowering import over_worker_groups
 
 NOISE = 0x5EED  # folded into the step's key for the noise's keys
 PAIRS = 0x9A125  # folded into the step's key for the pairs' shared noise
@@ -66,21 +63,8 @@ def private_gradients(program, params, data, key, model_state, hyper: dict):
         per_worker, one = _full_batch_worker(program, data, values)
         batch = jax.tree.leaves(data)[0].shape[1]
     args = (params, model_state, noise_keys, model_keys, *per_worker)
-    chunks = program.worker_chunks
-    if chunks == AUTO:
-        shapes = program._loss_arguments(params, data, key, 0, model_state)
-        chunks = resolve_worker_chunks(chunks, program.loss_fn, *shapes)
-    if chunks == 1:
-        losses, grads = jax.vmap(one)(*args)
-    else:
-
-        def split(tree):
-            return jax.tree.map(
-                lambda x: x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:]), tree
-            )
-
-        losses, grads = jax.lax.map(lambda a: jax.vmap(one)(*a), split(args))
-        losses, grads = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), (losses, grads))
+    groups = program.worker_groups(params, data, key, 0, model_state)
+    losses, grads = over_worker_groups(jax.vmap(one), args, groups)
     pairs = program.privacy.zero_sum
     if pairs is not None:
         std = noise_std(values["clip_norm"], pairs.noise_multiplier, batch)

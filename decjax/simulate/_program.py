@@ -30,6 +30,7 @@ from decjax.privacy.clip import GRID_KEYS
 from decjax.simulate._lowering import (
     AUTO,
     STEPS_PER_ITERATION,
+    over_worker_groups,
     resolve_steps_per_iteration,
     resolve_worker_chunks,
 )
@@ -218,10 +219,7 @@ class Program:
             key, model_key = jax.random.split(key)
             extra = (model_state, worker_keys(model_key, n))
         grad_fn = self._grad_fn()
-        chunks = self.worker_chunks
-        if chunks == AUTO:  # trace the minibatch's shapes only when the choice needs them
-            shapes = self._loss_arguments(params, data, key, step, model_state)
-            chunks = resolve_worker_chunks(chunks, self.loss_fn, *shapes)
+        chunks = self.worker_groups(params, data, key, step, model_state)
         if chunks == 1 and rows is not None and not self.stateful and _axis.current() is None:
             pick = functools.partial(jax.tree.map, lambda x: x[rows])
             out = grad_fn(pick(params), pick(self.batch(data, key, step)))
@@ -231,11 +229,6 @@ class Program:
         if chunks == 1:
             out = grad_fn(params, self.batch(data, key, step), *extra)
             return _zero_gradients(out, rows, _axis.total_workers(n))
-
-        def split(tree):
-            return jax.tree.map(
-                lambda x: x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:]), tree
-            )
 
         if isinstance(data, WorkerData):
             per_worker = (worker_keys(key, n), data.indices, data.counts, data.epoch_keys)
@@ -247,13 +240,19 @@ class Program:
             per_worker = (data,)
             batch_of = _identity
 
-        def one(args):
-            p, w, e = args
+        def one(p, w, e):
             return grad_fn(p, batch_of(*w), *e)
 
-        out = jax.lax.map(one, (split(params), split(per_worker), split(extra)))
-        out = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+        out = over_worker_groups(one, (params, per_worker, extra), chunks)
         return _zero_gradients(out, rows, _axis.total_workers(n))
+
+    def worker_groups(self, params, data, key, step, model_state) -> int:
+        """``worker_chunks`` resolved: ``"auto"`` traces the loss's arguments' shapes (only
+        then) and chooses by device and model."""
+        if self.worker_chunks != AUTO:
+            return int(self.worker_chunks)
+        shapes = self._loss_arguments(params, data, key, step, model_state)
+        return resolve_worker_chunks(self.worker_chunks, self.loss_fn, *shapes)
 
     @_lowered
     def block(self, state: RunState, data, eval_data, hyper):
