@@ -32,7 +32,8 @@ from decjax.algorithms._diloco import (
 from decjax.algorithms._diloco_rounds import DiLoCoState
 from decjax.algorithms._dpsgd import dpsgd
 from decjax.algorithms._gradient_tracking import GradientTrackingState, gradient_tracking
-from decjax.algorithms.catalog import ALGORITHMS, NAMES, by_name
+from decjax.algorithms._relaysgd import RelaySumState, relaysgd, relaysum
+from decjax.algorithms.catalog import ALGORITHMS, NAMES, TREE_ONLY, by_name
 from decjax.algorithms.choco import ChocoState, choco_sgd
 from decjax.algorithms.delays import (
     Delays,
@@ -57,6 +58,7 @@ from decjax.algorithms.qgm import QuasiGlobalMomentumState, qg_dsgdm
 __all__ = [
     "ALGORITHMS",
     "NAMES",
+    "TREE_ONLY",
     "ChocoState",
     "ChurnState",
     "CombineState",
@@ -74,6 +76,7 @@ __all__ = [
     "PushDIGingState",
     "PushSumState",
     "QuasiGlobalMomentumState",
+    "RelaySumState",
     "StepTransformation",
     "StragglerState",
     "apply_step",
@@ -105,6 +108,8 @@ __all__ = [
     "push_diging",
     "qg_dsgdm",
     "reference_target",
+    "relaysgd",
+    "relaysum",
     "sgp",
     "stragglers",
     "streaming_diloco",

@@ -19,6 +19,7 @@ from decjax.algorithms._detag import detag
 from decjax.algorithms._diloco import diloco, gossip_diloco, streaming_diloco
 from decjax.algorithms._dpsgd import dpsgd
 from decjax.algorithms._gradient_tracking import gradient_tracking
+from decjax.algorithms._relaysgd import relaysgd
 from decjax.algorithms.choco import choco_sgd
 from decjax.algorithms.delays import uniform_delay
 from decjax.algorithms.diffusion import d2, exact_diffusion
@@ -85,7 +86,12 @@ ALGORITHMS: dict[str, Factory] = {
     "diloco": lambda lr, topology: PERIODIC["diloco"](lr, topology, EVERY),
     "gossip_diloco": lambda lr, topology: PERIODIC["gossip_diloco"](lr, topology, EVERY),
     "streaming_diloco": lambda lr, topology: PERIODIC["streaming_diloco"](lr, topology, EVERY),
+    # RelaySum over a spanning tree (chain, binary_tree, double_binary_trees): any other
+    # graph is refused in one line
+    "relaysgd": lambda lr, topology: relaysgd(lr, topology),
 }
+# the algorithms that run on spanning trees only
+TREE_ONLY = ("relaysgd",)
 
 
 def _validated(factory: Factory) -> Factory:

@@ -10,12 +10,22 @@ from decjax.gossip.communication import (
 )
 from decjax.gossip.compression import Compressor, identity, qsgd, random_k, sign, top_k
 from decjax.gossip.push_sum import debias, push_sum_average
+from decjax.gossip.relay import (
+    RelayState,
+    Routes,
+    relay_average,
+    relay_init,
+    relay_round,
+    relay_routes,
+)
 from decjax.gossip.traffic import TRAFFIC, Links, Traffic
 
 __all__ = [
     "TRAFFIC",
     "Compressor",
     "Links",
+    "RelayState",
+    "Routes",
     "Traffic",
     "accelerated_mix",
     "accelerated_step",
@@ -30,6 +40,10 @@ __all__ = [
     "push_sum_average",
     "qsgd",
     "random_k",
+    "relay_average",
+    "relay_init",
+    "relay_round",
+    "relay_routes",
     "resolve_backend",
     "sign",
     "top_k",

@@ -45,6 +45,13 @@ from decjax.topology.kinds import backends_for, representations
 from decjax.topology.optimal import fastest_mixing
 from decjax.topology.stacking import stack
 from decjax.topology.transform import lazy
+from decjax.topology.trees import (
+    binary_tree,
+    chain,
+    double_binary_trees,
+    spanning_tree,
+    tree_edges,
+)
 
 __all__ = [
     "NAMES",
@@ -53,10 +60,13 @@ __all__ = [
     "Topology",
     "backends_for",
     "base_graph",
+    "binary_tree",
     "by_name",
+    "chain",
     "complete",
     "directed_exponential",
     "directed_ring",
+    "double_binary_trees",
     "effective_neighbors",
     "epidemic",
     "equi_dyn",
@@ -86,11 +96,13 @@ __all__ = [
     "representations",
     "ring",
     "solo",
+    "spanning_tree",
     "spectral_gap",
     "spectrum",
     "stack",
     "star",
     "to_networkx",
     "torus",
+    "tree_edges",
     "with_faults",
 ]

@@ -20,6 +20,7 @@ from decjax.topology.directed import (
 from decjax.topology.equitopo import equi_dyn, equi_static, ou_equi_dyn
 from decjax.topology.finite_time import base_graph
 from decjax.topology.graphs import erdos_renyi, grid, hypercube, random_matching, star, torus
+from decjax.topology.trees import binary_tree, chain, double_binary_trees
 
 
 def _factor(name: str, n: int) -> tuple[int, int]:
@@ -71,6 +72,10 @@ BUILDERS: dict[str, Callable[..., Topology]] = {
         n, _peers(peers, min(n - 1, max(1, ceil_log2(n)))), key=key
     ),
     "random_out": lambda n, key, peers=None: random_out(n, _peers(peers, 1), key=key),
+    # spanning trees (what RelaySGD relays over)
+    "chain": lambda n, key: chain(n),
+    "binary_tree": lambda n, key: binary_tree(n),
+    "double_binary_trees": lambda n, key: double_binary_trees(n),
 }
 # names whose number of peers per step can be chosen (``by_name(..., peers=)``)
 WITH_PEERS = ("base_graph", "equi_static", "epidemic", "random_out")
