@@ -107,3 +107,15 @@ def worker_shards(part) -> list[np.ndarray]:
     """Each worker's example indices from a :func:`decjax.data.partition`."""
     idx, counts = np.asarray(part.indices), np.asarray(part.counts)
     return [idx[i, :c] for i, c in enumerate(counts)]
+
+
+def on_graph(name: str, topology):
+    """The topology the batteries run algorithm ``name`` on: ``topology`` itself, or for the
+    algorithms that relay over spanning trees (``TREE_ONLY``) its breadth-first spanning
+    tree (a chain where it has none: a time-varying or disconnected step 0)."""
+    if name not in decjax.algorithms.TREE_ONLY:
+        return topology
+    try:
+        return decjax.topology.spanning_tree(topology)
+    except ValueError:
+        return decjax.topology.chain(topology.n)

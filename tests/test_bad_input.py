@@ -1420,6 +1420,51 @@ CASES.update(
             lambda: decjax.gossip.push_sum_average(decjax.ring(N), jnp.zeros(N), -1),
             "rounds must be >= 0",
         ),
+        "relay-average-ring": (
+            lambda: decjax.gossip.relay_average(decjax.ring(N), jnp.zeros(N)),
+            "spanning tree",
+        ),
+        "relay-average-rounds": (
+            lambda: decjax.gossip.relay_average(decjax.topology.chain(N), jnp.zeros(N), 0),
+            "rounds must be >= 1",
+        ),
+        "relay-average-workers": (
+            lambda: decjax.gossip.relay_average(decjax.topology.chain(N), jnp.zeros(N + 1)),
+            "n=8 workers",
+        ),
+        "relay-routes-string": (lambda: decjax.gossip.relay_routes("chain"), "Topology"),
+        "relay-init-ints": (
+            lambda: decjax.gossip.relay_init(
+                decjax.gossip.relay_routes(decjax.topology.chain(N)), jnp.zeros(N, jnp.int32)
+            ),
+            "floating",
+        ),
+        "relay-init-routes": (lambda: decjax.gossip.relay_init("routes", jnp.zeros(N)), "Routes"),
+        "relay-round-state": (
+            lambda: decjax.gossip.relay_round(
+                decjax.gossip.relay_routes(decjax.topology.chain(N)), jnp.zeros(N), "inbox"
+            ),
+            "RelayState",
+        ),
+        "relaysum-ring": (lambda: decjax.algorithms.relaysum(decjax.ring(N)), "spanning tree"),
+        "relaysgd-faulty": (
+            lambda: decjax.algorithms.relaysgd(
+                0.1, decjax.topology.with_faults(decjax.topology.chain(N), key=0, link_failure=0.1)
+            ),
+            "fixed graphs",
+        ),
+        "chain-zero": (lambda: decjax.topology.chain(0), "n must be >= 1"),
+        "binary-tree-string": (lambda: decjax.topology.binary_tree("8"), "n must be an int"),
+        "double-binary-trees-one": (
+            lambda: decjax.topology.double_binary_trees(1),
+            "n must be >= 2",
+        ),
+        "spanning-tree-string": (lambda: decjax.topology.spanning_tree("ring"), "graph must be"),
+        "spanning-tree-root": (
+            lambda: decjax.topology.spanning_tree(decjax.ring(N), root=N),
+            "root must be",
+        ),
+        "tree-edges-ring": (lambda: decjax.topology.tree_edges(decjax.ring(N)), "spanning tree"),
         "resolve-backend-name": (
             lambda: decjax.gossip.resolve_backend(decjax.ring(N), "gpu"),
             "backend must be",
@@ -1624,7 +1669,7 @@ NO_INPUT = set(
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
     "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
-    "SecureSums "
+    "SecureSums RelayState Routes RelaySumState "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
     "sign identity representations SignFlip Gossip Median Attack Rule Echo NoAttack "

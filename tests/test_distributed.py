@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import dense_reference
+from helpers import dense_reference, on_graph
 from jax.sharding import PartitionSpec as P
 
 import decjax
@@ -57,10 +57,19 @@ def test_every_algorithm_sharded_agrees_with_one_device(name, n, mesh):
         "timing": decjax.timing.TimeModel(network, compute=compute),
     }
     single = decjax.simulate(
-        q.loss, q.init_params(), ALGORITHMS[name](0.05, GRAPHS[n]()), q.data, **kwargs
+        q.loss,
+        q.init_params(),
+        ALGORITHMS[name](0.05, on_graph(name, GRAPHS[n]())),
+        q.data,
+        **kwargs,
     )
     multi = decjax.simulate(
-        q.loss, q.init_params(), ALGORITHMS[name](0.05, GRAPHS[n]()), q.data, mesh=mesh, **kwargs
+        q.loss,
+        q.init_params(),
+        ALGORITHMS[name](0.05, on_graph(name, GRAPHS[n]())),
+        q.data,
+        mesh=mesh,
+        **kwargs,
     )
     assert multi.params.sharding.spec == jax.sharding.PartitionSpec("workers")
     np.testing.assert_allclose(multi.params, single.params, rtol=1e-5, atol=1e-6)
@@ -500,6 +509,7 @@ def test_worker_chunks_on_a_mesh_divide_each_devices_block(mesh):
     ("name", "build"),
     [
         ("sgp", lambda n: decjax.topology.random_out(n, 2, key=3)),
+        ("relaysgd", lambda n: decjax.topology.binary_tree(n)),
         *(
             pytest.param(*case, marks=pytest.mark.slow)
             for case in [
@@ -508,6 +518,7 @@ def test_worker_chunks_on_a_mesh_divide_each_devices_block(mesh):
                 ("dpsgd", lambda n: decjax.topology.epidemic(n, 2, key=3)),
                 ("gradient_tracking", lambda n: decjax.topology.equi_dyn(n, key=3)),
                 ("dpsgd", lambda n: decjax.topology.base_graph(n, 2)),
+                ("relaysgd", lambda n: decjax.topology.double_binary_trees(n)),
             ]
         ),
     ],

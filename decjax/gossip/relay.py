@@ -111,12 +111,26 @@ def _diameter(n: int, adjacency: list[list[int]]) -> int:
     return farthest(farthest(0)[0])[1] if n > 1 else 0
 
 
+def _check_values(routes: Any, values: Any) -> int:
+    """The rows of ``values``, refused unless they are ``n`` stacked floating workers (or this
+    member's block of them)."""
+    if not isinstance(routes, Routes):
+        raise TypeError(f"routes must be a Routes (from relay_routes), got {type(routes).__name__}")
+    rows = check_stacked("values", values)
+    n = _axis.local_size(routes.valid.shape[0])
+    if rows != n:
+        raise ValueError(f"values must hold the tree's n={n} workers on axis 0, got {rows}")
+    for x in jax.tree.leaves(values):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+            raise TypeError(f"values must be floating-point, got {jnp.result_type(x)}")
+    return rows
+
+
 def relay_init(routes: Routes, values: Any) -> RelayState:
     """Empty inboxes (zero messages, zero counts) for values shaped like ``values``."""
-    n, period, width = routes.valid.shape
-    check_stacked("values", values)
+    rows = _check_values(routes, values)
+    _, period, width = routes.valid.shape
     inbox = jax.tree.map(lambda x: jnp.zeros((x.shape[0], width, *x.shape[1:]), x.dtype), values)
-    rows = jax.tree.leaves(values)[0].shape[0] if jax.tree.leaves(values) else n
     return RelayState(inbox, jnp.zeros((rows, period, width), jnp.float32))
 
 
@@ -154,6 +168,9 @@ def relay_round(routes: Routes, values: Any, state: RelayState) -> tuple[Any, An
     that sum holds (float32, broadcastable against the leaf: ``(n, 1, ...)`` on one tree;
     with several, each coordinate's count is its own tree's).
     """
+    _check_values(routes, values)
+    if not isinstance(state, RelayState):
+        raise TypeError(f"state must be a RelayState (from relay_init), got {type(state).__name__}")
     local = tuple(_axis.local_rows(a) for a in (routes.neighbors, routes.back, routes.valid))
     period = routes.valid.shape[1]
     valid_f = local[2].astype(jnp.float32)
@@ -196,7 +213,6 @@ def relay_average(topology: Topology, values: Any, rounds: int | None = None) ->
     """
     routes = relay_routes(topology)
     rounds = routes.diameter if rounds is None else check_int("rounds", rounds, minimum=1)
-    check_stacked("values", values)
     state = jax.lax.fori_loop(
         0, rounds - 1, lambda _, s: relay_round(routes, values, s)[2], relay_init(routes, values)
     )

@@ -17,6 +17,7 @@ import numpy as np
 from decjax._validation import check_int
 from decjax.topology.base import Topology
 from decjax.topology.graphs import _neighbor_lists, from_edges, from_neighbor_lists
+from decjax.topology.kinds.faulty import Faulty
 
 
 def chain(n: int) -> Topology:
@@ -25,8 +26,8 @@ def chain(n: int) -> Topology:
 
     Examples:
       >>> import decjax
-      >>> decjax.topology.chain(4).matrix().tolist()[0]
-      [0.5, 0.5, 0.0, 0.0]
+      >>> [round(w, 4) for w in decjax.topology.chain(4).matrix().tolist()[0]]  # Metropolis
+      [0.6667, 0.3333, 0.0, 0.0]
     """
     n = check_int("n", n, minimum=1)
     return from_edges(n, [(i, i + 1) for i in range(n - 1)], name="chain")
@@ -140,20 +141,19 @@ def _adjacency(graph: Any) -> list[set[int]]:
 def _edges_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
     """Each step's neighbours of every worker (``W[i, j] != 0``, ``j != i``), refusing
     a topology whose graph is drawn at random or subject to faults."""
-    if topology.representation in ("random", "faulty"):
+    if isinstance(topology, Faulty) or not topology.has_fixed_matrices():
         raise ValueError(
-            f"{name} must have fixed graphs; {topology.name} is {topology.representation} "
-            "(drawn afresh or failing at every step)"
+            f"{name} must have fixed graphs; {topology.name} is drawn afresh or fails at "
+            "random at every step"
         )
     n = topology.n
-    if topology.has_lists and getattr(topology, "averaging", None) is None:  # O(n k)
-        nbr, w = (np.asarray(a) for a in topology.lists())
+    lists = topology.stack_lists()  # O(n k), where the kind stores neighbour lists
+    if lists is not None and not np.any(np.asarray(lists[2])):
+        nbr, w = np.asarray(lists[0]), np.asarray(lists[1])
+        off = (w != 0) & (nbr != np.arange(n)[None, :, None])
         return [
-            [
-                sorted({int(j) for j, x in zip(nbr[t, i], w[t, i], strict=True) if x and j != i})
-                for i in range(n)
-            ]
-            for t in range(nbr.shape[0])
+            [sorted({int(j) for j in nbr[t, i][off[t, i]]}) for i in range(n)]
+            for t in range(len(nbr))
         ]
     return [
         [[int(j) for j in np.flatnonzero(w[i]) if j != i] for i in range(n)]

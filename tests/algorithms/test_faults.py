@@ -8,7 +8,7 @@ import pytest
 
 import decjax
 from benchmarks.hlo import array_ops
-from decjax.algorithms import ALGORITHMS, NAMES, node_churn, stragglers
+from decjax.algorithms import ALGORITHMS, NAMES, TREE_ONLY, node_churn, stragglers
 from decjax.topology import fault_statistics, with_faults
 
 N, D = 8, 3
@@ -16,7 +16,8 @@ N, D = 8, 3
 
 @pytest.mark.slow
 # DASGD models unreliable links by delays and rejects a faulty topology (tested in test_dasgd).
-@pytest.mark.parametrize("name", [name for name in NAMES if name != "dasgd"])
+# RelaySGD relays over fixed trees and rejects one too (test_relaysgd).
+@pytest.mark.parametrize("name", [name for name in NAMES if name not in ("dasgd", *TREE_ONLY)])
 def test_every_algorithm_runs_on_a_faulty_network_with_stragglers(name):
     faulty = with_faults(decjax.ring(N), key=jax.random.key(0), link_failure=0.2, node_failure=0.1)
     tx = stragglers(ALGORITHMS[name](0.05, faulty), [1.0, 0.5] * 4, key=jax.random.key(1))

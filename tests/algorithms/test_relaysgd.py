@@ -81,6 +81,16 @@ def _distance(tx, q, steps):
     return float(np.max(np.sum((np.asarray(result.params) - np.asarray(q.optimum)) ** 2, 1)))
 
 
+def test_zero_gradients_from_a_common_start_keep_every_model():
+    """The workers not heard from count as the start point: nothing moves."""
+    x = jnp.tile(jax.random.normal(jax.random.key(2), (1, 6)), (9, 1)) / 3.0
+    tx = relaysgd(0.1, binary_tree(9))
+    state = tx.init(x)
+    for _ in range(7):
+        x_next, state, _ = tx.step(jnp.zeros_like(x), state, x)
+        np.testing.assert_allclose(x_next, x, rtol=0, atol=1e-7)
+
+
 def test_no_heterogeneity_bias_where_gossip_keeps_one():
     """Full gradients, constant step: RelaySGD on a chain reaches the optimum at any zeta^2,
     D-PSGD on a ring (the same messages per step) stalls at a distance that grows with
@@ -142,6 +152,10 @@ def test_momentum_and_a_schedule_are_local():
         (lambda: relaysgd(0.0, chain(4)), "learning_rate"),
         (lambda: relaysgd(0.1, chain(4), momentum=1.0), "momentum"),
         (lambda: relaysum("chain"), "Topology"),
+        (
+            lambda: relaysgd(0.1, decjax.topology.with_faults(chain(8), key=0, link_failure=0.1)),
+            "fixed graphs",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(build, words):
