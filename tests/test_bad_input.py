@@ -1701,6 +1701,10 @@ CLI_CASES = {
     "cli-hypercube-12": (["--topologies", "hypercube", "--workers", "12"], "power of two"),
     "cli-torus-prime": (["--topologies", "torus", "--workers", "13"], "factorization"),
     "cli-algorithm": (["--algorithm", "sgd2"], "invalid choice"),
+    "cli-relaysgd-ring": (
+        ["--algorithm", "relaysgd", "--topologies", "chain,ring"],
+        "--topologies ring is not one",
+    ),
     "cli-partition": (["--partition", "random"], "invalid choice"),
     "cli-alpha-zero": (["--alpha", "0"], "finite number > 0"),
     "cli-alpha-nan": (["--alpha", "nan"], "finite number > 0"),

@@ -422,6 +422,19 @@ def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
     assert summary.spectral_gap.between(0, 1).all() and not summary.diverged.any()
 
 
+def test_cli_runs_relaysgd_on_each_tree_on_its_own(tmp_path, capsys):
+    """One run per tree (routing tables are built from each); a chain and a binary tree send
+    the same 2 (n - 1) messages per step."""
+    argv = [*SMALL, "--algorithm", "relaysgd", "--lr", "0.1"]
+    argv += ["--topologies", "chain,binary_tree", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "2 runs one after another" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.topology) == ["chain", "binary_tree"]
+    assert summary.bytes_sent.nunique() == 1 and summary.bytes_sent[0] > 0
+    assert not summary.diverged.any()
+
+
 def test_cli_runs_equi_static_on_8_workers_with_the_default_seed(tmp_path, capsys):
     """The default seed's offsets did not generate Z_8 (a disconnected graph was refused):
     equi_static now redraws them, and OU-EquiDyn is selectable by name."""

@@ -66,9 +66,12 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         "timing": timing,
         "privacy": privacy_of(args),
     }
-    if any(t.unstackable() is not None for t in topologies):
-        # Faulty and random topologies draw new matrices every step: they cannot be
-        # stacked into one vmapped sweep, so each runs on its own (one compile each).
+    if args.algorithm in decjax.algorithms.TREE_ONLY or any(
+        t.unstackable() is not None for t in topologies
+    ):
+        # Faulty and random topologies draw new matrices every step, and RelaySGD builds
+        # its routing tables from each tree: they cannot be stacked into one vmapped
+        # sweep, so each runs on its own (one compile each).
         runs = [
             decjax.simulate(
                 loss,
@@ -310,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             f"initial {initial_loss:.3g}): "
             f"{', '.join(summary['topology'][summary['diverged']])}; lower --lr"
         )
-    faulty = any(isinstance(t, decjax.topology.Faulty) for t in topologies)
-    how = "one after another" if faulty else f"in one compile ({result.traces} trace)"
+    apart = args.algorithm in decjax.algorithms.TREE_ONLY or any(
+        t.unstackable() is not None for t in topologies
+    )
+    how = "one after another" if apart else f"in one compile ({result.traces} trace)"
     print(f"\n{_plural(len(topologies), 'run')} {how} in {elapsed:.1f} s")
     _write(args, result, summary)
     return 0

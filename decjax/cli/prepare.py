@@ -191,6 +191,14 @@ def _topologies(args, key) -> list:
         )
         for i, name in enumerate(args.topologies)
     ]
+    if args.algorithm in decjax.algorithms.TREE_ONLY:
+        trees = ("chain", "binary_tree", "double_binary_trees")
+        others = [name for name in args.topologies if name not in trees]
+        if others:
+            raise ValueError(
+                f"{args.algorithm} relays over spanning trees; --topologies {','.join(others)} "
+                f"is not one: choose from {', '.join(trees)}"
+            )
     if args.algorithm in IGNORE_TOPOLOGY:
         if len(topologies) > 1:
             print(
