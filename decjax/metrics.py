@@ -119,12 +119,12 @@ def evaluate(
         averaged state (floating leaves averaged over workers, others taken
         from worker 0), each worker with its own.
       mask: ``None``, or a boolean ``(n,)`` selecting the workers that count (the honest
-        ones): the averaged model is theirs, the per-worker mean is over them, and
-        ``worker_<prefix><name>_min`` / ``_max`` give the worst and best of them.
+        ones): the averaged model is theirs, and the per-worker records are over them.
 
     Returns:
-      ``{prefix + name: value of the averaged model}`` plus
-      ``{"worker_" + prefix + name: mean over workers}``.
+      ``{prefix + name: value of the averaged model}``, and with ``workers``
+      ``{"worker_" + prefix + name: mean over workers}`` with the smallest and largest
+      worker's value, ``worker_<prefix><name>_min`` / ``_max``.
 
     Examples:
       >>> import jax.numpy as jnp, decjax
@@ -141,11 +141,10 @@ def evaluate(
     if workers:
         per = _per_worker(eval_fn, params, data, states)
         out.update({f"worker_{prefix}{k}": masked_mean(v, mask) for k, v in per.items()})
-        if mask is not None:
-            for k, v in per.items():
-                m = _rows(mask, v)
-                out[f"worker_{prefix}{k}_max"] = _axis.max_workers(jnp.where(m, v, -jnp.inf))
-                out[f"worker_{prefix}{k}_min"] = -_axis.max_workers(jnp.where(m, -v, -jnp.inf))
+        for k, v in per.items():  # the worst and the best worker (RelaySum's Table 2 score)
+            m = jnp.ones(v.shape, bool) if mask is None else _rows(mask, v)
+            out[f"worker_{prefix}{k}_max"] = _axis.max_workers(jnp.where(m, v, -jnp.inf))
+            out[f"worker_{prefix}{k}_min"] = -_axis.max_workers(jnp.where(m, -v, -jnp.inf))
     return out
 
 

@@ -1446,6 +1446,15 @@ CASES.update(
             ),
             "RelayState",
         ),
+        "least-squares-mu": (
+            lambda: decjax.problems.least_squares(8, 3, key=0, zeta2=1.0, mu=2.0),
+            "mu must be below",
+        ),
+        "least-squares-zeta2": (
+            lambda: decjax.problems.least_squares(8, 3, key=0, zeta2=-1.0),
+            "zeta2",
+        ),
+        "least-squares-n": (lambda: decjax.problems.least_squares(1, 3, key=0, zeta2=1.0), "n"),
         "relaysum-ring": (lambda: decjax.algorithms.relaysum(decjax.ring(N)), "spanning tree"),
         "relaysgd-faulty": (
             lambda: decjax.algorithms.relaysgd(
@@ -1669,7 +1678,7 @@ NO_INPUT = set(
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
     "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
-    "SecureSums RelayState Routes RelaySumState "
+    "SecureSums RelayState Routes RelaySumState LeastSquares "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "
     # no arguments at all
     "sign identity representations SignFlip Gossip Median Attack Rule Echo NoAttack "

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import jax
 import numpy as np
 
-from decjax._validation import check_int
+from decjax._validation import check_int, is_traced
 from decjax.topology.base import Topology
 from decjax.topology.graphs import _neighbor_lists, from_edges, from_neighbor_lists
 from decjax.topology.kinds.faulty import Faulty
@@ -146,10 +147,18 @@ def _edges_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
             f"{name} must have fixed graphs; {topology.name} is drawn afresh or fails at "
             "random at every step"
         )
+    if any(is_traced(leaf) for leaf in jax.tree.leaves(topology)):
+        raise ValueError(
+            f"{name} {topology.name} was built inside jit or vmap (its graph is traced); a "
+            "tree's routes are read from its concrete graph: build it outside, e.g. "
+            "tree = decjax.topology.chain(n) before the sweep"
+        )
     n = topology.n
-    lists = topology.stack_lists()  # O(n k), where the kind stores neighbour lists
-    if lists is not None and not np.any(np.asarray(lists[2])):
-        nbr, w = np.asarray(lists[0]), np.asarray(lists[1])
+    try:  # O(n k) from neighbour lists, where the kind keeps them concretely
+        nbr, w = (np.asarray(a) for a in topology.lists())
+    except (ValueError, NotImplementedError, jax.errors.JAXTypeError):
+        nbr = None
+    if nbr is not None:
         off = (w != 0) & (nbr != np.arange(n)[None, :, None])
         return [
             [sorted({int(j) for j in nbr[t, i][off[t, i]]}) for i in range(n)]
