@@ -25,7 +25,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from _authors_tuning import test_points
 
 import decjax
@@ -121,49 +120,24 @@ def plateau(errors: np.ndarray, points: np.ndarray) -> float:
     return np.nan
 
 
+RATES = (1e-4, 8.0)  # the dense grid's range: PER_OCTAVE geometric steps per octave
+
+
 def rates_grid(low: float, high: float) -> np.ndarray:
     octaves = np.log2(high / low)
     return low * 2.0 ** (np.arange(int(octaves * PER_OCTAVE) + 1) / PER_OCTAVE)
 
 
-def steps_to_target(name: str, topology: str, zeta2: float, horizon: int | None = None):
-    """The best count over the grid for one algorithm and zeta^2: ``(steps, rate)``."""
+def dense_best(name: str, topology: str, problem) -> tuple[float, float]:
+    """The smallest count of the authors' rule over the dense grid, and its rate (NaN:
+    no rate qualifies within their ``max_steps``)."""
     paper = PAPER[(name, topology)]
-    problem = decjax.problems.least_squares(N, D, key=SEED, zeta2=zeta2, mu=MU)
     points = test_points(paper["max_steps"])
-    horizon = horizon or int(points[-1])
-    points = points[points <= horizon]
-    rates = rates_grid(1e-4, 8.0)
-    curves = error_curves(name, problem, rates, horizon)
+    rates = rates_grid(*RATES)
+    curves = error_curves(name, problem, rates, paper["max_steps"])
     rule = fastest if paper["rule"] == "fastest" else plateau
     counts = np.array([rule(c, points) for c in curves])
     if np.all(np.isnan(counts)):
         return np.nan, np.nan
     best = int(np.nanargmin(counts))
-    return counts[best], rates[best]
-
-
-def table(horizons: dict | None = None) -> pd.DataFrame:
-    """Ours beside the paper's, for every algorithm and zeta^2."""
-    rows = []
-    for (name, topology), paper in PAPER.items():
-        for zeta2, theirs in zip(ZETA2S, paper["steps"], strict=True):
-            horizon = None if horizons is None else horizons[(name, zeta2)]
-            steps, rate = steps_to_target(name, topology, zeta2, horizon)
-            print(
-                f"{name} ({topology}), zeta^2 = {zeta2}: {steps} steps at lr {rate:.4g} "
-                f"(paper {theirs})",
-                flush=True,
-            )
-            rows.append(
-                {
-                    "algorithm": name,
-                    "topology": topology,
-                    "zeta2": zeta2,
-                    "steps": steps,
-                    "learning_rate": rate,
-                    "paper_steps": theirs,
-                    "ratio": steps / theirs,
-                }
-            )
-    return pd.DataFrame(rows)
+    return float(counts[best]), float(rates[best])

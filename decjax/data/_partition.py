@@ -1,4 +1,4 @@
-"""Assigning examples to workers: iid, label-sorted (unshuffled), Dirichlet."""
+"""Assigning examples to workers: iid, label-sorted (unshuffled), Dirichlet, balanced Dirichlet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from decjax._random import numpy_rng
 from decjax._validation import check_choice, check_in_range, check_int, check_positive
 
-SCHEMES = ("iid", "sorted", "dirichlet")
+SCHEMES = ("iid", "sorted", "dirichlet", "balanced_dirichlet")
+GROUP = 10  # workers per group of the balanced Dirichlet split (Lin et al.'s auxiliary workers)
 
 
 class Partition(NamedTuple):
@@ -47,15 +48,23 @@ def partition(
     * ``"dirichlet"`` – for each class, shares drawn from ``Dirichlet(alpha)``
       over workers (smaller ``alpha``, more heterogeneity); every worker gets
       at least one example.
+    * ``"balanced_dirichlet"`` – the split of Lin et al.'s code, which QG-DSGDm,
+      consensus control and RelaySum ran (their ``non_iid_alpha``): the shuffled
+      examples are cut into groups of at most 10 workers; within a group, each
+      class is shared by ``Dirichlet(alpha)`` over the workers that do not yet hold
+      the group's average count, and the group is drawn again until every worker
+      holds half that average. Shards stay near equal in size at any ``alpha``
+      (plain ``"dirichlet"`` leaves workers empty at ``alpha = 0.01``). It draws
+      from a ``numpy.random.RandomState`` seeded from ``key``, as their code does.
 
     ``iid`` and ``sorted`` drop the last ``N mod n`` examples so shards are equal.
 
     Args:
       labels: integer labels of shape ``(N,)``.
       n: number of workers, ``1 <= n <= N``.
-      scheme: one of ``"iid"``, ``"sorted"``, ``"dirichlet"``.
+      scheme: one of ``"iid"``, ``"sorted"``, ``"dirichlet"``, ``"balanced_dirichlet"``.
       key: a ``jax.random.key`` or int seed.
-      alpha: Dirichlet concentration ``> 0`` (only for ``"dirichlet"``).
+      alpha: Dirichlet concentration ``> 0`` (only for the Dirichlet schemes).
       shuffled_fraction: in ``[0, 1]`` (only for ``"sorted"``).
 
     Returns:
@@ -78,18 +87,20 @@ def partition(
     if n > len(labels):
         raise ValueError(f"n must be <= the number of examples ({len(labels)}), got {n}")
     check_choice("scheme", scheme, SCHEMES)
-    if scheme == "dirichlet":
+    if scheme in ("dirichlet", "balanced_dirichlet"):
         if alpha is None:
-            raise ValueError("alpha must be given for scheme='dirichlet'")
+            raise ValueError(f"alpha must be given for scheme={scheme!r}")
         check_positive("alpha", alpha)
     elif alpha is not None:
-        raise ValueError(f"alpha applies only to scheme='dirichlet', got scheme={scheme!r}")
+        raise ValueError(f"alpha applies only to the Dirichlet schemes, got scheme={scheme!r}")
     check_in_range("shuffled_fraction", shuffled_fraction, 0.0, 1.0)
     if shuffled_fraction and scheme != "sorted":
         raise ValueError("shuffled_fraction applies only to scheme='sorted'")
     rng = numpy_rng(key)
     if scheme == "dirichlet":
         shards = _dirichlet(labels, n, alpha, rng)
+    elif scheme == "balanced_dirichlet":
+        shards = balanced_dirichlet(labels, n, alpha, int(rng.integers(2**31)))
     else:
         if scheme == "iid":
             order = rng.permutation(len(labels))
@@ -120,6 +131,43 @@ def _dirichlet(labels, n, alpha, rng, max_tries: int = 100):
         f"alpha={alpha!r} leaves some of the {n} workers without examples in "
         f"{max_tries} draws; use a larger alpha or fewer workers"
     )
+
+
+def balanced_dirichlet(labels, n: int, alpha: float, seed: int, max_tries: int = 10_000):
+    """Lin et al.'s split (``distribute_data_dirichlet`` in RelaySum's code), draw for draw
+    with ``numpy.random.RandomState(seed)``: the shards as index arrays."""
+    state = np.random.RandomState(seed)
+    pairs = np.stack([np.arange(len(labels)), labels], axis=1)
+    state.shuffle(pairs)
+    classes = np.unique(labels)
+    sizes = [GROUP] * (-(-n // GROUP) - 1) + [n - GROUP * (-(-n // GROUP) - 1)]
+    shards: list[np.ndarray] = []
+    start = 0
+    for g, workers in enumerate(sizes):
+        stop = len(labels) if g == len(sizes) - 1 else start + int(GROUP / n * len(labels))
+        chunk, start = pairs[start:stop], stop
+        average = len(chunk) / workers
+        for _ in range(max_tries):
+            held: list[list[int]] = [[] for _ in range(workers)]
+            for c in classes:
+                idx = chunk[chunk[:, 1] == c, 0]
+                shares = state.dirichlet(np.repeat(alpha, workers))
+                shares = shares * np.array([len(h) < average for h in held])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    shares = shares / shares.sum()
+                cuts = (np.cumsum(shares) * len(idx)).astype(int)[:-1]
+                held = [
+                    h + part.tolist() for h, part in zip(held, np.split(idx, cuts), strict=True)
+                ]
+            if min(len(h) for h in held) >= int(0.5 * average):
+                break
+        else:
+            raise ValueError(
+                f"alpha={alpha!r}: no balanced split of {len(chunk)} examples over {workers} "
+                f"workers in {max_tries} draws; use a larger alpha or fewer workers"
+            )
+        shards += [np.asarray(h, np.int64) for h in held]
+    return shards
 
 
 def _pad(shards) -> Partition:
