@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=positive_float,
         default=None,
-        help="with --partition dirichlet: the Dirichlet concentration (default 0.1)",
+        help="with --partition dirichlet or balanced_dirichlet: the Dirichlet concentration "
+        "(default 0.1)",
     )
     add("--model", choices=workloads.MODELS, default="mlp", help="model (sized for the data)")
     add("--dataset", choices=workloads.DATASETS, default="digits", help="training data")

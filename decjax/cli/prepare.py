@@ -17,6 +17,8 @@ from decjax.cli.parser import PORTS
 # Algorithms that average over all workers (an all-reduce) whatever the topology: run once.
 IGNORE_TOPOLOGY = ("local_sgd", "diloco", "streaming_diloco")
 
+DIRICHLET = ("dirichlet", "balanced_dirichlet")  # the partitions --alpha applies to
+
 
 def every(args) -> int:
     """H, the local steps between averages of the periodic algorithms."""
@@ -246,10 +248,10 @@ def _supported(topologies: list, factory, algorithm: str) -> list:
 
 def _check_combinations(args) -> None:
     """Flags that would be ignored in this combination: refused, never silently dropped."""
-    if args.alpha is not None and args.partition != "dirichlet":
+    if args.alpha is not None and args.partition not in DIRICHLET:
         raise ValueError(
-            f"--alpha applies to --partition dirichlet; --partition {args.partition} would "
-            "ignore it"
+            f"--alpha applies to --partition dirichlet or balanced_dirichlet; --partition "
+            f"{args.partition} would ignore it"
         )
     if args.overwrite and args.checkpoint_dir is None:
         raise ValueError("--overwrite applies with --checkpoint-dir: there is nothing to overwrite")
@@ -305,7 +307,7 @@ def _prepare(parser, args):
         _check_combinations(args)
     except ValueError as err:
         parser.error(str(err))
-    if args.partition == "dirichlet" and args.alpha is None:
+    if args.partition in DIRICHLET and args.alpha is None:
         args.alpha = 0.1
     if args.target_accuracy is None:
         args.target_accuracy = 0.8
@@ -330,7 +332,7 @@ def _prepare(parser, args):
             args.workers,
             args.partition,
             key=args.seed,
-            alpha=args.alpha if args.partition == "dirichlet" else None,
+            alpha=args.alpha if args.partition in DIRICHLET else None,
         )
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))

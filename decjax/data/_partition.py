@@ -100,7 +100,7 @@ def partition(
     if scheme == "dirichlet":
         shards = _dirichlet(labels, n, alpha, rng)
     elif scheme == "balanced_dirichlet":
-        shards = balanced_dirichlet(labels, n, alpha, int(rng.integers(2**31)))
+        shards = balanced_dirichlet(labels, n, alpha, int(rng.integers(2**31)))  # type: ignore[arg-type]
     else:
         if scheme == "iid":
             order = rng.permutation(len(labels))

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from decjax._validation import check_choice, check_int
+from decjax.privacy._graph import fixed_matrices, links, powers
 from decjax.topology import Topology
 
 VIEWS = ("messages", "sums")
@@ -34,26 +35,17 @@ def knowledge_matrix(
     """``(rows, n)`` float64: each row a combination of the initial values an attacker saw."""
     check_choice("view", view, VIEWS)
     rounds = check_int("rounds", rounds, minimum=1)
-    if not isinstance(topology, Topology):
-        raise TypeError(f"topology must be a decjax Topology, got {type(topology).__name__}")
-    if not topology.has_fixed_matrices():
-        raise ValueError(
-            f"knowledge_matrix: {topology.name} draws W_t at random; give a deterministic "
-            "topology (the audit needs the matrices the attackers know)"
-        )
+    matrices = fixed_matrices(
+        topology, "knowledge_matrix", "the audit needs the matrices the attackers know"
+    )
     chosen = _attackers(attackers, topology.n)
-    matrices = topology.numpy_matrices()
-    power = np.eye(topology.n)
-    rows = [power[chosen]]
-    for t in range(rounds):
-        w = matrices[t % len(matrices)]
-        if view == "messages":
-            for a in chosen:
-                neighbours = np.flatnonzero((np.abs(w[a]) + np.abs(w[:, a])) > 0)
-                rows.append(power[neighbours[neighbours != a]])
-        power = w @ power
-        if view == "sums":
-            rows.append(power[chosen])
+    rows = []
+    for t, (power, w) in enumerate(powers(matrices, rounds + 1)):
+        if t == 0 or view == "sums":
+            rows.append(power[chosen])  # its own value, then (sums) its state after round t
+        if view == "messages" and t < rounds:
+            adjacent = links(w)
+            rows += [power[np.flatnonzero(adjacent[a])] for a in chosen]
     return np.concatenate(rows)
 
 

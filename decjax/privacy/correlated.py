@@ -22,6 +22,7 @@ import numpy as np
 
 from decjax import _axis
 from decjax._validation import check_in_range, check_int, check_nonnegative, check_positive
+from decjax.privacy._graph import check_topology, links
 from decjax.topology import Topology
 
 
@@ -46,11 +47,8 @@ class ZeroSum:
     @classmethod
     def on(cls, topology: Topology, noise_multiplier: float) -> ZeroSum:
         """The pairs of ``topology``'s links (its first matrix's off-diagonal non-zeros)."""
-        if not isinstance(topology, Topology):
-            raise TypeError(f"topology must be a decjax Topology, got {type(topology).__name__}")
-        w = topology.numpy_matrices()[0]
-        links = (np.abs(w) + np.abs(w.T)) > 0
-        i, j = np.nonzero(np.triu(links, 1))
+        check_topology(topology)
+        i, j = np.nonzero(np.triu(links(topology.numpy_matrices()[0]), 1))
         return cls(topology.n, tuple(zip(i.tolist(), j.tolist(), strict=True)), noise_multiplier)
 
     def degrees(self) -> np.ndarray:

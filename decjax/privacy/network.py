@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from decjax._validation import check_in_range, check_int, check_positive
+from decjax.privacy._graph import check_topology, fixed_matrices, links, powers
 from decjax.topology import Topology
 
 
@@ -111,7 +112,7 @@ def rdp_to_dp(epsilon_rdp, alpha: float, delta: float):
 def by_distance(matrix: np.ndarray, topology: Topology) -> dict[int, float]:
     """The mean of ``matrix[u, v]`` over the pairs at each graph distance ``k >= 1`` (hops on
     ``topology``'s communication graph at step 0)."""
-    _check_topology(topology)
+    check_topology(topology)
     matrix = np.asarray(matrix, np.float64)
     if matrix.shape != (topology.n, topology.n):
         raise ValueError(
@@ -119,7 +120,7 @@ def by_distance(matrix: np.ndarray, topology: Topology) -> dict[int, float]:
         )
     import networkx as nx  # imported here: `import decjax` leaves networkx for later
 
-    graph = nx.from_numpy_array(_links(topology.numpy_matrices()[0]))
+    graph = nx.from_numpy_array(links(topology.numpy_matrices()[0]))
     distance = dict(nx.all_pairs_shortest_path_length(graph))
     groups: dict[int, list[float]] = {}
     for u in range(topology.n):
@@ -130,44 +131,22 @@ def by_distance(matrix: np.ndarray, topology: Topology) -> dict[int, float]:
 
 
 def _powers(topology: Topology, steps: int, momentum: float = 0.0):
-    """``(P_t, W_t)`` for ``t < steps``: :math:`P_0 = I, P_1 = W_0, \\dots` (float64) and the
-    round's matrix, whose links carry the round's messages; refusing what the bound does
-    not cover."""
+    """``(P_t, W_t)`` for ``t < steps`` (float64; ``W_t``'s links carry the round's
+    messages), refusing what the bound does not cover."""
     steps = check_int("steps", steps, minimum=1)
-    _check_topology(topology)
-    if not topology.has_fixed_matrices():
-        raise ValueError(
-            f"pairwise_epsilon: {topology.name} draws W_t at random, and Muffliato's bound "
-            "here is for fixed matrices: give a deterministic topology"
-        )
-    matrices = topology.numpy_matrices()
+    matrices = fixed_matrices(
+        topology, "pairwise_epsilon", "Muffliato's bound here is for fixed matrices"
+    )
     if not all(np.allclose(w, w.T, atol=1e-12) for w in matrices):
         raise ValueError(
             f"pairwise_epsilon: {topology.name}'s W is not symmetric, and Muffliato's bound "
             "is for symmetric gossip matrices: give an undirected topology"
         )
-    check_in_range("momentum", momentum, 0.0, 1.0, closed="left")
-    power = previous = np.eye(topology.n)
-    for t in range(steps):
-        w = matrices[t % len(matrices)]
-        yield power, w
-        power, previous = (1 + momentum) * (w @ power) - momentum * previous, power
-
-
-def _check_topology(topology) -> None:
-    if not isinstance(topology, Topology):
-        raise TypeError(f"topology must be a decjax Topology, got {type(topology).__name__}")
-
-
-def _links(w: np.ndarray) -> np.ndarray:
-    """The adjacency (0/1) of ``w``'s off-diagonal non-zeros."""
-    links = (np.abs(w) > 0).astype(float)
-    np.fill_diagonal(links, 0.0)
-    return links
+    return powers(matrices, steps, momentum)
 
 
 def _seen(power: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``[u, v]``: :math:`\\sum_{w \\in N(v)} (P)_{wu}^2 / \\lVert P e_u \\rVert^2` for one round,
     ``N(v)`` the neighbours of ``v`` in the round's matrix ``w``."""
     share = power**2 / np.sum(power**2, axis=0, keepdims=True)  # [w, u]
-    return (_links(w) @ share).T
+    return (links(w) @ share).T
