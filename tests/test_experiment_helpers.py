@@ -316,3 +316,47 @@ def test_the_malicious_rings_and_dumbbell_are_the_authors_graphs(load):
     assert w.shape == (12, 12) and bad == (10, 11)
     assert w[0, 9] == w[0, 10] == w[9, 11] == pytest.approx(1 / 7)
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
+
+
+def _authors_replay(load, name: str):
+    """The authors' tuner replayed on their instances: the step count for each zeta^2."""
+    quad, tuning = load("_relaysum_quadratics"), load("_authors_tuning")
+    paper = quad.PAPER[(name, "chain" if name == "RelaySGD" else "ring")]
+    tuner = tuning.tune_fastest if paper["rule"] == "fastest" else tuning.tune_plateau
+    instances = np.load(EXPERIMENTS / "results/heterogeneity/authors_quadratics.npz")
+    points = tuning.test_points(paper["max_steps"])
+    counts = []
+    for key in ("0", "0.1", "10"):
+        problem = decjax.problems.LeastSquares(instances[f"A_{key}"], instances[f"b_{key}"])
+        curves = quad.curve_function(name, problem, paper["max_steps"])
+        counts.append(int(tuner(lambda lr, c=curves: c([lr])[0], points, 10, 1e-6)[0]))
+    return counts, list(paper["steps"])
+
+
+def test_relaysgd_on_the_authors_quadratics_takes_their_step_counts(load):
+    """RelaySum's appendix: 51 / 51 / 54 steps to 1e-6 at zeta^2 = 0 / 0.1 / 10, on their
+    instances with their tuner (a count that does not depend on zeta^2)."""
+    ours, theirs = _authors_replay(load, "RelaySGD")
+    assert ours == theirs == [51, 51, 54]
+
+
+@pytest.mark.slow
+def test_dpsgd_on_the_authors_quadratics_takes_their_step_counts(load):
+    """... against 13 / 1,469 / 19,818 for D-PSGD on a ring (their plateau tuner, 70,000
+    steps per tried rate)."""
+    ours, theirs = _authors_replay(load, "D-PSGD")
+    assert ours == theirs == [13, 1469, 19818]
+
+
+def test_the_authors_tuners_read_their_events(load):
+    """A curve that falls below the target at step 5 is 'fastest' there; one that rises first
+    is refused; a plateau below the target is found where three test points agree."""
+    quad = load("_relaysum_quadratics")
+    points = np.arange(1, 40)
+    falling = 10.0 ** -np.arange(40.0)
+    assert quad.fastest(falling, points) == 7  # 1e-6 at step 6 is not below 1e-6
+    rising = falling.copy()
+    rising[3] = 5.0
+    assert np.isnan(quad.fastest(rising, points))
+    flat = np.concatenate([10.0 ** -np.arange(8.0), np.full(32, 5e-7)])
+    assert quad.plateau(flat, points) == 10  # 5e-7 at steps 8, 9, 10 (the rise is below 1e-6)
