@@ -27,8 +27,15 @@ on the authors' exact instances (``results/heterogeneity/authors_quadratics.md``
 with their tuners replayed (``_authors_tuning``) and over a dense grid; and on five
 fresh draws of their distribution (dense grid). See ``_relaysum_quadratics``.
 
-    python experiments/heterogeneity.py            # full (about 45 minutes on the 2-core CPU)
+    python experiments/heterogeneity.py            # full (about an hour on the 2-core CPU)
     python experiments/heterogeneity.py --quick    # a minute: alpha = 0.01, two rows, replay
+    python experiments/heterogeneity.py --cifar10 DIR   # one GPU: CIFAR-10, the paper's VGG-11
+
+The CIFAR-10 mode (not yet run: no GPU so far) trains RelaySum's VGG-11 (no BatchNorm,
+dropout 512-512 classifier, ``vgg11(norm="none", classifier="dropout")``) with the
+paper's tuned rates and schedule (warm-up, x 0.1 at 75 % and 90 %) at alpha 0.1 and
+0.01, one seed, ``_training.GPU_IMAGES`` training images in all (about ten minutes on one
+GPU at the rate assumed there): a short version of the paper's 200 epochs.
 
 Writes heterogeneity_table/tuning/splits/quadratics (.csv/.md), the figure and the run
 record to --out (default experiments/results/heterogeneity/).
@@ -41,9 +48,11 @@ from pathlib import Path
 import _authors_tuning
 import _common
 import _relaysum_quadratics as quad
+import _training
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 import pandas as pd
 
 import decjax
@@ -90,6 +99,41 @@ PAPER = {
     "D² (ring)": (87.2, 84.0, 38.2),
     "SGP (time-varying exponential)": (87.4, 86.7, 86.7),
 }
+
+
+def constant(rate, steps):
+    """The MNIST-1D runs' step size: constant."""
+    del steps
+    return rate
+
+
+def paper_schedule(rate, steps):
+    """The paper's: linear warm-up over the first 5 % (their 5 of 200 epochs), then x 0.1
+    at 75 % and 90 % (their epochs 150 and 180)."""
+    warmup = max(1, steps // 40)
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, rate, warmup),
+            optax.piecewise_constant_schedule(
+                rate, {int(0.75 * steps) - warmup: 0.1, int(0.9 * steps) - warmup: 0.1}
+            ),
+        ],
+        [warmup],
+    )
+
+
+SCHEDULE = constant
+# the CIFAR-10 mode: the paper's tuned rates (its learning-rate table), alpha = 0.1, 0.01
+PAPER_RATES = {
+    "all-reduce": (0.1, 0.1),
+    "all-reduce + momentum": (0.1, 0.1),
+    "RelaySGD (chain)": (2.0, 1.0),
+    "D-PSGD (ring)": (0.1, 0.2),
+    "D-PSGD + QGM (ring)": (0.025, 0.05),
+    "D² (ring)": (0.2, 0.1),
+    "SGP (time-varying exponential)": (0.2, 0.2),
+}
+CIFAR_ALPHAS, CIFAR_VALIDATION = (0.1, 0.01), 5_000
 QUICK_ROWS, QUICK_STEPS, QUICK_SEEDS = ("RelaySGD (chain)", "D-PSGD (ring)"), 300, (1, 2)
 QUICK_RATES = {"RelaySGD (chain)": 4.8, "D-PSGD (ring)": 0.2}  # the full run's at alpha 0.01
 
@@ -109,24 +153,29 @@ def split(ds, alpha: float, seed: int):
 
 
 def run(ds, validation, model, row: str, alpha: float, seed: int, rates, steps: int):
-    """One sweep over ``rates`` for a row, a split and a seed: the final records."""
+    """One sweep over ``rates`` for a row, a split and a seed: the final records. A model
+    with dropout (the CIFAR-10 VGG-11) carries its state; the rates may be schedules'
+    peaks (``schedule(rate)``, see :func:`cifar10_plan`)."""
     data = split(ds, alpha, seed)
-    params = decjax.replicate(model.init(jax.random.key(seed)), N)
+    stateful = isinstance(model, decjax.problems.StatefulClassifier)
+    start = model.init(jax.random.key(seed))
+    params, state = start if stateful else (start, None)
     make = ROWS[row][0]
 
-    def evaluate(p, sets):
+    def evaluate(p, sets, *state):
         held_out, test = sets
         return {
-            "val_accuracy": model.eval_fn(p, held_out)["accuracy"],
-            "accuracy": model.eval_fn(p, test)["accuracy"],
+            "val_accuracy": model.eval_fn(p, held_out, *state)["accuracy"],
+            "accuracy": model.eval_fn(p, test, *state)["accuracy"],
         }
 
     result = decjax.sweep(
         model.loss,
-        params,
-        lambda learning_rate: make(learning_rate),
+        decjax.replicate(params, N),
+        lambda learning_rate: make(SCHEDULE(learning_rate, steps)),
         data,
         {"learning_rate": list(rates)},
+        model_state=None if state is None else decjax.replicate(state, N),
         steps=steps,
         batch_size=BATCH,
         eval_every=steps // EVALUATIONS,
@@ -306,8 +355,43 @@ def check(final: pd.DataFrame, quadratic: pd.DataFrame, zeta: pd.DataFrame, quic
         )
 
 
+def cifar10(args):
+    """The GPU mode: CIFAR-10 with RelaySum's VGG-11 (no BatchNorm, the dropout classifier),
+    the paper's tuned rates and schedule, alpha 0.1 and 0.01, one seed, sized by
+    ``_training.GPU_IMAGES``: ``(table, reported, zeta)``."""
+    global SCHEDULE
+    SCHEDULE = paper_schedule
+    full = decjax.data.load_cifar(args.cifar10)
+    validation = (full.x_train[-CIFAR_VALIDATION:], full.y_train[-CIFAR_VALIDATION:])
+    ds = full._replace(
+        x_train=full.x_train[:-CIFAR_VALIDATION], y_train=full.y_train[:-CIFAR_VALIDATION]
+    )
+    model = decjax.problems.vgg11(norm="none", classifier="dropout")
+    rows = QUICK_ROWS if args.quick else tuple(PAPER_RATES)
+    runs = len(rows) * len(CIFAR_ALPHAS)
+    steps = 4 if args.quick else _training.GPU_IMAGES // (N * BATCH * runs)
+    print(f"CIFAR-10, VGG-11: {runs} runs of {steps} steps", flush=True)
+    reported = [
+        run(ds, validation, model, row, alpha, 1, [PAPER_RATES[row][k]], steps)
+        for k, alpha in enumerate(CIFAR_ALPHAS)
+        for row in rows
+    ]
+    reported = pd.concat(reported, ignore_index=True)
+    zeta = pd.DataFrame(
+        [{"alpha": a, "seed": 1, "zeta2": np.nan} for a in CIFAR_ALPHAS]
+    )  # a stateful model's loss needs its state and a key: zeta^2 is not measured here
+    return table(reported, zeta), reported, zeta
+
+
 def main(argv=None) -> int:
-    args = _common.parse(__doc__, argv, "heterogeneity", task="MNIST-1D, 1-D CNN")
+    args = _common.parse(__doc__, argv, "heterogeneity")
+    if args.cifar10 is not None:
+        args.task = "CIFAR-10, VGG-11 (RelaySum's: no BatchNorm, dropout classifier)"
+        final, reported, zeta = cifar10(args)
+        quadratic = quadratics(quick=True)
+        tables = {"table": final, "runs": reported, "quadratics": quadratic}
+        _common.write(args, tables, {"table": plot(final, quadratic)}, seeds=1)
+        return 0
     ds, validation = load()
     model = decjax.problems.cnn1d()
     alphas = (min(ALPHAS),) if args.quick else ALPHAS

@@ -1526,6 +1526,7 @@ CASES.update(
         "cnn1d-classes": (lambda: decjax.problems.cnn1d(1), "num_classes"),
         "resnet20-norm": (lambda: decjax.problems.resnet20(norm="layer"), "norm"),
         "vgg11-norm": (lambda: decjax.problems.vgg11(norm="layer"), "norm"),
+        "vgg11-classifier": (lambda: decjax.problems.vgg11(classifier="mlp"), "classifier"),
         "conv-strides": (
             lambda: decjax.problems.conv_general_dilated(
                 jnp.zeros((1, 1, 4, 4)), jnp.zeros((1, 1, 2, 2)), (0, 1), "VALID"

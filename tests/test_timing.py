@@ -60,6 +60,17 @@ def test_the_complete_graph_behind_star_ports_sends_n_minus_1_messages_through_e
     np.testing.assert_allclose(ring, COMPUTE + LATENCY + 2 * MODEL_BYTES / BANDWIDTH, rtol=1e-6)
 
 
+def test_relaysgd_sends_a_message_and_its_count_over_each_tree_link():
+    """A chain behind ports: inner workers send two messages of ``B + 4`` bytes (the model
+    and the count) through their port; with links of bandwidth ``b`` and no ports, one."""
+    model = _model(bandwidth=np.inf, port_bandwidth=BANDWIDTH)
+    chain = _step_times(decjax.algorithms.relaysgd(0.1, decjax.topology.chain(N)), model)
+    expected = COMPUTE + LATENCY + 2 * (MODEL_BYTES + 4) / BANDWIDTH
+    np.testing.assert_allclose(chain, expected, rtol=1e-6)
+    links = _step_times(decjax.algorithms.relaysgd(0.1, decjax.topology.chain(N)), _model())
+    np.testing.assert_allclose(links, COMPUTE + LATENCY + (MODEL_BYTES + 4) / BANDWIDTH, rtol=1e-6)
+
+
 @pytest.mark.parametrize("network", [{}, {"bandwidth": np.inf, "port_bandwidth": BANDWIDTH}])
 def test_the_complete_graph_is_a_ring_all_reduce_by_default(network):
     """``2 (n - 1)`` phases of ``B / n`` bytes: ``c + 2 (n - 1) (l + B / (n b))``, the

@@ -203,16 +203,25 @@ def resnet20(
 VGG11_LAYERS = (64, "pool", 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
 
 
-def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier | Classifier:
+def vgg11(
+    num_classes: int = 10, *, norm: str = "batch", classifier: str = "linear"
+) -> StatefulClassifier | Classifier:
     """VGG-11 for 32x32 images, the network of Vogels et al.'s CIFAR-10 experiments.
 
     Configuration A of Simonyan & Zisserman (2015) in its common CIFAR form:
     eight 3x3 convolutions (64, 128, 256, 256, 512, 512, 512, 512 channels,
-    each followed by normalisation and ReLU, five 2x2 max-poolings) and one
-    linear classifier on the 512 features that remain. With ``norm="batch"``
-    and 10 classes: 9,231,114 parameters (9.23 M; a stateful model, pass
-    ``model_state=``); ``norm="none"``: 9,225,610, stateless. Inputs are
-    ``(B, 32, 32, 3)``.
+    each followed by normalisation and ReLU, five 2x2 max-poolings), then the
+    classifier on the 512 features that remain:
+
+    * ``classifier="linear"``: one linear layer. With ``norm="batch"`` and 10
+      classes: 9,231,114 parameters (9.23 M; a stateful model, pass
+      ``model_state=``); ``norm="none"``: 9,225,610, stateless.
+    * ``classifier="dropout"``: RelaySum's VGG-11 (their ``tasks/models/vgg.py``):
+      dropout 0.5, 512-512 linear, ReLU, dropout 0.5, 512-512 linear, ReLU, linear;
+      with ``norm="none"`` (theirs, no BatchNorm) 9,750,922 parameters, a model whose
+      dropout draws a key per worker and step (stateful: pass ``model_state=``).
+
+    Inputs are ``(B, 32, 32, 3)``.
 
     Examples:
       >>> import jax, decjax
@@ -223,6 +232,7 @@ def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier |
     """
     num_classes = check_int("num_classes", num_classes, minimum=2)
     check_choice("norm", norm, ("batch", "none"))
+    check_choice("classifier", classifier, ("linear", "dropout"))
     nnx = _nnx()
 
     class VGG11(nnx.Module):  # type: ignore[name-defined]
@@ -236,6 +246,9 @@ def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier |
                     norms.append(nnx.BatchNorm(cout, rngs=rngs))
                 cin = cout
             self.convs, self.norms = nnx.List(convs), nnx.List(norms)
+            hidden = [nnx.Linear(cin, cin, rngs=rngs) for _ in range(2)]
+            self.hidden = nnx.List(hidden if classifier == "dropout" else [])
+            self.drop = nnx.Dropout(0.5, rngs=rngs if classifier == "dropout" else None)
             self.head = nnx.Linear(cin, num_classes, rngs=rngs)
 
         def __call__(self, x):
@@ -247,7 +260,10 @@ def vgg11(num_classes: int = 10, *, norm: str = "batch") -> StatefulClassifier |
                 x = self.convs[i](x)
                 x = nnx.relu(self.norms[i](x) if self.norms else x)
                 i += 1
-            return self.head(x.reshape(x.shape[0], -1))
+            x = x.reshape(x.shape[0], -1)
+            for layer in self.hidden:
+                x = nnx.relu(layer(self.drop(x)))
+            return self.head(x)
 
     return from_nnx(VGG11)
 

@@ -34,6 +34,12 @@ pytest.importorskip("flax.nnx")
         ),
         pytest.param(lambda: vgg11(), 9_231_114, (2, 32, 32, 3), marks=pytest.mark.slow),
         pytest.param(lambda: vgg11(norm="none"), 9_225_610, (2, 32, 32, 3), marks=pytest.mark.slow),
+        pytest.param(  # RelaySum's: + two 512-512 layers
+            lambda: vgg11(norm="none", classifier="dropout"),
+            9_225_610 + 2 * (512 * 512 + 512),
+            (2, 32, 32, 3),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=[
         "lenet5",
@@ -44,6 +50,7 @@ pytest.importorskip("flax.nnx")
         "resnet20-c100",
         "vgg11-batch",
         "vgg11-plain",
+        "vgg11-relaysum",
     ],
 )
 def test_parameter_counts_match_the_architectures(build, count, shape):
