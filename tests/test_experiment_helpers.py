@@ -360,3 +360,23 @@ def test_the_authors_tuners_read_their_events(load):
     assert np.isnan(quad.fastest(rising, points))
     flat = np.concatenate([10.0 ** -np.arange(8.0), np.full(32, 5e-7)])
     assert quad.plateau(flat, points) == 10  # 5e-7 at steps 8, 9, 10 (the rise is below 1e-6)
+
+
+def test_the_heterogeneity_full_results_support_every_conclusion_its_script_checks(load):
+    """The committed full run of experiments/heterogeneity.py passes the script's checks, and
+    a reversed ranking at alpha = 0.01, or a replay off the paper's counts, fails them."""
+    script = load("heterogeneity")
+    folder = EXPERIMENTS / "results/heterogeneity"
+    final = pd.read_csv(folder / "heterogeneity_table.csv")
+    quadratic = pd.read_csv(folder / "heterogeneity_quadratics.csv")
+    zeta = pd.read_csv(folder / "heterogeneity_splits.csv")
+    script.check(final, quadratic, zeta, quick=False)
+    reversed_ = final.copy()
+    hard = (reversed_["alpha"] == 0.01) & (reversed_["row"] == "D-PSGD (ring)")
+    reversed_.loc[hard, "worst_worker"] = 99.0
+    with pytest.raises(SystemExit, match="conclusion reversed"):
+        script.check(reversed_, quadratic, zeta, quick=False)
+    off = quadratic.copy()
+    off.loc[0, "steps"] += 1
+    with pytest.raises(SystemExit, match="conclusion reversed"):
+        script.check(final, off, zeta, quick=False)

@@ -149,9 +149,10 @@ def _edges_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
         )
     if any(is_traced(leaf) for leaf in jax.tree.leaves(topology)):
         raise ValueError(
-            f"{name} {topology.name} was built inside jit or vmap (its graph is traced); a "
-            "tree's routes are read from its concrete graph: build it outside, e.g. "
-            "tree = decjax.topology.chain(n) before the sweep"
+            f"{name} {topology.name} is traced (built inside jit or vmap, or stacked by a "
+            "sweep over topologies); a tree's routes are read from its concrete graph: build "
+            "it outside (tree = decjax.topology.chain(n) before the sweep) and run one tree "
+            "per sweep (decjax.compare puts runs side by side)"
         )
     n = topology.n
     try:  # O(n k) from neighbour lists, where the kind keeps them concretely

@@ -144,6 +144,21 @@ def test_momentum_and_a_schedule_are_local():
     np.testing.assert_allclose(x, jnp.stack([y, y]), rtol=1e-6)
 
 
+def _sweep_over_trees():
+    q = decjax.problems.quadratics(8, 3, key=jax.random.key(0))
+    trees = [chain(8), binary_tree(8)]
+    return decjax.sweep(
+        q.loss,
+        q.init_params(),
+        lambda topology: relaysgd(0.1, topology),
+        q.data,
+        {"topology": trees},
+        steps=5,
+        key=0,
+        progress=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("build", "words"),
     [
@@ -152,6 +167,7 @@ def test_momentum_and_a_schedule_are_local():
         (lambda: relaysgd(0.0, chain(4)), "learning_rate"),
         (lambda: relaysgd(0.1, chain(4), momentum=1.0), "momentum"),
         (lambda: relaysum("chain"), "Topology"),
+        (_sweep_over_trees, "one tree per sweep"),
         (
             lambda: relaysgd(0.1, decjax.topology.with_faults(chain(8), key=0, link_failure=0.1)),
             "fixed graphs",
