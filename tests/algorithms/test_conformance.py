@@ -155,12 +155,13 @@ def test_accepts_a_schedule_as_learning_rate(name):
 def test_vmaps_over_learning_rates_in_one_compile(name, quad):
     factory = ALGORITHMS[name]
     traces = []
+    graph = on_graph(name, decjax.ring(N))  # built outside: a tree's routes need its graph
 
     @jax.jit
     @jax.vmap
     def run(lr):
         traces.append(1)
-        tx = factory(lr, on_graph(name, decjax.ring(N)))
+        tx = factory(lr, graph)
         x = quad.init_params()
 
         def body(carry, _):
@@ -305,8 +306,10 @@ def test_direct_apply_agrees_with_update_plus_apply_updates(name):
 
 
 def _with_learning_rate(factory, name):
+    graph = on_graph(name, decjax.ring(N))  # built once, outside the traced update
+
     def build(learning_rate):
-        return factory(learning_rate, on_graph(name, decjax.ring(N)))
+        return factory(learning_rate, graph)
 
     return build
 
