@@ -46,8 +46,9 @@ zeta
 # ζ² grows about fifty-fold from α = 10 to α = 0.03 (the IID split's is
 # smaller still), and the split's rule moves it too, if less: the balanced
 # split keeps the shards near equal in size, while the plain one also varies
-# their sizes. Reporting ζ² next to α makes results comparable across papers. The command line prints it for its
-# partition, and `config.json` records it as `zeta2_at_init`.
+# their sizes. Reporting ζ² next to α makes results comparable across papers.
+# The command line prints it for its partition, and `config.json` records it
+# as `zeta2_at_init`.
 #
 # ## ζ² as a knob: RelaySGD against D-PSGD
 #
