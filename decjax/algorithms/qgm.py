@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from decjax._validation import check_bool, check_in_range
@@ -48,7 +49,10 @@ def qg_dsgdm(
        X_{1/2} = X - \eta \tilde M \quad (\text{Nesterov: } X - \eta (G + \beta \tilde M)),
 
        X^+ = W X_{1/2}, \qquad D = (X - X^+)/\eta, \qquad
-       \hat M \leftarrow \mu \hat M + (1 - \mu) D.
+       \hat M \leftarrow \mu \hat M + (1 - \mu) D
+
+    (a step with :math:`\eta = 0`, e.g. the first of a warm-up from 0, leaves
+    :math:`\hat M` as it was: :math:`D` is undefined there).
 
     Args:
       learning_rate: :math:`\eta > 0` or a schedule.
@@ -89,8 +93,16 @@ def qg_dsgdm(
         if nesterov:
             local = optax.tree.add_scale(grads, momentum, local)
         new = gossip(optax.tree.add_scale(params, -eta, local), t)
-        displacement = jax.tree.map(lambda x, y: (x - y) / eta, params, new)
-        buffer = jax.tree.map(lambda m, d: mu * m + (1 - mu) * d, state.momentum, displacement)
+        # a step of size 0 (a warm-up from 0) moves nothing to learn from: the buffer stays
+        # (dividing by it would fill the buffer with NaN, silently, from the first step on)
+        moved = eta != 0
+        safe = jnp.where(moved, eta, 1.0)
+        buffer = jax.tree.map(
+            lambda m, x, y: jnp.where(moved, mu * m + (1 - mu) * (x - y) / safe, m),
+            state.momentum,
+            params,
+            new,
+        )
         return new, QuasiGlobalMomentumState(t + 1, buffer), gossip.traffic(params, t)
 
     return from_step(init, step)

@@ -31,3 +31,18 @@ def test_qg_dsgdm_matches_its_update_rule(quad):
             u, state = tx.update(quadratic_grads(quad, xs), state, xs)
             xs = optax.apply_updates(xs, u)
         np.testing.assert_allclose(xs, x, atol=1e-5)
+
+
+def test_a_warm_up_from_zero_leaves_the_buffer_and_stays_finite():
+    """At eta = 0 the displacement (X - X+) / eta is undefined: the step gossips and the
+    buffer stays (0 at the start), instead of NaN for the rest of the run."""
+    schedule = optax.linear_schedule(0.0, 0.1, 5)
+    tx = decjax.qg_dsgdm(schedule, decjax.ring(4), momentum=0.9)
+    x = jnp.arange(4.0)[:, None]
+    state = tx.init(x)
+    x1, state, _ = tx.step(jnp.ones_like(x), state, x)
+    np.testing.assert_allclose(state.momentum, 0.0)
+    np.testing.assert_allclose(x1, decjax.mix(decjax.ring(4), x), rtol=1e-6)
+    for _ in range(10):
+        x1, state, _ = tx.step(jnp.ones_like(x1), state, x1)
+    assert np.all(np.isfinite(x1)) and np.all(np.isfinite(state.momentum))
