@@ -422,6 +422,7 @@ def test_cli_runs_push_sum_on_directed_and_random_graphs(tmp_path, capsys):
     assert summary.spectral_gap.between(0, 1).all() and not summary.diverged.any()
 
 
+@pytest.mark.slow
 def test_cli_runs_relaysgd_on_each_tree_on_its_own(tmp_path, capsys):
     """One run per tree (routing tables are built from each); a chain and a binary tree send
     the same 2 (n - 1) messages per step."""

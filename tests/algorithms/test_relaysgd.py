@@ -127,9 +127,10 @@ def test_composes_with_optax_and_keeps_its_record():
     assert np.all(np.isfinite(result.params))
 
 
+@pytest.mark.slow
 def test_momentum_and_a_schedule_are_local():
-    """With momentum, a schedule and n = 1... rather: a chain of 2 with identical data moves
-    both workers like one optax.sgd run (the relay averages equal models to themselves)."""
+    """Momentum and a schedule act per worker: on a chain of 2 with identical gradients both
+    workers move like one optax.sgd run (the relay averages equal models to themselves)."""
     schedule = optax.linear_schedule(0.2, 0.02, 10)
     tx = relaysgd(schedule, chain(2), momentum=0.9, nesterov=True)
     single = optax.sgd(schedule, momentum=0.9, nesterov=True)

@@ -19,7 +19,13 @@ TREES = {
 }
 
 
-@pytest.mark.parametrize("name", TREES)
+# two kinds in the inner loop (one tree, coordinates split over two), all in the slow tier
+INNER = ("chain", "double_binary_trees")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in INNER else pytest.param(n, marks=pytest.mark.slow) for n in TREES]
+)
 def test_the_exact_average_after_diameter_rounds_and_not_before(name):
     """float64: every worker holds the average to 1e-12 after ``diameter`` rounds, with
     count n; one round fewer, some worker still misses a term."""
