@@ -35,7 +35,7 @@ from decjax import _axis
 from decjax._validation import check_int, check_stacked
 from decjax.gossip.traffic import TRAFFIC, Links, Traffic
 from decjax.topology import Topology
-from decjax.topology.trees import tree_edges
+from decjax.topology.trees import tree_diameter, tree_neighbours
 
 COUNT_BYTES = 4  # the int32 count travelling with every message
 
@@ -51,7 +51,6 @@ class Routes(NamedTuple):
     neighbors: jax.Array  # (n, T, K) int32
     back: jax.Array  # (n, T, K) int32
     valid: jax.Array  # (n, T, K) bool
-    edges: tuple[int, ...]  # undirected edges of each tree (static)
     diameter: int  # rounds until every worker has every term (the largest tree's)
 
 
@@ -66,20 +65,13 @@ class RelayState(NamedTuple):
 def relay_routes(topology: Topology) -> Routes:
     """The routing tables of a topology whose every step is a spanning tree (refused in one
     line otherwise; see :func:`decjax.topology.tree_edges`)."""
-    trees = tree_edges(topology)
+    trees = tree_neighbours(topology)
     n, period = topology.n, len(trees)
-    lists = []
-    for edges in trees:
-        adjacency: list[list[int]] = [[] for _ in range(n)]
-        for i, j in edges:
-            adjacency[i].append(j)
-            adjacency[j].append(i)
-        lists.append([sorted(a) for a in adjacency])
-    width = max(1, max(len(a) for tree in lists for a in tree))
+    width = max(1, max(len(a) for tree in trees for a in tree))
     neighbors = np.tile(np.arange(n)[:, None, None], (1, period, width))
     back = np.zeros((n, period, width), np.int64)
     valid = np.zeros((n, period, width), bool)
-    for r, tree in enumerate(lists):
+    for r, tree in enumerate(trees):
         for i, adjacent in enumerate(tree):
             for k, j in enumerate(adjacent):
                 neighbors[i, r, k], back[i, r, k], valid[i, r, k] = j, tree[j].index(i), True
@@ -87,28 +79,8 @@ def relay_routes(topology: Topology) -> Routes:
         neighbors=jnp.asarray(neighbors, jnp.int32),
         back=jnp.asarray(back, jnp.int32),
         valid=jnp.asarray(valid),
-        edges=tuple(len(edges) for edges in trees),
-        diameter=max(_diameter(n, tree) for tree in lists),
+        diameter=max(tree_diameter(tree) for tree in trees),
     )
-
-
-def _diameter(n: int, adjacency: list[list[int]]) -> int:
-    """A tree's diameter by two breadth-first searches."""
-
-    def farthest(start: int) -> tuple[int, int]:
-        depth, frontier = {start: 0}, [start]
-        while frontier:
-            nxt = []
-            for i in frontier:
-                for j in adjacency[i]:
-                    if j not in depth:
-                        depth[j] = depth[i] + 1
-                        nxt.append(j)
-            frontier = nxt
-        far = max(depth, key=lambda i: depth[i])
-        return far, depth[far]
-
-    return farthest(farthest(0)[0])[1] if n > 1 else 0
 
 
 def _check_values(routes: Any, values: Any) -> int:
@@ -223,8 +195,8 @@ def relay_average(topology: Topology, values: Any, rounds: int | None = None) ->
 
 def relay_traffic(topology: Topology, routes: Routes, values: Any) -> dict[str, Any]:
     """The record of one relay round: on tree ``r``, one message per tree edge and
-    direction (``2 |E_r|``) carrying its share of the coordinates and a 4-byte count."""
-    period = len(routes.edges)
+    direction (``2 (n - 1)``) carrying its share of the coordinates and a 4-byte count."""
+    period = routes.valid.shape[1]
     shares = [
         sum(
             len(range(r, math.prod(x.shape[1:]), period)) * jnp.dtype(x.dtype).itemsize
@@ -239,5 +211,5 @@ def relay_traffic(topology: Topology, routes: Routes, values: Any) -> dict[str, 
         jnp.arange(period, dtype=jnp.int32)[None],
         jnp.asarray([shares], jnp.float32),
     )
-    sent = sum(2.0 * e * s for e, s in zip(routes.edges, shares, strict=True)) / n
+    sent = 2.0 * (n - 1) * sum(shares) / n  # a tree has n - 1 edges
     return {"bytes_sent": jnp.float32(sent), TRAFFIC: Traffic(links=links)}

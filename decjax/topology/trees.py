@@ -104,14 +104,7 @@ def spanning_tree(graph: Any, *, root: int = 0) -> Topology:
     root = check_int("root", root, minimum=0)
     if root >= n:
         raise ValueError(f"root must be a worker in 0..{n - 1}, got {root}")
-    parent = {root: root}
-    queue = deque([root])
-    while queue:
-        i = queue.popleft()
-        for j in sorted(adjacency[i]):
-            if j not in parent:
-                parent[j] = i
-                queue.append(j)
+    parent, _ = _search([sorted(a) for a in adjacency], root)
     if len(parent) < n:
         raise ValueError(
             f"graph must be connected to have a spanning tree; {n - len(parent)} of its "
@@ -123,7 +116,7 @@ def spanning_tree(graph: Any, *, root: int = 0) -> Topology:
 
 def _adjacency(graph: Any) -> list[set[int]]:
     if isinstance(graph, Topology):
-        return [set(j) for j in _edges_per_step(graph, "graph")[0]]
+        return [set(j) for j in _neighbours_per_step(graph, "graph")[0]]
     import networkx as nx
 
     if not isinstance(graph, nx.Graph):
@@ -139,7 +132,7 @@ def _adjacency(graph: Any) -> list[set[int]]:
     return adjacency
 
 
-def _edges_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
+def _neighbours_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
     """Each step's neighbours of every worker (``W[i, j] != 0``, ``j != i``), refusing
     a topology whose graph is drawn at random or subject to faults."""
     if isinstance(topology, Faulty) or not topology.has_fixed_matrices():
@@ -171,6 +164,31 @@ def _edges_per_step(topology: Topology, name: str) -> list[list[list[int]]]:
     ]
 
 
+def tree_neighbours(topology: Topology, *, name: str = "topology") -> list[list[list[int]]]:
+    """The sorted neighbour lists of every worker on each spanning tree of ``topology`` (one
+    per step of its period); refuses, in one line, a graph that is not one."""
+    if not isinstance(topology, Topology):
+        raise TypeError(f"{name} must be a Topology, got {type(topology).__name__}")
+    steps = _neighbours_per_step(topology, name)
+    n = topology.n
+    for t, neighbours in enumerate(steps):
+        where = f" (step {t})" if topology.period > 1 else ""
+        pairs = {(i, j) for i in range(n) for j in neighbours[i]}
+        if any((j, i) not in pairs for i, j in pairs):
+            raise ValueError(f"{name} {topology.name}{where} is directed; a tree is undirected")
+        edges = len(pairs) // 2
+        connected = len(_search(neighbours, 0)[1]) == n
+        if edges != n - 1 or not connected:
+            raise ValueError(
+                f"{name} must be a spanning tree (n - 1 = {n - 1} edges, connected), but "
+                f"{topology.name}{where} has {edges} edges"
+                + ("" if connected else " and is disconnected")
+                + "; use decjax.topology.chain(n), binary_tree(n), double_binary_trees(n) "
+                "or spanning_tree(graph)"
+            )
+    return steps
+
+
 def tree_edges(topology: Topology, *, name: str = "topology") -> list[list[tuple[int, int]]]:
     """The undirected edges ``(i, j)``, ``i < j``, of each spanning tree of ``topology``
     (one list per step of its period); refuses, in one line, a graph that is not one.
@@ -180,33 +198,28 @@ def tree_edges(topology: Topology, *, name: str = "topology") -> list[list[tuple
       >>> decjax.topology.tree_edges(decjax.topology.chain(3))
       [[(0, 1), (1, 2)]]
     """
-    if not isinstance(topology, Topology):
-        raise TypeError(f"{name} must be a Topology, got {type(topology).__name__}")
-    trees = []
-    for t, neighbours in enumerate(_edges_per_step(topology, name)):
-        n = topology.n
-        where = f" (step {t})" if topology.period > 1 else ""
-        pairs = {(i, j) for i in range(n) for j in neighbours[i]}
-        if any((j, i) not in pairs for i, j in pairs):
-            raise ValueError(f"{name} {topology.name}{where} is directed; a tree is undirected")
-        edges = sorted((i, j) for i, j in pairs if i < j)
-        if len(edges) != n - 1 or not _connected(n, neighbours):
-            raise ValueError(
-                f"{name} must be a spanning tree (n - 1 = {n - 1} edges, connected), but "
-                f"{topology.name}{where} has {len(edges)} edges"
-                + ("" if _connected(n, neighbours) else " and is disconnected")
-                + "; use decjax.topology.chain(n), binary_tree(n), double_binary_trees(n) "
-                "or spanning_tree(graph)"
-            )
-        trees.append(edges)
-    return trees
+    return [
+        [(i, j) for i, adjacent in enumerate(neighbours) for j in adjacent if i < j]
+        for neighbours in tree_neighbours(topology, name=name)
+    ]
 
 
-def _connected(n: int, neighbours: list[list[int]]) -> bool:
-    seen, stack = {0}, [0]
-    while stack:
-        for j in neighbours[stack.pop()]:
-            if j not in seen:
-                seen.add(j)
-                stack.append(j)
-    return len(seen) == n
+def tree_diameter(neighbours: list[list[int]]) -> int:
+    """The diameter of a tree given by its neighbour lists (two breadth-first searches)."""
+    _, depth = _search(neighbours, 0)
+    _, depth = _search(neighbours, max(depth, key=lambda i: depth[i]))
+    return max(depth.values())
+
+
+def _search(neighbours: list[list[int]], start: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Breadth-first from ``start``, each list in its order: the parent and the depth of
+    every worker reached."""
+    parent, depth = {start: start}, {start: 0}
+    queue = deque([start])
+    while queue:
+        i = queue.popleft()
+        for j in neighbours[i]:
+            if j not in depth:
+                parent[j], depth[j] = i, depth[i] + 1
+                queue.append(j)
+    return parent, depth
