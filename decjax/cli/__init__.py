@@ -66,12 +66,7 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
         "timing": timing,
         "privacy": privacy_of(args),
     }
-    if args.algorithm in decjax.algorithms.TREE_ONLY or any(
-        t.unstackable() is not None for t in topologies
-    ):
-        # Faulty and random topologies draw new matrices every step, and RelaySGD builds
-        # its routing tables from each tree: they cannot be stacked into one vmapped
-        # sweep, so each runs on its own (one compile each).
+    if _one_at_a_time(args, topologies):
         runs = [
             decjax.simulate(
                 loss,
@@ -102,6 +97,15 @@ def _train(args, key, dataset, factory, topologies, data, model, params, timing)
     )
     _say_resumed(result, args.checkpoint_dir)
     return result
+
+
+def _one_at_a_time(args, topologies) -> bool:
+    """Whether the topologies run one after another (a compile each), not stacked into one
+    vmapped sweep: faulty and random topologies draw new matrices every step, and RelaySGD
+    builds its routing tables from each tree."""
+    return args.algorithm in decjax.algorithms.TREE_ONLY or any(
+        t.unstackable() is not None for t in topologies
+    )
 
 
 def _say_resumed(result, directory) -> None:
@@ -313,10 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             f"initial {initial_loss:.3g}): "
             f"{', '.join(summary['topology'][summary['diverged']])}; lower --lr"
         )
-    apart = args.algorithm in decjax.algorithms.TREE_ONLY or any(
-        t.unstackable() is not None for t in topologies
+    how = (
+        "one after another"
+        if _one_at_a_time(args, topologies)
+        else f"in one compile ({result.traces} trace)"
     )
-    how = "one after another" if apart else f"in one compile ({result.traces} trace)"
     print(f"\n{_plural(len(topologies), 'run')} {how} in {elapsed:.1f} s")
     _write(args, result, summary)
     return 0

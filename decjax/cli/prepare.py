@@ -194,7 +194,7 @@ def _topologies(args, key) -> list:
         for i, name in enumerate(args.topologies)
     ]
     if args.algorithm in decjax.algorithms.TREE_ONLY:
-        trees = ("chain", "binary_tree", "double_binary_trees")
+        trees = decjax.topology.catalog.TREES
         others = [name for name in args.topologies if name not in trees]
         if others:
             raise ValueError(

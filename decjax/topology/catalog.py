@@ -77,6 +77,8 @@ BUILDERS: dict[str, Callable[..., Topology]] = {
     "binary_tree": lambda n, key: binary_tree(n),
     "double_binary_trees": lambda n, key: double_binary_trees(n),
 }
+# the spanning trees (what decjax.algorithms.relaysgd relays over)
+TREES = ("chain", "binary_tree", "double_binary_trees")
 # names whose number of peers per step can be chosen (``by_name(..., peers=)``)
 WITH_PEERS = ("base_graph", "equi_static", "epidemic", "random_out")
 NAMES = tuple(BUILDERS)
