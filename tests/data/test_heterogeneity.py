@@ -45,11 +45,17 @@ def _logistic_gradient(params, x, y):
     return np.concatenate([(x.T @ p / len(y)).ravel(), p.mean(axis=0)])
 
 
-def test_on_shards_it_is_a_loop_over_each_workers_whole_shard_and_grows_with_skew():
+@pytest.fixture(scope="module")
+def skewed_digits():
+    """The digits over 8 workers (Dirichlet 0.1), logistic regression and its initial model."""
     ds = decjax.data.load_digits()
     model = decjax.problems.logistic_regression(64, 10)
     params = model.init(jax.random.key(0))
-    skewed = decjax.data.distribute(ds, 8, "dirichlet", alpha=0.1, key=0)
+    return ds, model, params, decjax.data.distribute(ds, 8, "dirichlet", alpha=0.1, key=0)
+
+
+def test_on_shards_it_is_a_loop_over_each_workers_whole_shard_and_grows_with_skew(skewed_digits):
+    ds, model, params, skewed = skewed_digits
     got = float(decjax.data.heterogeneity(model.loss, params, skewed))
     x, y = np.asarray(ds.x_train, np.float64), np.asarray(ds.y_train)
     grads = np.stack(
@@ -87,11 +93,8 @@ def test_neighbourhood_heterogeneity_is_zero_on_the_complete_graph_and_the_sprea
         learn.neighbourhood_heterogeneity(ring, pi[:4])
 
 
-def test_a_fixed_sample_of_each_shard_estimates_it_and_all_of_it_is_exact():
-    ds = decjax.data.load_digits()
-    model = decjax.problems.logistic_regression(64, 10)
-    params = model.init(jax.random.key(0))
-    data = decjax.data.distribute(ds, 8, "dirichlet", alpha=0.1, key=0)
+def test_a_fixed_sample_of_each_shard_estimates_it_and_all_of_it_is_exact(skewed_digits):
+    _, model, params, data = skewed_digits
     whole = float(decjax.data.heterogeneity(model.loss, params, data))
     larger = int(np.max(data.counts))
     assert float(decjax.data.heterogeneity(model.loss, params, data, sample=larger)) == (
