@@ -495,6 +495,16 @@ CASES.update(
             lambda: decjax.data.partition(np.arange(10) % 2, 2, "dirichlet", key=0, alpha=0.0),
             "alpha",
         ),
+        "partition-balanced-no-alpha": (
+            lambda: decjax.data.partition(np.arange(10) % 2, 2, "balanced_dirichlet", key=0),
+            "alpha must be given",
+        ),
+        "partition-balanced-nan-alpha": (
+            lambda: decjax.data.partition(
+                np.arange(10) % 2, 2, "balanced_dirichlet", key=0, alpha=math.nan
+            ),
+            "alpha",
+        ),
         "distribute-n": (lambda: decjax.data.distribute(decjax.data.load_digits(), 0, key=0), "n"),
         "from-arrays-mismatch": (
             lambda: decjax.data.from_arrays(np.zeros((4, 2)), np.zeros(3, int)),
