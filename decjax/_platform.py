@@ -3,9 +3,10 @@
 XLA's CPU compiler needs four workarounds that other backends do not, and
 decjax applies them only under the ``"cpu"`` lowering:
 
-* the convolution's weight gradient as a matmul of patches
-  (:func:`decjax.problems.conv_general_dilated`: 254 ms against 1,839 ms for
-  ResNet-20's first-stage layer, 16 workers one at a time);
+* the convolution's gradients as matmuls of patches
+  (:func:`decjax.problems.conv_general_dilated`: 102 ms against 2,282 ms for
+  ResNet-20's first-stage layer's weight gradient, 75 against 462 for its
+  input gradient, 16 workers one at a time);
 * ``worker_chunks="auto"``: one worker at a time for a loss with a convolution
   (a vmapped convolution is a grouped one, several times slower on the CPU;
   :mod:`decjax.simulate._lowering`);

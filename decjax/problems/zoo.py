@@ -31,7 +31,7 @@ def _nnx():
 
 
 def _conv_layer(nnx, *args, **kwargs):
-    """``nnx.Conv`` with decjax's convolution (a fast weight gradient on the CPU)."""
+    """``nnx.Conv`` with decjax's convolution (fast gradients on the CPU)."""
     return nnx.Conv(*args, conv_general_dilated=conv_general_dilated, **kwargs)
 
 

@@ -5,10 +5,10 @@ turns it into one grouped convolution over all the workers
 (``feature_group_count = n``). On XLA:CPU a grouped convolution's forward pass
 and input gradient are several times slower than the same convolutions run one
 worker at a time (``benchmarks/results/conv_lowering_cpu.md``: ResNet-20's
-first stage, 16 workers, forward 284 ms grouped against 26 ms one at a time).
+first stage, 16 workers, forward 243 ms grouped against 34 ms one at a time).
 Whole training steps agree: with ``decjax.problems.conv_general_dilated`` (the
-zoo's convolution), LeNet-5 at n = 64 took 726 ms vmapped and 506 ms one worker
-at a time, ResNet-20 at n = 8 5,185 ms and 3,633 ms. One worker at a time also
+zoo's convolution), LeNet-5 at n = 64 took 613 ms vmapped and 354 ms one worker
+at a time, ResNet-20 at n = 8 2,368 ms and 1,007 ms. One worker at a time also
 holds one worker's activations instead of all of them (6.2 MB per worker for
 ResNet-20 instead of 252 MB, ``benchmarks/results/memory_cpu.md``). Models
 without convolutions (MLPs, transformers) are batched matmuls, which vmap

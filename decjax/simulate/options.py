@@ -130,7 +130,7 @@ class Execution:
       lowering: how the program is lowered for the platform (:mod:`decjax._platform`):
         ``"auto"`` (the default) applies XLA:CPU's workarounds on the CPU backend
         and nowhere else, ``"cpu"`` applies them on any backend, ``"plain"`` on
-        none. The workarounds: the convolution's patch-matmul weight gradient
+        none. The workarounds: the convolution's patch-matmul gradients
         (:func:`decjax.problems.conv_general_dilated`), ``worker_chunks="auto"``
         as one worker at a time for a loss with a convolution, gossip whose
         input is the previous gossip's output kept from fusing into it, and

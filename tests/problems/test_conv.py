@@ -1,4 +1,4 @@
-"""decjax's convolution: lax's forward pass, and on the CPU a patch-matmul weight gradient."""
+"""decjax's convolution: lax's forward pass, and on the CPU patch-matmul gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,26 @@ def test_values_and_both_gradients_match_lax(name):
 
 def _uses_patch_grad(fn, *args) -> bool:
     return "custom_jvp_call" in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_under_the_cpu_lowering_the_backward_pass_has_no_convolution():
+    """Both gradients are matmuls of patches taken by slices: the only convolution left in
+    the gradient's program is the forward pass (lax's patch operator, or lax's own
+    gradients, would each add one; XLA:CPU runs those slowly inside a loop over workers)."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+
+    def loss(conv):
+        return lambda x, w: jnp.sum(jnp.tanh(_stride_two(conv)(x, w)))
+
+    def convolutions(fn) -> int:
+        return str(jax.make_jaxpr(jax.grad(fn, argnums=(0, 1)))(x, w)).count(
+            "conv_general_dilated["
+        )
+
+    with _platform.lowering("cpu"):
+        assert convolutions(loss(conv_general_dilated)) == 1
+    assert convolutions(loss(lax.conv_general_dilated)) == 3
 
 
 def test_under_vmap_and_lax_map_per_worker_weights_get_the_same_gradients():
