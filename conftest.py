@@ -39,3 +39,22 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+# The files of the longest tests (the experiments' and benchmarks' quick modes, two-process
+# training): collected first, so that pytest-xdist's work stealing starts them first and
+# the run does not end with one worker on a two-minute test while the other idles.
+LONGEST_FIRST = (
+    "test_experiments.py",
+    "test_benchmarks.py",
+    "test_experiment_helpers.py",
+    "test_distributed.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file is kept

@@ -106,8 +106,18 @@ def untimed(step_result):
     return new, state, {k: v for k, v in info.items() if k != decjax.gossip.TRAFFIC}
 
 
+PHASE_RUNS = {  # name: the phases on the ring, as bits (phase k is bit k - 1)
+    "centralized": 0b000,
+    "decentralized": 0b111,
+    "dec-phase-1": 0b001,
+    "dec-phase-2": 0b010,
+    "dec-phase-3": 0b100,
+}
+
+
 def phased(local, ring, complete, ring_phases, boundaries):
-    """Ring gossip during ``ring_phases`` (0-based), exact averaging otherwise."""
+    """Ring gossip in the phases whose bit is set in ``ring_phases`` (a number, traced in a
+    sweep: the five phase runs are one vmapped sweep), exact averaging otherwise."""
     on_ring, everyone = combine(ring), combine(complete)
     chained = optax.chain(per_worker(local), on_ring)
 
@@ -116,7 +126,8 @@ def phased(local, ring, complete, ring_phases, boundaries):
 
     def step(grads, state, params, **extra):
         updates, local_state = per_worker(local).update(grads, state[0], params)
-        use_ring = jnp.isin(phase(state[1].count), jnp.asarray(ring_phases))
+        bits = jnp.asarray(ring_phases).astype(jnp.int32)
+        use_ring = (bits >> phase(state[1].count)) % 2 == 1
         new, gossip_state, info = jax.lax.cond(
             use_ring,
             lambda: untimed(on_ring.step(updates, state[1], params)),
@@ -136,6 +147,7 @@ def critical_value(model, ds, batch_size):
     x, y = ds.x_train, ds.y_train
     p = model.init(jax.random.key(0))
     full_grad = jax.jit(jax.grad(lambda q: model.loss(q, (x, y))))
+    batch_grad = jax.jit(jax.grad(model.loss))
 
     def hvp(v):
         return jax.jvp(full_grad, (p,), (v,))[1]
@@ -151,7 +163,7 @@ def critical_value(model, ds, batch_size):
     diffs = []
     for _ in range(64):
         idx = rng.integers(0, len(y), batch_size)
-        g = jax.grad(model.loss)(p, (x[idx], y[idx]))
+        g = batch_grad(p, (x[idx], y[idx]))
         diffs.append(float(optax.tree.norm(optax.tree.sub(g, g_full), squared=True)))
     sigma2 = float(np.mean(diffs))
     return lipschitz, sigma2
@@ -164,14 +176,15 @@ def _local(schedule):
     )
 
 
-def _sweep(model, ds, n, make, grid, seeds, steps, evaluate) -> pd.DataFrame:
-    """Every learning rate x seed of one run type, vmapped (one compile)."""
+def _sweep(model, ds, n, make, grid, seeds, steps, evaluate, **more) -> pd.DataFrame:
+    """Every learning rate x seed (x ``more``'s grid) of one run type, vmapped (one
+    compile)."""
     df = _training.averaged_sweep(
         model,
         decjax.replicate(model.init(jax.random.key(0)), n),
         make,
         decjax.data.distribute(ds, n, "iid", key=0),
-        {"lr": list(grid), "seed": list(seeds)},
+        {"lr": list(grid), **more, "seed": list(seeds)},
         steps=steps,
         eval_fn=evaluate,
         eval_data=(ds.x_train[: _training.TRAIN_EVAL], ds.y_train[: _training.TRAIN_EVAL]),
@@ -201,15 +214,22 @@ def run_size(n: int, plan: dict, ds, model) -> tuple[pd.DataFrame, dict]:
     def schedule(lr):
         return optax.piecewise_constant_schedule(lr, {b: 0.1 for b in boundaries})
 
-    def phases(ring_phases):
-        return lambda lr: phased(_local(schedule(lr)), ring, complete, ring_phases, boundaries)
+    def phases(lr, ring_phases):
+        return phased(_local(schedule(lr)), ring, complete, ring_phases, boundaries)
 
     seeds = plan["report_seeds"]
     grid_means = pd.DataFrame()
     if len(plan["grid"]) > 1:
         print(f"n = {n}: {steps} steps; centralized over {len(plan['grid'])} rates", flush=True)
         tuning = _sweep(
-            model, ds, n, phases([]), plan["grid"], plan["tune_seeds"], steps, evaluate
+            model,
+            ds,
+            n,
+            lambda lr: phases(lr, PHASE_RUNS["centralized"]),
+            plan["grid"],
+            plan["tune_seeds"],
+            steps,
+            evaluate,
         ).assign(n=n, topology="complete")
         lr = float(_training.tune(tuning, plan["grid"], what="centralized")["lr"].iloc[0])
         last = tuning[tuning["step"] == steps]
@@ -218,16 +238,14 @@ def run_size(n: int, plan: dict, ds, model) -> tuple[pd.DataFrame, dict]:
         )
     else:
         lr = plan["grid"][0]
-    frames = {}
-    for name, ring_phases in (
-        ("centralized", []),
-        ("decentralized", [0, 1, 2]),
-        ("dec-phase-1", [0]),
-        ("dec-phase-2", [1]),
-        ("dec-phase-3", [2]),
-    ):
-        print(f"n = {n}: {name}", flush=True)
-        frames[name] = _sweep(model, ds, n, phases(ring_phases), [lr], seeds, steps, evaluate)
+    print(f"n = {n}: {', '.join(PHASE_RUNS)} (one sweep)", flush=True)
+    runs = _sweep(
+        model, ds, n, phases, [lr], seeds, steps, evaluate, ring_phases=list(PHASE_RUNS.values())
+    )
+    frames = {
+        name: runs[runs["ring_phases"] == bits].drop(columns="ring_phases").reset_index(drop=True)
+        for name, bits in PHASE_RUNS.items()
+    }
     reference = frames["decentralized"].groupby("step")["consensus_distance"].mean()
     for name, fraction in CONTROLS.items():
         print(f"n = {n}: {name}", flush=True)
