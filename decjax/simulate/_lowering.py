@@ -10,7 +10,7 @@ Whole training steps agree: with ``decjax.problems.conv_general_dilated`` (the
 zoo's convolution), LeNet-5 at n = 64 took 613 ms vmapped and 354 ms one worker
 at a time, ResNet-20 at n = 8 2,368 ms and 1,007 ms. One worker at a time also
 holds one worker's activations instead of all of them (6.2 MB per worker for
-ResNet-20 instead of 252 MB, ``benchmarks/results/memory_cpu.md``). Models
+ResNet-20 instead of 255 MB, ``benchmarks/results/memory_cpu.md``). Models
 without convolutions (MLPs, transformers) are batched matmuls, which vmap
 computes well: there a ``lax.map`` only adds a loop. So ``"auto"`` means one
 worker at a time for a loss with a convolution on the CPU, and one vmapped
