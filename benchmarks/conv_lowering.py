@@ -12,8 +12,8 @@ study times them, first for single layers, then for whole training steps:
 * ``per_worker``: ``lax.map`` over the workers, an ordinary convolution for
   each. This is ``worker_chunks=n``.
 * ``patch_grad_per_worker``: the same with ``decjax.problems.conv_general_dilated``
-  (XLA's forward pass and input gradient, the weight gradient as one matmul of
-  the input's patches), which the zoo's models use.
+  (XLA's forward pass; both gradients as matmuls of the input's patches, taken
+  by strided slices), which the zoo's models use.
 
 Layers: the forward pass, and the two halves of the backward pass of
 ``sum(tanh(conv))`` (the gradient with respect to the weights and with
@@ -56,7 +56,7 @@ def conv(x, w):
 
 
 def patch_grad_conv(x, w):
-    """decjax's convolution: XLA's forward pass, the weight gradient as a patch matmul."""
+    """decjax's convolution: XLA's forward pass, both gradients as patch matmuls."""
     return decjax.problems.conv_general_dilated(
         x, w, (1, 1), _SAME[w.shape[0]], dimension_numbers=NHWC
     )
