@@ -17,7 +17,8 @@
 3. Deep learning (the paper's Fig. 6 claim, scaled to a CPU): the 1-D CNN on
    MNIST-1D, n = 16, local momentum 0.9, each topology at its own best
    constant learning rate (interior of its grid), chosen on seeds 0-4 and
-   reported on the held-out seeds 5-9 (quick mode: seeds 0-2 do both); the
+   reported on the held-out seeds 5-9 (quick mode: seeds 0-2 do both, on the
+   ring, complete graph and solo only); the
    training loss of the averaged model after a fixed number of steps.
 4. Rankings (Kendall's tau) of the topologies' performance against the
    spectral gap (three conventions) and against n_W: at one gamma for every

@@ -13,7 +13,7 @@
    mini-batches, the model's initialisation is shared). Reported: the
    averaged model's test accuracy (mean +- std), the graphs' order, and
    one-peer minus static beside the paper's ResNet-56 / CIFAR-10 pair (91.84
-   vs 91.21 %). Quick mode: n = 16, 200 steps, 3 seeds that both tune and
+   vs 91.21 %). Quick mode: n = 16, 200 steps, 2 seeds that both tune and
    report.
 
     python experiments/exponential_graphs.py [--quick] [--out DIR]
