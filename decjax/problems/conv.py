@@ -90,8 +90,8 @@ def conv_general_dilated(
     if fast:
         rhs_dilation = tuple(rhs_dilation or (1,) * (lhs.ndim - 2))
         padding = _explicit(padding, lhs.shape, rhs.shape, window_strides, rhs_dilation)
-        size = output_shape(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding, rhs_dilation)
-        fast = min(size) >= 1  # an empty output is lax's
+        out = _output_shape(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding, rhs_dilation)
+        fast = min(out) >= 1  # an empty output is lax's
     if not fast:
         return lax.conv_general_dilated(
             lhs,
@@ -156,7 +156,7 @@ def _jvp(strides, padding, rhs_dilation, numbers, precision, primals, tangents):
     return out, by_input.astype(out.dtype) + by_kernel.astype(out.dtype)
 
 
-def output_shape(spatial, size, strides, padding, rhs_dilation) -> tuple[int, ...]:
+def _output_shape(spatial, size, strides, padding, rhs_dilation) -> tuple[int, ...]:
     """The convolution's output size along each spatial axis (explicit padding)."""
     return tuple(
         (s + lo + hi - (k - 1) * d - 1) // st + 1
@@ -173,7 +173,7 @@ def _patches(lhs, size, strides, padding, rhs_dilation):
     zero = jnp.zeros((), lhs.dtype)
     padded = lax.pad(lhs, zero, [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)])
     flat = [(0, 0)] * len(size)
-    out = output_shape(padded.shape[1:-1], size, strides, flat, rhs_dilation)
+    out = _output_shape(padded.shape[1:-1], size, strides, flat, rhs_dilation)
     columns = []
     for offset in itertools.product(*(range(k) for k in size)):
         start = [i * d for i, d in zip(offset, rhs_dilation, strict=True)]
