@@ -23,20 +23,24 @@ ratios is reported. MLP 784-256-256-10, batch 32 per worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.compilation_cache import compilation_cache
 
 import decjax
 from benchmarks import dpsgd_step
 from benchmarks._report import arguments, header, write
+from decjax.simulate._lowering import PAYBACK_FLOAT_STEPS
 
 LAYERS = [784, 256, 256, 10]
 LR = 0.05
 PERIOD = 8  # local SGD's steps between averages
+LONG_RUN = 1_000  # steps of the long run whose program "auto" chooses in the compile section
 ALGORITHMS = ("dpsgd ring", "dpsgd complete", f"local SGD (H = {PERIOD})")
 
 
@@ -60,14 +64,18 @@ def _workload(n: int):
     return model, jax.tree.unflatten(treedef, leaves), (x, y)
 
 
-def decjax_program(name: str, n: int, model, data, *, steps: int, every: int, lowering: str):
-    """``make_run``'s program, params donated; returns the new params and the records."""
+def decjax_program(
+    name: str, n: int, model, data, *, steps: int, every: int, lowering: str, unroll: int | str = 2
+):
+    """``make_run``'s program with ``unroll`` steps per loop iteration (two: what ``"auto"``
+    runs for a long run of this MLP), params donated; returns the new params and the
+    records."""
     run = decjax.make_run(
         model.loss,
         _transformation(name, n),
         steps=steps,
         eval_every=every,
-        execution=decjax.Execution(lowering=lowering),
+        execution=decjax.Execution(lowering=lowering, steps_per_iteration=unroll),
     )
     return _donated(run, jax.random.key(0), data)
 
@@ -150,6 +158,9 @@ def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: in
     model, params, data = _workload(n)
     programs = {
         "now": decjax_program(name, n, model, data, steps=steps, every=every, lowering="cpu"),
+        "one": decjax_program(
+            name, n, model, data, steps=steps, every=every, lowering="cpu", unroll=1
+        ),
         "xla_reduction": decjax_program(
             name, n, model, data, steps=steps, every=every, lowering="plain"
         ),
@@ -160,7 +171,7 @@ def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: in
     finals = {k: jax.tree.leaves(p(copy())[0]) for k, p in programs.items()}
     diff = max(
         float(jnp.max(jnp.abs(a - b)))
-        for other in ("now", "xla_reduction")
+        for other in ("now", "one", "xla_reduction")
         for a, b in zip(finals[other], finals["hand"], strict=True)
     )
     states = {k: copy() for k in programs}
@@ -172,13 +183,24 @@ def measure(name: str, n: int, *, steps: int, every: int, rounds: int, calls: in
         "record_every": every,
         **{f"{k}_ms": 1e3 * statistics.median(v) / steps for k, v in times.items()},
         "ratio": ratio["now"],
+        "ratio_one": ratio["one"],
         "ratio_xla_reduction": ratio["xla_reduction"],
+        # what the second step per iteration saves: the median over rounds of one's time
+        # over two's, and the saving per parameter and step (all workers)
+        "one_over_two": statistics.median(
+            a / b for a, b in zip(times["one"], times["now"], strict=True)
+        ),
+        "saving_ps_per_float": 1e12
+        * (statistics.median(times["one"]) - statistics.median(times["now"]))
+        / steps
+        / sum(x.size for x in jax.tree.leaves(params)),
         "max_abs_diff": diff,
     }
     print(
         f"{name:20s} n={n:4d} record every {every:3d}: decjax {row['now_ms']:8.2f} ms/step, "
-        f"x{row['ratio']:.3f} the hand-written step (with XLA's reduction x"
-        f"{row['ratio_xla_reduction']:.3f}); max |diff| {diff:.1e}",
+        f"x{row['ratio']:.3f} the hand-written step (one step per iteration "
+        f"x{row['ratio_one']:.3f}, with XLA's reduction x{row['ratio_xla_reduction']:.3f}); "
+        f"max |diff| {diff:.1e}",
         flush=True,
     )
     return row
@@ -262,9 +284,11 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
 
     cached = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()  # a cache already in use ignores the switch
     rows = []
     try:
-        plans = [("mlp", 4), ("lenet5", 2)] if quick else [("mlp", 16), ("lenet5", 16)]
+        plans = [("mlp", 4), ("lenet5", 2)] if quick else [("mlp", n) for n in (16, 64, 256)]
+        plans += [] if quick else [("lenet5", 16)]
         plans += [] if quick else [("resnet20", 4)]
         for name, n in plans:
             if name == "mlp":
@@ -280,11 +304,11 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
                 jax.jit(fn).lower(params, key, data, state).compile()
                 return time.perf_counter() - start
 
-            def decjax_program(spi, chunks="auto", model=model, tx=tx, stateful=stateful):
+            def decjax_program(spi, chunks="auto", steps=4, model=model, tx=tx, stateful=stateful):
                 run = decjax.make_run(
                     model.loss,
                     tx,
-                    steps=4,
+                    steps=steps,
                     eval_every=4,
                     stateful=stateful,
                     steps_per_iteration=spi,
@@ -299,6 +323,9 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
             # factories: every compile traces a new function, so no in-memory cache answers
             programs = {
                 "decjax_auto_s": lambda: decjax_program("auto"),
+                # the same loop body, "auto" choosing for a long run (two steps per
+                # iteration for the MLP: it pays back, see resolve_steps_per_iteration)
+                "decjax_auto_long_s": lambda: decjax_program("auto", steps=LONG_RUN),
                 "decjax_one_s": lambda: decjax_program(1),
                 "decjax_two_s": lambda: decjax_program(2),
                 # vmapped like the hand-written program (the CPU default scans convnets)
@@ -311,21 +338,78 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
                 for label, make in programs.items():
                     times[label].append(seconds(make()))
             row = {"model": name, "n": n, **{k: min(v) for k, v in times.items()}}
-            for label in ("auto", "one", "two", "vmapped"):
+            for label in ("auto", "auto_long", "one", "two", "vmapped"):
                 row[f"ratio_{label}"] = row[f"decjax_{label}_s"] / row["hand_written_s"]
             print(
                 f"compile {name} n={n}: decjax x{row['ratio_auto']:.2f} the hand-written "
-                f"program (one step per iteration x{row['ratio_one']:.2f}, two "
+                f"program, x{row['ratio_auto_long']:.2f} for a run of {LONG_RUN} steps "
+                f"(one step per iteration x{row['ratio_one']:.2f}, two "
                 f"x{row['ratio_two']:.2f})",
                 flush=True,
             )
             rows.append(row)
     finally:
         jax.config.update("jax_enable_compilation_cache", cached)
+        compilation_cache.reset_cache()
     return rows
 
 
-SECTIONS = ("steps", "evaluation", "sums", "compile")
+def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) -> list[dict]:
+    """Seconds from a fresh trace to the final params (trace, compile without the compilation
+    cache, and every step) of D-PSGD on a ring, for runs of ``runs`` steps: decjax with
+    ``"auto"``, with one and with two steps per iteration, and the hand-written program.
+    The medians over ``rounds`` rounds, the programs in rotation."""
+    model, params, data = _workload(n)
+    name = ALGORITHMS[0]
+    floats = sum(x.size for x in jax.tree.leaves(params))
+    factories = {
+        **{
+            label: functools.partial(
+                decjax_program, name, n, model, data, every=every, lowering="cpu", unroll=unroll
+            )
+            for label, unroll in (("auto", "auto"), ("one", 1), ("two", 2))
+        },
+        "hand": functools.partial(hand_program, name, n, model, data, every=every),
+    }
+    cached = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    rows = []
+    try:
+        for steps in runs:
+            times = {label: [] for label in factories}
+            for _ in range(rounds):
+                for label, make in factories.items():
+                    start = time.perf_counter()
+                    jax.block_until_ready(make(steps=steps)(jax.tree.map(jnp.copy, params)))
+                    times[label].append(time.perf_counter() - start)
+            row = {"algorithm": name, "n": n, "steps": steps, "parameter_steps": steps * floats}
+            row["auto_unroll"] = _auto_unroll(factories, params, steps)
+            row.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
+            row.update({f"{k}_over_hand": row[f"{k}_s"] / row["hand_s"] for k in factories})
+            print(
+                f"time to result, {steps} steps: auto ({row['auto_unroll']} per iteration) "
+                f"{row['auto_s']:.2f} s, one {row['one_s']:.2f}, two {row['two_s']:.2f}, "
+                f"hand-written {row['hand_s']:.2f}",
+                flush=True,
+            )
+            rows.append(row)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cached)
+        compilation_cache.reset_cache()
+    return rows
+
+
+def _auto_unroll(factories: dict, params, steps: int) -> int:
+    """The steps per iteration ``"auto"`` compiled for a run of ``steps`` steps: the
+    explicit choice whose program is the same as auto's."""
+    text = {k: factories[k](steps=steps).lower(params).as_text() for k in ("auto", "one", "two")}
+    matches = [u for u, k in ((1, "one"), (2, "two")) if text[k] == text["auto"]]
+    assert len(matches) == 1, f"auto's program is {len(matches)} of one and two"
+    return matches[0]
+
+
+SECTIONS = ("steps", "evaluation", "sums", "compile", "time_to_result")
 
 
 def main(argv=None) -> int:
@@ -360,6 +444,12 @@ def main(argv=None) -> int:
             repeats=1 if args.quick else 7,
         ),
         "compile": lambda: compile_times(args.quick, repeats=1 if args.quick else 3),
+        "time_to_result": lambda: time_to_result(
+            4 if args.quick else 16,
+            (4, 1_000) if args.quick else (100, 2_000),  # below and above the payback
+            every=2 if args.quick else 50,
+            rounds=1 if args.quick else 3,
+        ),
     }
     if args.only:
         report = json.loads((args.out / f"{stem}.json").read_text())
@@ -378,17 +468,22 @@ def to_markdown(report: dict) -> str:
         f"Measured on {report['device']}, jax {report['jax']}, {report['date']}"
         + (" (quick mode: not a measurement)" if report["quick"] else "")
         + f". {report['model']}. Per-step time of make_run's program (params donated) against "
-        "a hand-written lax.scan with the same records; ratios: medians over alternating rounds.",
+        "a hand-written lax.scan with the same records (one step per loop iteration); ratios: "
+        "medians over alternating rounds. decjax runs two steps per loop iteration (what "
+        '`"auto"` chooses for a long run of this MLP) unless the column says one.',
         "",
-        "| algorithm | n | record every | decjax ms | hand-written ms | ratio | decjax with "
-        "XLA's reduction ms | ratio | max abs diff |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| algorithm | n | record every | decjax ms | hand-written ms | ratio | one step per "
+        "iteration ms | ratio | one / two | saved ps per parameter-step | decjax with XLA's "
+        "reduction ms | ratio | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {r['algorithm']} | {r['n']} | {r['record_every']} | {r['now_ms']:.2f} | "
-            f"{r['hand_ms']:.2f} | {r['ratio']:.3f} | {r['xla_reduction_ms']:.2f} | "
-            f"{r['ratio_xla_reduction']:.3f} | {r['max_abs_diff']:.1e} |"
+            f"{r['hand_ms']:.2f} | {r['ratio']:.3f} | {r['one_ms']:.2f} | {r['ratio_one']:.3f} | "
+            f"{r['one_over_two']:.3f} | {r['saving_ps_per_float']:.0f} | "
+            f"{r['xla_reduction_ms']:.2f} | {r['ratio_xla_reduction']:.3f} | "
+            f"{r['max_abs_diff']:.1e} |"
         )
     e = report["evaluation"]
     lines += [
@@ -400,22 +495,9 @@ def to_markdown(report: dict) -> str:
         f"(x{e['workers_ratio']:.3f}).",
     ]
     if "compile" in report:
-        lines += [
-            "",
-            "Compile time (seconds, no compilation cache) of make_run's program, 4 steps, "
-            "against the hand-written program:",
-            "",
-            "| model | n | decjax, auto | one step per iteration | two | vmapped | hand-written | "
-            "ratio, auto | ratio, one | ratio, two | ratio, vmapped |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in report["compile"]:
-            lines.append(
-                f"| {r['model']} | {r['n']} | {r['decjax_auto_s']:.2f} | {r['decjax_one_s']:.2f} | "
-                f"{r['decjax_two_s']:.2f} | {r['decjax_vmapped_s']:.2f} | "
-                f"{r['hand_written_s']:.2f} | {r['ratio_auto']:.2f} | {r['ratio_one']:.2f} | "
-                f"{r['ratio_two']:.2f} | {r['ratio_vmapped']:.2f} |"
-            )
+        lines += _compile_markdown(report["compile"]) + _payback_markdown(report)
+    if "time_to_result" in report:
+        lines += _time_to_result_markdown(report["time_to_result"])
     if "sums" in report:
         lines += [
             "",
@@ -431,6 +513,101 @@ def to_markdown(report: dict) -> str:
                 f"{r['reduction_over_dot']:.1f} | {r['max_abs_diff']:.1e} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _compile_markdown(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "Compile time (seconds, no compilation cache) of make_run's program, 4 steps, against "
+        f'the hand-written program; "auto, long": the same program for a run of {LONG_RUN:,} '
+        'steps (what `"auto"` chooses depends on the run\'s length):',
+        "",
+        "| model | n | decjax, auto | auto, long | one step per iteration | two | vmapped | "
+        "hand-written | ratio, auto | ratio, auto, long | ratio, one | ratio, two | "
+        "ratio, vmapped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['n']} | {r['decjax_auto_s']:.2f} | "
+            f"{r['decjax_auto_long_s']:.2f} | {r['decjax_one_s']:.2f} | "
+            f"{r['decjax_two_s']:.2f} | {r['decjax_vmapped_s']:.2f} | "
+            f"{r['hand_written_s']:.2f} | {r['ratio_auto']:.2f} | {r['ratio_auto_long']:.2f} | "
+            f"{r['ratio_one']:.2f} | {r['ratio_two']:.2f} | {r['ratio_vmapped']:.2f} |"
+        )
+    return lines
+
+
+def payback(report: dict) -> list[dict]:
+    """Where two steps per iteration pay back their longer compile: for each step row
+    recording every 16 steps, the MLP's extra compile at that n (two steps against one)
+    over the saving per step, in steps and in parameter-steps (all workers)."""
+    extra = {
+        r["n"]: r["decjax_two_s"] - r["decjax_one_s"]
+        for r in report["compile"]
+        if r["model"] == "mlp"
+    }
+    rows = []
+    for r in report["rows"]:
+        if r["n"] not in extra or r["record_every"] == 1:
+            continue
+        saved_s = 1e-3 * (r["one_ms"] - r["now_ms"])
+        per_float = 1e-12 * r["saving_ps_per_float"]
+        rows.append(
+            {
+                "algorithm": r["algorithm"],
+                "n": r["n"],
+                "extra_compile_s": extra[r["n"]],
+                "saved_ms": 1e3 * saved_s,
+                "payback_steps": extra[r["n"]] / saved_s if saved_s > 0 else float("inf"),
+                "payback_float_steps": (
+                    extra[r["n"]] / per_float if per_float > 0 else float("inf")
+                ),
+            }
+        )
+    return rows
+
+
+def _payback_markdown(report: dict) -> list[str]:
+    lines = [
+        "",
+        "Payback of two steps per iteration (MLP, a record every 16 steps): the extra compile "
+        "(two steps against one, table above) over what the second step saves per step "
+        f'(first table). decjax\'s `"auto"` runs two steps per iteration from '
+        f"{PAYBACK_FLOAT_STEPS:.0e} parameter-steps (`PAYBACK_FLOAT_STEPS`); inf: no saving "
+        "measured.",
+        "",
+        "| algorithm | n | extra compile s | saved ms per step | payback steps | "
+        "payback parameter-steps |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in payback(report):
+        lines.append(
+            f"| {r['algorithm']} | {r['n']} | {r['extra_compile_s']:.3f} | {r['saved_ms']:.3f} | "
+            f"{r['payback_steps']:,.0f} | {r['payback_float_steps']:.1e} |"
+        )
+    return lines
+
+
+def _time_to_result_markdown(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "Time to result (seconds from a fresh trace to the final parameters: trace, compile "
+        "without the compilation cache, every step), D-PSGD on a ring, a record every 50 "
+        'steps; medians over rounds. "auto" runs two steps per iteration from '
+        f"{PAYBACK_FLOAT_STEPS:.0e} parameter-steps:",
+        "",
+        "| n | steps | parameter-steps | auto's steps per iteration | auto s | one s | two s | "
+        "hand-written s | auto / hand | one / hand | two / hand |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['steps']:,} | {r['parameter_steps']:.1e} | {r['auto_unroll']} | "
+            f"{r['auto_s']:.2f} | {r['one_s']:.2f} | {r['two_s']:.2f} | {r['hand_s']:.2f} | "
+            f"{r['auto_over_hand']:.3f} | {r['one_over_hand']:.3f} | {r['two_over_hand']:.3f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -115,6 +115,12 @@ def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):
     assert {r["algorithm"] for r in report["rows"]} == set(simulate_step.ALGORITHMS)
     for row in report["rows"]:
         assert row["max_abs_diff"] < 1e-5  # simulate's program and the hand-written one agree
-        assert row["ratio"] > 0 and row["ratio_xla_reduction"] > 0
+        assert row["ratio"] > 0 and row["ratio_one"] > 0 and row["ratio_xla_reduction"] > 0
     assert report["evaluation"]["workers_ratio"] > 0
+    # "auto" is what the payback rule says: one step per iteration below it, two above
+    assert [r["auto_unroll"] for r in report["time_to_result"]] == [1, 2]
+    for row in report["time_to_result"]:
+        assert row["auto_unroll"] == (2 if row["parameter_steps"] >= 1e9 else 1)
+        assert min(row["auto_s"], row["one_s"], row["two_s"], row["hand_s"]) > 0
+    assert {r["n"] for r in simulate_step.payback(report)} == {4}
     assert report["sums"][0]["max_abs_diff"] < 1e-4 and report["sums"][0]["reduction_over_dot"] > 0

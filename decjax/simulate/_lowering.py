@@ -72,9 +72,12 @@ def _one_worker(stacked):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
 
 
-# Steps per iteration of the compiled loop for a loss without a convolution (see
-# ``resolve_steps_per_iteration``).
+# Steps per iteration of the compiled loop for a long run of a loss without a convolution
+# (see ``resolve_steps_per_iteration``).
 STEPS_PER_ITERATION = 2
+# Parameters x training steps (all workers, the whole run) from which two steps per
+# iteration pay for their longer compile (see ``resolve_steps_per_iteration``).
+PAYBACK_FLOAT_STEPS = 10**9
 
 
 def check_steps_per_iteration(name: str, value: Any) -> int | str:
@@ -82,21 +85,36 @@ def check_steps_per_iteration(name: str, value: Any) -> int | str:
     return check_worker_chunks(name, value)
 
 
-def resolve_steps_per_iteration(steps: int | str, loss_fn: Callable, *stacked) -> int:
-    """Training steps per iteration of the compiled loop; ``"auto"`` chooses by the model.
+def resolve_steps_per_iteration(
+    steps: int | str, loss_fn: Callable, *stacked, run_steps: int | None = None
+) -> int:
+    """Training steps per iteration of the compiled loop; ``"auto"`` weighs compile
+    against run time.
 
     Two steps per iteration save a copy of the parameters per step (a gossip
     step cannot overwrite its input; with one step per iteration XLA writes
     the new parameters to a fresh buffer and copies it back into the loop
-    carry), and double the compiled program. For a loss with a convolution the
-    step is compute-bound and the copy negligible (ResNet-20's 270k parameters
-    per worker against its convolutions), while the doubled program costs
-    compile time (ResNet-20, n = 4, on the CPU: 5.46 s against 4.25 s), so
-    ``"auto"`` is one step per iteration there and :data:`STEPS_PER_ITERATION`
-    otherwise (MLPs, transformers, linear models: memory-bound steps).
+    carry), and double the compiled loop body. On the 2-core CPU
+    (``benchmarks/results/simulate_step_cpu.md``) the saved copy is worth 0 to
+    10 % of an MLP step (D-PSGD on a ring gains most), about 120 to 230 ps per
+    parameter per step, while the second copy of the step takes 0.12 to 0.16 s
+    more to compile: two steps pay back after about 10^9 parameter-steps
+    (:data:`PAYBACK_FLOAT_STEPS`; 230 steps of the 784-256-256-10 MLP at
+    n = 16, 15 at n = 256). So ``"auto"`` is:
+
+    - one step per iteration for a run shorter than that (``run_steps`` times
+      the parameters of all the workers, ``stacked[0]``), and for a loss with a
+      convolution, whose step is compute-bound (ResNet-20's 270k parameters
+      per worker against its convolutions) while its doubled program compiles
+      much longer;
+    - :data:`STEPS_PER_ITERATION` otherwise (MLPs, transformers, linear models:
+      memory-bound steps), and when ``run_steps`` is not known.
     """
     if steps != AUTO:
         return int(steps)
+    floats = sum(leaf.size for leaf in jax.tree.leaves(stacked[0]))
+    if run_steps is not None and run_steps * floats < PAYBACK_FLOAT_STEPS:
+        return 1  # the cheap test first: a short run traces no loss
     return 1 if has_convolution(loss_fn, *_one_worker(stacked)) else STEPS_PER_ITERATION
 
 

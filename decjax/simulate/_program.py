@@ -53,9 +53,11 @@ def scan_steps(step: Callable, state: Any, length: int, unroll: int = STEPS_PER_
     iteration the first writes to a temporary and the second writes into the
     carry, whose old contents are dead by then: no copies (checked in
     ``tests/simulate/test_api.py`` for D-PSGD and gradient tracking; methods with
-    more gossiped state may keep some). Same results; the step is traced twice, and
-    the temporary holds one more params-sized buffer at the peak (where the
-    step used to write its new params over the gradients before the copy).
+    more gossiped state may keep some). Same results to float rounding; the
+    compiled loop body holds the step twice (a longer compile, which
+    ``resolve_steps_per_iteration`` weighs against the run's length), and the
+    temporary holds one more params-sized buffer at the peak (where the step
+    used to write its new params over the gradients before the copy).
     """
     return jax.lax.scan(step, state, None, length=length, unroll=max(1, min(unroll, length)))
 
@@ -105,6 +107,7 @@ class Program:
     eval_workers: bool = False
     worker_chunks: int | str = AUTO
     steps_per_iteration: int | str = AUTO  # see _lowering.resolve_steps_per_iteration
+    run_steps: int | None = None  # the run's training steps, which "auto" weighs; None: unknown
     keep_finite: bool = False  # a block that produces a non-finite loss returns its input
     stateful: bool = False  # loss_fn(params, batch, model_state, key) -> (loss, (state, aux))
     state_topology: Any = None  # mix the model state with this topology; None: keep it local
@@ -284,7 +287,9 @@ class Program:
             shapes = self._loss_arguments(
                 state.params, data, state.key, state.step, state.model_state
             )
-        unroll = resolve_steps_per_iteration(self.steps_per_iteration, self.loss_fn, *shapes)
+        unroll = resolve_steps_per_iteration(
+            self.steps_per_iteration, self.loss_fn, *shapes, run_steps=self.run_steps
+        )
         state, (losses, aux) = scan_steps(step, state, self.eval_every, unroll)
         bad = ~jnp.isfinite(losses)
         metrics = {

@@ -106,6 +106,7 @@ def program_of(make_tx: TxFactory, run: Run, keep_finite: bool = False) -> Progr
         eval_workers=evaluation.workers,
         worker_chunks=worker_chunks,
         steps_per_iteration=execution.steps_per_iteration,
+        run_steps=steps,
         keep_finite=keep_finite,
         stateful=run.stateful,
         state_topology=checks.check_state_topology(run.mix_model_state, run.params),

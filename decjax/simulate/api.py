@@ -207,7 +207,8 @@ def simulate(
       worker_chunks: groups of workers whose gradients are computed one after another
         (``Execution.worker_chunks``; ``"auto"`` chooses by device and model).
       steps_per_iteration: training steps per iteration of the compiled loop
-        (``Execution.steps_per_iteration``; ``"auto"``: 1 for a convnet, else 2).
+        (``Execution.steps_per_iteration``; ``"auto"``: 2 for a long run without a
+        convolution, else 1).
       on_divergence: on a non-finite loss: ``"raise"`` (``FloatingPointError`` naming the
         step), ``"stop"`` (records up to the last finite one, ``diverged_at``) or ``"ignore"``.
       progress: show a progress bar.

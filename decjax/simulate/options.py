@@ -107,10 +107,13 @@ class Execution:
         before, instead of into a fresh buffer that is then copied back: one
         pass over the params (and over every gossiped state leaf) less per
         step, for one more params-sized temporary and a compiled program
-        twice the size. ``"auto"`` (the default): 1 for a loss with a
-        convolution (compute-bound steps, where the copy is negligible and
-        the doubled program costs compile time), 2 otherwise. Use 1 when
-        memory, not time, is the limit. Results agree to float32 rounding.
+        twice the size. ``"auto"`` (the default) weighs the two: 2 for a run
+        of at least 10^9 parameter-steps (steps times the parameters of all
+        the workers, where the saved copies pay for the longer compile) of a
+        loss without a convolution, 1 otherwise (short runs, and convnets,
+        whose steps are compute-bound and whose doubled program compiles
+        much longer). Use 1 when memory, not time, is the limit. Results
+        agree to float32 rounding.
       worker_chunks: compute minibatches and gradients for this many groups
         of workers one after another (``lax.map``), to bound activation memory
         at large ``n``; ``n`` (with ``mesh``: each device's ``n / devices``)

@@ -11,6 +11,7 @@ import decjax
 from decjax import _platform
 from decjax.problems import cnn1d
 from decjax.simulate._lowering import (
+    PAYBACK_FLOAT_STEPS,
     check_worker_chunks,
     has_convolution,
     resolve_steps_per_iteration,
@@ -121,24 +122,37 @@ def _convnet_run(tx, steps, **options):
     )
 
 
-def test_auto_steps_per_iteration_is_one_for_a_convnet_and_two_otherwise():
-    """Two steps per loop iteration save a params copy a compute-bound convnet step does not
-    notice, and double the compiled program: ``"auto"`` keeps them for everything else."""
+def test_auto_steps_per_iteration_is_two_only_for_a_long_run_without_a_convolution():
+    """Two steps per loop iteration save a params copy per step and double the compiled loop
+    body: ``"auto"`` keeps them for runs long enough to pay the compile back
+    (:data:`PAYBACK_FLOAT_STEPS` parameter-steps), never for a compute-bound convnet."""
     conv, mlp = cnn1d(channels=4), decjax.problems.mlp([40, 8, 10])
     batch = (jnp.ones((N, 5, 40)), jnp.zeros((N, 5), jnp.int32))
     conv_params = decjax.replicate(conv.init(jax.random.key(0)), N)
     mlp_params = decjax.replicate(mlp.init(jax.random.key(0)), N)
-    assert resolve_steps_per_iteration("auto", conv.loss, conv_params, batch) == 1
-    assert resolve_steps_per_iteration("auto", mlp.loss, mlp_params, batch) == 2
-    assert resolve_steps_per_iteration(3, conv.loss, conv_params, batch) == 3
+    floats = sum(x.size for x in jax.tree.leaves(mlp_params))  # N workers x 418
+    payback = -(-PAYBACK_FLOAT_STEPS // floats)  # the shortest run that pays back
 
-    def program(model, params, **kw):
+    def auto(model, params, run_steps):
+        return resolve_steps_per_iteration("auto", model.loss, params, batch, run_steps=run_steps)
+
+    assert auto(mlp, mlp_params, payback) == 2
+    assert auto(mlp, mlp_params, payback - 1) == 1
+    assert auto(mlp, mlp_params, None) == 2  # the run's length unknown
+    assert auto(conv, conv_params, 10**12) == 1
+    assert resolve_steps_per_iteration(3, conv.loss, conv_params, batch, run_steps=1) == 3
+
+    def program(model, params, steps, **kw):
         tx = decjax.dpsgd(0.1, decjax.ring(N))
-        run = decjax.make_run(model.loss, tx, steps=8, eval_every=4, **kw)
+        run = decjax.make_run(model.loss, tx, steps=steps, eval_every=4, **kw)
         return str(jax.make_jaxpr(lambda p: run(p, jax.random.key(1), batch))(params))
 
-    assert program(conv, conv_params) == program(conv, conv_params, steps_per_iteration=1)
-    assert program(conv, conv_params) != program(conv, conv_params, steps_per_iteration=2)
-    assert program(mlp, mlp_params) == program(mlp, mlp_params, steps_per_iteration=2)
+    assert program(conv, conv_params, 8) == program(conv, conv_params, 8, steps_per_iteration=1)
+    assert program(conv, conv_params, 8) != program(conv, conv_params, 8, steps_per_iteration=2)
+    assert program(mlp, mlp_params, 8) == program(mlp, mlp_params, 8, steps_per_iteration=1)
+    long = 4 * -(-payback // 4)  # a multiple of eval_every
+    two = program(mlp, mlp_params, long, steps_per_iteration=2)
+    assert program(mlp, mlp_params, long) == two
+    assert two != program(mlp, mlp_params, long, steps_per_iteration=1)
     with pytest.raises(ValueError, match="steps_per_iteration must be a positive int or 'auto'"):
         decjax.Execution(steps_per_iteration=0)
