@@ -95,18 +95,22 @@ def resolve_steps_per_iteration(
     step cannot overwrite its input; with one step per iteration XLA writes
     the new parameters to a fresh buffer and copies it back into the loop
     carry), and double the compiled loop body. On the 2-core CPU
-    (``benchmarks/results/simulate_step_cpu.md``) the saved copy is worth 0 to
-    10 % of an MLP step (D-PSGD on a ring gains most), about 120 to 230 ps per
-    parameter per step, while the second copy of the step takes 0.12 to 0.16 s
-    more to compile: two steps pay back after about 10^9 parameter-steps
-    (:data:`PAYBACK_FLOAT_STEPS`; 230 steps of the 784-256-256-10 MLP at
-    n = 16, 15 at n = 256). So ``"auto"`` is:
+    (``benchmarks/results/simulate_step_cpu.md``, the 784-256-256-10 MLP) one
+    step per iteration takes up to 1.094 times as long per step (D-PSGD on a
+    ring; about as long for the complete graph or with a record every step),
+    while the second copy of the step adds 0.157 to 0.189 s to the compile:
+    where two steps save anything they pay back after 7.6e8 to 1.0e10
+    parameter-steps (207 steps at n = 16 and 11 at n = 256 for the ring).
+    ``"auto"`` takes the low end, :data:`PAYBACK_FLOAT_STEPS`: where two steps
+    save nothing, the loss is one longer compile; where they save, the gain
+    grows with every step. So ``"auto"`` is:
 
     - one step per iteration for a run shorter than that (``run_steps`` times
-      the parameters of all the workers, ``stacked[0]``), and for a loss with a
+      the parameters the program holds, ``stacked[0]``: all the workers, per
+      configuration in a sweep, per device under a mesh), and for a loss with a
       convolution, whose step is compute-bound (ResNet-20's 270k parameters
       per worker against its convolutions) while its doubled program compiles
-      much longer;
+      much longer (ResNet-20 at n = 4: 6.87 s against 5.63 s);
     - :data:`STEPS_PER_ITERATION` otherwise (MLPs, transformers, linear models:
       memory-bound steps), and when ``run_steps`` is not known.
     """
