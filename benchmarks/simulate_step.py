@@ -23,6 +23,7 @@ ratios is reported. MLP 784-256-256-10, batch 32 per worker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import statistics
@@ -282,11 +283,8 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
     times in rotation and the least time is kept."""
     from benchmarks import convnets
 
-    cached = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()  # a cache already in use ignores the switch
     rows = []
-    try:
+    with _no_compilation_cache():
         plans = [("mlp", 4), ("lenet5", 2)] if quick else [("mlp", n) for n in (16, 64, 256)]
         plans += [] if quick else [("lenet5", 16)]
         plans += [] if quick else [("resnet20", 4)]
@@ -348,10 +346,21 @@ def compile_times(quick: bool, repeats: int) -> list[dict]:
                 flush=True,
             )
             rows.append(row)
+    return rows
+
+
+@contextlib.contextmanager
+def _no_compilation_cache():
+    """Every compile inside the block is fresh: the persistent compilation cache off and reset (a
+    cache already in use in the process ignores the switch), then restored."""
+    cached = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        yield
     finally:
         jax.config.update("jax_enable_compilation_cache", cached)
         compilation_cache.reset_cache()
-    return rows
 
 
 def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) -> list[dict]:
@@ -371,11 +380,8 @@ def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) ->
         },
         "hand": functools.partial(hand_program, name, n, model, data, every=every),
     }
-    cached = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
     rows = []
-    try:
+    with _no_compilation_cache():
         for steps in runs:
             times = {label: [] for label in factories}
             for _ in range(rounds):
@@ -394,9 +400,6 @@ def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) ->
                 flush=True,
             )
             rows.append(row)
-    finally:
-        jax.config.update("jax_enable_compilation_cache", cached)
-        compilation_cache.reset_cache()
     return rows
 
 
