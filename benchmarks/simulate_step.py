@@ -366,7 +366,8 @@ def _no_compilation_cache():
 def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) -> list[dict]:
     """Seconds from a fresh trace to the final params (trace, compile without the compilation
     cache, and every step) of D-PSGD on a ring, for runs of ``runs`` steps: decjax with
-    ``"auto"``, with one and with two steps per iteration, and the hand-written program.
+    ``"auto"``, with one and with two steps per iteration, ``decjax.simulate`` itself (its
+    checks, its chunks and records to NumPy, ``"auto"``), and the hand-written program.
     The medians over ``rounds`` rounds, the programs in rotation."""
     model, params, data = _workload(n)
     name = ALGORITHMS[0]
@@ -378,6 +379,7 @@ def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) ->
             )
             for label, unroll in (("auto", "auto"), ("one", 1), ("two", 2))
         },
+        "simulate": functools.partial(_simulate_program, name, n, model, data, every=every),
         "hand": functools.partial(hand_program, name, n, model, data, every=every),
     }
     rows = []
@@ -389,18 +391,38 @@ def time_to_result(n: int, runs: tuple[int, ...], *, every: int, rounds: int) ->
                     start = time.perf_counter()
                     jax.block_until_ready(make(steps=steps)(jax.tree.map(jnp.copy, params)))
                     times[label].append(time.perf_counter() - start)
-            row = {"algorithm": name, "n": n, "steps": steps, "parameter_steps": steps * floats}
+            row = {"algorithm": name, "n": n, "steps": steps, "record_every": every}
+            row["parameter_steps"] = steps * floats
             row["auto_unroll"] = _auto_unroll(factories, params, steps)
             row.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
             row.update({f"{k}_over_hand": row[f"{k}_s"] / row["hand_s"] for k in factories})
             print(
                 f"time to result, {steps} steps: auto ({row['auto_unroll']} per iteration) "
                 f"{row['auto_s']:.2f} s, one {row['one_s']:.2f}, two {row['two_s']:.2f}, "
-                f"hand-written {row['hand_s']:.2f}",
+                f"simulate {row['simulate_s']:.2f}, hand-written {row['hand_s']:.2f}",
                 flush=True,
             )
             rows.append(row)
     return rows
+
+
+def _simulate_program(name: str, n: int, model, data, *, steps: int, every: int):
+    """``params -> final params`` by ``decjax.simulate`` (no progress bar)."""
+
+    def program(params):
+        result = decjax.simulate(
+            model.loss,
+            params,
+            _transformation(name, n),
+            data,
+            steps=steps,
+            key=jax.random.key(0),
+            eval_every=every,
+            progress=False,
+        )
+        return result.params, result.metrics
+
+    return program
 
 
 def _auto_unroll(factories: dict, params, steps: int) -> int:
@@ -596,19 +618,21 @@ def _time_to_result_markdown(rows: list[dict]) -> list[str]:
     lines = [
         "",
         "Time to result (seconds from a fresh trace to the final parameters: trace, compile "
-        "without the compilation cache, every step), D-PSGD on a ring, a record every 50 "
-        'steps; medians over rounds. "auto" runs two steps per iteration from '
-        f"{PAYBACK_FLOAT_STEPS:.0e} parameter-steps:",
+        "without the compilation cache, every step), D-PSGD on a ring, a record every "
+        f'{rows[0]["record_every"]} steps; medians over rounds. "auto" runs two steps per '
+        f"iteration from {PAYBACK_FLOAT_STEPS:.0e} parameter-steps; simulate's own run "
+        '(its checks, chunks and records) is "auto":',
         "",
         "| n | steps | parameter-steps | auto's steps per iteration | auto s | one s | two s | "
-        "hand-written s | auto / hand | one / hand | two / hand |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "simulate s | hand-written s | auto / hand | one / hand | two / hand | simulate / hand |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']} | {r['steps']:,} | {r['parameter_steps']:.1e} | {r['auto_unroll']} | "
-            f"{r['auto_s']:.2f} | {r['one_s']:.2f} | {r['two_s']:.2f} | {r['hand_s']:.2f} | "
-            f"{r['auto_over_hand']:.3f} | {r['one_over_hand']:.3f} | {r['two_over_hand']:.3f} |"
+            f"{r['auto_s']:.2f} | {r['one_s']:.2f} | {r['two_s']:.2f} | {r['simulate_s']:.2f} | "
+            f"{r['hand_s']:.2f} | {r['auto_over_hand']:.3f} | {r['one_over_hand']:.3f} | "
+            f"{r['two_over_hand']:.3f} | {r['simulate_over_hand']:.3f} |"
         )
     return lines
 

@@ -24,6 +24,7 @@ from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
 from decjax.simulate._loop import divisor_near
+from decjax.simulate._values import all_finite, value_range
 from decjax.timing import TimeModel
 from decjax.topology import Topology
 
@@ -133,17 +134,25 @@ def check_run_inputs(params, data, checkpoint_dir, eval_data=None) -> None:
                 f"has dtype {dtype} (cast with params = jax.tree.map(lambda x: x.astype("
                 "jnp.float32), params))"
             )
-    for name, tree in (("params", params), ("data", data), ("eval_data", eval_data)):
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not bool(
-                jnp.all(jnp.isfinite(leaf))
-            ):
-                raise ValueError(
-                    f"{name}{jax.tree_util.keystr(path)} contains NaN or inf; training would "
-                    "diverge from the first step"
-                )
+    named = [
+        (name, path, leaf)
+        for name, tree in (("params", params), ("data", data), ("eval_data", eval_data))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    for (name, path, _), ok in zip(named, all_finite([leaf for *_, leaf in named]), strict=True):
+        if not ok:
+            raise ValueError(
+                f"{name}{jax.tree_util.keystr(path)} contains NaN or inf; training would "
+                "diverge from the first step"
+            )
     if checkpoint_dir is not None:
         checkpoint.check_directory(checkpoint_dir)
+
+
+def _first_worker(tree):
+    """The shapes of worker 0's slice of every leaf (nothing is computed or compiled)."""
+    return jax.eval_shape(lambda t: jax.tree.map(lambda x: x[0], t), tree)
 
 
 def check_params(params) -> int:
@@ -193,18 +202,18 @@ def check_functions(
 ) -> tuple[tuple, tuple]:
     """Trace ``loss_fn`` and ``eval_fn`` once on one worker (``jax.eval_shape``: nothing is
     compiled) so a wrong signature or output is reported naming the function. Returns the
-    one-worker arguments of each (what a checkpoint's identity hashes them on)."""
-    one = jax.tree.map(lambda x: x[0], params)
+    one-worker arguments of each, as shapes (what a checkpoint's identity traces them on)."""
+    one = _first_worker(params)
     if isinstance(data, WorkerData):
-        batch = (data.x[:batch_size], data.y[:batch_size])
+        batch = jax.eval_shape(lambda x, y: (x[:batch_size], y[:batch_size]), data.x, data.y)
     else:
-        batch = jax.tree.map(lambda x: x[0], data)
+        batch = _first_worker(data)
     if model_state is None:
         loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
         extra: tuple = ()
         loss_args: tuple = (one, batch)
     else:
-        extra = (jax.tree.map(lambda x: x[0], model_state),)
+        extra = (_first_worker(model_state),)
         loss = _stateful_loss(loss_fn, one, batch, extra[0])
         loss_args = (one, batch, extra[0], jax.random.key(0))
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():
@@ -249,16 +258,19 @@ def check_model_fits(loss_fn, params, batch, data, state: tuple) -> None:
         inputs, labels = data
     else:
         return
-    top = int(jnp.max(labels))
-    if int(jnp.min(labels)) < 0 or top >= classes:
+    low, top = value_range(labels)
+    if low < 0 or top >= classes:
         raise ValueError(
             f"the labels go up to {top} but the model has {classes} outputs: build it for "
             f"{top + 1} classes, or fix the labels (they must be in [0, {classes}))"
         )
-    if jnp.issubdtype(jnp.result_type(inputs), jnp.integer) and int(jnp.max(inputs)) >= classes:
+    if not jnp.issubdtype(jnp.result_type(inputs), jnp.integer):
+        return
+    top_id = value_range(inputs)[1]
+    if top_id >= classes:
         raise ValueError(
-            f"the token ids go up to {int(jnp.max(inputs))} but the model's vocabulary has "
-            f"{classes} entries: build it with vocab_size={int(jnp.max(inputs)) + 1}"
+            f"the token ids go up to {top_id} but the model's vocabulary has "
+            f"{classes} entries: build it with vocab_size={top_id + 1}"
         )
 
 

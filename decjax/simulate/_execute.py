@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from decjax import distributed
@@ -65,7 +64,8 @@ class Layout:
         global arrays (the caller's buffers stay valid) and the layout that knows their specs."""
         if self.mesh is None:
             # the chunks donate their input state: copy it, the caller may hold params/key
-            state = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+            # (a runtime copy: one eager copy per leaf would compile a program per shape)
+            state = jax.device_put(state, may_alias=False)
             return self, state, data, eval_data, hyper
         block = self.n // distributed.check_workers(self.n, self.mesh)
         if program.worker_chunks != AUTO and block % int(program.worker_chunks):
