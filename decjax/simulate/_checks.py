@@ -106,14 +106,14 @@ def check_against_steps(tx, steps: int) -> None:
                 f"{arguments['factory']}({name}={every}) never synchronises in a run of {steps} "
                 f"steps: make {name} at most steps"
             )
-    counts = jnp.arange(steps)
+    counts = np.arange(steps, dtype=np.int32)  # NumPy: an eager iota compiles per length
     for schedule in schedules(tx):
         try:
             values = np.asarray(jax.vmap(schedule)(counts), np.float64)
         except Exception:  # a schedule with Python control flow on the count: sample it
             picks = sorted({0, steps // 2, steps - 1})
             values = np.asarray([float(schedule(c)) for c in picks], np.float64)
-            counts = jnp.asarray(picks)
+            counts = np.asarray(picks)
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             at = int(np.argmax(bad))

@@ -47,5 +47,8 @@ def _range_on_device(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def value_range(x) -> tuple[int, int]:
     """``(min, max)`` of an integer array (NumPy on the host, else one compiled program)."""
-    low, high = (np.min(x), np.max(x)) if _on_host(x) else _range_on_device(x)
+    if _on_host(x):
+        x = np.asarray(x)  # np.min of a JAX array would call its own (eager) min
+        return int(x.min()), int(x.max())
+    low, high = _range_on_device(x)
     return int(low), int(high)

@@ -45,7 +45,7 @@ def test_a_runs_checks_lower_no_program_on_the_cpu():
     n = 3
     model = decjax.problems.mlp([7, 5, 3])
     params = decjax.replicate(model.init(jax.random.key(0)), n)
-    data = (np.ones((n, 4, 7), np.float32), np.full((n, 4), 2, np.int32))
+    data = (jnp.ones((n, 4, 7)), jnp.full((n, 4), 2))  # JAX arrays, as users pass them
     run = _run.Run(model.loss, 2, Options(), params, data, key=jax.random.key(1))
     lowered = []
 
