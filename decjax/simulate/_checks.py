@@ -24,6 +24,7 @@ from decjax.data import WorkerData
 from decjax.problems import Classifier, StatefulClassifier
 from decjax.simulate import checkpoint
 from decjax.simulate._loop import divisor_near
+from decjax.simulate._lowering import one_worker
 from decjax.simulate._values import all_finite, value_range
 from decjax.timing import TimeModel
 from decjax.topology import Topology
@@ -150,11 +151,6 @@ def check_run_inputs(params, data, checkpoint_dir, eval_data=None) -> None:
         checkpoint.check_directory(checkpoint_dir)
 
 
-def _first_worker(tree):
-    """The shapes of worker 0's slice of every leaf (nothing is computed or compiled)."""
-    return jax.eval_shape(lambda t: jax.tree.map(lambda x: x[0], t), tree)
-
-
 def check_params(params) -> int:
     """The number of workers ``n`` of stacked params."""
     leaves = jax.tree.leaves(params)
@@ -203,17 +199,17 @@ def check_functions(
     """Trace ``loss_fn`` and ``eval_fn`` once on one worker (``jax.eval_shape``: nothing is
     compiled) so a wrong signature or output is reported naming the function. Returns the
     one-worker arguments of each, as shapes (what a checkpoint's identity traces them on)."""
-    one = _first_worker(params)
+    one = one_worker(params)
     if isinstance(data, WorkerData):
         batch = jax.eval_shape(lambda x, y: (x[:batch_size], y[:batch_size]), data.x, data.y)
     else:
-        batch = _first_worker(data)
+        batch = one_worker(data)
     if model_state is None:
         loss = _traced("loss_fn(params, batch)", loss_fn, one, batch, "")
         extra: tuple = ()
         loss_args: tuple = (one, batch)
     else:
-        extra = (_first_worker(model_state),)
+        extra = (one_worker(model_state),)
         loss = _stateful_loss(loss_fn, one, batch, extra[0])
         loss_args = (one, batch, extra[0], jax.random.key(0))
     if not isinstance(loss, jax.ShapeDtypeStruct) or loss.shape != ():

@@ -68,8 +68,10 @@ def has_convolution(fn: Callable, *args) -> bool:
     return _has_primitive(jax.make_jaxpr(fn)(*args).jaxpr, CONVOLUTIONS)
 
 
-def _one_worker(stacked):
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), stacked)
+def one_worker(stacked):
+    """The shapes of worker 0's slice of every leaf of ``stacked`` (arrays or shapes with the
+    workers on the leading axis; nothing is computed or compiled)."""
+    return jax.eval_shape(lambda tree: jax.tree.map(lambda x: x[0], tree), stacked)
 
 
 # Steps per iteration of the compiled loop for a long run of a loss without a convolution
@@ -119,7 +121,7 @@ def resolve_steps_per_iteration(
     floats = sum(leaf.size for leaf in jax.tree.leaves(stacked[0]))
     if run_steps is not None and run_steps * floats < PAYBACK_FLOAT_STEPS:
         return 1  # the cheap test first: a short run traces no loss
-    return 1 if has_convolution(loss_fn, *_one_worker(stacked)) else STEPS_PER_ITERATION
+    return 1 if has_convolution(loss_fn, *one_worker(stacked)) else STEPS_PER_ITERATION
 
 
 def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked) -> int:
@@ -133,7 +135,7 @@ def resolve_worker_chunks(worker_chunks: int | str, loss_fn: Callable, *stacked)
     if not cpu_lowering():  # one vmapped group; the CPU lowering scans convnets
         return 1
     n = jax.tree.leaves(stacked[0])[0].shape[0]
-    return n if has_convolution(loss_fn, *_one_worker(stacked)) else 1
+    return n if has_convolution(loss_fn, *one_worker(stacked)) else 1
 
 
 def over_worker_groups(fn: Callable, args: tuple, groups: int):

@@ -32,9 +32,12 @@ def all_finite(leaves: list) -> np.ndarray:
     data on the first run of a process). NumPy reads what is on the host; the rest is
     checked in one compiled program."""
     finite = np.ones(len(leaves), bool)
-    device = [i for i, leaf in enumerate(leaves) if not _on_host(leaf)]
-    for i in sorted(set(range(len(leaves))) - set(device)):
-        finite[i] = np.isfinite(np.asarray(leaves[i])).all()
+    device = []
+    for i, leaf in enumerate(leaves):
+        if _on_host(leaf):
+            finite[i] = np.isfinite(np.asarray(leaf)).all()
+        else:
+            device.append(i)
     if device:
         finite[device] = np.asarray(_finite_on_device([leaves[i] for i in device]))
     return finite
