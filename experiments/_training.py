@@ -161,6 +161,7 @@ def tune_then_report(
     by=("n", "topology"),
     what: str = "",
     metric: str = "train_loss",
+    report_sweep=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pick each group's rate on ``tune_seeds``, then measure it on ``report_seeds``.
 
@@ -171,7 +172,9 @@ def tune_then_report(
     group, the report seeds' curves at the chosen rate. The second sweep runs
     only the chosen rates. With ``report_seeds == tune_seeds`` (the quick
     modes) nothing is re-run and the chosen rows are reported. ``metric``: the
-    column whose final mean (lower is better) picks the rate.
+    column whose final mean (lower is better) picks the rate. ``report_sweep(chosen,
+    seeds)``, given, runs only the chosen pairs (``chosen``: a DataFrame of ``by``
+    and ``lr``) instead of every group at every chosen rate.
     """
     tuning = sweep(list(grid), _seeds(tune_seeds))
     chosen = tune(tuning, grid, by, what, metric)
@@ -179,7 +182,10 @@ def tune_then_report(
         return tuning, chosen
     rates = chosen.groupby(list(by), sort=False)["lr"].first().reset_index()
     rates["_group"] = range(len(rates))  # keep the tuning's group order (not the rates')
-    report = sweep(sorted(set(rates["lr"])), _seeds(report_seeds))
+    if report_sweep is None:
+        report = sweep(sorted(set(rates["lr"])), _seeds(report_seeds))
+    else:
+        report = report_sweep(rates.drop(columns="_group"), _seeds(report_seeds))
     reported = report.merge(rates, on=[*by, "lr"], sort=False)
     reported = reported.sort_values("_group", kind="stable").drop(columns="_group")
     return tuning, reported.reset_index(drop=True)
