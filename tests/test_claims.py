@@ -89,7 +89,12 @@ def _pages():
     yield "docs/experiments/index.md", every_result, every_script
     for page in sorted((ROOT / "docs/experiments").glob("*.md")):
         if page.stem != "index":
-            results = sorted((experiments / "results" / page.stem).glob("*.[cjm]*"))
+            results = sorted(  # the script's results and its variants' (``--n32``: ``_n32/``)
+                [
+                    *(experiments / "results" / page.stem).glob("*.[cjm]*"),
+                    *(experiments / "results").glob(f"{page.stem}_*/*.[cjm]*"),
+                ]
+            )
             scripts = [experiments / f"{page.stem}.py", *experiments.glob("_*.py")]
             yield f"docs/experiments/{page.name}", results, scripts
     faults = experiments / "results/asynchrony_faults/asynchrony_faults"

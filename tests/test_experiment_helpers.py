@@ -125,6 +125,34 @@ def test_tune_then_report_measures_each_groups_rate_on_the_held_out_seeds(load):
     assert calls == [(grid, [0, 1])] and set(same["lr"]) == {0.2, 0.4}
 
 
+def test_tune_then_report_with_a_report_sweep_runs_only_the_chosen_pairs(load):
+    training = load("_training")
+    grid = [0.1, 0.2, 0.4, 0.8]
+    tune_losses = {  # seeds 0-1 pick 0.4 for the ring and 0.2 for the complete graph
+        "ring": {0.1: [3, 3], 0.2: [2, 2], 0.4: [1, 1], 0.8: [3, 3]},
+        "complete": {0.1: [3, 3], 0.2: [1, 2], 0.4: [4, 5], 0.8: [6, 6]},
+    }
+
+    def sweep(rates, seeds):
+        return _curves({t: {lr: tune_losses[t][lr] for lr in rates} for t in tune_losses})
+
+    asked = []
+
+    def report_sweep(chosen, seeds):  # each pair once per seed, loss 20 + seed
+        asked.append((chosen.to_dict("records"), list(seeds)))
+        curves = _curves({r["topology"]: {r["lr"]: [0, 0]} for _, r in chosen.iterrows()})
+        curves["seed"] = [seeds[s] for s in curves["seed"]]
+        return curves.assign(train_loss=20 + curves["seed"])
+
+    _, reported = training.tune_then_report(sweep, grid, [0, 1], [5, 6], report_sweep=report_sweep)
+    pairs = [{"n": 4, "topology": "ring", "lr": 0.4}, {"n": 4, "topology": "complete", "lr": 0.2}]
+    assert asked == [(pairs, [5, 6])]  # once, with the chosen pairs only
+    final = training.finals(reported).set_index("topology")
+    assert final.loc["ring", "lr"] == 0.4 and final.loc["complete", "lr"] == 0.2
+    assert final.loc["ring", "train_loss_mean"] == 25.5  # the report sweep's rows, seeds 5 and 6
+    assert list(reported["topology"]) == ["ring"] * 2 + ["complete"] * 2  # the tuning's order
+
+
 def test_tune_exits_when_a_group_is_best_at_the_edge(load):
     training = load("_training")
     df = _curves({"ring": {0.1: [1, 1], 0.2: [2, 2], 0.4: [3, 3]}})
@@ -271,6 +299,40 @@ def test_a_variant_flag_names_its_run_and_folder(load, tmp_path):
     assert plan["steps"] * 32 * 16 / (0.8 * plan["samples"]) == 25
     with pytest.raises(SystemExit, match="drop --cifar10"):
         vogels.main(["--n32", "--cifar10", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_the_n32_run_tunes_one_seed_per_sweep_and_reports_each_graph_at_its_rate(load, monkeypatch):
+    """At n = 32 every sweep holds one seed (400 runs at once exceeded 24 GB), and the
+    held-out seeds run each graph at its own tuned rate only."""
+    vogels = load("beyond_spectral_gap")
+    best = {"solo": -7, "star": -5}  # log2 of each graph's best rate; -3 for the others
+    calls = []
+
+    def fake_sweep(ds, model, n, graphs, rates, *, steps, seeds):
+        calls.append(([t.name for t in graphs], list(rates), list(seeds)))
+        rows = [  # a + b / n_W at the best rate, so that a gamma can be fitted
+            {"n": n, "topology": t.name, "lr": lr, "seed": s, "step": steps,
+             "train_loss": (np.log2(lr) - best.get(t.name, -3)) ** 2 + s / 100
+             + 2 / decjax.effective_neighbors(t, 0.97),
+             "test_accuracy": 0.5, "consensus_distance": 0.0}
+            for t in graphs for lr in rates for s in seeds
+        ]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(vogels._training, "topology_sweep", fake_sweep)
+    monkeypatch.setattr(vogels._training, "image_task", lambda samples, cifar10: (0, 0, "t"))
+    _, tuned, final, plan = vogels.deep_learning(False, None, n=32)
+    grid, graphs = plan["grid"], [t.name for t in vogels.dl_topologies(32, False)]
+    assert calls[:5] == [(graphs, grid, [s]) for s in range(5)]  # tuning: a seed per sweep
+    reported = {(name, lr, seeds[0]) for names, (lr,), seeds in calls[5:] for name in names}
+    assert len(calls) == 5 + 3 * 5 and all(len(seeds) == 1 for *_, seeds in calls)
+    assert reported == {
+        (name, 2.0 ** best.get(name, -3), s) for name in graphs for s in range(5, 10)
+    }
+    assert dict(zip(final["topology"], final["lr"], strict=True)) == {
+        name: 2.0 ** best.get(name, -3) for name in graphs
+    }
+    assert set(tuned["seed"]) == set(range(5, 10)) and (final["seeds"] == 5).all()
 
 
 def test_the_byzantine_full_results_support_every_conclusion_its_script_checks(load):
