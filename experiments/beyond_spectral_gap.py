@@ -186,6 +186,11 @@ def fitted_gamma(topologies, loss) -> float:
         residual = float(np.sum((design @ coef - loss) ** 2))
         if coef[1] > 0 and residual < err:
             best, err = float(gamma), residual
+    if best is None:
+        raise SystemExit(
+            "fitted_gamma: at no gamma does the loss fall as n_W grows (a + b / n_W with "
+            "b > 0); the losses do not follow the paper's model, so there is no gamma to fit"
+        )
     return best
 
 

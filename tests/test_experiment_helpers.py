@@ -178,6 +178,8 @@ def test_fitted_gamma_recovers_the_gamma_that_generated_the_losses(load):
     gamma = 1 - np.geomspace(0.5, 1e-3, 60)[30]  # a point of the search grid
     loss = np.array([0.1 + 2.0 / decjax.effective_neighbors(t, gamma) for t in topos])
     assert vogels.fitted_gamma(topos, loss) == pytest.approx(gamma)
+    with pytest.raises(SystemExit, match="no gamma to fit"):  # loss rising with n_W
+        vogels.fitted_gamma(topos, -loss)
 
 
 def _tiny_cifar10(directory, per_file: int = 8):
