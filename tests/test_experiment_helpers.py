@@ -444,3 +444,21 @@ def test_the_heterogeneity_full_results_support_every_conclusion_its_script_chec
     off.loc[0, "steps"] += 1
     with pytest.raises(SystemExit, match="conclusion reversed"):
         script.check(final, off, zeta, quick=False)
+
+
+def test_the_committed_n32_run_supports_its_check_ranking_and_fitted_gamma(load):
+    """The committed ``--n32`` results pass the script's CNN check; their ranking file and
+    fitted gamma follow from their own table (recomputed here); a reversed table fails."""
+    vogels = load("beyond_spectral_gap")
+    folder = EXPERIMENTS / "results/beyond_spectral_gap_n32"
+    dl = pd.read_csv(folder / "beyond_spectral_gap_n32_deep_learning.csv")
+    vogels.require_deep(dl)
+    graphs = {t.name: t for t in vogels.dl_topologies(32, False)}
+    gamma = vogels.fitted_gamma([graphs[t] for t in dl["topology"]], dl["train_loss_mean"])
+    assert gamma == pytest.approx(dl["fitted_gamma"].iloc[0])
+    ranking = vogels.deep_ranking(dl, vogels.dl_plan(False, n=32) | {"task": "t"})
+    committed = pd.read_csv(folder / "beyond_spectral_gap_n32_ranking.csv")
+    np.testing.assert_allclose(ranking["kendall_tau"], committed["kendall_tau"], rtol=1e-12)
+    assert ranking["kendall_tau"].iloc[3] == pytest.approx(20 / 28)  # n_W(0.951): 4 of 28 pairs
+    with pytest.raises(SystemExit):
+        vogels.require_deep(dl.assign(train_loss_mean=-dl["train_loss_mean"]))
