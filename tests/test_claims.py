@@ -122,6 +122,7 @@ def _text(page: str) -> str:
 # form: ..." (the page shows the formula) or "commit <sha> <path>"
 # (an earlier run's committed file, read from git history).
 _YING_ORDER = "experiments/results/exponential_graphs/exponential_graphs_order.md"
+_TORCH_CONVNETS = "benchmarks/results/torch_convnets_cpu.md"  # the 2026-11-30 run
 SOURCES: dict[str, dict[str, str]] = {
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
@@ -148,6 +149,10 @@ SOURCES: dict[str, dict[str, str]] = {
         "2.9": "review: issue 28's complete / ring step ratios on the CPU, quoted as the review's",
         "3.3": "review: issue 28's complete / ring step ratios on the CPU, quoted as the review's",
         "101,770": "closed form: the MLP 784-128-10's parameters, 784 * 128 + 128 + 128 * 10 + 10",
+        "119.1": f"commit 90b7d44 {_TORCH_CONVNETS}",
+        "467.7": f"commit 90b7d44 {_TORCH_CONVNETS}",
+        "1870.9": f"commit 90b7d44 {_TORCH_CONVNETS}",
+        "32.8": f"commit 90b7d44 {_TORCH_CONVNETS}",
     },
 }
 
