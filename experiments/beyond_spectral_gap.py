@@ -266,6 +266,7 @@ def deep_learning(quick: bool, cifar10=None, n: int = 16):
     lr, chosen on the tuning seeds and reported on held-out seeds (the same in quick mode)."""
     plan = dl_plan(quick, cifar10 is not None, n)
     topos = dl_topologies(n, quick)
+    by_name = {t.name: t for t in topos}
     ds, model, plan["task"] = _training.image_task(plan["samples"], cifar10)
     print(f"deep learning: {len(plan['grid'])} rates x {len(topos)} graphs, tuning seeds")
 
@@ -282,7 +283,6 @@ def deep_learning(quick: bool, cifar10=None, n: int = 16):
         )
 
     def report(chosen, seeds):  # each graph at its own rate only
-        by_name = {t.name: t for t in topos}
         return pd.concat(
             [
                 sweep([lr], seeds, [by_name[name] for name in part["topology"]])
@@ -300,7 +300,6 @@ def deep_learning(quick: bool, cifar10=None, n: int = 16):
         report_sweep=report,
     )
     final = _training.finals(tuned)
-    by_name = {t.name: t for t in topos}
     ordered = [by_name[name] for name in final["topology"]]
     gamma = fitted_gamma(ordered, final["train_loss_mean"].to_numpy())
     final = final.join(pd.DataFrame([gap_conventions(t) for t in ordered]))
