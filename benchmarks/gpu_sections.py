@@ -25,7 +25,7 @@ from benchmarks import (
     memory,
     push_sum,
     robust,
-    scale,
+    roofline,
     timing,
     torch_compare,
     torch_convnets,
@@ -44,7 +44,8 @@ class Plan:
     loop_sizes: tuple = (256,)  # the per-worker torch loop (minutes per measurement beyond)
     lenet_sizes: tuple = (16, 64, 256)
     resnet_sizes: tuple = (16, 64)
-    record_sizes: tuple = (1024, 4096, 16384)
+    record_sizes: tuple = (256, 1024, 4096, 16384)
+    limits_n: int = 4096  # the census and roofline of the record's program
     logistic_record: int = 262_144
     memory_sizes: tuple = (16, 32)
     overhead_n: int = 256
@@ -63,6 +64,7 @@ class Plan:
             lenet_sizes=(2,),
             resnet_sizes=(),  # minutes of CPU compilation: the model-state row has ResNet-20
             record_sizes=(8, 16),
+            limits_n=4,
             logistic_record=32,
             memory_sizes=(2, 4),
             overhead_n=4,
@@ -131,19 +133,7 @@ def convnets_section(plan: Plan) -> list:
 def throughput(model: str, n: int, *, steps: int, repeats: int) -> dict:
     """Simulated worker-steps per second: D-PSGD on a ring, batch 32 per worker gathered
     from each worker's shard on the device, the program ``make_run`` compiles."""
-    net = decjax.problems.mlp(LAYERS[model])
-    params = decjax.replicate(net.init(jax.random.key(0)), n)
-    data = scale.worker_data(n, LAYERS[model][0], size=max(4096, 2 * n))
-    run = decjax.make_run(
-        net.loss, decjax.dpsgd(LR, decjax.ring(n)), steps=steps, batch_size=32, eval_every=steps
-    )
-    key = jax.random.key(1)
-
-    def program(params):
-        state, metrics = run(params, key, data)
-        return state.params, metrics
-
-    jitted = jax.jit(program, donate_argnums=0)
+    jitted, params, unroll = roofline.record_program(model, n, steps=steps)
     start = time.perf_counter()
     params, metrics = jax.block_until_ready(jitted(params))
     first = time.perf_counter() - start
@@ -156,6 +146,7 @@ def throughput(model: str, n: int, *, steps: int, repeats: int) -> dict:
     return {
         "model": model,
         "n": n,
+        "steps_per_iteration": unroll,
         "step_ms": 1e3 * seconds / steps,
         "worker_steps_per_s": n * steps / seconds,
         "compile_and_first_call_s": first,
@@ -204,6 +195,34 @@ def record(plan: Plan) -> list:
     n = plan.logistic_record
     out.append((f"logistic n={n}", lambda: throughput("logistic", n, steps=plan.steps, repeats=1)))
     return out
+
+
+def limits(plan: Plan) -> list:
+    """What limits the record (``benchmarks/roofline.py``): the compiled step's kernels and
+    passes over memory, the device's memory rate, and the roofline they give, for two steps
+    per loop iteration, one, and bfloat16 parameters."""
+    n = plan.limits_n
+    steps = max(4, plan.steps)  # two loop iterations at least: one is compiled away
+
+    def one():
+        rows = roofline.measure("mlp", n, steps=steps, repeats=plan.repeats, rounds=plan.steps)
+        out = {"n": n, "memory_GBps": rows["memory_GBps"]}
+        for r in rows["variants"]:
+            name = f"{r['dtype']} x{r['steps_per_iteration']}"
+            for key in (
+                "worker_steps_per_s",
+                "kernels_per_step",
+                "integer_kernels_per_step",
+                "largest_weight_passes_per_step",
+                "bytes_per_worker_step",
+                "roofline_worker_steps_per_s",
+                "fraction_of_roofline",
+                "train_loss",
+            ):
+                out[f"{name} {key}"] = r[key]
+        return out
+
+    return [(f"mlp n={n}", one)]
 
 
 def memory_section(plan: Plan) -> list:
@@ -340,6 +359,7 @@ def gossip(plan: Plan) -> list:
 # in the order they run: the headline figures first, so a short budget still gets them
 SECTIONS = {
     "record": record,
+    "limits": limits,
     "dpsgd": dpsgd,
     "gossip": gossip,
     "overheads": overheads,

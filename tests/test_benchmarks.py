@@ -14,6 +14,7 @@ from benchmarks import (
     privacy,
     push_sum,
     robust,
+    roofline,
     scale,
     simulate_step,
     sweep_speed,
@@ -99,6 +100,8 @@ def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
     record = report["sections"]["record"]["rows"]
     assert record[0]["max_abs_diff"] < 1e-5  # the dense-matrix reference: the same numbers
     assert all(row["worker_steps_per_s"] > 0 for row in record[1:])
+    limits = report["sections"]["limits"]["rows"][0]
+    assert limits["float32 x2 largest_weight_passes_per_step"] == 5  # the census, at its floor
     dpsgd_row = report["sections"]["dpsgd"]["rows"][0]
     assert dpsgd_row["max_abs_diff"] < 1e-4 and dpsgd_row["ratio"] > 0
     assert "## convnets" in (tmp_path / "gpu_quick.md").read_text()
@@ -107,6 +110,21 @@ def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
     again = json.loads((tmp_path / "gpu_quick.json").read_text())
     assert set(again["sections"]) == set(gpu.SECTIONS)
     assert again["sections"]["record"] == report["sections"]["record"]
+
+
+def test_roofline_benchmark_quick_mode_reads_the_step_at_its_floor(tmp_path):
+    assert roofline.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "roofline_quick.json").read_text())
+    two, one, bf16 = report["record"]["variants"]
+    assert (two["steps_per_iteration"], two["largest_weight_passes_per_step"]) == (2, 5)
+    assert (one["copies_per_step"], one["largest_weight_passes_per_step"]) == (1, 7)
+    assert bf16["dtype"] == "bfloat16" and bf16["param_bytes_per_worker"] * 2 == pytest.approx(
+        two["param_bytes_per_worker"], rel=1e-6
+    )
+    for row in report["record"]["variants"]:
+        assert row["worker_steps_per_s"] > 0 and row["roofline_worker_steps_per_s"] > 0
+    assert len(report["training"]["rows"]) == 4  # two seeds, two dtypes
+    assert {s["field"] for s in report["training"]["summary"]} >= {"train_loss"}
 
 
 def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):

@@ -153,6 +153,11 @@ SOURCES: dict[str, dict[str, str]] = {
         "467.7": f"commit 90b7d44 {_TORCH_CONVNETS}",
         "1870.9": f"commit 90b7d44 {_TORCH_CONVNETS}",
         "32.8": f"commit 90b7d44 {_TORCH_CONVNETS}",
+        "4.8": "closed form: 2,877 GB/s (dpsgd_step_gpu.md) / 5.96 MB per worker-step "
+        "(roofline_cpu.md), shown on the page as that quotient",
+        "3.5": "closed form: 4.3e5 worker-steps/s (the H100 record) x 8.12 MB per worker-step "
+        "(roofline_cpu.md, one step per iteration)",
+        "24": "closed form: 4,096 workers x 5.96 MB per worker-step (roofline_cpu.md)",
     },
 }
 

@@ -1,0 +1,278 @@
+"""Benchmark: what limits the throughput record, read from the compiled step and the device.
+
+The record (``benchmarks.gpu``'s first section) counts simulated worker-steps
+per second of D-PSGD on a ring, MLP 784-256-256-10, batch 32 per worker
+gathered from each worker's shard on the device: the program ``make_run``
+compiles. At one n this script measures, in one process:
+
+1. **The census** of the compiled step loop (:func:`benchmarks.hlo.step_census`):
+   kernels per step, and reads, writes and copies of arrays shaped like each
+   parameter and like the input batch, hence the bytes a step moves per worker.
+   A D-PSGD step cannot move fewer than five passes over each weight matrix:
+   the forward pass reads it, the backward pass writes its gradient, and the
+   update and the gossip, fused into one kernel, read the parameters and the
+   gradient and write the result (layers after the first read theirs once more
+   in the backward pass).
+2. **The memory rate** of the device: a loop of in-place passes ``a * one``
+   over an array of the parameters' bytes (one read and one write per pass).
+3. **The roofline**: memory rate / bytes per worker-step, the most worker-steps
+   per second this census allows, against the rate measured.
+4. **Variants**: the loop ``"auto"`` runs for a run of this length, one step per
+   loop iteration, and bfloat16 parameters (gradients and update in bfloat16,
+   the gossip's mix in float32 and cast back): half the bytes.
+5. **What bfloat16 costs in training**: D-PSGD on digits (n = 16, ring, MLP
+   64-64-10), final training loss and test accuracy of the averaged model in
+   float32 and with bfloat16 parameters, over seeds.
+
+    python -m benchmarks.roofline          # -> benchmarks/results/roofline_<platform>.json, .md
+    python -m benchmarks.roofline --quick  # seconds: a smoke test
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+import decjax
+from benchmarks import _report, scale
+from benchmarks.hlo import step_census
+from decjax.simulate._lowering import resolve_steps_per_iteration
+
+LAYERS = {"mlp": [784, 256, 256, 10], "logistic": [784, 10]}
+LR = 0.05
+BATCH = 32
+
+
+def record_program(model: str, n: int, *, steps: int, dtype=jnp.float32, unroll="auto"):
+    """``(program, params, unroll)``: the record's jitted run (parameters donated), its
+    input, and its steps per loop iteration (``"auto"`` resolved by decjax's own rule)."""
+    net = decjax.problems.mlp(LAYERS[model])
+    params = decjax.replicate(net.init(jax.random.key(0)), n)
+    params = jax.tree.map(lambda a: a.astype(dtype), params)
+    data = scale.worker_data(n, LAYERS[model][0], size=max(4096, 2 * n))
+    data = data._replace(x=data.x.astype(dtype))  # a bfloat16 model reads bfloat16 inputs
+    batch = (
+        jax.ShapeDtypeStruct((n, BATCH, LAYERS[model][0]), data.x.dtype),
+        jax.ShapeDtypeStruct((n, BATCH), data.y.dtype),
+    )
+    unroll = resolve_steps_per_iteration(unroll, net.loss, params, batch, run_steps=steps)
+    run = decjax.make_run(
+        net.loss,
+        decjax.dpsgd(LR, decjax.ring(n)),
+        steps=steps,
+        batch_size=BATCH,
+        eval_every=steps,
+        steps_per_iteration=unroll,
+    )
+
+    def program(params):
+        state, metrics = run(params, jax.random.key(1), data)
+        return state.params, metrics
+
+    return jax.jit(program, donate_argnums=0), params, unroll
+
+
+def shapes_of(params, n: int, inputs: int) -> list[tuple]:
+    """The distinct parameter shapes, largest first, then the input batch's."""
+    leaves = sorted({leaf.shape for leaf in jax.tree.leaves(params)}, key=_size, reverse=True)
+    return [*leaves, (n, BATCH, inputs)]
+
+
+def _size(shape) -> int:
+    size = 1
+    for d in shape:
+        size *= d
+    return size
+
+
+def memory_rate(nbytes: int, *, rounds: int, repeats: int) -> float:
+    """Bytes per second of in-place passes ``a * one`` over ``nbytes`` of float32
+    (each pass reads and writes every byte)."""
+    a = jnp.zeros(max(1, nbytes // 4), jnp.float32)
+    one = jnp.ones((), jnp.float32)  # an argument, so the product is not folded away
+    passes = jax.jit(lambda a, one: jax.lax.fori_loop(0, rounds, lambda _, b: b * one, a))
+    return 2 * a.nbytes * rounds / _median_seconds(passes, a, one, repeats=repeats)
+
+
+def _median_seconds(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def variant(model: str, n: int, *, steps: int, repeats: int, dtype, unroll) -> dict:
+    """One program: its census per step and worker, and its measured rate."""
+    program, params, per_iteration = record_program(
+        model, n, steps=steps, dtype=dtype, unroll=unroll
+    )
+    compiled = program.lower(params).compile()
+    census = step_census(compiled, shapes_of(params, n, LAYERS[model][0]))
+    params, metrics = jax.block_until_ready(program(params))  # compiles; donated from here on
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        params, metrics = jax.block_until_ready(program(params))
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times) / steps
+    largest = census["shapes"][",".join(map(str, max(_leaf_shapes(params), key=_size)))]
+    return {
+        "model": model,
+        "n": n,
+        "dtype": jnp.dtype(dtype).name,
+        "steps_per_iteration": per_iteration,
+        "step_ms": 1e3 * seconds,
+        "worker_steps_per_s": n / seconds,
+        "kernels_per_step": census["kernels"] / per_iteration,
+        "integer_kernels_per_step": census["integer_kernels"] / per_iteration,
+        "largest_weight_passes_per_step": (largest["reads"] + largest["writes"]) / per_iteration,
+        "copies_per_step": largest["copies"] / per_iteration,
+        "bytes_per_worker_step": census["bytes"] / per_iteration / n,
+        "param_bytes_per_worker": sum(a.nbytes for a in jax.tree.leaves(params)) / n,
+        "train_loss": float(metrics["train_loss"][-1]),
+    }
+
+
+def _leaf_shapes(params) -> list[tuple]:
+    return [leaf.shape for leaf in jax.tree.leaves(params)]
+
+
+def measure(model: str, n: int, *, steps: int, repeats: int, rounds: int) -> dict:
+    """The census, memory rate and roofline of each variant at one ``n``."""
+    rows = []
+    for dtype, unroll in ((jnp.float32, 2), (jnp.float32, 1), (jnp.bfloat16, 2)):
+        rows.append(variant(model, n, steps=steps, repeats=repeats, dtype=dtype, unroll=unroll))
+    rate = memory_rate(int(rows[0]["param_bytes_per_worker"] * n), rounds=rounds, repeats=repeats)
+    for row in rows:
+        row["roofline_worker_steps_per_s"] = rate / row["bytes_per_worker_step"]
+        row["fraction_of_roofline"] = row["worker_steps_per_s"] / row["roofline_worker_steps_per_s"]
+    return {"model": model, "n": n, "memory_GBps": rate / 1e9, "variants": rows}
+
+
+def bfloat16_training(*, n: int, steps: int, seeds: tuple, lr: float = 0.1) -> list[dict]:
+    """D-PSGD on digits (ring, MLP 64-64-10, batch 32 per worker) with float32 and with
+    bfloat16 parameters and inputs: the averaged model's full training loss and test
+    accuracy (evaluated in float32), per seed (initialisation and minibatches)."""
+    dataset = decjax.data.load_digits()
+    net = decjax.problems.mlp([64, 64, 10])
+    rows = []
+    for seed in seeds:
+        data = decjax.data.distribute(dataset, n, "iid", key=seed)
+        init = decjax.replicate(net.init(jax.random.key(seed)), n)
+        for dtype in (jnp.float32, jnp.bfloat16):
+            result = decjax.simulate(
+                net.loss,
+                jax.tree.map(lambda a: a.astype(dtype), init),
+                decjax.dpsgd(lr, decjax.ring(n)),
+                data._replace(x=data.x.astype(dtype)),
+                steps=steps,
+                batch_size=BATCH,
+                key=jax.random.key(seed),
+                progress=False,
+            )
+            mean = jax.tree.map(lambda a: jnp.mean(a.astype(jnp.float32), axis=0), result.params)
+            train = net.eval_fn(mean, (dataset.x_train, dataset.y_train))
+            test = net.eval_fn(mean, (dataset.x_test, dataset.y_test))
+            rows.append(
+                {
+                    "seed": seed,
+                    "dtype": jnp.dtype(dtype).name,
+                    "train_loss": float(train["loss"]),
+                    "test_accuracy": float(test["accuracy"]),
+                    "consensus_distance": float(result.metrics["consensus_distance"][-1]),
+                }
+            )
+    return rows
+
+
+def paired_difference(rows: list[dict], field: str) -> dict:
+    """bfloat16 minus float32 of ``field``, paired by seed: mean and 95 % t-interval."""
+    import numpy as np
+    from scipy import stats
+
+    by = {(r["seed"], r["dtype"]): r[field] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    diff = np.array([by[s, "bfloat16"] - by[s, "float32"] for s in seeds])
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    mean32 = float(np.mean([by[s, "float32"] for s in seeds]))
+    return {"field": field, "float32_mean": mean32, "difference": float(diff.mean()), "ci95": half}
+
+
+def main(argv=None) -> int:
+    args = _report.arguments(__doc__, argv)
+    device = jax.devices()[0]
+    gpu = device.platform == "gpu"
+    if args.quick:
+        n, steps, repeats, rounds, training = 4, 4, 1, 2, dict(n=4, steps=20, seeds=(0, 1))
+    else:
+        n, steps, repeats, rounds = (4096, 20, 5, 20) if gpu else (64, 16, 5, 10)
+        training = dict(n=16, steps=3000, seeds=(0, 1, 2, 3, 4))
+    report = _report.header(args.quick, model="MLP " + "-".join(map(str, LAYERS["mlp"])))
+    report["record"] = measure("mlp", n, steps=steps, repeats=repeats, rounds=rounds)
+    for row in report["record"]["variants"]:
+        print(
+            f"{row['dtype']}, {row['steps_per_iteration']} step(s) per iteration: "
+            f"{row['worker_steps_per_s']:.0f} worker-steps/s, "
+            f"{row['largest_weight_passes_per_step']:g} passes over the largest weight, "
+            f"{row['bytes_per_worker_step'] / 1e6:.2f} MB per worker-step, "
+            f"{row['fraction_of_roofline']:.2f} of the roofline",
+            flush=True,
+        )
+    report["training"] = {"setup": training, "rows": bfloat16_training(**training)}
+    report["training"]["summary"] = [
+        paired_difference(report["training"]["rows"], f)
+        for f in ("train_loss", "test_accuracy", "consensus_distance")
+    ]
+    stem = f"roofline_{'quick' if args.quick else device.platform}"
+    _report.write(args.out, stem, report, to_markdown(report))
+    return 0
+
+
+def to_markdown(report: dict) -> str:
+    record = report["record"]
+    lines = [
+        f"{_report.measured_on(report)}. {report['model']}, D-PSGD on a ring, batch "
+        f"{BATCH} per worker gathered on the device (the record's program), n = "
+        f"{record['n']}. Census of the compiled step loop per step; memory rate: in-place "
+        f"passes over the parameters' bytes, {record['memory_GBps']:.1f} GB/s (read + write).",
+        "",
+        "| parameters | steps per loop iteration | worker-steps/s | kernels per step (integer) "
+        "| passes over the largest weight | copies | MB per worker-step | roofline "
+        "worker-steps/s | fraction of roofline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in record["variants"]:
+        lines.append(
+            f"| {r['dtype']} | {r['steps_per_iteration']} | {r['worker_steps_per_s']:.0f} | "
+            f"{r['kernels_per_step']:g} ({r['integer_kernels_per_step']:g}) | "
+            f"{r['largest_weight_passes_per_step']:g} | "
+            f"{r['copies_per_step']:g} | {r['bytes_per_worker_step'] / 1e6:.2f} | "
+            f"{r['roofline_worker_steps_per_s']:.0f} | {r['fraction_of_roofline']:.3f} |"
+        )
+    setup = report["training"]["setup"]
+    lines += [
+        "",
+        f"bfloat16 parameters in training: D-PSGD on digits, ring, n = {setup['n']}, MLP "
+        f"64-64-10, batch {BATCH}, {setup['steps']} steps, seeds {list(setup['seeds'])}; the "
+        "averaged model evaluated in float32. Difference bfloat16 - float32 paired by seed, "
+        "mean and 95 % t-interval.",
+        "",
+        "| quantity | float32 (mean) | bfloat16 - float32 | 95 % interval |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in report["training"]["summary"]:
+        lines.append(
+            f"| {s['field']} | {s['float32_mean']:.4f} | {s['difference']:+.4f} | "
+            f"± {s['ci95']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
