@@ -200,7 +200,7 @@ def record(plan: Plan) -> list:
 def limits(plan: Plan) -> list:
     """What limits the record (``benchmarks/roofline.py``): the compiled step's kernels and
     passes over memory, the device's memory rate, and the roofline they give, for two steps
-    per loop iteration, one, and bfloat16 parameters."""
+    per loop iteration, one, and bfloat16 parameters (cast, and under low_precision)."""
     n = plan.limits_n
     steps = max(4, plan.steps)  # two loop iterations at least: one is compiled away
 
@@ -208,7 +208,7 @@ def limits(plan: Plan) -> list:
         rows = roofline.measure("mlp", n, steps=steps, repeats=plan.repeats, rounds=plan.steps)
         out = {"n": n, "memory_GBps": rows["memory_GBps"]}
         for r in rows["variants"]:
-            name = f"{r['dtype']} x{r['steps_per_iteration']}"
+            name = f"{r['precision']} x{r['steps_per_iteration']}"
             for key in (
                 "worker_steps_per_s",
                 "kernels_per_step",

@@ -17,12 +17,14 @@ compiles. At one n this script measures, in one process:
    over an array of the parameters' bytes (one read and one write per pass).
 3. **The roofline**: memory rate / bytes per worker-step, the most worker-steps
    per second this census allows, against the rate measured.
-4. **Variants**: the loop ``"auto"`` runs for a run of this length, one step per
-   loop iteration, and bfloat16 parameters (gradients and update in bfloat16,
-   the gossip's mix in float32 and cast back): half the bytes.
+4. **Variants**: two steps per loop iteration (what ``"auto"`` runs for a
+   record-length run), one step, and bfloat16 parameters: cast, with the
+   algorithm as it is (its update and its gossip each round to nearest), and
+   under :func:`decjax.algorithms.low_precision` (one float32 step, rounded
+   once, stochastically): half the parameters' bytes.
 5. **What bfloat16 costs in training**: D-PSGD on digits (n = 16, ring, MLP
-   64-64-10), final training loss and test accuracy of the averaged model in
-   float32 and with bfloat16 parameters, over seeds.
+   64-64-10), final training loss and test accuracy of the averaged model and
+   consensus distance, for float32 and both bfloat16 stores, over seeds.
 
     python -m benchmarks.roofline          # -> benchmarks/results/roofline_<platform>.json, .md
     python -m benchmarks.roofline --quick  # seconds: a smoke test
@@ -44,16 +46,35 @@ from decjax.simulate._lowering import resolve_steps_per_iteration
 LAYERS = {"mlp": [784, 256, 256, 10], "logistic": [784, 10]}
 LR = 0.05
 BATCH = 32
+# how the parameters are stored: float32; bfloat16 cast (the algorithm as it is, its update
+# and its gossip each rounding to nearest); bfloat16 under low_precision (one float32 step,
+# rounded once, stochastically)
+PRECISIONS = ("float32", "bfloat16", "bfloat16 stochastic")
 
 
-def record_program(model: str, n: int, *, steps: int, dtype=jnp.float32, unroll="auto"):
+def stored(precision: str, params, data, tx):
+    """``(params, data, tx)`` for a run whose parameters are stored as ``precision``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return params, data, tx
+    params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    data = data._replace(x=data.x.astype(jnp.bfloat16))  # a bfloat16 model reads bfloat16
+    if precision == "bfloat16 stochastic":
+        tx = decjax.algorithms.low_precision(tx, key=7)
+    return params, data, tx
+
+
+def record_program(model: str, n: int, *, steps: int, precision="float32", unroll="auto"):
     """``(program, params, unroll)``: the record's jitted run (parameters donated), its
     input, and its steps per loop iteration (``"auto"`` resolved by decjax's own rule)."""
     net = decjax.problems.mlp(LAYERS[model])
-    params = decjax.replicate(net.init(jax.random.key(0)), n)
-    params = jax.tree.map(lambda a: a.astype(dtype), params)
-    data = scale.worker_data(n, LAYERS[model][0], size=max(4096, 2 * n))
-    data = data._replace(x=data.x.astype(dtype))  # a bfloat16 model reads bfloat16 inputs
+    params, data, tx = stored(
+        precision,
+        decjax.replicate(net.init(jax.random.key(0)), n),
+        scale.worker_data(n, LAYERS[model][0], size=max(4096, 2 * n)),
+        decjax.dpsgd(LR, decjax.ring(n)),
+    )
     batch = (
         jax.ShapeDtypeStruct((n, BATCH, LAYERS[model][0]), data.x.dtype),
         jax.ShapeDtypeStruct((n, BATCH), data.y.dtype),
@@ -61,7 +82,7 @@ def record_program(model: str, n: int, *, steps: int, dtype=jnp.float32, unroll=
     unroll = resolve_steps_per_iteration(unroll, net.loss, params, batch, run_steps=steps)
     run = decjax.make_run(
         net.loss,
-        decjax.dpsgd(LR, decjax.ring(n)),
+        tx,
         steps=steps,
         batch_size=BATCH,
         eval_every=steps,
@@ -107,10 +128,10 @@ def _median_seconds(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
-def variant(model: str, n: int, *, steps: int, repeats: int, dtype, unroll) -> dict:
+def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unroll) -> dict:
     """One program: its census per step and worker, and its measured rate."""
     program, params, per_iteration = record_program(
-        model, n, steps=steps, dtype=dtype, unroll=unroll
+        model, n, steps=steps, precision=precision, unroll=unroll
     )
     compiled = program.lower(params).compile()
     census = step_census(compiled, shapes_of(params, n, LAYERS[model][0]))
@@ -125,7 +146,7 @@ def variant(model: str, n: int, *, steps: int, repeats: int, dtype, unroll) -> d
     return {
         "model": model,
         "n": n,
-        "dtype": jnp.dtype(dtype).name,
+        "precision": precision,
         "steps_per_iteration": per_iteration,
         "step_ms": 1e3 * seconds,
         "worker_steps_per_s": n / seconds,
@@ -146,8 +167,11 @@ def _leaf_shapes(params) -> list[tuple]:
 def measure(model: str, n: int, *, steps: int, repeats: int, rounds: int) -> dict:
     """The census, memory rate and roofline of each variant at one ``n``."""
     rows = []
-    for dtype, unroll in ((jnp.float32, 2), (jnp.float32, 1), (jnp.bfloat16, 2)):
-        rows.append(variant(model, n, steps=steps, repeats=repeats, dtype=dtype, unroll=unroll))
+    plan = [("float32", 2), ("float32", 1), ("bfloat16", 2), ("bfloat16 stochastic", 2)]
+    for precision, unroll in plan:
+        rows.append(
+            variant(model, n, steps=steps, repeats=repeats, precision=precision, unroll=unroll)
+        )
     rate = memory_rate(int(rows[0]["param_bytes_per_worker"] * n), rounds=rounds, repeats=repeats)
     for row in rows:
         row["roofline_worker_steps_per_s"] = rate / row["bytes_per_worker_step"]
@@ -165,12 +189,13 @@ def bfloat16_training(*, n: int, steps: int, seeds: tuple, lr: float = 0.1) -> l
     for seed in seeds:
         data = decjax.data.distribute(dataset, n, "iid", key=seed)
         init = decjax.replicate(net.init(jax.random.key(seed)), n)
-        for dtype in (jnp.float32, jnp.bfloat16):
+        for precision in PRECISIONS:
+            params, shards, tx = stored(precision, init, data, decjax.dpsgd(lr, decjax.ring(n)))
             result = decjax.simulate(
                 net.loss,
-                jax.tree.map(lambda a: a.astype(dtype), init),
-                decjax.dpsgd(lr, decjax.ring(n)),
-                data._replace(x=data.x.astype(dtype)),
+                params,
+                tx,
+                shards,
                 steps=steps,
                 batch_size=BATCH,
                 key=jax.random.key(seed),
@@ -182,7 +207,7 @@ def bfloat16_training(*, n: int, steps: int, seeds: tuple, lr: float = 0.1) -> l
             rows.append(
                 {
                     "seed": seed,
-                    "dtype": jnp.dtype(dtype).name,
+                    "precision": precision,
                     "train_loss": float(train["loss"]),
                     "test_accuracy": float(test["accuracy"]),
                     "consensus_distance": float(result.metrics["consensus_distance"][-1]),
@@ -191,17 +216,22 @@ def bfloat16_training(*, n: int, steps: int, seeds: tuple, lr: float = 0.1) -> l
     return rows
 
 
-def paired_difference(rows: list[dict], field: str) -> dict:
-    """bfloat16 minus float32 of ``field``, paired by seed: mean and 95 % t-interval."""
+def paired_difference(rows: list[dict], field: str, precision: str) -> dict:
+    """``precision`` minus float32 of ``field``, paired by seed: mean and 95 % t-interval."""
     import numpy as np
     from scipy import stats
 
-    by = {(r["seed"], r["dtype"]): r[field] for r in rows}
+    by = {(r["seed"], r["precision"]): r[field] for r in rows}
     seeds = sorted({r["seed"] for r in rows})
-    diff = np.array([by[s, "bfloat16"] - by[s, "float32"] for s in seeds])
+    diff = np.array([by[s, precision] - by[s, "float32"] for s in seeds])
     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-    mean32 = float(np.mean([by[s, "float32"] for s in seeds]))
-    return {"field": field, "float32_mean": mean32, "difference": float(diff.mean()), "ci95": half}
+    return {
+        "field": field,
+        "precision": precision,
+        "float32_mean": float(np.mean([by[s, "float32"] for s in seeds])),
+        "difference": float(diff.mean()),
+        "ci95": float(half),
+    }
 
 
 def main(argv=None) -> int:
@@ -217,7 +247,7 @@ def main(argv=None) -> int:
     report["record"] = measure("mlp", n, steps=steps, repeats=repeats, rounds=rounds)
     for row in report["record"]["variants"]:
         print(
-            f"{row['dtype']}, {row['steps_per_iteration']} step(s) per iteration: "
+            f"{row['precision']}, {row['steps_per_iteration']} step(s) per iteration: "
             f"{row['worker_steps_per_s']:.0f} worker-steps/s, "
             f"{row['largest_weight_passes_per_step']:g} passes over the largest weight, "
             f"{row['bytes_per_worker_step'] / 1e6:.2f} MB per worker-step, "
@@ -226,8 +256,9 @@ def main(argv=None) -> int:
         )
     report["training"] = {"setup": training, "rows": bfloat16_training(**training)}
     report["training"]["summary"] = [
-        paired_difference(report["training"]["rows"], f)
-        for f in ("train_loss", "test_accuracy", "consensus_distance")
+        paired_difference(report["training"]["rows"], field, precision)
+        for precision in PRECISIONS[1:]
+        for field in ("train_loss", "test_accuracy", "consensus_distance")
     ]
     stem = f"roofline_{'quick' if args.quick else device.platform}"
     _report.write(args.out, stem, report, to_markdown(report))
@@ -249,7 +280,7 @@ def to_markdown(report: dict) -> str:
     ]
     for r in record["variants"]:
         lines.append(
-            f"| {r['dtype']} | {r['steps_per_iteration']} | {r['worker_steps_per_s']:.0f} | "
+            f"| {r['precision']} | {r['steps_per_iteration']} | {r['worker_steps_per_s']:.0f} | "
             f"{r['kernels_per_step']:g} ({r['integer_kernels_per_step']:g}) | "
             f"{r['largest_weight_passes_per_step']:g} | "
             f"{r['copies_per_step']:g} | {r['bytes_per_worker_step'] / 1e6:.2f} | "
@@ -260,16 +291,18 @@ def to_markdown(report: dict) -> str:
         "",
         f"bfloat16 parameters in training: D-PSGD on digits, ring, n = {setup['n']}, MLP "
         f"64-64-10, batch {BATCH}, {setup['steps']} steps, seeds {list(setup['seeds'])}; the "
-        "averaged model evaluated in float32. Difference bfloat16 - float32 paired by seed, "
-        "mean and 95 % t-interval.",
+        "averaged model evaluated in float32. bfloat16: parameters and inputs cast, the "
+        "algorithm as it is (update and gossip each round to nearest); bfloat16 stochastic: "
+        "under decjax.algorithms.low_precision (one float32 step, rounded once, "
+        "stochastically). Difference from float32 paired by seed, mean and 95 % t-interval.",
         "",
-        "| quantity | float32 (mean) | bfloat16 - float32 | 95 % interval |",
-        "|---|---:|---:|---:|",
+        "| quantity | parameters | float32 (mean) | difference from float32 | 95 % interval |",
+        "|---|---|---:|---:|---:|",
     ]
     for s in report["training"]["summary"]:
         lines.append(
-            f"| {s['field']} | {s['float32_mean']:.4f} | {s['difference']:+.4f} | "
-            f"± {s['ci95']:.4f} |"
+            f"| {s['field']} | {s['precision']} | {s['float32_mean']:.4f} | "
+            f"{s['difference']:+.4f} | ± {s['ci95']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 

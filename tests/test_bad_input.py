@@ -309,6 +309,37 @@ CASES.update(
             "mode",
         ),
         "stragglers-tx": (lambda: decjax.algorithms.stragglers("sgd", [1.0], key=KEY), "tx"),
+        "low-precision-tx": (lambda: decjax.algorithms.low_precision("sgd", key=KEY), "tx"),
+        "low-precision-dtype": (
+            lambda: decjax.algorithms.low_precision(optax.sgd(0.1), "float8", key=KEY),
+            "dtype",
+        ),
+        "low-precision-rounding": (
+            lambda: decjax.algorithms.low_precision(optax.sgd(0.1), rounding="up", key=KEY),
+            "rounding",
+        ),
+        "low-precision-stochastic-float16": (
+            lambda: decjax.algorithms.low_precision(optax.sgd(0.1), "float16", key=KEY),
+            "rounding='nearest'",
+        ),
+        "low-precision-no-key": (
+            lambda: decjax.algorithms.low_precision(optax.sgd(0.1)),
+            "key",
+        ),
+        "low-precision-float32-params": (
+            lambda: decjax.algorithms.low_precision(optax.sgd(0.1), key=KEY).init(jnp.ones((4, 3))),
+            "astype(jnp.bfloat16)",
+        ),
+        "stochastic-round-float16": (
+            lambda: decjax.algorithms.stochastic_round(
+                jnp.ones(3, jnp.float16), jnp.zeros(3, jnp.uint32)
+            ),
+            "float32",
+        ),
+        "stochastic-round-bits-shape": (
+            lambda: decjax.algorithms.stochastic_round(jnp.ones(3), jnp.zeros(2, jnp.uint32)),
+            "bits",
+        ),
         "churn-no-faults": (
             lambda: decjax.algorithms.node_churn(decjax.dpsgd(0.1, decjax.ring(4)), decjax.ring(4)),
             "with_faults",
@@ -1687,7 +1718,8 @@ NO_INPUT = set(
     # records, states and protocols: NamedTuple/dataclass fields that decjax itself fills
     "RunState CombineState ChocoState ChurnState ConsensusControlState DASGDState DeTAGState "
     "DiLoCoState DiffusionState GradientTrackingState OverlapState PushDIGingState "
-    "PushSumState QuasiGlobalMomentumState StragglerState Info StepTransformation "
+    "PushSumState QuasiGlobalMomentumState StragglerState LowPrecisionState Info "
+    "StepTransformation "
     "DecentralizedTransformation PerWorker Delays Partition WorkerData Dataset Compressor Learned "
     "SecureSums RelayState Routes RelaySumState LeastSquares "
     "Schedule Classifier StatefulClassifier Quadratics SimulationResult Topology Objective "

@@ -115,16 +115,21 @@ def test_gpu_suite_quick_mode_measures_every_section(tmp_path):
 def test_roofline_benchmark_quick_mode_reads_the_step_at_its_floor(tmp_path):
     assert roofline.main(["--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "roofline_quick.json").read_text())
-    two, one, bf16 = report["record"]["variants"]
+    two, one, bf16, stochastic = report["record"]["variants"]
     assert (two["steps_per_iteration"], two["largest_weight_passes_per_step"]) == (2, 5)
     assert (one["copies_per_step"], one["largest_weight_passes_per_step"]) == (1, 7)
-    assert bf16["dtype"] == "bfloat16" and bf16["param_bytes_per_worker"] * 2 == pytest.approx(
-        two["param_bytes_per_worker"], rel=1e-6
-    )
+    for row in (bf16, stochastic):
+        assert row["param_bytes_per_worker"] * 2 == pytest.approx(
+            two["param_bytes_per_worker"], rel=1e-6
+        )
     for row in report["record"]["variants"]:
         assert row["worker_steps_per_s"] > 0 and row["roofline_worker_steps_per_s"] > 0
-    assert len(report["training"]["rows"]) == 4  # two seeds, two dtypes
-    assert {s["field"] for s in report["training"]["summary"]} >= {"train_loss"}
+    assert len(report["training"]["rows"]) == 6  # two seeds, three stores
+    summary = report["training"]["summary"]
+    assert {(s["precision"], s["field"]) for s in summary} >= {
+        ("bfloat16", "train_loss"),
+        ("bfloat16 stochastic", "train_loss"),
+    }
 
 
 def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):

@@ -103,6 +103,8 @@ def _pages():
     benchmarks = sorted((ROOT / "benchmarks/results").glob("*.[jm]*"))
     scripts = sorted((ROOT / "benchmarks").glob("*.py"))
     yield "docs/benchmarks.md", benchmarks, scripts
+    roofline = [ROOT / f"benchmarks/results/roofline_cpu.{e}" for e in ("md", "json")]
+    yield "docs/low_precision.md", roofline, [ROOT / "benchmarks/roofline.py"]
     yield "README.md#performance", benchmarks, scripts
 
 
@@ -124,6 +126,11 @@ def _text(page: str) -> str:
 _YING_ORDER = "experiments/results/exponential_graphs/exponential_graphs_order.md"
 _TORCH_CONVNETS = "benchmarks/results/torch_convnets_cpu.md"  # the 2026-11-30 run
 SOURCES: dict[str, dict[str, str]] = {
+    "docs/low_precision.md": {
+        "65504": "closed form: float16's largest finite value, (2 - 2**-10) * 2**15",
+        "16": "closed form: lowbias32 is 8 integer operations (3 shifts, 3 xors, 2 "
+        "multiplies), twice, plus the seeds' add and xor",
+    },
     "docs/experiments/beyond_spectral_gap.md": {
         "0.0442": "paper: the authors' tuned learning rate for the complete graph (VGG-11)",
         "11.4": "paper: the authors' ring rate over their solo rate, 0.0625 / 0.0055",

@@ -545,3 +545,26 @@ def _digraph(n: int):
     graph = nx.gnp_random_graph(n, 0.2, seed=0, directed=True)
     graph.add_edges_from((i, (i + 1) % n) for i in range(n))
     return graph
+
+
+def test_stochastic_rounding_draws_the_same_bits_however_the_workers_are_split(mesh):
+    """low_precision's bits come from (key, step, worker, leaf), the worker's global index:
+    two workers per device round exactly as on one device."""
+    ds = decjax.data.load_digits()
+    n = 16
+    data = decjax.data.distribute(ds, n, "iid", key=0)
+    data = data._replace(x=data.x.astype(jnp.bfloat16))
+    model = decjax.problems.mlp([64, 16, 10])
+    params = jax.tree.map(
+        lambda a: a.astype(jnp.bfloat16), decjax.replicate(model.init(jax.random.key(0)), n)
+    )
+
+    def tx():
+        return decjax.algorithms.low_precision(decjax.dpsgd(0.1, decjax.ring(n)), key=5)
+
+    kwargs = {"steps": 20, "batch_size": 8, "key": jax.random.key(4), "progress": False}
+    single = decjax.simulate(model.loss, params, tx(), data, **kwargs)
+    multi = decjax.simulate(model.loss, params, tx(), data, mesh=mesh, **kwargs)
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(multi.params), strict=True):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(b, np.float32), np.asarray(a, np.float32))

@@ -45,6 +45,7 @@ from decjax.algorithms.delays import (
 from decjax.algorithms.diffusion import DiffusionState, d2, exact_diffusion
 from decjax.algorithms.faults import ChurnState, StragglerState, node_churn, stragglers
 from decjax.algorithms.local import gossip_pga, local_sgd
+from decjax.algorithms.precision import LowPrecisionState, low_precision, stochastic_round
 from decjax.algorithms.push_sum import (
     OverlapState,
     PushDIGingState,
@@ -71,6 +72,7 @@ __all__ = [
     "DiffusionState",
     "GradientTrackingState",
     "Info",
+    "LowPrecisionState",
     "OverlapState",
     "PerWorker",
     "PushDIGingState",
@@ -100,6 +102,7 @@ __all__ = [
     "gradient_tracking",
     "local_sgd",
     "local_then",
+    "low_precision",
     "nesterov_outer",
     "node_churn",
     "osgp",
@@ -111,6 +114,7 @@ __all__ = [
     "relaysgd",
     "relaysum",
     "sgp",
+    "stochastic_round",
     "stragglers",
     "streaming_diloco",
     "uniform_delay",
