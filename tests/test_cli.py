@@ -54,6 +54,7 @@ def test_cli_runs_a_small_comparison_and_writes_outputs(tmp_path, capsys):
         (["--cluster", "nvlink-nodes", "--workers", "12"], "multiple of 8 workers, got 12"),
         (["--bandwidth", "0"], "argument --bandwidth: must be a finite number > 0"),
         (["--target-accuracy", "80"], "argument --target-accuracy: must be in (0, 1]"),
+        (["--precision", "float16"], "argument --precision: invalid choice"),
     ],
 )
 def test_cli_rejects_bad_flags(argv, message, capsys):

@@ -225,6 +225,7 @@ def _settings(args) -> list[str]:
             ("exchange", args.exchange),
             ("attack", args.attack or ("dissensus" if args.byzantine else None)),
             ("robust", args.robust),
+            ("parameters", args.precision if args.precision != "float32" else None),
         )
         if value
     ]

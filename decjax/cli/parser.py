@@ -113,9 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optimizer_flags(parser: argparse.ArgumentParser) -> None:
-    """The local optimizer's momentum and the periodic algorithms' H."""
+    """The local optimizer's momentum, the parameters' storage and the periodic algorithms'
+    H."""
     add = parser.add_argument
     add("--momentum", type=probability, default=0.0, help="local momentum (dpsgd family)")
+    add(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="how the parameters are stored; bfloat16: each step in float32, rounded "
+        "stochastically (decjax.algorithms.low_precision)",
+    )
     add(
         "--every",
         type=positive_int,

@@ -50,6 +50,7 @@ def _make_factory(args, key, classes: int = 10):
     ``--no-progress``.
     """
     lr, algorithm, churn = args.lr, args.algorithm, args.node_failure > 0
+    bfloat16 = args.precision == "bfloat16"
     if args.max_delay is not None and algorithm != "dasgd":
         raise ValueError("--max-delay applies to --algorithm dasgd only")
     max_delay = 4 if args.max_delay is None else args.max_delay
@@ -63,7 +64,7 @@ def _make_factory(args, key, classes: int = 10):
         def build(lr, topology):
             return decjax.dpsgd(lr, topology, momentum=momentum, robust=robust)
 
-    def factory(topology):
+    def algorithm_on(topology):
         if algorithm == "dasgd":
             delays = decjax.algorithms.uniform_delay(max_delay)
             return decjax.dasgd(
@@ -74,6 +75,12 @@ def _make_factory(args, key, classes: int = 10):
             tx = decjax.algorithms.node_churn(tx, topology)
         if slow:
             tx = decjax.algorithms.stragglers(tx, speeds, key=key)
+        return tx
+
+    def factory(topology):
+        tx = algorithm_on(topology)
+        if bfloat16:
+            tx = decjax.algorithms.low_precision(tx, key=jax.random.fold_in(key, 1))
         return tx
 
     return factory
@@ -337,4 +344,8 @@ def _prepare(parser, args):
     except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
     params = decjax.replicate(model.init(jax.random.fold_in(key, 1000)), args.workers)
+    if args.precision == "bfloat16":  # the store, and inputs a bfloat16 model reads
+        params = jax.tree.map(lambda a: a.astype(jax.numpy.bfloat16), params)
+        if jax.numpy.issubdtype(data.x.dtype, jax.numpy.floating):
+            data = data._replace(x=data.x.astype(jax.numpy.bfloat16))
     return key, dataset, factory, topologies, data, model, params, timing

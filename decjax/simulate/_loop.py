@@ -57,7 +57,7 @@ def run_chunks(
     ) as bar:
 
         def collect(c, metrics, current) -> bool:
-            host = {k: np.asarray(v) for k, v in to_host(metrics).items()}
+            host = {k: _host_record(v) for k, v in to_host(metrics).items()}
             history.append(host)
             bar.update(steps_per_chunk)
             bar.set_postfix(shown(host), refresh=False)
@@ -104,3 +104,12 @@ def _progress_bar():
     else:
         from tqdm import tqdm
     return tqdm
+
+
+def _host_record(value) -> np.ndarray:
+    """A record on the host; a float narrower than float32 (a bfloat16 model's loss) is
+    widened, exactly: NumPy and pandas do not compute in bfloat16 (``pd.concat`` raises)."""
+    value = np.asarray(value)
+    if jax.numpy.issubdtype(value.dtype, jax.numpy.floating) and value.dtype.itemsize < 4:
+        return value.astype(np.float32)
+    return value
