@@ -10,8 +10,6 @@ the CPU smoke test that keeps the suite from rotting.
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -134,15 +132,7 @@ def throughput(model: str, n: int, *, steps: int, repeats: int) -> dict:
     """Simulated worker-steps per second: D-PSGD on a ring, batch 32 per worker gathered
     from each worker's shard on the device, the program ``make_run`` compiles."""
     jitted, params, unroll = roofline.record_program(model, n, steps=steps)
-    start = time.perf_counter()
-    params, metrics = jax.block_until_ready(jitted(params))
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        params, metrics = jax.block_until_ready(jitted(params))
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    first, seconds, metrics = roofline.timed_donated(jitted, params, repeats=repeats)
     return {
         "model": model,
         "n": n,

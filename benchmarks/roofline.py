@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 import decjax
-from benchmarks import _report, scale
+from benchmarks import _report, dpsgd_step, scale
 from benchmarks.hlo import step_census
 from decjax.simulate._lowering import resolve_steps_per_iteration
 
@@ -115,17 +115,22 @@ def memory_rate(nbytes: int, *, rounds: int, repeats: int) -> float:
     a = jnp.zeros(max(1, nbytes // 4), jnp.float32)
     one = jnp.ones((), jnp.float32)  # an argument, so the product is not folded away
     passes = jax.jit(lambda a, one: jax.lax.fori_loop(0, rounds, lambda _, b: b * one, a))
-    return 2 * a.nbytes * rounds / _median_seconds(passes, a, one, repeats=repeats)
+    return 2 * a.nbytes * rounds / dpsgd_step._timed(passes, a, one, repeats=repeats)
 
 
-def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
+def timed_donated(program, params, *, repeats: int) -> tuple[float, float, dict]:
+    """``(first, median, metrics)``: seconds of the first call (compile included) and the
+    median of ``repeats`` more of a program that donates its parameters (each call feeds
+    the next), and the last call's metrics."""
+    start = time.perf_counter()
+    params, metrics = jax.block_until_ready(program(params))
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        params, metrics = jax.block_until_ready(program(params))
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return first, statistics.median(times), metrics
 
 
 def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unroll) -> dict:
@@ -135,14 +140,10 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
     )
     compiled = program.lower(params).compile()
     census = step_census(compiled, shapes_of(params, n, LAYERS[model][0]))
-    params, metrics = jax.block_until_ready(program(params))  # compiles; donated from here on
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        params, metrics = jax.block_until_ready(program(params))
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times) / steps
     largest = census["shapes"][",".join(map(str, max(_leaf_shapes(params), key=_size)))]
+    param_bytes = sum(a.nbytes for a in jax.tree.leaves(params)) / n
+    _, seconds, metrics = timed_donated(program, params, repeats=repeats)  # params donated
+    seconds /= steps
     return {
         "model": model,
         "n": n,
@@ -155,7 +156,7 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
         "largest_weight_passes_per_step": (largest["reads"] + largest["writes"]) / per_iteration,
         "copies_per_step": largest["copies"] / per_iteration,
         "bytes_per_worker_step": census["bytes"] / per_iteration / n,
-        "param_bytes_per_worker": sum(a.nbytes for a in jax.tree.leaves(params)) / n,
+        "param_bytes_per_worker": param_bytes,
         "train_loss": float(metrics["train_loss"][-1]),
     }
 

@@ -1,5 +1,6 @@
 """Test helpers shared across test modules (independent numpy references)."""
 
+import jax
 import numpy as np
 
 import decjax
@@ -119,3 +120,15 @@ def on_graph(name: str, topology):
         return decjax.topology.spanning_tree(topology)
     except ValueError:
         return decjax.topology.chain(topology.n)
+
+
+def bfloat16_digits(n: int):
+    """``(model, params, data)``: an MLP 64-16-10 on digits (iid over ``n`` workers) with
+    its parameters and inputs stored in bfloat16."""
+    import decjax
+
+    data = decjax.data.distribute(decjax.data.load_digits(), n, "iid", key=0)
+    model = decjax.problems.mlp([64, 16, 10])
+    params = decjax.replicate(model.init(jax.random.key(0)), n)
+    params = jax.tree.map(lambda a: a.astype(jax.numpy.bfloat16), params)
+    return model, params, data._replace(x=data.x.astype(jax.numpy.bfloat16))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import dense_reference, on_graph
+from helpers import bfloat16_digits, dense_reference, on_graph
 from jax.sharding import PartitionSpec as P
 
 import decjax
@@ -550,14 +550,8 @@ def _digraph(n: int):
 def test_stochastic_rounding_draws_the_same_bits_however_the_workers_are_split(mesh):
     """low_precision's bits come from (key, step, worker, leaf), the worker's global index:
     two workers per device round exactly as on one device."""
-    ds = decjax.data.load_digits()
     n = 16
-    data = decjax.data.distribute(ds, n, "iid", key=0)
-    data = data._replace(x=data.x.astype(jnp.bfloat16))
-    model = decjax.problems.mlp([64, 16, 10])
-    params = jax.tree.map(
-        lambda a: a.astype(jnp.bfloat16), decjax.replicate(model.init(jax.random.key(0)), n)
-    )
+    model, params, data = bfloat16_digits(n)
 
     def tx():
         return decjax.algorithms.low_precision(decjax.dpsgd(0.1, decjax.ring(n)), key=5)

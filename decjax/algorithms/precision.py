@@ -131,7 +131,7 @@ def low_precision(
             inner_tx, _widen(grads), state.inner, _widen(params), **extra_args
         )
         if rounding == "nearest":
-            new = jax.tree.map(lambda a: a.astype(storage), new)
+            new = jax.tree.map(lambda a: a.astype(storage) if a.dtype == jnp.float32 else a, new)
         else:
             new = _round_stochastically(new, varied(key), state.count)
         return new, LowPrecisionState(state.count + 1, inner), info

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import on_graph
+from helpers import bfloat16_digits, on_graph
 
 import decjax
 from decjax.algorithms import ALGORITHMS, NAMES, low_precision, stochastic_round
@@ -117,14 +117,8 @@ def test_one_step_is_the_float32_step_rounded_once():
 
 
 def test_it_trains_in_simulate_and_sweep_on_bfloat16_parameters():
-    ds = decjax.data.load_digits()
     n = 8
-    data = decjax.data.distribute(ds, n, "iid", key=0)
-    data = data._replace(x=data.x.astype(jnp.bfloat16))
-    net = decjax.problems.mlp([64, 16, 10])
-    params = jax.tree.map(
-        lambda a: a.astype(jnp.bfloat16), decjax.replicate(net.init(jax.random.key(0)), n)
-    )
+    net, params, data = bfloat16_digits(n)
     make = lambda lr: low_precision(decjax.dpsgd(lr, decjax.ring(n)), key=1)  # noqa: E731
     kwargs = {"steps": 40, "batch_size": 16, "key": jax.random.key(2), "progress": False}
     one = decjax.simulate(net.loss, params, make(0.1), data, **kwargs)
