@@ -128,14 +128,16 @@ def convnets_section(plan: Plan) -> list:
     return [(f"{m} n={n}", lambda m=m, n=n: one(m, n)) for m, n in plans]
 
 
-def throughput(model: str, n: int, *, steps: int, repeats: int) -> dict:
+def throughput(model: str, n: int, *, steps: int, repeats: int, precision: str = "float32") -> dict:
     """Simulated worker-steps per second: D-PSGD on a ring, batch 32 per worker gathered
-    from each worker's shard on the device, the program ``make_run`` compiles."""
-    jitted, params, unroll = roofline.record_program(model, n, steps=steps)
+    from each worker's shard on the device, the program ``make_run`` compiles; parameters
+    stored as ``precision`` (``roofline.PRECISIONS``)."""
+    jitted, params, unroll = roofline.record_program(model, n, steps=steps, precision=precision)
     first, seconds, metrics = roofline.timed_donated(jitted, params, repeats=repeats)
     return {
         "model": model,
         "n": n,
+        "precision": precision,
         "steps_per_iteration": unroll,
         "step_ms": 1e3 * seconds / steps,
         "worker_steps_per_s": n * steps / seconds,
@@ -173,7 +175,8 @@ def dense_reference(n: int, steps: int) -> dict:
 
 
 def record(plan: Plan) -> list:
-    """Worker-steps per second (the throughput record), checked against a dense reference."""
+    """Worker-steps per second (the throughput record), checked against a dense reference;
+    the MLP also with bfloat16 parameters under low_precision at the largest n."""
     out = [("dense reference n=16", lambda: dense_reference(16, plan.steps))]
     for n in plan.record_sizes:
         out.append(
@@ -182,6 +185,15 @@ def record(plan: Plan) -> list:
                 lambda n=n: throughput("mlp", n, steps=plan.steps, repeats=plan.repeats),
             )
         )
+    n = plan.record_sizes[-1]  # half the parameters' bytes, at the largest float32 size
+    out.append(
+        (
+            f"mlp bfloat16 stochastic n={n}",
+            lambda: throughput(
+                "mlp", n, steps=plan.steps, repeats=plan.repeats, precision="bfloat16 stochastic"
+            ),
+        )
+    )
     n = plan.logistic_record
     out.append((f"logistic n={n}", lambda: throughput("logistic", n, steps=plan.steps, repeats=1)))
     return out
