@@ -219,6 +219,7 @@ def limits(plan: Plan) -> list:
                 "bytes_per_worker_step",
                 "roofline_worker_steps_per_s",
                 "fraction_of_roofline",
+                "memory_bytes_per_worker",
                 "train_loss",
             ):
                 out[f"{name} {key}"] = r[key]

@@ -12,7 +12,8 @@ compiles. At one n this script measures, in one process:
    the forward pass reads it, the backward pass writes its gradient, and the
    update and the gossip, fused into one kernel, read the parameters and the
    gradient and write the result (layers after the first read theirs once more
-   in the backward pass).
+   in the backward pass). Also the memory the compiled run holds per worker
+   (XLA's buffer assignment).
 2. **The memory rate** of the device: a loop of in-place passes ``a * one``
    over an array of the parameters' bytes (one read and one write per pass).
 3. **The roofline**: memory rate / bytes per worker-step, the most worker-steps
@@ -139,6 +140,13 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
         model, n, steps=steps, precision=precision, unroll=unroll
     )
     compiled = program.lower(params).compile()
+    memory = compiled.memory_analysis()  # XLA's buffer assignment: what the run holds
+    held = (
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
     census = step_census(compiled, shapes_of(params, n, LAYERS[model][0]))
     largest = census["shapes"][",".join(map(str, max(_leaf_shapes(params), key=_size)))]
     param_bytes = sum(a.nbytes for a in jax.tree.leaves(params)) / n
@@ -157,6 +165,7 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
         "copies_per_step": largest["copies"] / per_iteration,
         "bytes_per_worker_step": census["bytes"] / per_iteration / n,
         "param_bytes_per_worker": param_bytes,
+        "memory_bytes_per_worker": held / n,
         "train_loss": float(metrics["train_loss"][-1]),
     }
 
@@ -272,12 +281,14 @@ def to_markdown(report: dict) -> str:
         f"{_report.measured_on(report)}. {report['model']}, D-PSGD on a ring, batch "
         f"{BATCH} per worker gathered on the device (the record's program), n = "
         f"{record['n']}. Census of the compiled step loop per step; memory rate: in-place "
-        f"passes over the parameters' bytes, {record['memory_GBps']:.1f} GB/s (read + write).",
+        f"passes over the parameters' bytes, {record['memory_GBps']:.1f} GB/s (read + write); "
+        "MB held per worker: XLA's buffer assignment of the compiled run (arguments, "
+        "results and temporaries, less aliases) over n.",
         "",
         "| parameters | steps per loop iteration | worker-steps/s | kernels per step (integer) "
         "| passes over the largest weight | copies | MB per worker-step | roofline "
-        "worker-steps/s | fraction of roofline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "worker-steps/s | fraction of roofline | MB held per worker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in record["variants"]:
         lines.append(
@@ -285,7 +296,8 @@ def to_markdown(report: dict) -> str:
             f"{r['kernels_per_step']:g} ({r['integer_kernels_per_step']:g}) | "
             f"{r['largest_weight_passes_per_step']:g} | "
             f"{r['copies_per_step']:g} | {r['bytes_per_worker_step'] / 1e6:.2f} | "
-            f"{r['roofline_worker_steps_per_s']:.0f} | {r['fraction_of_roofline']:.3f} |"
+            f"{r['roofline_worker_steps_per_s']:.0f} | {r['fraction_of_roofline']:.3f} | "
+            f"{r['memory_bytes_per_worker'] / 1e6:.2f} |"
         )
     setup = report["training"]["setup"]
     lines += [

@@ -165,6 +165,8 @@ SOURCES: dict[str, dict[str, str]] = {
         "3.5": "closed form: 4.3e5 worker-steps/s (the H100 record) x 8.12 MB per worker-step "
         "(roofline_cpu.md, one step per iteration)",
         "24": "closed form: 4,096 workers x 5.96 MB per worker-step (roofline_cpu.md)",
+        "0.40": "closed form: 3.08 - 2.68 MB held per worker (roofline_cpu.md)",
+        "37": "closed form: 0.40 MB / 1.077 MB of parameters per worker (roofline_cpu.md)",
     },
 }
 
