@@ -36,6 +36,7 @@ from jax.experimental.compilation_cache import compilation_cache
 import decjax
 from benchmarks import dpsgd_step
 from benchmarks._report import arguments, header, write
+from benchmarks.hlo import step_census
 from decjax.simulate._lowering import PAYBACK_FLOAT_STEPS
 
 LAYERS = [784, 256, 256, 10]
@@ -434,7 +435,50 @@ def _auto_unroll(factories: dict, params, steps: int) -> int:
     return matches[0]
 
 
-SECTIONS = ("steps", "evaluation", "sums", "compile", "time_to_result")
+SECTIONS = ("steps", "evaluation", "sums", "compile", "time_to_result", "census")
+
+
+def census(n: int, *, steps: int) -> list[dict]:
+    """Per step, what each ring program does to the first weight ``(n, 784, 256)``, read
+    from the compiled programs (:func:`benchmarks.hlo.step_census`): passes (reads and
+    writes), copies and kernels, for a record every step and every 16."""
+    model, params, data = _workload(n)
+    shape = (n, LAYERS[0], LAYERS[1])
+    rows = []
+    for every in (1, 16):
+        programs = {
+            "decjax, two steps per iteration": 2,
+            "decjax, one step per iteration": 1,
+            "hand-written": 1,
+        }
+        for name, unroll in programs.items():
+            if name == "hand-written":
+                program = hand_program("dpsgd ring", n, model, data, steps=steps, every=every)
+            else:
+                program = decjax_program(
+                    "dpsgd ring",
+                    n,
+                    model,
+                    data,
+                    steps=steps,
+                    every=every,
+                    lowering="auto",
+                    unroll=unroll,
+                )
+            counted = step_census(program.lower(params).compile(), [shape])
+            weight = counted["shapes"][",".join(map(str, shape))]
+            per_loop = min(unroll, every)  # a record of one step is one step per iteration
+            rows.append(
+                {
+                    "n": n,
+                    "record_every": every,
+                    "program": name,
+                    "passes_per_step": (weight["reads"] + weight["writes"]) / per_loop,
+                    "copies_per_step": weight["copies"] / per_loop,
+                    "kernels_per_step": counted["kernels"] / per_loop,
+                }
+            )
+    return rows
 
 
 def main(argv=None) -> int:
@@ -469,6 +513,7 @@ def main(argv=None) -> int:
             repeats=1 if args.quick else 7,
         ),
         "compile": lambda: compile_times(args.quick, repeats=1 if args.quick else 3),
+        "census": lambda: census(4 if args.quick else 64, steps=32),
         "time_to_result": lambda: time_to_result(
             4 if args.quick else 16,
             (4, 1_000) if args.quick else (100, 2_000),  # below and above the payback
@@ -523,6 +568,21 @@ def to_markdown(report: dict) -> str:
         lines += _compile_markdown(report["compile"]) + _payback_markdown(report)
     if "time_to_result" in report:
         lines += _time_to_result_markdown(report["time_to_result"])
+    if "census" in report:
+        lines += [
+            "",
+            "D-PSGD on a ring: per step, passes over the first weight (reads and writes of "
+            "arrays of its shape), copies and kernels in each compiled program "
+            "(`benchmarks.hlo.step_census`):",
+            "",
+            "| n | record every | program | passes | copies | kernels |",
+            "|---:|---:|---|---:|---:|---:|",
+        ]
+        for r in report["census"]:
+            lines.append(
+                f"| {r['n']} | {r['record_every']} | {r['program']} | {r['passes_per_step']:g} "
+                f"| {r['copies_per_step']:g} | {r['kernels_per_step']:g} |"
+            )
     if "sums" in report:
         lines += [
             "",

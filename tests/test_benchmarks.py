@@ -147,3 +147,7 @@ def test_simulate_step_benchmark_quick_mode_writes_results(tmp_path):
         assert min(row["auto_s"], row["one_s"], row["two_s"], row["hand_s"]) > 0
     assert {r["n"] for r in simulate_step.payback(report)} == {4}
     assert report["sums"][0]["max_abs_diff"] < 1e-4 and report["sums"][0]["reduction_over_dot"] > 0
+    passes = {(r["record_every"], r["program"]): r["passes_per_step"] for r in report["census"]}
+    assert passes[16, "decjax, two steps per iteration"] == 5  # the floor: no copy
+    assert passes[16, "decjax, one step per iteration"] == passes[16, "hand-written"] == 7
+    assert passes[1, "hand-written"] > passes[1, "decjax, two steps per iteration"]
