@@ -128,6 +128,7 @@ _TORCH_CONVNETS = "benchmarks/results/torch_convnets_cpu.md"  # the 2026-11-30 r
 SOURCES: dict[str, dict[str, str]] = {
     "docs/low_precision.md": {
         "65504": "closed form: float16's largest finite value, (2 - 2**-10) * 2**15",
+        "4": "closed form: bfloat16's spacing is 2**-6 between 2 and 4 (8 significand bits)",
         "16": "closed form: lowbias32 is 8 integer operations (3 shifts, 3 xors, 2 "
         "multiplies), twice, plus the seeds' add and xor",
     },

@@ -278,8 +278,10 @@ class Program:
             trained = {"params": params, "opt_state": opt_state, "totals": totals}
             trained = within_budget(hyper, state, {**trained, "model_state": model_state})
             new = state._replace(key=key, step=state.step + 1, **trained)
-            aux = {f"train_{k}": masked_mean(v, honest) for k, v in aux.items()}
-            return new, (masked_mean(losses, honest), aux)
+            # averaged in float32 at least: a bfloat16 model's mean over workers and steps
+            # would round at every add
+            aux = {f"train_{k}": masked_mean(_wide(v), honest) for k, v in aux.items()}
+            return new, (masked_mean(_wide(losses), honest), aux)
 
         start = state
         shapes: tuple = ()
@@ -373,3 +375,8 @@ def mix_floating(topology, tree: Any, step) -> Any:
     for i, x in zip(floating, mixed, strict=True):
         leaves[i] = x
     return jax.tree.unflatten(treedef, leaves)
+
+
+def _wide(x: jax.Array) -> jax.Array:
+    """``x`` in float32 at least (float64 stays), for records averaged over workers."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))

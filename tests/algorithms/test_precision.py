@@ -184,3 +184,18 @@ def test_after_an_exact_average_workers_round_apart_stochastically_and_together_
         new = np.asarray(tx.step(zero, tx.init(x), x)[0].astype(jnp.float32))
         assert (new == new[0]).all() == together
         np.testing.assert_allclose(new.mean(0), np.asarray(x, np.float32).mean(0), atol=0.02)
+
+
+def test_a_bfloat16_models_training_loss_is_averaged_in_float32():
+    """The record averages the workers' bfloat16 losses in float32: the mean of 8 losses
+    near 2.3 in bfloat16 would be a multiple of 2^-6."""
+    n = 8
+    net, params, _ = bfloat16_digits(n)
+    ds = decjax.data.load_digits()
+    x = jnp.asarray(ds.x_train[: n * 20]).reshape(n, 20, -1).astype(jnp.bfloat16)
+    y = jnp.asarray(ds.y_train[: n * 20]).reshape(n, 20)
+    tx = low_precision(decjax.dpsgd(0.1, decjax.ring(n)), key=0)
+    result = decjax.simulate(net.loss, params, tx, (x, y), steps=1, key=0, progress=False)
+    losses = np.asarray(jax.vmap(net.loss)(params, (x, y)), np.float64)
+    assert losses.dtype == np.float64 and result.metrics["train_loss"].dtype == np.float32
+    np.testing.assert_allclose(result.metrics["train_loss"][0], losses.mean(), rtol=1e-6)
