@@ -473,6 +473,22 @@ def test_cli_one_worker_runs_without_warnings_and_counts_in_words(tmp_path, caps
     assert "1 worker," in printed and "momentum 0.9" in printed and "1 run in one" in printed
 
 
+def test_cli_trains_bfloat16_parameters_and_says_so(tmp_path, capsys):
+    """--precision bfloat16: the store and the inputs in bfloat16, each step in float32
+    under low_precision; the records come out as float32 numbers, the title names it. On
+    the complete graph the workers round apart after each exact average (float32: 1e-12)."""
+    argv = ["--workers", "8", "--steps", "100", "--eval-every", "50", "--topologies", "complete"]
+    argv += ["--precision", "bfloat16", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert results["train_loss"].iloc[-1] < results["train_loss"].iloc[0]
+    assert results["test_accuracy"].iloc[-1] > 0.5
+    assert results["consensus_distance"].iloc[-1] > 1e-6  # stochastic rounding ran
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["flags"]["precision"] == "bfloat16"
+    assert "parameters bfloat16" in capsys.readouterr().out
+
+
 def test_cli_title_names_momentum_period_faults_and_clock():
     from decjax.cli import _title
 
