@@ -52,6 +52,17 @@ def _timed(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
+def timed_chain(program, params, *, calls: int):
+    """``(median seconds of one call, params, records)`` of a compiled program that
+    donates its parameters, ``params -> (params, records)``: each call feeds the next."""
+    times, records = [], None
+    for _ in range(calls):
+        start = time.perf_counter()
+        params, records = jax.block_until_ready(program(params))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), params, records
+
+
 def step_benchmark(n: int, *, steps: int, repeats: int, lr: float = 0.05) -> dict:
     model = decjax.problems.mlp(LAYERS)
     key = jax.random.key(0)

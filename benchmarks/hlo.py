@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 
@@ -103,7 +104,7 @@ def step_census(compiled, shapes) -> dict:
             reads = [b for op in ops for a in op[3] for b in _arrays(types.get(a, ""), dims)]
             copies = sum(op[2] == "copy" and bool(_arrays(op[1], dims)) for op in ops)
             row["shapes"][dims] = {"reads": len(reads), "writes": len(writes), "copies": copies}
-            size = _elements(dims)
+            size = math.prod(int(d) for d in dims.split(",") if d)
             row["bytes"] += size * (sum(reads) + sum(writes))
         return row
 
@@ -115,10 +116,3 @@ def step_census(compiled, shapes) -> dict:
             "(a loop of one iteration is compiled away: run at least two)"
         )
     return best
-
-
-def _elements(dims: str) -> int:
-    size = 1
-    for d in dims.split(","):
-        size *= int(d) if d else 1
-    return size

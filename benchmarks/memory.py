@@ -57,7 +57,13 @@ def compiled_bytes(n: int, chunks: int, remat: bool, steps_per_iteration: int, b
         steps_per_iteration=steps_per_iteration,
     )
     jitted = jax.jit(lambda p, k, d, s: run(p, k, d, None, None, s)[0])
-    stats = jitted.lower(params, jax.random.key(1), (x, y), state).compile().memory_analysis()
+    return held_bytes(jitted.lower(params, jax.random.key(1), (x, y), state).compile())
+
+
+def held_bytes(compiled) -> int:
+    """The bytes a compiled program holds at its peak, by XLA's buffer assignment:
+    arguments, results and temporaries, less what results alias from arguments."""
+    stats = compiled.memory_analysis()
     return (
         stats.argument_size_in_bytes
         + stats.output_size_in_bytes

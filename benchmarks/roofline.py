@@ -33,14 +33,14 @@ compiles. At one n this script measures, in one process:
 
 from __future__ import annotations
 
-import statistics
+import math
 import time
 
 import jax
 import jax.numpy as jnp
 
 import decjax
-from benchmarks import _report, dpsgd_step, scale
+from benchmarks import _report, dpsgd_step, memory, scale
 from benchmarks.hlo import step_census
 from decjax.simulate._lowering import resolve_steps_per_iteration
 
@@ -99,15 +99,8 @@ def record_program(model: str, n: int, *, steps: int, precision="float32", unrol
 
 def shapes_of(params, n: int, inputs: int) -> list[tuple]:
     """The distinct parameter shapes, largest first, then the input batch's."""
-    leaves = sorted({leaf.shape for leaf in jax.tree.leaves(params)}, key=_size, reverse=True)
+    leaves = sorted({leaf.shape for leaf in jax.tree.leaves(params)}, key=math.prod, reverse=True)
     return [*leaves, (n, BATCH, inputs)]
-
-
-def _size(shape) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
 
 
 def memory_rate(nbytes: int, *, rounds: int, repeats: int) -> float:
@@ -124,14 +117,10 @@ def timed_donated(program, params, *, repeats: int) -> tuple[float, float, dict]
     median of ``repeats`` more of a program that donates its parameters (each call feeds
     the next), and the last call's metrics."""
     start = time.perf_counter()
-    params, metrics = jax.block_until_ready(program(params))
+    params, _ = jax.block_until_ready(program(params))
     first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        params, metrics = jax.block_until_ready(program(params))
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times), metrics
+    seconds, _, metrics = dpsgd_step.timed_chain(program, params, calls=repeats)
+    return first, seconds, metrics
 
 
 def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unroll) -> dict:
@@ -140,15 +129,9 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
         model, n, steps=steps, precision=precision, unroll=unroll
     )
     compiled = program.lower(params).compile()
-    memory = compiled.memory_analysis()  # XLA's buffer assignment: what the run holds
-    held = (
-        memory.argument_size_in_bytes
-        + memory.output_size_in_bytes
-        + memory.temp_size_in_bytes
-        - memory.alias_size_in_bytes
-    )
-    census = step_census(compiled, shapes_of(params, n, LAYERS[model][0]))
-    largest = census["shapes"][",".join(map(str, max(_leaf_shapes(params), key=_size)))]
+    shapes = shapes_of(params, n, LAYERS[model][0])
+    census = step_census(compiled, shapes)
+    largest = census["shapes"][",".join(map(str, shapes[0]))]
     param_bytes = sum(a.nbytes for a in jax.tree.leaves(params)) / n
     _, seconds, metrics = timed_donated(program, params, repeats=repeats)  # params donated
     seconds /= steps
@@ -165,13 +148,9 @@ def variant(model: str, n: int, *, steps: int, repeats: int, precision: str, unr
         "copies_per_step": largest["copies"] / per_iteration,
         "bytes_per_worker_step": census["bytes"] / per_iteration / n,
         "param_bytes_per_worker": param_bytes,
-        "memory_bytes_per_worker": held / n,
+        "memory_bytes_per_worker": memory.held_bytes(compiled) / n,
         "train_loss": float(metrics["train_loss"][-1]),
     }
-
-
-def _leaf_shapes(params) -> list[tuple]:
-    return [leaf.shape for leaf in jax.tree.leaves(params)]
 
 
 def measure(model: str, n: int, *, steps: int, repeats: int, rounds: int) -> dict:

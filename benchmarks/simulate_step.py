@@ -129,25 +129,13 @@ def hand_program(name: str, n: int, model, data, *, steps: int, every: int):
     return jax.jit(program, donate_argnums=0)
 
 
-def _seconds(program, params, calls: int):
-    """Median seconds of one call, chaining the donated params from call to call (each
-    program has run once before: the final-params check compiled and warmed it)."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        params, records = program(params)
-        jax.block_until_ready((params, records))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), params
-
-
 def _alternate(programs: dict, states: dict, *, rounds: int, calls: int, baseline: str):
     """Each program's per-round seconds (timed in turn, ``rounds`` times, from ``states``) and
     the median over rounds of its time over ``baseline``'s."""
     times = {k: [] for k in programs}
     for _ in range(rounds):
         for k, program in programs.items():
-            t, states[k] = _seconds(program, states[k], calls)
+            t, states[k], _ = dpsgd_step.timed_chain(program, states[k], calls=calls)
             times[k].append(t)
     ratios = {
         k: statistics.median(a / b for a, b in zip(v, times[baseline], strict=True))
@@ -445,29 +433,25 @@ def census(n: int, *, steps: int) -> list[dict]:
     model, params, data = _workload(n)
     shape = (n, LAYERS[0], LAYERS[1])
     rows = []
+
+    def build(unroll, every):  # unroll None: the hand-written program
+        if unroll is None:
+            return hand_program("dpsgd ring", n, model, data, steps=steps, every=every)
+        return decjax_program(
+            "dpsgd ring", n, model, data, steps=steps, every=every, lowering="auto", unroll=unroll
+        )
+
+    programs = {
+        "decjax, two steps per iteration": 2,
+        "decjax, one step per iteration": 1,
+        "hand-written": None,
+    }
     for every in (1, 16):
-        programs = {
-            "decjax, two steps per iteration": 2,
-            "decjax, one step per iteration": 1,
-            "hand-written": 1,
-        }
         for name, unroll in programs.items():
-            if name == "hand-written":
-                program = hand_program("dpsgd ring", n, model, data, steps=steps, every=every)
-            else:
-                program = decjax_program(
-                    "dpsgd ring",
-                    n,
-                    model,
-                    data,
-                    steps=steps,
-                    every=every,
-                    lowering="auto",
-                    unroll=unroll,
-                )
+            program = build(unroll, every)
             counted = step_census(program.lower(params).compile(), [shape])
             weight = counted["shapes"][",".join(map(str, shape))]
-            per_loop = min(unroll, every)  # a record of one step is one step per iteration
+            per_loop = min(unroll or 1, every)  # a record of one step: one per iteration
             rows.append(
                 {
                     "n": n,

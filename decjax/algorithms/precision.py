@@ -13,6 +13,7 @@ result on average.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -185,10 +186,7 @@ def _hashed_bits(seeds: jax.Array, shape) -> jax.Array:
     hash of its index (Wellons' lowbias32 twice, about 16 integer operations, fused into
     the rounding), where threefry takes 20 rounds for every two words; rounding asks only
     for bits that are uniform and unrelated across elements, workers and steps (tested)."""
-    size = 1
-    for d in shape:
-        size *= d
-    index = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    index = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
     return _lowbias32(_lowbias32(index + seeds[0]) ^ seeds[1])
 
 
